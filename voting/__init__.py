@@ -1,0 +1,3 @@
+"""Vote on resolutions by S/MIME-signed email."""
+
+__version__ = "0.1.0"

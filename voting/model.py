@@ -1,0 +1,136 @@
+"""The domain's values: delegations, electorates, votes, drafts, choices, outcomes.
+
+Pydantic models where the value crosses a boundary (the electorate file, the
+audit manifest); frozen dataclasses elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CODE_PATTERN = r"^[A-Z][A-Z0-9-]{1,15}$"
+
+
+class Choice(StrEnum):
+    YES = "yes"
+    NO = "no"
+    ABSTAIN = "abstain"
+
+
+class RegisteredCertificate(BaseModel):
+    """A certificate registered to a delegation, pinned by its SHA-256 fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    pem: str
+    issued_by_secretariat: bool = False
+    revoked: bool = False
+    revoked_at: datetime | None = None
+
+
+class Delegation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name: str
+    permanent: bool = False
+    addresses: list[str] = Field(default_factory=list)
+    certificates: list[RegisteredCertificate] = Field(default_factory=list)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses_are_mailboxes(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
+                raise ValueError(f"{address!r} is not a mailbox address")
+        return [a.lower() for a in addresses]
+
+    @property
+    def label(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class Electorate(BaseModel):
+    """The members of a body and the numbers its rules need."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "Electorate"
+    required_yes: int | None = Field(
+        default=None, ge=1, description="Affirmative votes a draft needs under the unsc-* rules"
+    )
+    quorum: int | None = Field(default=None, ge=1, description="Members present and voting a majority rule needs")
+    delegation: list[Delegation] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Electorate:
+        seen_codes: set[str] = set()
+        owner_of: dict[str, str] = {}
+        for d in self.delegation:
+            if d.code in seen_codes:
+                raise ValueError(f"delegation {d.code} is listed twice")
+            seen_codes.add(d.code)
+            for c in d.certificates:
+                if c.sha256 in owner_of:
+                    raise ValueError(
+                        f"certificate {c.sha256[:16]}… is registered to both {owner_of[c.sha256]} and {d.code}"
+                    )
+                owner_of[c.sha256] = d.code
+        return self
+
+    @property
+    def codes(self) -> list[str]:
+        return [d.code for d in self.delegation]
+
+    @property
+    def permanent(self) -> frozenset[str]:
+        return frozenset(d.code for d in self.delegation if d.permanent)
+
+    def get(self, code: str) -> Delegation | None:
+        return next((d for d in self.delegation if d.code == code), None)
+
+
+@dataclass(frozen=True)
+class Draft:
+    symbol: str
+    text: str
+    sha256: str
+    parties_to_dispute: tuple[str, ...] = ()
+    """Delegations that must abstain (UN Charter Art. 27(3), Chapter VI decisions)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    adopted: bool
+    yes: int
+    no: int
+    abstain: int
+    absent: int
+    vetoed_by: tuple[str, ...] = ()
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "adopted": self.adopted,
+            "yes": self.yes,
+            "no": self.no,
+            "abstain": self.abstain,
+            "absent": self.absent,
+            "vetoed_by": list(self.vetoed_by),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class VoteParameters:
+    """What a rule needs to know about one vote besides the ballots."""
+
+    rule: str
+    quorum: int | None = None
+    parties_to_dispute: dict[str, tuple[str, ...]] = field(default_factory=dict)
