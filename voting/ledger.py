@@ -1,0 +1,559 @@
+"""The ledger: one SQLite file (WAL, synchronous=FULL) that is the service's memory.
+
+Raw messages are committed before anything else happens to them; decisions,
+the chain events that record them and the mail that answers them are written
+in one transaction. Every event is appended to a hash chain (one chain per
+vote, and one for messages not yet bound to a vote), so that removing or
+changing a recorded event is detectable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from voting.errors import LedgerError, UsageError
+
+SCHEMA_VERSION = 1
+GENESIS = "0" * 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS votes (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    closes_at TEXT NOT NULL,
+    closed_at TEXT,
+    first_ballot_final INTEGER NOT NULL DEFAULT 0,
+    quorum INTEGER,
+    statement_hours REAL NOT NULL,
+    electorate_json TEXT NOT NULL,
+    outcome_json TEXT
+);
+CREATE TABLE IF NOT EXISTS drafts (
+    vote_id TEXT NOT NULL REFERENCES votes(id),
+    position INTEGER NOT NULL,
+    symbol TEXT NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    parties_json TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (vote_id, symbol)
+);
+CREATE TABLE IF NOT EXISTS ballots (
+    vote_id TEXT NOT NULL REFERENCES votes(id),
+    code TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
+    PRIMARY KEY (vote_id, code)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    raw BLOB NOT NULL,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    message INTEGER PRIMARY KEY REFERENCES messages(id),
+    vote_id TEXT REFERENCES votes(id),
+    code TEXT,
+    verdict TEXT NOT NULL CHECK (verdict IN ('ballot', 'statement', 'rejected')),
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    choices_json TEXT NOT NULL DEFAULT '{}',
+    explanation TEXT NOT NULL DEFAULT '',
+    supersedes INTEGER REFERENCES messages(id),
+    decided_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    vote_id TEXT,
+    envelope_from TEXT NOT NULL,
+    recipients_json TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    sent_at TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data_json TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS messages_keep_raw BEFORE UPDATE OF raw, sha256, received_at ON messages
+BEGIN SELECT RAISE(ABORT, 'raw messages are never changed'); END;
+"""
+
+
+def utc_text(moment: datetime) -> str:
+    """The one text form of instants in the ledger: ISO 8601, UTC, microseconds, 'Z'."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(prev_hash: str, seq: int, at: str, kind: str, data_json: str) -> str:
+    """Link of the hash chain; `voting audit` recomputes it with this same function."""
+    material = canonical_json([prev_hash, seq, at, kind, json.loads(data_json)])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    sha256: str
+    received_at: datetime
+    source: str
+    new: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    chain: str
+    seq: int
+    at: str
+    kind: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    id: str
+    title: str
+    rule: str
+    opened_at: datetime
+    closes_at: datetime
+    closed_at: datetime | None
+    first_ballot_final: bool
+    quorum: int | None
+    statement_hours: float
+    electorate_json: str
+    outcome: dict[str, Any] | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    symbol: str
+    title: str
+    text: str
+    sha256: str
+    parties_to_dispute: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    message: int
+    sha256: str
+    received_at: datetime
+    vote_id: str | None
+    code: str | None
+    verdict: str
+    reason: str | None
+    detail: str
+    choices: dict[str, str]
+    explanation: str
+    supersedes: int | None
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    id: int
+    message_id: str
+    kind: str
+    vote_id: str | None
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    status: str
+    attempts: int
+    last_error: str
+
+
+class Ledger:
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self.db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.executescript(SCHEMA)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"{path}: cannot open the ledger: {error}") from None
+        except OSError as error:
+            raise LedgerError(f"{path}: cannot open the ledger: {error.strerror}") from None
+        return cls(connection, path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT: everything inside lands together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- the hash chain --------------------------------------------------
+
+    def append_event(self, chain: str, kind: str, data: dict[str, Any], at: datetime) -> Event:
+        """Append to a chain; call inside a transaction so the event lands with what it records."""
+        row = self.db.execute(
+            "SELECT seq, hash FROM events WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)
+        ).fetchone()
+        seq, prev_hash = (row["seq"] + 1, row["hash"]) if row else (1, GENESIS)
+        at_text = utc_text(at)
+        data_json = canonical_json(data)
+        digest = event_hash(prev_hash, seq, at_text, kind, data_json)
+        self.db.execute(
+            "INSERT INTO events (chain, seq, at, kind, data_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chain, seq, at_text, kind, data_json, prev_hash, digest),
+        )
+        return Event(chain, seq, at_text, kind, data, prev_hash, digest)
+
+    def events(self, chain: str) -> list[Event]:
+        rows = self.db.execute("SELECT * FROM events WHERE chain = ? ORDER BY seq", (chain,)).fetchall()
+        return [
+            Event(r["chain"], r["seq"], r["at"], r["kind"], json.loads(r["data_json"]), r["prev_hash"], r["hash"])
+            for r in rows
+        ]
+
+    # -- raw messages ----------------------------------------------------
+
+    def store_message(self, raw: bytes, received_at: datetime, source: str, now: datetime) -> StoredMessage:
+        """Commit the exact bytes first; the same bytes delivered again are recognised, not stored twice."""
+        sha256 = hashlib.sha256(raw).hexdigest()
+        with self.transaction():
+            existing = self.db.execute(
+                "SELECT id, received_at, source FROM messages WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+            if existing:
+                return StoredMessage(existing["id"], sha256, parse_utc(existing["received_at"]), existing["source"])
+            cursor = self.db.execute(
+                "INSERT INTO messages (sha256, raw, received_at, source, stored_at) VALUES (?, ?, ?, ?, ?)",
+                (sha256, raw, utc_text(received_at), source, utc_text(now)),
+            )
+            self.append_event(
+                "", "message-received", {"sha256": sha256, "received_at": utc_text(received_at)}, now
+            )
+        return StoredMessage(int(cursor.lastrowid or 0), sha256, received_at, source, new=True)
+
+    def has_source(self, source: str) -> bool:
+        return self.db.execute("SELECT 1 FROM messages WHERE source = ?", (source,)).fetchone() is not None
+
+    def undecided_messages(self) -> list[StoredMessage]:
+        rows = self.db.execute(
+            "SELECT id, sha256, received_at, source FROM messages"
+            " WHERE id NOT IN (SELECT message FROM decisions) ORDER BY received_at, id"
+        ).fetchall()
+        return [StoredMessage(r["id"], r["sha256"], parse_utc(r["received_at"]), r["source"]) for r in rows]
+
+    def raw_message(self, message_id: int) -> bytes:
+        row = self.db.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no message {message_id} in the ledger")
+        return bytes(row["raw"])
+
+    # -- votes -------------------------------------------------------------
+
+    def create_vote(
+        self,
+        vote_id: str,
+        *,
+        title: str,
+        rule: str,
+        opened_at: datetime,
+        closes_at: datetime,
+        first_ballot_final: bool,
+        quorum: int | None,
+        statement_hours: float,
+        electorate_json: str,
+        drafts: Sequence[DraftRecord],
+    ) -> None:
+        """Insert a vote and its drafts; call inside a transaction."""
+        if self.db.execute("SELECT 1 FROM votes WHERE id = ?", (vote_id,)).fetchone():
+            raise UsageError(f"a vote {vote_id} already exists")
+        self.db.execute(
+            "INSERT INTO votes (id, title, rule, opened_at, closes_at, first_ballot_final, quorum,"
+            " statement_hours, electorate_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                vote_id,
+                title,
+                rule,
+                utc_text(opened_at),
+                utc_text(closes_at),
+                int(first_ballot_final),
+                quorum,
+                statement_hours,
+                electorate_json,
+            ),
+        )
+        for position, draft in enumerate(drafts):
+            self.db.execute(
+                "INSERT INTO drafts (vote_id, position, symbol, title, text, sha256, parties_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    vote_id,
+                    position,
+                    draft.symbol,
+                    draft.title,
+                    draft.text,
+                    draft.sha256,
+                    json.dumps(list(draft.parties_to_dispute)),
+                ),
+            )
+
+    def next_vote_number(self, prefix: str) -> int:
+        rows = self.db.execute("SELECT id FROM votes WHERE id LIKE ?", (prefix + "%",)).fetchall()
+        numbers = [int(r["id"][len(prefix) :]) for r in rows if r["id"][len(prefix) :].isdigit()]
+        return max(numbers, default=0) + 1
+
+    def add_ballot(self, vote_id: str, code: str, token: str, message_id: str) -> None:
+        self.db.execute(
+            "INSERT INTO ballots (vote_id, code, token, message_id) VALUES (?, ?, ?, ?)",
+            (vote_id, code, token, message_id),
+        )
+
+    def ballot_tokens(self, vote_id: str) -> dict[str, str]:
+        rows = self.db.execute("SELECT code, token FROM ballots WHERE vote_id = ?", (vote_id,)).fetchall()
+        return {r["code"]: r["token"] for r in rows}
+
+    def ballot_message_id(self, vote_id: str, code: str) -> str | None:
+        row = self.db.execute(
+            "SELECT message_id FROM ballots WHERE vote_id = ? AND code = ?", (vote_id, code)
+        ).fetchone()
+        return row["message_id"] if row else None
+
+    def vote(self, vote_id: str) -> VoteRecord:
+        row = self.db.execute("SELECT * FROM votes WHERE id = ?", (vote_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"no vote {vote_id!r} in {self.path}")
+        return _vote_record(row)
+
+    def votes(self) -> list[VoteRecord]:
+        return [_vote_record(r) for r in self.db.execute("SELECT * FROM votes ORDER BY opened_at, id")]
+
+    def drafts(self, vote_id: str) -> list[DraftRecord]:
+        rows = self.db.execute("SELECT * FROM drafts WHERE vote_id = ? ORDER BY position", (vote_id,)).fetchall()
+        return [
+            DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])))
+            for r in rows
+        ]
+
+    def set_closes_at(self, vote_id: str, closes_at: datetime) -> None:
+        self.db.execute("UPDATE votes SET closes_at = ? WHERE id = ?", (utc_text(closes_at), vote_id))
+
+    def mark_closed(self, vote_id: str, closed_at: datetime, outcome: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE votes SET closed_at = ?, outcome_json = ? WHERE id = ? AND closed_at IS NULL",
+            (utc_text(closed_at), canonical_json(outcome), vote_id),
+        )
+
+    # -- decisions -----------------------------------------------------------
+
+    def record_decision(
+        self,
+        message: StoredMessage,
+        *,
+        vote_id: str | None,
+        code: str | None,
+        verdict: str,
+        reason: str | None,
+        detail: str,
+        choices: dict[str, str],
+        explanation: str,
+        supersedes: int | None,
+        now: datetime,
+    ) -> Event:
+        """Record what was decided about one message, and chain it; call inside a transaction."""
+        self.db.execute(
+            "INSERT INTO decisions (message, vote_id, code, verdict, reason, detail, choices_json, explanation,"
+            " supersedes, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.id,
+                vote_id,
+                code,
+                verdict,
+                reason,
+                detail,
+                canonical_json(choices),
+                explanation,
+                supersedes,
+                utc_text(now),
+            ),
+        )
+        superseded_sha = (
+            self.db.execute("SELECT sha256 FROM messages WHERE id = ?", (supersedes,)).fetchone()["sha256"]
+            if supersedes
+            else None
+        )
+        return self.append_event(
+            vote_id or "",
+            "decision",
+            {
+                "message": message.sha256,
+                "received_at": utc_text(message.received_at),
+                "code": code,
+                "verdict": verdict,
+                "reason": reason,
+                "choices": choices,
+                "supersedes": superseded_sha,
+            },
+            now,
+        )
+
+    def decisions(self, vote_id: str | None) -> list[DecisionRecord]:
+        clause = "d.vote_id = ?" if vote_id is not None else "d.vote_id IS NULL"
+        params: tuple[Any, ...] = (vote_id,) if vote_id is not None else ()
+        rows = self.db.execute(
+            "SELECT d.*, m.sha256, m.received_at FROM decisions d JOIN messages m ON m.id = d.message"
+            f" WHERE {clause} ORDER BY m.received_at, m.id",
+            params,
+        ).fetchall()
+        return [
+            DecisionRecord(
+                r["message"],
+                r["sha256"],
+                parse_utc(r["received_at"]),
+                r["vote_id"],
+                r["code"],
+                r["verdict"],
+                r["reason"],
+                r["detail"],
+                json.loads(r["choices_json"]),
+                r["explanation"],
+                r["supersedes"],
+            )
+            for r in rows
+        ]
+
+    # -- the outbox ----------------------------------------------------------
+
+    def queue_mail(
+        self,
+        *,
+        message_id: str,
+        kind: str,
+        vote_id: str | None,
+        envelope_from: str,
+        recipients: Sequence[str],
+        raw: bytes,
+        now: datetime,
+    ) -> None:
+        """Queue an outgoing message; call in the transaction of the decision it announces."""
+        self.db.execute(
+            "INSERT INTO outbox (message_id, kind, vote_id, envelope_from, recipients_json, raw, next_attempt_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (message_id, kind, vote_id, envelope_from, json.dumps(list(recipients)), raw, utc_text(now), utc_text(now)),
+        )
+
+    def due_mail(self, now: datetime) -> list[OutgoingMail]:
+        rows = self.db.execute(
+            "SELECT * FROM outbox WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY id", (utc_text(now),)
+        ).fetchall()
+        return [_outgoing(r) for r in rows]
+
+    def outbox(self, status: str | None = None) -> list[OutgoingMail]:
+        if status is None:
+            rows = self.db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM outbox WHERE status = ? ORDER BY id", (status,)).fetchall()
+        return [_outgoing(r) for r in rows]
+
+    def mark_sent(self, mail_id: int, now: datetime) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = '' WHERE id = ?",
+            (utc_text(now), mail_id),
+        )
+
+    def mark_attempt_failed(self, mail_id: int, error: str, *, permanent: bool, retry_at: datetime) -> None:
+        self.db.execute(
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            ("failed" if permanent else "queued", error, utc_text(retry_at), mail_id),
+        )
+
+
+def _vote_record(row: sqlite3.Row) -> VoteRecord:
+    return VoteRecord(
+        id=row["id"],
+        title=row["title"],
+        rule=row["rule"],
+        opened_at=parse_utc(row["opened_at"]),
+        closes_at=parse_utc(row["closes_at"]),
+        closed_at=parse_utc(row["closed_at"]) if row["closed_at"] else None,
+        first_ballot_final=bool(row["first_ballot_final"]),
+        quorum=row["quorum"],
+        statement_hours=row["statement_hours"],
+        electorate_json=row["electorate_json"],
+        outcome=json.loads(row["outcome_json"]) if row["outcome_json"] else None,
+    )
+
+
+def _outgoing(row: sqlite3.Row) -> OutgoingMail:
+    return OutgoingMail(
+        id=row["id"],
+        message_id=row["message_id"],
+        kind=row["kind"],
+        vote_id=row["vote_id"],
+        envelope_from=row["envelope_from"],
+        recipients=tuple(json.loads(row["recipients_json"])),
+        raw=bytes(row["raw"]),
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+    )
