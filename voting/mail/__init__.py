@@ -1,0 +1,1 @@
+"""Mail transport: the embedded SMTP server, Maildir inboxes, IMAP, and sending."""

@@ -1,0 +1,170 @@
+"""The embedded mail server: SMTP on the loopback interface, delivering into one Maildir per recipient.
+
+It is the whole mail system of a one-machine deployment (the secretariat's
+inbox and every delegation's inbox), so it accepts mail for any well-formed
+address. It stores the raw bytes and answers at once; verifying and counting
+happen later, in the pipeline that reads the Maildirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from voting.errors import MailError
+from voting.mail.maildir import deliver
+
+log = logging.getLogger(__name__)
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Deliberately narrower than RFC 5321: no quoted local parts, no '/', no
+# address literals, ASCII only, because the address becomes a directory name.
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+_MAX_LOCAL_PART = 64
+_MAX_ADDRESS = 254
+
+
+def is_plain_address(address: str) -> bool:
+    """True for a ``local@domain`` address that is safe to use as a Maildir directory name."""
+    local = address.rpartition("@")[0]
+    return (
+        len(address) <= _MAX_ADDRESS
+        and len(local) <= _MAX_LOCAL_PART
+        and _PLAIN_ADDRESS.fullmatch(address) is not None
+    )
+
+
+class _LongLineSMTP(SMTP):
+    """aiosmtpd's SMTP, accepting lines longer than RFC 5321's 1,000 octets.
+
+    Real mail clients send longer lines; refusing them would lose ballots and
+    rewrapping them would break signatures. The limit still bounds the memory
+    one line can take.
+    """
+
+    line_length_limit = 2**20
+
+
+class SocketController(Controller):
+    """An aiosmtpd Controller that binds its listening socket itself, before starting.
+
+    A taken port then fails at once with `MailError` (the stock Controller
+    waits for its ready timeout), and port 0 picks a free port whose number
+    is in `port` once `start` returns.
+    """
+
+    def __init__(self, handler: Any, *, hostname: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        kwargs.setdefault("server_hostname", socket.gethostname())
+        super().__init__(handler, hostname=hostname, port=port, **kwargs)
+        self._listener: socket.socket | None = None
+
+    def factory(self) -> SMTP:
+        return _LongLineSMTP(self.handler, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._listener, ssl=self.ssl_context)
+
+    def start(self) -> None:
+        try:
+            family, _, _, _, address = socket.getaddrinfo(self.hostname, self.port, type=socket.SOCK_STREAM)[0]
+            self._listener = socket.create_server(address[:2], family=family)
+        except OSError as error:
+            raise MailError(f"cannot listen on {self.hostname} port {self.port}: {error.strerror or error}") from error
+        self.port = self._listener.getsockname()[1]
+        try:
+            super().start()
+        except Exception as error:
+            self._listener.close()
+            raise MailError(f"SMTP server on {self.hostname} port {self.port} did not start: {error}") from error
+
+
+class _MaildirHandler:
+    """aiosmtpd hooks: check recipients, then deliver the exact bytes received."""
+
+    def __init__(self, server: MailServer) -> None:
+        self._server = server
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if not is_plain_address(address):
+            return "553 5.1.3 Recipient address must be a plain local@domain address"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        try:
+            if not isinstance(raw, bytes):
+                raise TypeError("the SMTP server did not keep the original bytes")
+            for address in dict.fromkeys(recipient.lower() for recipient in envelope.rcpt_tos):
+                deliver(self._server.mailbox(address), raw)
+        except Exception:
+            log.exception("delivery from %r to %r failed", envelope.mail_from, envelope.rcpt_tos)
+            return "451 4.3.0 Local error in delivery, try again later"
+        return "250 Message accepted for delivery"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("SMTP session error", exc_info=error)
+        return "451 4.3.0 Local error, try again later"
+
+
+class MailServer:
+    """SMTP server on 127.0.0.1 that delivers every accepted message, byte for byte, into one Maildir per recipient address.
+
+    A message for several recipients that fails for one of them is answered
+    451 after the others were delivered; the sender's retry then delivers
+    those again, which the ledger's SHA-256 dedupe absorbs.
+    """
+
+    def __init__(
+        self, root: Path, *, host: str = "127.0.0.1", port: int = 8025, max_message_bytes: int = 25 * 2**20
+    ) -> None:
+        self.root = root
+        self.host = host
+        self.port = port
+        self.max_message_bytes = max_message_bytes
+        self._controller: SocketController | None = None
+
+    def mailbox(self, address: str) -> Path:
+        """The Maildir of `address` (lowercased), which the first delivery creates."""
+        if not is_plain_address(address):
+            raise MailError(f"not a plain local@domain address: {address!r}")
+        return self.root / address.lower()
+
+    def start(self) -> None:
+        """Listen; returns only once the server accepts connections."""
+        if self._controller is not None:
+            raise MailError(f"the mail server on {self.host} port {self.port} is already running")
+        controller = SocketController(
+            _MaildirHandler(self),
+            hostname=self.host,
+            port=self.port,
+            data_size_limit=self.max_message_bytes,
+            decode_data=False,
+        )
+        controller.start()
+        self.port = controller.port
+        self._controller = controller
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> MailServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,187 @@
+"""Sending mail over SMTP: one connection per batch, failures classed as permanent or transient.
+
+The outbox retries transient failures and gives up on permanent ones, so the
+classification is the point: 5xx is permanent, 4xx and anything on the way
+(unreachable server, TLS trouble, a dropped connection) are transient.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from voting.errors import MailError
+
+_LINE_END = re.compile(rb"\r?\n")
+_CLOSING = 421  # the server closes the connection after this reply
+
+
+class SendFailure(MailError):
+    """A message could not be sent; `permanent` tells the outbox whether retrying can help."""
+
+    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to send. The password never appears in the repr."""
+
+    host: str
+    port: int
+    tls: Literal["none", "starttls", "implicit"] = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: str = ""
+    timeout: float = 30.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: the only hosts mail may reach without TLS."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(settings: SmtpSettings) -> None:
+    """Refuse settings that cannot work, or would send in clear over a network, before connecting."""
+    if settings.tls not in ("none", "starttls", "implicit"):
+        raise MailError(f"SMTP tls must be 'none', 'starttls' or 'implicit', not {settings.tls!r}")
+    if settings.tls == "none" and not is_loopback(settings.host):
+        raise MailError(
+            f"SMTP without TLS is allowed only to a loopback host, not {settings.host!r}: set tls to 'starttls' or 'implicit'"
+        )
+    if settings.password and not settings.username:
+        raise MailError("an SMTP password is set but no username")
+
+
+def _failure(error: smtplib.SMTPResponseException, what: str) -> SendFailure:
+    reply = error.smtp_error.decode("utf-8", "replace") if isinstance(error.smtp_error, bytes) else str(error.smtp_error)
+    return SendFailure(f"{what}: {error.smtp_code} {reply}", permanent=500 <= error.smtp_code < 600, code=error.smtp_code)
+
+
+def _refused(refused: dict[str, tuple[int, bytes]], what: str) -> SendFailure:
+    """A failure naming each refused recipient with the server's answer."""
+    details = "; ".join(f"{rcpt}: {code} {reply.decode('utf-8', 'replace')}" for rcpt, (code, reply) in refused.items())
+    codes = [code for code, _ in refused.values()]
+    return SendFailure(f"{what}: {details}", permanent=all(500 <= code < 600 for code in codes), code=codes[0])
+
+
+class SmtpConnection:
+    """One SMTP connection, opened on entering and reused for a batch of messages.
+
+    If the server drops the connection, the send in progress fails as
+    transient and the next send opens a new connection.
+    """
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        _check(settings)
+        self._settings = settings
+        self._where = f"SMTP server {settings.host} port {settings.port}"
+        self._smtp: smtplib.SMTP | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        try:
+            return ssl.create_default_context(cafile=self._settings.ca_file or None)
+        except OSError as error:
+            raise MailError(f"cannot load the CA file {self._settings.ca_file}: {error}") from error
+
+    def _connect(self, context: ssl.SSLContext | None) -> smtplib.SMTP:
+        settings = self._settings
+        local = socket.gethostname()
+        if settings.tls == "implicit":
+            smtp = smtplib.SMTP_SSL(
+                settings.host, settings.port, local_hostname=local, timeout=settings.timeout, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(settings.host, settings.port, local_hostname=local, timeout=settings.timeout)
+        try:
+            if settings.tls == "starttls":
+                smtp.ehlo()
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if settings.username:
+                smtp.login(settings.username, settings.password)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _open(self) -> smtplib.SMTP:
+        context = None if self._settings.tls == "none" else self._context()
+        try:
+            return self._connect(context)
+        except smtplib.SMTPNotSupportedError as error:
+            raise SendFailure(f"{self._where} does not offer {error}", permanent=False) from None
+        except smtplib.SMTPException as error:
+            raise self._translate(error, "the connection (greeting, STARTTLS or login)") from None
+        except ssl.SSLCertVerificationError as error:
+            raise SendFailure(
+                f"TLS certificate of {self._where} not trusted: {error.verify_message} (set ca_file to the CA that issued it)",
+                permanent=False,
+            ) from None
+        except OSError as error:
+            raise SendFailure(f"cannot connect to {self._where}: {error.strerror or error}", permanent=False) from None
+
+    def _translate(self, error: smtplib.SMTPException, doing: str) -> SendFailure:
+        if isinstance(error, smtplib.SMTPRecipientsRefused):
+            return _refused(error.recipients, f"{self._where} refused every recipient")
+        if isinstance(error, smtplib.SMTPResponseException):
+            return _failure(error, f"{self._where} refused {doing}")
+        return SendFailure(f"{self._where} failed while {doing}: {error}", permanent=False)
+
+    def __enter__(self) -> SmtpConnection:
+        self._smtp = self._open()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except OSError:
+                pass
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    def send(self, envelope_from: str, recipients: Sequence[str], raw: bytes) -> None:
+        """Send `raw` to `recipients`; raises `SendFailure` unless every recipient accepted it.
+
+        Line ends are sent as CRLF (SMTP requires it); nothing else in the
+        bytes changes. When some recipients were refused and others accepted,
+        the failure is permanent: retrying would deliver twice to the others.
+        """
+        if not recipients:
+            raise MailError("a message needs at least one recipient")
+        if self._smtp is None:
+            self._smtp = self._open()
+        try:
+            refused = self._smtp.sendmail(envelope_from, list(recipients), _LINE_END.sub(b"\r\n", raw))
+        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, smtplib.SMTPNotSupportedError) as error:
+            if getattr(error, "smtp_code", None) == _CLOSING:
+                self._drop()
+            raise self._translate(error, "the message") from None
+        except OSError as error:  # smtplib.SMTPServerDisconnected among them
+            self._drop()
+            raise SendFailure(f"connection to {self._where} lost while sending: {error}", permanent=False) from None
+        if refused:
+            failure = _refused(refused, f"{self._where} refused some recipients (the others received the message)")
+            raise SendFailure(str(failure), permanent=True, code=failure.code)
+
