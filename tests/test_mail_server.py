@@ -1,0 +1,180 @@
+"""The embedded SMTP server, over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from voting.errors import MailError
+from voting.mail import maildir
+from voting.mail.server import MailServer, is_plain_address
+
+RAW = (
+    b"From: Delegation <fra@delegations.example>\r\n"
+    b"To: votes@secretariat.example\r\n"
+    b"Subject: =?utf-8?q?Vote?=\r\n"
+    b"Content-Type: text/plain; charset=latin-1\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"S/2020/654: CONTRE \xe9\xe0\xff\x80\r\n"
+    b".a line that starts with a dot\r\n"
+    b"..and one with two\r\n"
+    b"trailing spaces   \r\n"
+    b"\r\n"
+    + b"L" * 998
+    + b"\r\n"
+    + b"long " * 2000
+    + b"\r\n"
+)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[MailServer]:
+    with MailServer(tmp_path / "mail", port=0) as running:
+        yield running
+
+
+def client(server: MailServer) -> smtplib.SMTP:
+    return smtplib.SMTP("127.0.0.1", server.port, local_hostname="client.example", timeout=10)
+
+
+def stored(server: MailServer, address: str) -> list[bytes]:
+    return [maildir.read(message) for message in maildir.messages(server.mailbox(address))]
+
+
+def test_port_zero_picks_a_free_port(server: MailServer) -> None:
+    assert server.port not in (0, 8025)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        assert connection.recv(1024).startswith(b"220 ")
+
+
+def test_the_exact_bytes_land_in_the_recipients_maildir(server: MailServer) -> None:
+    with client(server) as smtp:
+        assert smtp.sendmail("fra@delegations.example", ["votes@secretariat.example"], RAW) == {}
+    assert stored(server, "votes@secretariat.example") == [RAW]
+    (message,) = maildir.pending(server.mailbox("votes@secretariat.example"))
+    assert message.path.parent == server.root / "votes@secretariat.example" / "new"
+
+
+def test_the_reply_says_accepted_for_delivery(server: MailServer) -> None:
+    with client(server) as smtp:
+        smtp.ehlo()
+        smtp.mail("fra@delegations.example")
+        smtp.rcpt("votes@secretariat.example")
+        assert smtp.data(RAW) == (250, b"Message accepted for delivery")
+
+
+def test_each_recipient_gets_one_copy_in_its_own_lowercased_maildir(server: MailServer) -> None:
+    recipients = ["Votes@Secretariat.Example", "fra@delegations.example", "votes@secretariat.example"]
+    with client(server) as smtp:
+        smtp.sendmail("", recipients, RAW)
+    assert stored(server, "votes@secretariat.example") == [RAW]
+    assert stored(server, "fra@delegations.example") == [RAW]
+    assert sorted(p.name for p in server.root.iterdir()) == ["fra@delegations.example", "votes@secretariat.example"]
+
+
+def test_several_messages_on_one_connection_arrive_in_order(server: MailServer) -> None:
+    bodies = [b"Subject: %d\r\n\r\nmessage %d\r\n" % (n, n) for n in range(5)]
+    with client(server) as smtp:
+        for body in bodies:
+            smtp.sendmail("a@example.org", ["b@example.org"], body)
+    assert stored(server, "b@example.org") == bodies
+
+
+def test_an_oversized_message_announced_with_size_gets_552(tmp_path: Path) -> None:
+    with MailServer(tmp_path, port=0, max_message_bytes=1000) as small, client(small) as smtp:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("a@example.org", ["b@example.org"], b"x" * 2000 + b"\r\n")
+        assert refused.value.smtp_code == 552
+    assert not (tmp_path / "b@example.org").exists()
+
+
+def test_an_oversized_message_sent_without_size_gets_552_after_data(tmp_path: Path) -> None:
+    with MailServer(tmp_path, port=0, max_message_bytes=1000) as small, client(small) as smtp:
+        smtp.ehlo()
+        smtp.mail("a@example.org")
+        smtp.rcpt("b@example.org")
+        code, _ = smtp.data((b"y" * 70 + b"\r\n") * 40)
+        assert code == 552
+        assert smtp.noop()[0] == 250
+        assert smtp.sendmail("a@example.org", ["b@example.org"], b"small\r\n") == {}
+    assert [maildir.read(m) for m in maildir.messages(tmp_path / "b@example.org")] == [b"small\r\n"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ['"quoted local"@example.org', "a/b@example.org", "../up@example.org", "x@-bad-.example", "ü@example.org", "a@b@c"],
+)
+def test_recipients_that_are_not_plain_addresses_get_553(server: MailServer, address: str) -> None:
+    assert not is_plain_address(address)
+    with client(server) as smtp:
+        smtp.command_encoding = "utf-8"
+        smtp.ehlo()
+        smtp.mail("a@example.org")
+        code, _ = smtp.rcpt(address)
+        assert code == 553
+    assert not server.root.exists() or list(server.root.iterdir()) == []
+
+
+def test_mailbox_refuses_an_address_that_could_escape_the_root(server: MailServer) -> None:
+    with pytest.raises(MailError, match="plain local@domain"):
+        server.mailbox("../../etc@example.org")
+
+
+def test_a_delivery_failure_is_451_and_the_server_keeps_serving(server: MailServer) -> None:
+    server.root.mkdir(parents=True, exist_ok=True)
+    (server.root / "blocked@example.org").write_bytes(b"a file where a Maildir should be")
+    with client(server) as smtp:
+        with pytest.raises(smtplib.SMTPDataError) as failed:
+            smtp.sendmail("a@example.org", ["blocked@example.org"], RAW)
+        assert failed.value.smtp_code == 451
+        assert smtp.sendmail("a@example.org", ["open@example.org"], RAW) == {}
+    assert stored(server, "open@example.org") == [RAW]
+
+
+def test_the_server_survives_a_client_that_disconnects_in_the_middle_of_data(server: MailServer) -> None:
+    smtp = client(server)
+    smtp.ehlo()
+    smtp.mail("a@example.org")
+    smtp.rcpt("cut@example.org")
+    smtp.putcmd("data")
+    assert smtp.getreply()[0] == 354
+    smtp.send(b"Subject: half\r\n\r\nonly half of the mess")
+    smtp.sock.shutdown(socket.SHUT_RDWR)
+    smtp.close()
+    with client(server) as again:
+        assert again.sendmail("a@example.org", ["cut@example.org"], RAW) == {}
+    assert stored(server, "cut@example.org") == [RAW]
+
+
+def test_starting_on_a_taken_port_raises_mail_error(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(MailError, match=f"port {port}"):
+            MailServer(tmp_path, port=port).start()
+
+
+def test_stop_closes_the_port_and_the_server_can_start_again(tmp_path: Path) -> None:
+    server = MailServer(tmp_path, port=0)
+    server.start()
+    port = server.port
+    server.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+    server.start()
+    try:
+        assert server.port == port
+        with client(server) as smtp:
+            smtp.sendmail("a@example.org", ["b@example.org"], RAW)
+    finally:
+        server.stop()
+    assert stored(server, "b@example.org") == [RAW]
+
+
+def test_starting_twice_is_refused(server: MailServer) -> None:
+    with pytest.raises(MailError, match="already running"):
+        server.start()
