@@ -1,10 +1,55 @@
-"""Certificates: fingerprints and mailboxes, the secretariat CA, issuing and PKCS#12."""
+"""Certificates: fingerprints and mailboxes, the secretariat CA, issuing and PKCS#12.
+
+Everything here takes and returns values, except the few functions named
+`read_*`/`write_*` and `SecretariatKeys`, which are the file edge for keys and
+certificates.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
+import secrets
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.verification import ClientVerifier, Criticality, ExtensionPolicy, PolicyBuilder, Store
+
+from voting.errors import KeyMaterialError, UsageError
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+"""The key types the product signs with (DESIGN §4.2: RSA ≥ 2048 and ECDSA)."""
+
+MAX_FILE_BYTES = 1 << 20
+"""Largest key, certificate or PKCS#12 file read: real ones are a few kilobytes."""
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+"""Certificates start this much before issue, so a signer whose clock lags can use them at once."""
+
+LEGACY_PKCS12_ROUNDS = 2048
+"""Iterations of the legacy profile: what `openssl pkcs12 -export -legacy` uses."""
+
+_MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A private key with its certificate and the issuers above it, nearest first."""
+
+    key: PrivateKey
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -27,3 +72,388 @@ def mailboxes(certificate: x509.Certificate) -> tuple[str, ...]:
             for attribute in certificate.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
         )
     return tuple(name.lower() for name in san.get_values_for_type(x509.RFC822Name))
+
+
+# --- issuing -------------------------------------------------------------------------------------
+
+
+def _name(common_name: str, organization: str | None) -> x509.Name:
+    if not common_name.strip():
+        raise UsageError("a certificate needs a non-empty common name")
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+def _validity(not_before: dt.datetime | None, days: int) -> tuple[dt.datetime, dt.datetime]:
+    if days < 1:
+        raise UsageError(f"a certificate must be valid for at least one day, not {days}")
+    start = not_before if not_before is not None else dt.datetime.now(dt.UTC) - CLOCK_SKEW
+    if start.tzinfo is None:
+        raise UsageError("not_before must carry a time zone")
+    return start, start + dt.timedelta(days=days)
+
+
+def _serial() -> int:
+    """A positive serial of 128 random bits (the CA/B S/MIME BR ask for at least 64)."""
+    return secrets.randbelow(2**128 - 1) + 1
+
+
+def _key_usage(*, digital_signature: bool = False, non_repudiation: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=non_repudiation,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def create_ca(common_name: str, organization: str, *, days: int = 3650) -> Identity:
+    """A self-signed ECDSA P-384 root that may issue end-entity certificates only (pathlen 0)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = _name(common_name, organization)
+    start, end = _validity(None, days)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA384())
+    )
+    return Identity(key=key, certificate=certificate)
+
+
+def _check_mailbox(address: str) -> str:
+    """The address lowercased, as the electorate keeps addresses and `mailboxes` reads them."""
+    if not _MAILBOX.fullmatch(address):
+        raise UsageError(f"{address!r} is not a plain ASCII mailbox address (local@domain)")
+    return address.lower()
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def issue_signing_certificate(
+    ca: Identity,
+    *,
+    common_name: str,
+    emails: Sequence[str],
+    organization: str | None = None,
+    days: int = 825,
+    key_type: Literal["rsa", "ec"] = "rsa",
+    not_before: dt.datetime | None = None,
+) -> Identity:
+    """A new key and an S/MIME signing certificate for it, in the modern profile (RFC 8550/8551, CA/B S/MIME BR).
+
+    RSA-2048 by default because every mail client imports it; "ec" gives P-256.
+    """
+    if not emails:
+        raise UsageError("a signing certificate needs at least one email address")
+    addresses = [_check_mailbox(address) for address in emails]
+    if not _is_ca(ca.certificate):
+        raise KeyMaterialError(f"{ca.certificate.subject.rfc4514_string()} is not a CA certificate")
+    key: PrivateKey = rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    start, end = _validity(not_before, days)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organization))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(digital_signature=True, non_repudiation=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(a) for a in addresses]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA384() if isinstance(ca.key, ec.EllipticCurvePrivateKey) else hashes.SHA256())
+    )
+    return Identity(key=key, certificate=certificate, chain=(ca.certificate, *ca.chain))
+
+
+def _require_email_protection(
+    _policy: object, _certificate: x509.Certificate, usage: x509.ExtendedKeyUsage | None
+) -> None:
+    if usage is not None and ExtendedKeyUsageOID.EMAIL_PROTECTION not in usage:
+        raise ValueError("extendedKeyUsage does not allow emailProtection")
+
+
+def smime_verifier(anchors: Sequence[x509.Certificate], at: dt.datetime) -> ClientVerifier:
+    """A chain verifier for S/MIME signing certificates, built on cryptography's Web PKI verifier.
+
+    `PolicyBuilder().build_client_verifier()` applies the Web PKI end-entity
+    profile, whose extendedKeyUsage rule demands clientAuth. Here that one rule
+    is replaced in the end-entity `ExtensionPolicy`: extendedKeyUsage may be
+    absent (RFC 8550 §4.4.4: then any use is allowed) and, when present, must
+    list emailProtection; subjectAltName may be absent (older certificates
+    carry the mailbox in the subject). The CA policy stays the Web PKI one.
+    `verify(leaf, intermediates)` then raises `VerificationError` or returns
+    the chain, leaf first.
+    """
+    ee_policy = (
+        ExtensionPolicy.webpki_defaults_ee()
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_email_protection)
+        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    )
+    return (
+        PolicyBuilder()
+        .store(Store(list(anchors)))
+        .time(at)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+
+
+# --- PKCS#12 ---------------------------------------------------------------------------------------
+
+
+def _require_password(password: bytes) -> None:
+    if not password:
+        raise KeyMaterialError("a password is required to protect a private key")
+
+
+def pkcs12_bytes(identity: Identity, password: bytes, *, friendly_name: str, legacy: bool = False) -> bytes:
+    """The identity as a password-protected PKCS#12 file for a mail client, chain included.
+
+    Modern: AES-256-CBC with PBKDF2 and a SHA-256 MAC. Legacy: 3DES with a
+    SHA-1 MAC, for clients that cannot read the modern one (old Outlook and
+    macOS, gpgsm 2.2 of Debian 12).
+    """
+    _require_password(password)
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder()
+    if legacy:
+        builder = (
+            builder.kdf_rounds(LEGACY_PKCS12_ROUNDS)
+            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+            .hmac_hash(hashes.SHA1())
+        )
+    else:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
+    return pkcs12.serialize_key_and_certificates(
+        friendly_name.encode(),
+        identity.key,
+        identity.certificate,
+        list(identity.chain) or None,
+        builder.build(password),
+    )
+
+
+def _ordered_chain(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """Issuers nearest first, following issuer names from the leaf; certificates off that path follow."""
+    remaining = list(others)
+    chain: list[x509.Certificate] = []
+    current = leaf
+    while (issuer := next((c for c in remaining if c.subject == current.issuer), None)) is not None:
+        remaining.remove(issuer)
+        chain.append(issuer)
+        current = issuer
+    return (*chain, *remaining)
+
+
+def _usable_key(key: object, where: str) -> PrivateKey:
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise KeyMaterialError(f"{where}: holds a {type(key).__name__}; only RSA and EC keys are supported")
+    return key
+
+
+def _check_pair(key: PrivateKey, certificate: x509.Certificate, where: str) -> None:
+    if key.public_key() != certificate.public_key():
+        raise KeyMaterialError(f"{where}: the private key does not belong to the certificate")
+
+
+def load_pkcs12(data: bytes, password: bytes) -> Identity:
+    """The key, certificate and chain of a PKCS#12 file (modern, legacy, or NSS's RC2 one)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise KeyMaterialError(f"PKCS#12 file is {len(data)} bytes; more than {MAX_FILE_BYTES} cannot be a key file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # NSS writes BER; cryptography warns but reads it
+            bundle = pkcs12.load_pkcs12(data, password)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyMaterialError("cannot open the PKCS#12 file: wrong password, or not an intact PKCS#12 file") from None
+    if bundle.key is None or bundle.cert is None:
+        raise KeyMaterialError("the PKCS#12 file does not hold both a private key and its certificate")
+    key = _usable_key(bundle.key, "PKCS#12 file")
+    certificate = bundle.cert.certificate
+    _check_pair(key, certificate, "PKCS#12 file")
+    chain = _ordered_chain(certificate, [c.certificate for c in bundle.additional_certs])
+    return Identity(key=key, certificate=certificate, chain=chain)
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    """Write through a temporary file in the same directory and rename it over `path`.
+
+    The temporary file is created with mode 0600 (mkstemp), so a private key is
+    never readable by others, not even before the rename; readers see the old
+    file or the new one, never half of one.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _read_bounded(path: Path, what: str) -> bytes:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise KeyMaterialError(f"{path}: cannot read the {what}: {error.strerror or error}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise KeyMaterialError(f"{path}: larger than {MAX_FILE_BYTES} bytes, cannot be a {what}")
+    return data
+
+
+def _write(path: Path, data: bytes, *, mode: int, what: str) -> None:
+    try:
+        write_file_atomically(path, data, mode=mode)
+    except OSError as error:
+        raise KeyMaterialError(f"{path}: cannot write the {what}: {error.strerror or error}") from None
+
+
+def write_private_key(path: Path, key: PrivateKey, password: bytes) -> None:
+    """Encrypted PKCS#8 PEM, mode 0600."""
+    _require_password(password)
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+    _write(path, data, mode=0o600, what="private key")
+
+
+def read_private_key(path: Path, password: bytes) -> PrivateKey:
+    """An encrypted PEM private key; an unencrypted one is refused, as keys must never rest in clear."""
+    _require_password(password)
+    data = _read_bounded(path, "private key")
+    try:
+        key = serialization.load_pem_private_key(data, password)
+    except TypeError:
+        raise KeyMaterialError(f"{path}: the private key is not encrypted; refusing to use it") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyMaterialError(f"{path}: wrong password, or not a PEM private key") from None
+    return _usable_key(key, str(path))
+
+
+def certificate_pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def load_pem_certificate(text: str | bytes) -> x509.Certificate:
+    """The first certificate of a PEM text."""
+    try:
+        data = text.encode("ascii") if isinstance(text, str) else text
+        return x509.load_pem_x509_certificate(data)
+    except (ValueError, UnicodeEncodeError):
+        raise KeyMaterialError("not a PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
+
+
+def write_certificate(path: Path, certificate: x509.Certificate) -> None:
+    _write(path, certificate_pem(certificate).encode("ascii"), mode=0o644, what="certificate")
+
+
+def read_certificate(path: Path) -> x509.Certificate:
+    """A certificate file, PEM or (as Windows exports `.cer`) DER."""
+    data = _read_bounded(path, "certificate")
+    try:
+        return load_pem_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except (KeyMaterialError, ValueError):
+        raise KeyMaterialError(f"{path}: not a PEM or DER certificate") from None
+
+
+# --- the secretariat's keys ------------------------------------------------------------------------
+
+CA_CERTIFICATE = "secretariat-ca.pem"
+CA_KEY = "secretariat-ca.key"
+SIGNER_CERTIFICATE = "secretariat.pem"
+SIGNER_KEY = "secretariat.key"
+IGNORED_IN_GIT = ("*.key", "*.p12")
+
+
+class SecretariatKeys(NamedTuple):
+    """The secretariat CA and the secretariat's own signing identity, as kept in the keys directory.
+
+    A tuple, so `ca, signer = SecretariatKeys.load(directory, password)` works.
+    The signer is ECDSA P-256: every receipt is a signature, and P-256 signs
+    about 20 times faster than RSA-2048.
+    """
+
+    ca: Identity
+    signer: Identity
+
+    @classmethod
+    def create(cls, directory: Path, name: str, organization: str, address: str, password: bytes) -> SecretariatKeys:
+        """New CA and signer written to `directory`; refuses to overwrite existing keys."""
+        _require_password(password)
+        existing = [n for n in (CA_CERTIFICATE, CA_KEY, SIGNER_CERTIFICATE, SIGNER_KEY) if (directory / n).exists()]
+        if existing:
+            raise KeyMaterialError(f"{directory}: already holds {', '.join(existing)}; refusing to replace keys")
+        ca = create_ca(f"{name} CA", organization)
+        signer = issue_signing_certificate(ca, common_name=name, emails=[address], organization=organization, key_type="ec")
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise KeyMaterialError(f"{directory}: cannot create the keys directory: {error.strerror or error}") from None
+        _keep_out_of_git(directory / ".gitignore")
+        write_private_key(directory / CA_KEY, ca.key, password)
+        write_certificate(directory / CA_CERTIFICATE, ca.certificate)
+        write_private_key(directory / SIGNER_KEY, signer.key, password)
+        write_certificate(directory / SIGNER_CERTIFICATE, signer.certificate)
+        return cls(ca=ca, signer=signer)
+
+    @classmethod
+    def load(cls, directory: Path, password: bytes) -> SecretariatKeys:
+        """Both identities, checked to be key/certificate pairs and the signer issued by the CA."""
+        ca = _read_identity(directory / CA_KEY, directory / CA_CERTIFICATE, password, ())
+        signer = _read_identity(directory / SIGNER_KEY, directory / SIGNER_CERTIFICATE, password, (ca.certificate,))
+        try:
+            signer.certificate.verify_directly_issued_by(ca.certificate)
+        except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
+            raise KeyMaterialError(f"{directory / SIGNER_CERTIFICATE}: not issued by {CA_CERTIFICATE}") from None
+        return cls(ca=ca, signer=signer)
+
+
+def _read_identity(key_path: Path, certificate_path: Path, password: bytes, chain: tuple[x509.Certificate, ...]) -> Identity:
+    key = read_private_key(key_path, password)
+    certificate = read_certificate(certificate_path)
+    _check_pair(key, certificate, str(key_path))
+    return Identity(key=key, certificate=certificate, chain=chain)
+
+
+def _keep_out_of_git(path: Path) -> None:
+    """Make sure the keys directory's .gitignore lists the private-key patterns, keeping what it has."""
+    try:
+        present = path.read_text().splitlines() if path.exists() else []
+        missing = [pattern for pattern in IGNORED_IN_GIT if pattern not in present]
+        if missing:
+            write_file_atomically(path, "".join(f"{line}\n" for line in (*present, *missing)).encode(), mode=0o644)
+    except (OSError, UnicodeDecodeError) as error:
+        raise KeyMaterialError(f"{path}: cannot update: {error}") from None
