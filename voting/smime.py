@@ -1,0 +1,795 @@
+"""S/MIME signing and verification on raw message bytes.
+
+The verifier never trusts a re-serialised copy: it slices the signed entity out
+of the bytes as received (line endings canonicalised to CRLF), reads only the
+CMS fields it needs with asn1crypto, and checks the signature with
+cryptography. Every failure maps to exactly one `Reason`, the first failing
+check winning, so that the same message always gets the same answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email import policy as email_policy
+from email.errors import ObsoleteHeaderDefect
+from email.message import Message
+from typing import Any
+
+from asn1crypto import algos, cms, core
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+
+from voting.pki import fingerprint, mailboxes
+from voting.reasons import Reason
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MAX_MIME_DEPTH",
+    "Trust",
+    "TrustedCertificate",
+    "Verification",
+    "sign_detached_der",
+    "sign_entity",
+    "verify_detached_der",
+    "verify_message",
+]
+
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+MAX_MIME_DEPTH = 20
+MAX_MIME_PARTS = 1000
+MIN_RSA_BITS = 2048
+
+_SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
+_OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_ENCRYPTED_SMIME_TYPES = frozenset({"enveloped-data", "authenveloped-data"})
+
+_OID_DATA = "1.2.840.113549.1.7.1"
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_OID_ENCRYPTED = frozenset({"1.2.840.113549.1.7.3", "1.2.840.113549.1.9.16.1.23"})
+_OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+
+# Weak digests are known so that an altered message is reported as altered
+# (BAD_SIGNATURE) before the digest is refused (WEAK_DIGEST).
+_DIGESTS: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
+    "2.16.840.1.101.3.4.2.1": ("sha256", hashes.SHA256),
+    "2.16.840.1.101.3.4.2.2": ("sha384", hashes.SHA384),
+    "2.16.840.1.101.3.4.2.3": ("sha512", hashes.SHA512),
+    "1.3.14.3.2.26": ("sha1", hashes.SHA1),
+    "1.2.840.113549.2.5": ("md5", hashes.MD5),
+}
+_WEAK_DIGESTS = frozenset({"sha1", "md5"})
+
+# Signature algorithm OID -> (family, digest implied by the OID or None).
+_RSA_PKCS1 = "rsa-pkcs1v15"
+_RSA_PSS = "rsa-pss"
+_ECDSA = "ecdsa"
+_SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    "1.2.840.113549.1.1.1": (_RSA_PKCS1, None),
+    "1.2.840.113549.1.1.4": (_RSA_PKCS1, "md5"),
+    "1.2.840.113549.1.1.5": (_RSA_PKCS1, "sha1"),
+    "1.2.840.113549.1.1.11": (_RSA_PKCS1, "sha256"),
+    "1.2.840.113549.1.1.12": (_RSA_PKCS1, "sha384"),
+    "1.2.840.113549.1.1.13": (_RSA_PKCS1, "sha512"),
+    "1.2.840.113549.1.1.10": (_RSA_PSS, None),
+    "1.2.840.10045.2.1": (_ECDSA, None),
+    "1.2.840.10045.4.1": (_ECDSA, "sha1"),
+    "1.2.840.10045.4.3.2": (_ECDSA, "sha256"),
+    "1.2.840.10045.4.3.3": (_ECDSA, "sha384"),
+    "1.2.840.10045.4.3.4": (_ECDSA, "sha512"),
+}
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_MICALG = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
+
+
+@dataclass(frozen=True)
+class TrustedCertificate:
+    """A certificate the verifier knows, pinned by its SHA-256 fingerprint."""
+
+    certificate: x509.Certificate
+    owner: str | None = None
+    revoked: bool = False
+    chain_to_anchor: bool = False
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whom the verifier believes: pinned certificates and trust anchors."""
+
+    registered: tuple[TrustedCertificate, ...] = ()
+    anchors: tuple[x509.Certificate, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict on one signed message or detached signature.
+
+    `owner` is set only when the signature is intact and its certificate is
+    registered; `valid` is the only field that says a ballot may be counted.
+    """
+
+    valid: bool
+    reason: Reason | None
+    signature_intact: bool = False
+    signer: x509.Certificate | None = None
+    owner: str | None = None
+    digest_algorithm: str | None = None
+    signature_algorithm: str | None = None
+    signing_time: datetime | None = None
+    signed_content: bytes | None = None
+    from_address: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The `verify-mail --json` document (DESIGN §2), with the extra facts a reviewer wants."""
+        signer = None
+        if self.signer is not None:
+            signer = {
+                "subject": self.signer.subject.rfc4514_string(),
+                "emails": list(mailboxes(self.signer)),
+                "sha256": fingerprint(self.signer),
+                "not_before": self.signer.not_valid_before_utc.isoformat(),
+                "not_after": self.signer.not_valid_after_utc.isoformat(),
+            }
+        return {
+            "valid": self.valid,
+            "reason": None if self.reason is None else str(self.reason),
+            "signature_intact": self.signature_intact,
+            "signer": signer,
+            "owner": self.owner,
+            "from": self.from_address,
+            "digest_algorithm": self.digest_algorithm,
+            "signature_algorithm": self.signature_algorithm,
+            "signing_time": None if self.signing_time is None else self.signing_time.isoformat(),
+            "signed_content": (
+                None if self.signed_content is None else self.signed_content.decode("utf-8", "replace")
+            ),
+        }
+
+
+class _Rejected(Exception):
+    """Internal: a check failed; carries the reason and what was learnt so far."""
+
+    def __init__(self, reason: Reason, **known: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.known = known
+
+
+# ---------------------------------------------------------------- MIME, on raw bytes
+
+
+def _crlf(data: bytes) -> bytes:
+    """Canonical line endings: every bare LF becomes CRLF (the corpora mix both)."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def _split_entity(entity: bytes) -> tuple[Headers, bytes]:
+    """Headers (lowercased names, unfolded values) and body of a CRLF entity."""
+    if entity.startswith(b"\r\n"):
+        return (), entity[2:]
+    end = entity.find(b"\r\n\r\n")
+    head, body = (entity, b"") if end < 0 else (entity[:end], entity[end + 4 :])
+    fields: list[list[str]] = []
+    for line in head.split(b"\r\n"):
+        text = line.decode("latin-1")
+        if text[:1] in (" ", "\t"):
+            if not fields:
+                raise _Rejected(Reason.MALFORMED_MIME)
+            fields[-1][1] += text
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or not name.isascii() or any(c in name for c in " \t"):
+            raise _Rejected(Reason.MALFORMED_MIME)
+        fields.append([name.lower(), value])
+    return tuple((name, value.strip()) for name, value in fields), body
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    return next((value for field, value in headers if field == name), None)
+
+
+def _content_type(headers: Headers) -> Message:
+    """A header-only `Message` for its Content-Type parsing (type, parameters, RFC 2231)."""
+    message = Message()
+    value = _header(headers, "content-type")
+    if value is not None:
+        message["Content-Type"] = value
+    return message
+
+
+def _multipart_parts(body: bytes, boundary: str) -> tuple[list[bytes], bool]:
+    """The parts of a multipart body, sliced by delimiter lines, and whether it was closed.
+
+    RFC 2046: the CRLF before a delimiter belongs to the delimiter, so a part
+    ends just before it. Preamble and epilogue are dropped.
+    """
+    dash = b"--" + boundary.encode("latin-1", "replace")
+    parts: list[bytes] = []
+    start: int | None = None
+    position = 0 if body.startswith(dash) else body.find(b"\r\n" + dash)
+    while position >= 0:
+        line_start = position if position == 0 and body.startswith(dash) else position + 2
+        after = line_start + len(dash)
+        line_end = body.find(b"\r\n", after)
+        rest = body[after : len(body) if line_end < 0 else line_end]
+        closing = rest.startswith(b"--")
+        if closing or not rest.strip(b" \t"):
+            if start is not None:
+                parts.append(body[start:position])
+                if len(parts) > MAX_MIME_PARTS:
+                    raise _Rejected(Reason.TOO_LARGE)
+            if closing:
+                return parts, True
+            if line_end < 0:
+                break
+            start = line_end + 2
+        position = body.find(b"\r\n" + dash, after)
+    if start is not None:
+        parts.append(body[start:])
+    return parts, False
+
+
+def _decode_transfer(headers: Headers, body: bytes) -> bytes:
+    encoding = (_header(headers, "content-transfer-encoding") or "7bit").strip().lower()
+    if encoding in ("7bit", "8bit", "binary"):
+        return body
+    if encoding != "base64":
+        raise _Rejected(Reason.MALFORMED_MIME)
+    try:
+        return base64.b64decode(b"".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Rejected(Reason.MALFORMED_MIME) from None
+
+
+def _holds_signature(entity: bytes, depth: int) -> bool:
+    """Whether an unsigned entity hides a signature somewhere inside; bounds depth and parts."""
+    if depth > MAX_MIME_DEPTH:
+        raise _Rejected(Reason.TOO_LARGE)
+    headers, body = _split_entity(entity)
+    message = _content_type(headers)
+    ctype = message.get_content_type()
+    if ctype == "multipart/signed" or ctype in _SIGNATURE_TYPES or ctype in _OPAQUE_TYPES:
+        return True
+    if ctype == "message/rfc822":
+        return _holds_signature(body, depth + 1)
+    boundary = message.get_boundary()
+    if message.get_content_maintype() != "multipart" or not boundary:
+        return False
+    parts, _ = _multipart_parts(body, boundary)
+    return any(_holds_signature(part, depth + 1) for part in parts)
+
+
+def _check_depth(entity: bytes, depth: int) -> None:
+    """Signed content, too, must stay within the nesting and part bounds."""
+    _holds_signature(entity, depth)
+
+
+def _load_content_info(der: bytes) -> cms.ContentInfo:
+    try:
+        info = cms.ContentInfo.load(der, strict=True)
+        info["content_type"].dotted  # noqa: B018 - forces the lazy parse here
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+    return info
+
+
+def _content_info_type(info: cms.ContentInfo) -> str:
+    try:
+        return str(info["content_type"].dotted)
+    except (ValueError, TypeError, KeyError):
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+
+
+def _econtent(info: cms.ContentInfo) -> bytes | None:
+    """The encapsulated content of a SignedData, or None when detached."""
+    try:
+        encapsulated = info["content"]["encap_content_info"]
+        if str(encapsulated["content_type"].dotted) != _OID_DATA:
+            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+        content = encapsulated["content"]
+        if isinstance(content, core.Void):
+            return None
+        value = content.native
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+    if not isinstance(value, bytes):
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+    return value
+
+
+def _is_encrypted(entity: bytes, depth: int) -> bool:
+    """Whether signed content is, under any layers of signature, an encrypted entity.
+
+    A verifier that holds no decryption key cannot read such a ballot, so it is
+    rejected as encrypted before anything else is checked about the signature.
+    """
+    if depth > MAX_MIME_DEPTH:
+        raise _Rejected(Reason.TOO_LARGE)
+    try:
+        headers, body = _split_entity(_crlf(entity))
+        message = _content_type(headers)
+        ctype = message.get_content_type()
+        if ctype == "multipart/signed" and message.get_boundary():
+            parts, _ = _multipart_parts(body, message.get_boundary() or "")
+            return bool(parts) and _is_encrypted(parts[0], depth + 1)
+        if ctype not in _OPAQUE_TYPES:
+            return False
+        if str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
+            return True
+        info = _load_content_info(_decode_transfer(headers, body))
+        kind = _content_info_type(info)
+        if kind in _OID_ENCRYPTED:
+            return True
+        inner = _econtent(info) if kind == _OID_SIGNED_DATA else None
+    except _Rejected as rejected:
+        if rejected.reason is Reason.TOO_LARGE:
+            raise
+        return False
+    return inner is not None and _is_encrypted(inner, depth + 1)
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """What the MIME layer hands to the CMS layer."""
+
+    headers: Headers
+    content: bytes
+    info: cms.ContentInfo
+    detached: bool
+
+
+def _signed_entity(raw: bytes) -> _Signed:
+    """Checks 1-3: bounds, the top-level entity is the signed one, and its content sliced out."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _Rejected(Reason.TOO_LARGE)
+    message_bytes = _crlf(raw)
+    headers, body = _split_entity(message_bytes)
+    message = _content_type(headers)
+    ctype = message.get_content_type()
+    if ctype == "multipart/signed":
+        protocol = str(message.get_param("protocol", "")).lower()
+        boundary = message.get_boundary()
+        if protocol not in _SIGNATURE_TYPES:
+            raise _Rejected(Reason.NOT_SIGNED)
+        if not boundary:
+            raise _Rejected(Reason.MALFORMED_MIME)
+        parts, closed = _multipart_parts(body, boundary)
+        if len(parts) > 2:
+            raise _Rejected(Reason.NOT_ENTIRELY_SIGNED)
+        if len(parts) < 2 or not closed:
+            raise _Rejected(Reason.MALFORMED_MIME)
+        content, signature = parts
+        _check_depth(content, 1)
+        signature_headers, signature_body = _split_entity(signature)
+        if _content_type(signature_headers).get_content_type() not in _SIGNATURE_TYPES:
+            raise _Rejected(Reason.MALFORMED_MIME)
+        if _is_encrypted(content, 1):
+            raise _Rejected(Reason.ENCRYPTED)
+        info = _load_content_info(_decode_transfer(signature_headers, signature_body))
+        if _content_info_type(info) != _OID_SIGNED_DATA:
+            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+        return _Signed(headers, content, info, detached=True)
+    if ctype in _OPAQUE_TYPES:
+        if str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
+            raise _Rejected(Reason.ENCRYPTED)
+        info = _load_content_info(_decode_transfer(headers, body))
+        kind = _content_info_type(info)
+        if kind in _OID_ENCRYPTED:
+            raise _Rejected(Reason.ENCRYPTED)
+        if kind != _OID_SIGNED_DATA:
+            raise _Rejected(Reason.NOT_SIGNED)
+        content = _econtent(info)
+        if content is None:
+            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+        if _is_encrypted(content, 1):
+            raise _Rejected(Reason.ENCRYPTED)
+        _check_depth(_crlf(content), 1)
+        return _Signed(headers, content, info, detached=False)
+    if ctype in _SIGNATURE_TYPES:
+        raise _Rejected(Reason.NOT_SIGNED)
+    if _holds_signature(message_bytes, 0):
+        raise _Rejected(Reason.NOT_ENTIRELY_SIGNED)
+    raise _Rejected(Reason.NOT_SIGNED)
+
+
+# ---------------------------------------------------------------- CMS
+
+
+@dataclass(frozen=True)
+class _SignerInfo:
+    """The few signerInfo fields the check needs, read once."""
+
+    signer_id: cms.SignerIdentifier
+    digest_name: str
+    digest: type[hashes.HashAlgorithm]
+    family: str
+    pss: padding.PSS | None
+    signature_hash: type[hashes.HashAlgorithm]
+    signed_attributes: bytes
+    message_digest: bytes
+    signing_time: datetime | None
+    signature: bytes
+    certificates: tuple[bytes, ...]
+
+
+def _single_value(values: cms.SetOfAny) -> Any:
+    if len(values) != 1:
+        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+    return values[0]
+
+
+def _digest_of(oid: str) -> tuple[str, type[hashes.HashAlgorithm]]:
+    if oid not in _DIGESTS:
+        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+    return _DIGESTS[oid]
+
+
+def _pss_padding(parameters: algos.RSASSAPSSParams, digest_name: str) -> tuple[padding.PSS, type[hashes.HashAlgorithm]]:
+    """PSS parameters as read from the message (their defaults are SHA-1, hence weak)."""
+    name, hash_type = _digest_of(str(parameters["hash_algorithm"]["algorithm"].dotted))
+    mask = parameters["mask_gen_algorithm"]
+    if str(mask["algorithm"].dotted) != "1.2.840.113549.1.1.8":
+        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+    mask_name, mask_hash = _digest_of(str(mask["parameters"]["algorithm"].dotted))
+    if mask_name in _WEAK_DIGESTS:
+        raise _Rejected(Reason.WEAK_DIGEST)
+    if name != digest_name or parameters["trailer_field"].native not in (1, "trailer_field_bc"):
+        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+    return padding.PSS(mgf=padding.MGF1(mask_hash()), salt_length=parameters["salt_length"].native), hash_type
+
+
+def _read_signer_info(info: cms.ContentInfo, detached: bool) -> _SignerInfo:
+    """Check 4, structure half: one signerInfo, its attributes and algorithms."""
+    signed_data = info["content"]
+    signer_infos = signed_data["signer_infos"]
+    if len(signer_infos) != 1:
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+    if detached and _econtent(info) is not None:
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+    signer_info = signer_infos[0]
+    attributes = signer_info["signed_attrs"]
+    if isinstance(attributes, core.Void) or not len(attributes):
+        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+    found: dict[str, list[Any]] = {}
+    for attribute in attributes:
+        found.setdefault(str(attribute["type"].dotted), []).append(attribute["values"])
+    content_types = found.get(_OID_CONTENT_TYPE, [])
+    digests = found.get(_OID_MESSAGE_DIGEST, [])
+    if len(content_types) != 1 or len(digests) != 1 or len(found.get(_OID_SIGNING_TIME, [])) > 1:
+        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+    encapsulated_type = str(signed_data["encap_content_info"]["content_type"].dotted)
+    if str(_single_value(content_types[0]).dotted) != encapsulated_type:
+        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+    message_digest = _single_value(digests[0]).native
+    signing_times = found.get(_OID_SIGNING_TIME)
+    signing_time = _single_value(signing_times[0]).native if signing_times else None
+    if not isinstance(message_digest, bytes) or not (signing_time is None or isinstance(signing_time, datetime)):
+        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+
+    digest_name, digest = _digest_of(str(signer_info["digest_algorithm"]["algorithm"].dotted))
+    algorithm = signer_info["signature_algorithm"]
+    oid = str(algorithm["algorithm"].dotted)
+    if oid not in _SIGNATURE_ALGORITHMS:
+        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+    family, implied = _SIGNATURE_ALGORITHMS[oid]
+    if implied not in (None, digest_name):
+        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+    pss, signature_hash = (None, digest)
+    if family == _RSA_PSS:
+        pss, signature_hash = _pss_padding(algorithm["parameters"], digest_name)
+
+    encoded = attributes.dump()
+    certificates = tuple(
+        choice.chosen.dump() for choice in signed_data["certificates"] if choice.name == "certificate"
+    ) if not isinstance(signed_data["certificates"], core.Void) else ()
+    return _SignerInfo(
+        signer_id=signer_info["sid"],
+        digest_name=digest_name,
+        digest=digest,
+        family=family,
+        pss=pss,
+        signature_hash=signature_hash,
+        # The signature covers the attributes' DER as a SET OF, not as the [0] IMPLICIT field.
+        signed_attributes=b"\x31" + encoded[1:],
+        message_digest=message_digest,
+        signing_time=signing_time,
+        signature=signer_info["signature"].native,
+        certificates=certificates,
+    )
+
+
+def _subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
+    """The certificate's SKI extension, and the RFC 5280 method-1 value, as a signer may use either."""
+    identifiers = {x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest}
+    try:
+        identifiers.add(certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+    except x509.ExtensionNotFound:
+        pass
+    return identifiers
+
+
+def _matches(signer_id: cms.SignerIdentifier, certificate: x509.Certificate) -> bool:
+    if signer_id.name == "subject_key_identifier":
+        return bytes(signer_id.chosen.native) in _subject_key_ids(certificate)
+    issuer_and_serial = signer_id.chosen
+    if issuer_and_serial["serial_number"].native != certificate.serial_number:
+        return False
+    issuer = issuer_and_serial["issuer"]
+    encoded = certificate.issuer.public_bytes()
+    return issuer.dump() == encoded or issuer == type(issuer).load(encoded)
+
+
+def _load_certificates(encoded: Sequence[bytes]) -> list[x509.Certificate]:
+    loaded = []
+    for der in encoded:
+        try:
+            loaded.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            continue
+    return loaded
+
+
+def _find_signer(
+    signer: _SignerInfo, carried: Sequence[x509.Certificate], trust: Trust
+) -> x509.Certificate:
+    candidates = [*carried, *(entry.certificate for entry in trust.registered)]
+    for certificate in candidates:
+        if _matches(signer.signer_id, certificate):
+            return certificate
+    raise _Rejected(Reason.NO_SIGNER_CERTIFICATE)
+
+
+def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content: bytes) -> None:
+    """Check 4, cryptographic half: the digest of the content, the key, the signature."""
+    if hashlib.new(signer.digest_name, content).digest() != signer.message_digest:
+        raise _Rejected(Reason.BAD_SIGNATURE)
+    if signer.digest_name in _WEAK_DIGESTS:
+        raise _Rejected(Reason.WEAK_DIGEST)
+    try:
+        key = certificate.public_key()
+    except (ValueError, TypeError):
+        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM) from None
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and signer.family in (_RSA_PKCS1, _RSA_PSS):
+            if key.key_size < MIN_RSA_BITS:
+                raise _Rejected(Reason.WEAK_KEY)
+            scheme = signer.pss or padding.PKCS1v15()
+            key.verify(signer.signature, signer.signed_attributes, scheme, signer.signature_hash())
+        elif isinstance(key, ec.EllipticCurvePublicKey) and signer.family == _ECDSA:
+            if not isinstance(key.curve, _CURVES):
+                raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+            key.verify(signer.signature, signer.signed_attributes, ec.ECDSA(signer.signature_hash()))
+        else:
+            raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+    except InvalidSignature:
+        raise _Rejected(Reason.BAD_SIGNATURE) from None
+
+
+# ---------------------------------------------------------------- trust
+
+
+def _email_protection(certificate: x509.Certificate) -> bool:
+    try:
+        usages = certificate.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.EMAIL_PROTECTION in usages
+
+
+def _email_usage_validator(
+    policy: verification.Policy, certificate: x509.Certificate, usages: x509.ExtendedKeyUsage | None
+) -> None:
+    if usages is not None and ExtendedKeyUsageOID.EMAIL_PROTECTION not in usages:
+        raise ValueError("certificate is not for email protection")
+
+
+def _chains_to_anchor(
+    certificate: x509.Certificate, intermediates: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], at: datetime
+) -> bool:
+    """RFC 5280 path validation to one of the anchors, with an S/MIME end-entity profile."""
+    if not anchors:
+        return False
+    end_entity = verification.ExtensionPolicy.permit_all().may_be_present(
+        x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _email_usage_validator
+    )
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store(list(anchors)))
+        .time(at)
+        .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=end_entity)
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(certificate, [c for c in intermediates if c != certificate])
+    except (verification.VerificationError, ValueError):
+        return False
+    return True
+
+
+def _trusted_owner(
+    certificate: x509.Certificate, carried: Sequence[x509.Certificate], trust: Trust, at: datetime
+) -> str | None:
+    """Check 5: returns the owner (None for an anchor-trusted, unregistered signer)."""
+    pin = fingerprint(certificate)
+    entry = next((e for e in trust.registered if fingerprint(e.certificate) == pin), None)
+    if entry is None and not trust.anchors:
+        raise _Rejected(Reason.UNKNOWN_SIGNER)
+    if entry is not None and entry.revoked:
+        raise _Rejected(Reason.REVOKED_CERTIFICATE, owner=entry.owner)
+    if at < certificate.not_valid_before_utc:
+        raise _Rejected(Reason.CERTIFICATE_NOT_YET_VALID)
+    if at > certificate.not_valid_after_utc:
+        raise _Rejected(Reason.CERTIFICATE_EXPIRED)
+    if (entry is None or entry.chain_to_anchor) and not _chains_to_anchor(certificate, carried, trust.anchors, at):
+        raise _Rejected(Reason.UNTRUSTED_CHAIN)
+    if not _email_protection(certificate):
+        raise _Rejected(Reason.NOT_FOR_EMAIL)
+    if not mailboxes(certificate):
+        raise _Rejected(Reason.NO_MAILBOX)
+    return None if entry is None else entry.owner
+
+
+_MALFORMED_DER = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+
+
+def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Trust, at: datetime) -> Verification:
+    """Checks 4 and 5 on a parsed SignedData and the bytes it signs."""
+    known: dict[str, Any] = {"signed_content": content}
+    try:
+        try:
+            signer = _read_signer_info(info, detached)
+            known.update(
+                digest_algorithm=signer.digest_name,
+                signature_algorithm=signer.family,
+                signing_time=signer.signing_time,
+            )
+            carried = _load_certificates(signer.certificates)
+            certificate = _find_signer(signer, carried, trust)
+            known["signer"] = certificate
+            _check_signature(signer, certificate, content)
+        except _MALFORMED_DER:
+            # asn1crypto parses lazily: broken DER can surface at any field read.
+            raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+        known["signature_intact"] = True
+        owner = _trusted_owner(certificate, carried, trust, at)
+    except _Rejected as rejected:
+        if known.get("signature_intact"):
+            known["owner"] = rejected.known.get("owner")
+        return Verification(valid=False, reason=rejected.reason, **known)
+    return Verification(valid=True, reason=None, owner=owner, **known)
+
+
+def _require_aware(at: datetime) -> None:
+    if at.tzinfo is None:
+        raise ValueError("the verification time must be timezone-aware")
+
+
+# ---------------------------------------------------------------- From
+
+
+def _from_address(headers: Headers) -> str | None:
+    """The single address of the single From header, or None if it is not exactly that.
+
+    A display name holding an '@', a group, or any non-obsolete parse defect
+    (the parser otherwise picks an address out of `a@x <b@y>`) gives None.
+    """
+    values = [value for name, value in headers if name == "from"]
+    if len(values) != 1:
+        return None
+    try:
+        parsed = email_policy.default.header_factory("from", values[0])
+    except (ValueError, TypeError, IndexError):
+        return None
+    if any(not isinstance(defect, ObsoleteHeaderDefect) for defect in parsed.defects):
+        return None
+    if len(parsed.groups) != 1 or parsed.groups[0].display_name is not None:
+        return None
+    addresses = parsed.addresses
+    if len(addresses) != 1 or "@" in addresses[0].display_name or not addresses[0].domain:
+        return None
+    return str(addresses[0].addr_spec)
+
+
+# ---------------------------------------------------------------- public
+
+
+def verify_message(raw: bytes, trust: Trust, at: datetime) -> Verification:
+    """Verify a whole received message, as received, for a ballot (checks 1 to 6)."""
+    _require_aware(at)
+    try:
+        signed = _signed_entity(raw)
+    except _Rejected as rejected:
+        return Verification(valid=False, reason=rejected.reason)
+    except RecursionError:
+        return Verification(valid=False, reason=Reason.TOO_LARGE)
+    content = _crlf(signed.content) if signed.detached else signed.content
+    result = _verify_cms(signed.info, content, signed.detached, trust, at)
+    address = _from_address(signed.headers)
+    result = replace(result, from_address=address)
+    if not result.valid:
+        return result
+    assert result.signer is not None
+    if address is None or address.lower() not in mailboxes(result.signer):
+        return replace(result, valid=False, reason=Reason.FROM_MISMATCH)
+    return result
+
+
+def verify_detached_der(data: bytes, signature_der: bytes, trust: Trust, at: datetime) -> Verification:
+    """Verify a bare detached signature over bytes (the audit manifest); no From to check."""
+    _require_aware(at)
+    try:
+        info = _load_content_info(signature_der)
+        if _content_info_type(info) != _OID_SIGNED_DATA:
+            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+    except _Rejected as rejected:
+        return Verification(valid=False, reason=rejected.reason)
+    return _verify_cms(info, data, True, trust, at)
+
+
+def sign_detached_der(
+    data: bytes, key: pkcs7.PKCS7PrivateKeyTypes, certificate: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+) -> bytes:
+    """A detached CMS signature (DER) over the bytes exactly as given, SHA-256, with signingTime."""
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(certificate, key, hashes.SHA256())
+    for extra in chain:
+        builder = builder.add_certificate(extra)
+    return builder.sign(
+        serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]
+    )
+
+
+def _boundary(entity: bytes) -> str:
+    while True:
+        boundary = f"----=_vote_{secrets.token_hex(16)}"
+        if boundary.encode("ascii") not in entity:
+            return boundary
+
+
+def sign_entity(
+    entity: bytes, key: pkcs7.PKCS7PrivateKeyTypes, certificate: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+) -> bytes:
+    """Wrap a 7-bit MIME entity in a multipart/signed entity (MIME-Version and Content-Type + body, CRLF).
+
+    The caller prepends From/To/Subject/Date/Message-ID. The signature is over
+    the CRLF form of `entity`, which is also what is embedded, so the bytes
+    signed are the bytes sent.
+    """
+    canonical = _crlf(entity)
+    if not canonical.isascii():
+        raise ValueError("the entity to sign must be 7-bit: encode its body as quoted-printable or base64")
+    if any(len(line) > 998 for line in canonical.split(b"\r\n")):
+        raise ValueError("the entity to sign has a line longer than 998 octets")
+    signature = base64.encodebytes(sign_detached_der(canonical, key, certificate, chain))
+    boundary = _boundary(canonical)
+    micalg = _MICALG["sha256"]
+    return b"".join(
+        [
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/signed; protocol="application/pkcs7-signature";\r\n'
+            f' micalg={micalg}; boundary="{boundary}"\r\n'.encode("ascii"),
+            b"\r\nThis is an S/MIME signed message.\r\n",
+            f"\r\n--{boundary}\r\n".encode("ascii"),
+            canonical,
+            f"\r\n--{boundary}\r\n".encode("ascii"),
+            b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+            b"Content-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=smime.p7s\r\n\r\n",
+            _crlf(signature).rstrip(b"\r\n"),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
