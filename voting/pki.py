@@ -100,7 +100,9 @@ def _serial() -> int:
     return secrets.randbelow(2**128 - 1) + 1
 
 
-def _key_usage(*, digital_signature: bool = False, non_repudiation: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+def _key_usage(
+    *, digital_signature: bool = False, non_repudiation: bool = False, cert_sign: bool = False
+) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=digital_signature,
         content_commitment=non_repudiation,
@@ -168,7 +170,9 @@ def issue_signing_certificate(
     addresses = [_check_mailbox(address) for address in emails]
     if not _is_ca(ca.certificate):
         raise KeyMaterialError(f"{ca.certificate.subject.rfc4514_string()} is not a CA certificate")
-    key: PrivateKey = rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    key: PrivateKey = (
+        rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    )
     start, end = _validity(not_before, days)
     certificate = (
         x509.CertificateBuilder()
@@ -288,7 +292,9 @@ def load_pkcs12(data: bytes, password: bytes) -> Identity:
             warnings.simplefilter("ignore", UserWarning)  # NSS writes BER; cryptography warns but reads it
             bundle = pkcs12.load_pkcs12(data, password)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyMaterialError("cannot open the PKCS#12 file: wrong password, or not an intact PKCS#12 file") from None
+        raise KeyMaterialError(
+            "cannot open the PKCS#12 file: wrong password, or not an intact PKCS#12 file"
+        ) from None
     if bundle.key is None or bundle.cert is None:
         raise KeyMaterialError("the PKCS#12 file does not hold both a private key and its certificate")
     key = _usable_key(bundle.key, "PKCS#12 file")
@@ -417,11 +423,15 @@ class SecretariatKeys(NamedTuple):
         if existing:
             raise KeyMaterialError(f"{directory}: already holds {', '.join(existing)}; refusing to replace keys")
         ca = create_ca(f"{name} CA", organization)
-        signer = issue_signing_certificate(ca, common_name=name, emails=[address], organization=organization, key_type="ec")
+        signer = issue_signing_certificate(
+            ca, common_name=name, emails=[address], organization=organization, key_type="ec"
+        )
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
-            raise KeyMaterialError(f"{directory}: cannot create the keys directory: {error.strerror or error}") from None
+            raise KeyMaterialError(
+                f"{directory}: cannot create the keys directory: {error.strerror or error}"
+            ) from None
         _keep_out_of_git(directory / ".gitignore")
         write_private_key(directory / CA_KEY, ca.key, password)
         write_certificate(directory / CA_CERTIFICATE, ca.certificate)
@@ -441,7 +451,9 @@ class SecretariatKeys(NamedTuple):
         return cls(ca=ca, signer=signer)
 
 
-def _read_identity(key_path: Path, certificate_path: Path, password: bytes, chain: tuple[x509.Certificate, ...]) -> Identity:
+def _read_identity(
+    key_path: Path, certificate_path: Path, password: bytes, chain: tuple[x509.Certificate, ...]
+) -> Identity:
     key = read_private_key(key_path, password)
     certificate = read_certificate(certificate_path)
     _check_pair(key, certificate, str(key_path))

@@ -1,0 +1,265 @@
+"""The electorate file: round trips, clear errors naming the key, and the pure changes to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voting import pki
+from voting.electorate import (
+    add_delegation,
+    dump_electorate,
+    load_electorate,
+    parse_electorate,
+    register_certificate,
+    revoke,
+    save_electorate,
+    trust_of,
+)
+from voting.errors import ConfigError, UsageError
+from voting.model import Delegation, Electorate
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "config" / "electorates" / "unsc-2020.toml"
+PACKAGED = ROOT / "voting" / "data" / "unsc-2020.toml"
+INTEROP = ROOT.parent / "shared" / "interop"
+WHEN = dt.datetime(2020, 7, 8, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def ca() -> pki.Identity:
+    return pki.create_ca("Secretariat CA", "United Nations")
+
+
+@pytest.fixture(scope="module")
+def france(ca: pki.Identity) -> x509.Certificate:
+    identity = pki.issue_signing_certificate(ca, common_name="France", emails=["pr.france@un.example"], key_type="ec")
+    return identity.certificate
+
+
+@pytest.fixture(scope="module")
+def unsc() -> Electorate:
+    return load_electorate(COMMITTED)
+
+
+def small() -> Electorate:
+    return Electorate(
+        name="Board",
+        quorum=2,
+        delegation=[
+            Delegation(code="FRA", name="France", permanent=True, addresses=["fra@delegations.example"]),
+            Delegation(code="NER", name="Niger", addresses=["ner@delegations.example"]),
+        ],
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "electorate.toml"
+    path.write_text(text)
+    return path
+
+
+# --- the committed electorate ----------------------------------------------------------------------
+
+
+def test_packaged_copy_is_identical_to_the_committed_file() -> None:
+    assert PACKAGED.read_bytes() == COMMITTED.read_bytes()
+
+
+def test_unsc_2020(unsc: Electorate) -> None:
+    assert unsc.name == "United Nations Security Council (2020)"
+    assert unsc.required_yes == 9 and unsc.quorum is None
+    assert unsc.codes == [
+        "CHN", "FRA", "RUS", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN", "VNM",
+    ]  # fmt: skip
+    assert unsc.permanent == {"CHN", "FRA", "RUS", "GBR", "USA"}
+    vct = unsc.get("VCT")
+    assert vct is not None and vct.name == "Saint Vincent and the Grenadines"
+    assert all(d.addresses == [f"{d.code.lower()}@delegations.example"] for d in unsc.delegation)
+    assert all(not d.certificates for d in unsc.delegation)
+
+
+def test_committed_file_is_in_the_written_form(unsc: Electorate) -> None:
+    assert dump_electorate(unsc) == COMMITTED.read_text()
+
+
+# --- round trips -----------------------------------------------------------------------------------
+
+
+def test_round_trip_with_certificates(tmp_path: Path, ca: pki.Identity, france: x509.Certificate) -> None:
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    alice = pki.load_pkcs12((INTEROP / "thunderbird-smime" / "Alice.p12").read_bytes(), b"nss").certificate
+    electorate = register_certificate(electorate, "NER", alice, issued_by_secretariat=False)
+    electorate = revoke(electorate, "NER", WHEN)
+    path = tmp_path / "board.toml"
+    save_electorate(path, electorate)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert load_electorate(path) == electorate
+    text = path.read_text()
+    assert "pem = '''\n-----BEGIN CERTIFICATE-----\n" in text
+    assert "revoked_at = 2020-07-08 12:00:00+00:00" in text
+
+
+def test_save_replaces_the_file_atomically(tmp_path: Path) -> None:
+    path = write(tmp_path, "old")
+    save_electorate(path, small())
+    assert load_electorate(path) == small()
+    assert [p.name for p in tmp_path.iterdir()] == ["electorate.toml"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.text(min_size=1, max_size=40),
+    delegate_name=st.text(max_size=40),
+    required_yes=st.none() | st.integers(min_value=1, max_value=500),
+    local=st.from_regex(r"[a-z0-9._+-]{1,12}", fullmatch=True),
+)
+def test_any_names_round_trip(name: str, delegate_name: str, required_yes: int | None, local: str) -> None:
+    electorate = Electorate(
+        name=name,
+        required_yes=required_yes,
+        delegation=[Delegation(code="X-1", name=delegate_name, addresses=[f"{local}@example.org"])],
+    )
+    assert parse_electorate(dump_electorate(electorate)) == electorate
+
+
+# --- errors name the file and the key --------------------------------------------------------------
+
+GOOD_DELEGATION = '[[delegation]]\ncode = "FRA"\nname = "France"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\ncolour = "blue"\n', r"electorate\.toml: colour: unknown key"),
+        (GOOD_DELEGATION + 'colour = "blue"\n', r"delegation\[0\]\.colour: unknown key"),
+        (GOOD_DELEGATION + '[[delegation]]\ncode = "fr"\nname = "x"\n', r"delegation\[1\]\.code: 'fr' does not"),
+        (GOOD_DELEGATION + '[[delegation]]\nname = "x"\n', r"delegation\[1\]\.code: required key is missing"),
+        (GOOD_DELEGATION + GOOD_DELEGATION, r"delegation: delegation FRA is listed twice"),
+        (GOOD_DELEGATION + 'addresses = ["nobody"]\n', r"delegation\[0\]\.addresses: 'nobody' is not a mailbox"),
+        ("required_yes = 0\n", r"required_yes: Input should be greater than or equal to 1"),
+        ('name = "x"\nrequired_yes = \n', r"invalid TOML: .*\(at line 2, column 16\)"),
+        ("a = " + "[" * 5000 + "]" * 5000 + "\n", r"invalid TOML"),
+    ],
+)
+def test_bad_file_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_electorate(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_certificate_pinned_to_two_delegations(tmp_path: Path, france: x509.Certificate) -> None:
+    text = dump_electorate(register_certificate(small(), "FRA", france, issued_by_secretariat=True))
+    start = text.index("[[delegation.certificates]]")
+    table = text[start : text.index("[[delegation]]", start)]
+    path = write(tmp_path, text + table)
+    with pytest.raises(ConfigError, match=r"certificate [0-9a-f]{16}… is registered to both FRA and NER"):
+        load_electorate(path)
+
+
+def test_pin_must_match_the_pem(tmp_path: Path, france: x509.Certificate) -> None:
+    text = dump_electorate(register_certificate(small(), "FRA", france, issued_by_secretariat=True))
+    path = write(tmp_path, text.replace(pki.fingerprint(france), "0" * 64))
+    with pytest.raises(ConfigError, match=r"delegation\[0\]\.certificates\[0\]\.sha256: does not match the pem"):
+        load_electorate(path)
+    path = write(tmp_path, text.replace("MII", "XXX", 1))
+    with pytest.raises(ConfigError, match=r"delegation\[0\]\.certificates\[0\]\.pem: not a PEM certificate"):
+        load_electorate(path)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="absent.toml: cannot read the electorate: No such file"):
+        load_electorate(tmp_path / "absent.toml")
+    (tmp_path / "latin1.toml").write_bytes(b'name = "Caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"latin1.toml: not UTF-8 text \(byte 11\)"):
+        load_electorate(tmp_path / "latin1.toml")
+
+
+# --- changes -------------------------------------------------------------------------------------
+
+
+def test_register_pins_and_adds_mailboxes(france: x509.Certificate) -> None:
+    before = small()
+    after = register_certificate(before, "FRA", france, issued_by_secretariat=True)
+    assert before == small(), "the input is not changed"
+    fra = after.get("FRA")
+    assert fra is not None
+    assert fra.addresses == ["fra@delegations.example", "pr.france@un.example"]
+    assert [(c.sha256, c.issued_by_secretariat, c.revoked) for c in fra.certificates] == [
+        (pki.fingerprint(france), True, False)
+    ]
+    assert pki.load_pem_certificate(fra.certificates[0].pem) == france
+    assert register_certificate(after, "FRA", france, issued_by_secretariat=True) == after
+
+
+def test_register_refuses_a_certificate_of_another_delegation(france: x509.Certificate) -> None:
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    with pytest.raises(UsageError, match="already registered to FRA"):
+        register_certificate(electorate, "NER", france, issued_by_secretariat=False)
+
+
+def test_register_refuses_an_unknown_code_or_a_certificate_without_mailbox(
+    ca: pki.Identity, france: x509.Certificate
+) -> None:
+    with pytest.raises(UsageError, match="no delegation 'ZZZ'"):
+        register_certificate(small(), "ZZZ", france, issued_by_secretariat=True)
+    with pytest.raises(UsageError, match="names no email address"):
+        register_certificate(small(), "FRA", ca.certificate, issued_by_secretariat=False)
+
+
+def test_add_delegation_new_and_existing() -> None:
+    added = add_delegation(small(), "EST", "Estonia", email="EST@Delegations.example", permanent=False)
+    assert added.codes == ["FRA", "NER", "EST"]
+    est = added.get("EST")
+    assert est is not None and est.addresses == ["est@delegations.example"] and not est.permanent
+    again = add_delegation(added, "EST", "ignored", email="est@delegations.example", permanent=True)
+    assert again == added
+    more = add_delegation(added, "EST", "ignored", email="mission@estonia.example", permanent=True)
+    est = more.get("EST")
+    assert est is not None and est.name == "Estonia" and not est.permanent
+    assert est.addresses == ["est@delegations.example", "mission@estonia.example"]
+
+
+@pytest.mark.parametrize(
+    ("code", "email", "message"),
+    [("est", "e@x.example", "'est' does not match"), ("EST", "nobody", "not a mailbox")],
+)
+def test_add_delegation_refuses_bad_values(code: str, email: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        add_delegation(small(), code, "Estonia", email=email, permanent=False)
+
+
+def test_revoke_marks_every_certificate_and_keeps_earlier_times(ca: pki.Identity, france: x509.Certificate) -> None:
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    electorate = revoke(electorate, "FRA", WHEN)
+    second = pki.issue_signing_certificate(ca, common_name="France", emails=["fra@x.example"], key_type="ec")
+    electorate = register_certificate(electorate, "FRA", second.certificate, issued_by_secretariat=True)
+    later = WHEN + dt.timedelta(days=1)
+    electorate = revoke(electorate, "FRA", later)
+    fra = electorate.get("FRA")
+    assert fra is not None
+    assert [(c.revoked, c.revoked_at) for c in fra.certificates] == [(True, WHEN), (True, later)]
+    with pytest.raises(UsageError, match="time zone"):
+        revoke(electorate, "FRA", dt.datetime(2020, 7, 8))
+    with pytest.raises(UsageError, match="no delegation"):
+        revoke(electorate, "ZZZ", WHEN)
+
+
+def test_trust_of(ca: pki.Identity, france: x509.Certificate) -> None:
+    alice = pki.load_pkcs12((INTEROP / "thunderbird-smime" / "Alice.p12").read_bytes(), b"nss").certificate
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    electorate = revoke(register_certificate(electorate, "NER", alice, issued_by_secretariat=False), "NER", WHEN)
+    trust = trust_of(electorate, [ca.certificate])
+    assert trust.anchors == (ca.certificate,)
+    assert [(t.certificate, t.owner, t.revoked, t.chain_to_anchor) for t in trust.registered] == [
+        (france, "FRA", False, True),
+        (alice, "NER", True, False),
+    ]

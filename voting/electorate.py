@@ -1,0 +1,251 @@
+"""The electorate file: who votes, with which addresses and certificates.
+
+A TOML file of `[[delegation]]` tables, each with `[[delegation.certificates]]`
+holding a pinned certificate in a literal multi-line string. Reading and
+writing are at the edge (`load_electorate`, `save_electorate`); changes
+(`add_delegation`, `register_certificate`, `revoke`) are pure and return a new
+`Electorate`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from cryptography import x509
+from pydantic import ValidationError
+
+from voting.errors import ConfigError, KeyMaterialError, UsageError
+from voting.model import Delegation, Electorate, RegisteredCertificate
+from voting.pki import certificate_pem, fingerprint, load_pem_certificate, mailboxes, write_file_atomically
+from voting.smime import Trust, TrustedCertificate
+
+MAX_ELECTORATE_BYTES = 16 << 20
+"""Far above any body's file (a few kilobytes per certificate), low enough to refuse garbage early."""
+
+_LITERAL_SAFE = re.compile(r"[\x20-\x7e\n]*")
+"""Text a TOML multi-line literal string holds unchanged (printable ASCII and newlines)."""
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    """pydantic's ('delegation', 3, 'code') as the reader sees it in the file: delegation[3].code."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).removeprefix(".")
+
+
+def _describe(error: ValidationError) -> str:
+    """The first problem, as 'key: reason'; the rest are usually its consequences."""
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    elif first["type"] == "string_pattern_mismatch":
+        message = f"{first['input']!r} does not match {first['ctx']['pattern']}"
+    where = _location(first["loc"]) or "delegation"  # the electorate's own check is across its delegations
+    more = len(error.errors()) - 1
+    return f"{where}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def _check_pins(electorate: Electorate) -> None:
+    """Each pinned PEM must be a certificate whose SHA-256 is the pin: a hand-edited file may disagree."""
+    for i, delegation in enumerate(electorate.delegation):
+        for j, registered in enumerate(delegation.certificates):
+            where = f"delegation[{i}].certificates[{j}]"
+            try:
+                certificate = load_pem_certificate(registered.pem)
+            except KeyMaterialError as error:
+                raise ValueError(f"{where}.pem: {error}") from None
+            if fingerprint(certificate) != registered.sha256:
+                raise ValueError(
+                    f"{where}.sha256: does not match the pem, whose SHA-256 is {fingerprint(certificate)}"
+                )
+
+
+def parse_electorate(text: str) -> Electorate:
+    """The electorate in a TOML text; ValueError says where and why it is wrong."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"invalid TOML: {error}") from None
+    except RecursionError:
+        raise ValueError("invalid TOML: nested too deeply") from None
+    try:
+        electorate = Electorate.model_validate(data)
+    except ValidationError as error:
+        raise ValueError(_describe(error)) from None
+    _check_pins(electorate)
+    return electorate
+
+
+def load_electorate(path: Path) -> Electorate:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_ELECTORATE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the electorate: {error.strerror or error}") from None
+    if len(data) > MAX_ELECTORATE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_ELECTORATE_BYTES} bytes, not an electorate file")
+    try:
+        return parse_electorate(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _line(key: str, value: Any) -> str:
+    return tomli_w.dumps({key: value})
+
+
+def _pem_line(pem: str) -> str:
+    """PEM in a literal multi-line string, so the file shows the certificate as it is usually seen."""
+    if _LITERAL_SAFE.fullmatch(pem) and "'''" not in pem and not pem.endswith("'"):
+        return f"pem = '''\n{pem}'''\n"
+    return _line("pem", pem)
+
+
+def _certificate_table(registered: RegisteredCertificate) -> str:
+    lines = [
+        "[[delegation.certificates]]\n",
+        _line("sha256", registered.sha256),
+        _pem_line(registered.pem),
+        _line("issued_by_secretariat", registered.issued_by_secretariat),
+        _line("revoked", registered.revoked),
+    ]
+    if registered.revoked_at is not None:
+        lines.append(_line("revoked_at", registered.revoked_at))
+    return "".join(lines)
+
+
+def _delegation_table(delegation: Delegation) -> str:
+    head = "".join(
+        [
+            "[[delegation]]\n",
+            _line("code", delegation.code),
+            _line("name", delegation.name),
+            _line("permanent", delegation.permanent),
+            _line("addresses", delegation.addresses),
+        ]
+    )
+    return "\n".join([head, *(_certificate_table(c) for c in delegation.certificates)])
+
+
+def dump_electorate(electorate: Electorate) -> str:
+    """Readable TOML that `parse_electorate` turns back into an equal electorate."""
+    top = _line("name", electorate.name)
+    if electorate.required_yes is not None:
+        top += _line("required_yes", electorate.required_yes)
+    if electorate.quorum is not None:
+        top += _line("quorum", electorate.quorum)
+    return "\n".join([top, *(_delegation_table(d) for d in electorate.delegation)])
+
+
+def save_electorate(path: Path, electorate: Electorate) -> None:
+    try:
+        write_file_atomically(path, dump_electorate(electorate).encode("utf-8"), mode=0o644)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot write the electorate: {error.strerror or error}") from None
+
+
+# --- changes -------------------------------------------------------------------------------------
+
+
+def _delegation(electorate: Electorate, code: str) -> Delegation:
+    delegation = electorate.get(code)
+    if delegation is None:
+        raise UsageError(f"no delegation {code!r} in the electorate {electorate.name!r}")
+    return delegation
+
+
+def _replace(electorate: Electorate, replacement: Delegation) -> Electorate:
+    delegations = [replacement if d.code == replacement.code else d for d in electorate.delegation]
+    return electorate.model_copy(update={"delegation": delegations})
+
+
+def _with_addresses(addresses: Sequence[str], new: Sequence[str]) -> list[str]:
+    result = list(addresses)
+    result.extend(a for a in dict.fromkeys(a.lower() for a in new) if a not in result)
+    return result
+
+
+def add_delegation(electorate: Electorate, code: str, name: str, *, email: str, permanent: bool) -> Electorate:
+    """A new delegation; for an existing code, `email` joins its addresses and the rest is kept."""
+    existing = electorate.get(code)
+    try:
+        if existing is None:
+            delegation = Delegation(code=code, name=name, permanent=permanent, addresses=[email])
+            return electorate.model_copy(update={"delegation": [*electorate.delegation, delegation]})
+        addresses = _with_addresses(existing.addresses, [email])
+        return _replace(electorate, Delegation.model_validate({**existing.model_dump(), "addresses": addresses}))
+    except ValidationError as error:
+        raise UsageError(f"delegation {code!r}: {_describe(error)}") from None
+
+
+def register_certificate(
+    electorate: Electorate, code: str, certificate: x509.Certificate, *, issued_by_secretariat: bool
+) -> Electorate:
+    """The certificate pinned to the delegation, and its mailboxes added to the delegation's addresses.
+
+    Registering a certificate the delegation already holds changes nothing (a
+    revoked one stays revoked).
+    """
+    delegation = _delegation(electorate, code)
+    pin = fingerprint(certificate)
+    owner = next((d.code for d in electorate.delegation for c in d.certificates if c.sha256 == pin), None)
+    if owner == code:
+        return electorate
+    if owner is not None:
+        raise UsageError(
+            f"certificate {pin[:16]}… is already registered to {owner}; a certificate votes for one delegation"
+        )
+    boxes = mailboxes(certificate)
+    if not boxes:
+        raise UsageError(
+            f"certificate {certificate.subject.rfc4514_string()} names no email address, so no ballot could match it"
+        )
+    registered = RegisteredCertificate(
+        sha256=pin, pem=certificate_pem(certificate), issued_by_secretariat=issued_by_secretariat
+    )
+    try:
+        updated = Delegation.model_validate(
+            {
+                **delegation.model_dump(),
+                "addresses": _with_addresses(delegation.addresses, boxes),
+                "certificates": [*delegation.certificates, registered],
+            }
+        )
+    except ValidationError as error:
+        raise UsageError(f"certificate of {code}: {_describe(error)}") from None
+    return _replace(electorate, updated)
+
+
+def revoke(electorate: Electorate, code: str, at: datetime) -> Electorate:
+    """Every certificate of the delegation revoked from `at`; ones revoked earlier keep their time."""
+    if at.tzinfo is None:
+        raise UsageError("a revocation time must carry a time zone")
+    delegation = _delegation(electorate, code)
+    certificates = [
+        c if c.revoked else c.model_copy(update={"revoked": True, "revoked_at": at}) for c in delegation.certificates
+    ]
+    return _replace(electorate, delegation.model_copy(update={"certificates": certificates}))
+
+
+def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate]) -> Trust:
+    """What signature verification trusts: each registered certificate with its owner, and the CA anchors."""
+    registered = tuple(
+        TrustedCertificate(
+            certificate=load_pem_certificate(c.pem),
+            owner=d.code,
+            revoked=c.revoked,
+            chain_to_anchor=c.issued_by_secretariat,
+        )
+        for d in electorate.delegation
+        for c in d.certificates
+    )
+    return Trust(registered=registered, anchors=tuple(anchors))
