@@ -305,3 +305,24 @@ def test_a_missing_ca_file_is_a_mail_error(tmp_path: Path) -> None:
     settings = SmtpSettings("127.0.0.1", 25, tls="starttls", ca_file=str(tmp_path / "missing.pem"))
     with pytest.raises(MailError, match="CA file"):
         SmtpConnection(settings).__enter__()
+
+
+def test_a_non_ascii_address_is_sent_with_smtputf8_and_refused_by_the_embedded_server(tmp_path: Path) -> None:
+    with MailServer(tmp_path, port=0) as server:
+        refused = failure(SmtpSettings("127.0.0.1", server.port), ["délégation@example.org"])
+    assert refused.permanent and refused.code == 553
+
+
+@pytest.mark.parametrize("address", ["a@example.org>\r\nRCPT TO:<b@example.org", "a b@example.org", "<a@example.org>"])
+def test_an_address_that_would_inject_smtp_commands_is_refused(plain: int, address: str, recorder: Recorder) -> None:
+    with SmtpConnection(SmtpSettings("127.0.0.1", plain)) as connection:
+        with pytest.raises(MailError, match="envelope address"):
+            connection.send("votes@secretariat.example", [address], RAW)
+        with pytest.raises(MailError, match="envelope address"):
+            connection.send(address, ["ok@example.org"], RAW)
+    assert recorder.received == []
+
+
+def test_a_message_needs_a_recipient(plain: int) -> None:
+    with SmtpConnection(SmtpSettings("127.0.0.1", plain)) as connection, pytest.raises(MailError, match="recipient"):
+        connection.send("votes@secretariat.example", [], RAW)

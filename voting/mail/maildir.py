@@ -64,26 +64,40 @@ def deliver(maildir: Path, raw: bytes) -> Path:
     mtime is set to the delivery time at nanosecond precision, which orders
     messages delivered within one clock tick.
     """
+    now_ns = time.time_ns()
+    name = f"{now_ns // 1_000_000_000}.{os.getpid()}_{next(_counter)}.{_host_part()}"
+    temporary = maildir / "tmp" / name
+    final = maildir / "new" / name
     try:
         _create(maildir)
-        now_ns = time.time_ns()
-        name = f"{now_ns // 1_000_000_000}.{os.getpid()}_{next(_counter)}.{_host_part()}"
-        temporary = maildir / "tmp" / name
-        final = maildir / "new" / name
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.utime(fd, ns=(now_ns, now_ns))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write(temporary, raw, now_ns)
         os.rename(temporary, final)
         _fsync_directory(final.parent)
     except OSError as error:
+        _discard(temporary)
         raise MailError(f"cannot deliver into Maildir {maildir}: {error.strerror or error}") from error
     return final
+
+
+def _write(path: Path, raw: bytes, mtime_ns: int) -> None:
+    """Write a new file and get it to the disk; it must not exist yet."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(path: Path) -> None:
+    """Remove a half-delivered file, so that tmp/ does not fill up with failures."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _is_maildir(maildir: Path) -> bool:

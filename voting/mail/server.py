@@ -82,6 +82,7 @@ class SocketController(Controller):
         try:
             super().start()
         except Exception as error:
+            self.stop(no_assert=True)
             self._listener.close()
             raise MailError(f"SMTP server on {self.hostname} port {self.port} did not start: {error}") from error
 

@@ -21,6 +21,8 @@ from voting.errors import MailError
 
 _LINE_END = re.compile(rb"\r?\n")
 _CLOSING = 421  # the server closes the connection after this reply
+# Whitespace, controls and angle brackets would break or inject SMTP commands.
+_UNSAFE_IN_ADDRESS = re.compile(r"[\s<>\x00-\x1f\x7f]")
 
 
 class SendFailure(MailError):
@@ -140,6 +142,8 @@ class SmtpConnection:
             return _refused(error.recipients, f"{self._where} refused every recipient")
         if isinstance(error, smtplib.SMTPResponseException):
             return _failure(error, f"{self._where} refused {doing}")
+        if isinstance(error, smtplib.SMTPNotSupportedError):
+            return SendFailure(f"{self._where} cannot take {doing}: {error}", permanent=True)
         return SendFailure(f"{self._where} failed while {doing}: {error}", permanent=False)
 
     def __enter__(self) -> SmtpConnection:
@@ -170,10 +174,17 @@ class SmtpConnection:
         """
         if not recipients:
             raise MailError("a message needs at least one recipient")
+        addresses = [envelope_from, *recipients]
+        for address in addresses:
+            if _UNSAFE_IN_ADDRESS.search(address):
+                raise MailError(f"not a usable envelope address: {address!r}")
+        options = [] if all(address.isascii() for address in addresses) else ["SMTPUTF8"]
         if self._smtp is None:
             self._smtp = self._open()
         try:
-            refused = self._smtp.sendmail(envelope_from, list(recipients), _LINE_END.sub(b"\r\n", raw))
+            refused = self._smtp.sendmail(
+                envelope_from, list(recipients), _LINE_END.sub(b"\r\n", raw), mail_options=options
+            )
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, smtplib.SMTPNotSupportedError) as error:
             if getattr(error, "smtp_code", None) == _CLOSING:
                 self._drop()
