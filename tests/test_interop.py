@@ -1,0 +1,140 @@
+"""The verifier against signed mail nobody on this project wrote: Thunderbird's S/MIME tests and the "Johnny" attacks."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from voting.reasons import Reason
+from voting.smime import Trust, TrustedCertificate, Verification, verify_message
+
+INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
+THUNDERBIRD = INTEROP / "thunderbird-smime"
+JOHNNY = INTEROP / "johnny-smime"
+JOHNNY_TIME = datetime(2020, 6, 1, tzinfo=UTC)
+
+# The Thunderbird expectation file says `reject:bad-signature` for these: a
+# multipart/signed whose detached signature nevertheless embeds content (a
+# different text than the MIME part). That is the same structure as Johnny's
+# eContent-confusion attack, which its expectation file, DESIGN §4.2 ("no
+# eContent in a detached signature") and `Reason.BAD_CMS_STRUCTURE`'s own
+# wording classify as a structure error, checked before any digest. One rule
+# for one structure: both are rejected as bad-cms-structure (tests/vectors/README.md).
+ECONTENT_IN_DETACHED = {
+    f"alice.dsig.{digest}.multipart.mismatch-econtent.eml": Reason.BAD_CMS_STRUCTURE
+    for digest in ("SHA1", "SHA256", "SHA384", "SHA512")
+}
+
+
+def rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "EXPECTED.tsv").open(newline="") as table:
+        return list(csv.DictReader(table, delimiter="\t"))
+
+
+def alice() -> x509.Certificate:
+    with warnings.catch_warnings():
+        # NSS writes its PKCS#12 in BER; cryptography reads it and warns that it may stop doing so.
+        warnings.simplefilter("ignore", UserWarning)
+        _, certificate, _ = pkcs12.load_key_and_certificates((THUNDERBIRD / "Alice.p12").read_bytes(), b"nss")
+    assert certificate is not None
+    return certificate
+
+
+def johnny_certificate(name: str) -> x509.Certificate:
+    data = (JOHNNY / f"assets__certificates__{name}@bigcorporation.crt").read_bytes()
+    return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+
+
+ALICE_TRUST = Trust(registered=(TrustedCertificate(alice(), owner="ALICE"),))
+JOHNNY_TRUST = Trust(
+    registered=(
+        TrustedCertificate(johnny_certificate("manager"), owner="MANAGER"),
+        TrustedCertificate(johnny_certificate("eve"), owner="EVE"),
+    )
+)
+
+
+def test_the_corpora_are_there() -> None:
+    assert len(rows(THUNDERBIRD)) == 66, THUNDERBIRD
+    assert len(rows(JOHNNY)) == 29, JOHNNY
+
+
+@pytest.mark.parametrize("row", rows(THUNDERBIRD), ids=lambda row: row["file"])
+def test_thunderbird(row: dict[str, str]) -> None:
+    result = verify_message((THUNDERBIRD / row["file"]).read_bytes(), ALICE_TRUST, datetime.now(UTC))
+    expected = row["expected_for_a_ballot_verifier"]
+    if expected == "accept":
+        assert result.valid and result.owner == "ALICE", result
+    elif expected.startswith("reject:"):
+        reason = ECONTENT_IN_DETACHED.get(row["file"], Reason(expected.removeprefix("reject:")))
+        assert (result.valid, result.reason) == (False, reason), result
+    elif expected == "skip:nested":
+        # A signature inside a signature: the outer signer (Dave) is not registered; never counted for Alice.
+        assert not (result.valid and result.owner == "ALICE"), result
+    else:
+        # policy:date-header-6h-after-signing-time. The Date header, like the
+        # signing time, is the sender's claim and is never trusted for anything
+        # (DESIGN §4.5): the message verifies normally, i.e. it is accepted.
+        assert expected == "policy:date-header-6h-after-signing-time"
+        assert result.valid and result.owner == "ALICE", result
+
+
+def expected_johnny(row: dict[str, str]) -> tuple[str, str | None]:
+    """(kind, detail) from a Johnny row: ("accept", owner), ("reject", code) or ("never-manager", None)."""
+    verdict = row["expected_for_a_ballot_verifier"].split(" ", 1)[0]
+    if verdict.startswith("accept:signer="):
+        return "accept", verdict.removeprefix("accept:signer=").upper()
+    if verdict.startswith("reject:"):
+        return "reject", verdict.removeprefix("reject:")
+    assert verdict == "never-attribute-to-manager", row
+    return "never-manager", None
+
+
+def check_johnny(result: Verification, kind: str, detail: str | None) -> None:
+    if kind == "accept":
+        assert result.valid and result.owner == detail, result
+    elif kind == "reject":
+        assert (result.valid, result.reason) == (False, Reason(detail)), result
+    else:
+        assert result.owner != "MANAGER", result
+        # Valid only if the From header is exactly one of eve's own addresses.
+        assert not result.valid or (result.owner == "EVE" and result.from_address == "eve@bigcorporation.de"), result
+
+
+@pytest.mark.parametrize("row", rows(JOHNNY), ids=lambda row: row["file"])
+def test_johnny(row: dict[str, str]) -> None:
+    result = verify_message((JOHNNY / row["file"]).read_bytes(), JOHNNY_TRUST, JOHNNY_TIME)
+    check_johnny(result, *expected_johnny(row))
+
+
+def test_johnny_only_the_managers_own_messages_count_for_the_manager() -> None:
+    counted = {
+        row["file"]
+        for row in rows(JOHNNY)
+        if (result := verify_message((JOHNNY / row["file"]).read_bytes(), JOHNNY_TRUST, JOHNNY_TIME)).valid
+        and result.owner == "MANAGER"
+    }
+    assert counted == {"01-cms__valid_email_from_manager.eml", "assets__valid-signed__manager-smime.eml"}
+
+
+def test_johnny_identity_attacks_with_a_from_naming_the_manager_are_from_mismatch() -> None:
+    for row in rows(JOHNNY):
+        if row["file"].startswith("04-id") and "eve@" not in _from_lines(JOHNNY / row["file"]):
+            result = verify_message((JOHNNY / row["file"]).read_bytes(), JOHNNY_TRUST, JOHNNY_TIME)
+            assert result.reason is Reason.FROM_MISMATCH, (row["file"], result)
+
+
+def _from_lines(path: Path) -> str:
+    head = path.read_bytes().split(b"\n\n", 1)[0].replace(b"\r", b"")
+    return " ".join(line.decode() for line in head.split(b"\n") if line.lower().startswith(b"from:"))
+
+
+def test_johnny_certificates_expired_since() -> None:
+    result = verify_message((JOHNNY / "assets__valid-signed__manager-smime.eml").read_bytes(), JOHNNY_TRUST, datetime.now(UTC))
+    assert (result.valid, result.reason) == (False, Reason.CERTIFICATE_EXPIRED)

@@ -1,0 +1,398 @@
+"""S/MIME sign and verify: our signatures against openssl, openssl's against ours, one negative test per check."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.smime_fixtures import (
+    ENTITY,
+    NOW,
+    Identity,
+    headers,
+    make_ca,
+    make_identity,
+    openssl_sign,
+    openssl_verifies,
+    run_openssl,
+    write_pem,
+)
+from voting.pki import fingerprint
+from voting.reasons import Reason
+from voting.smime import (
+    MAX_MESSAGE_BYTES,
+    Trust,
+    TrustedCertificate,
+    Verification,
+    sign_detached_der,
+    sign_entity,
+    verify_detached_der,
+    verify_message,
+)
+
+SENDER = "fra@delegations.example"
+
+
+def pinned(identity: Identity, **options: object) -> Trust:
+    return Trust(registered=(TrustedCertificate(identity.certificate, owner="FRA", **options),))  # type: ignore[arg-type]
+
+
+def signed_by_us(identity: Identity, sender: str = SENDER, entity: bytes = ENTITY) -> bytes:
+    return headers(sender) + sign_entity(entity, identity.key, identity.certificate)
+
+
+def assert_rejected(result: Verification, reason: Reason) -> None:
+    assert (result.valid, result.reason) == (False, reason), result
+
+
+@pytest.fixture(scope="module")
+def fra() -> Identity:
+    return make_identity(SENDER)
+
+
+# ---------------------------------------------------------------- our signatures
+
+
+def test_sign_entity_passes_openssl_and_our_verifier(fra: Identity, tmp_path: Path) -> None:
+    message = signed_by_us(fra)
+    assert openssl_verifies(tmp_path, message, fra.issuer)
+    result = verify_message(message, pinned(fra), NOW)
+    assert result.valid and result.reason is None and result.owner == "FRA"
+    assert result.signed_content == ENTITY
+    assert (result.digest_algorithm, result.signature_algorithm) == ("sha256", "rsa-pkcs1v15")
+    assert result.from_address == SENDER
+    assert result.signing_time is not None and abs(result.signing_time - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+def test_sign_entity_canonicalises_and_stays_seven_bit(fra: Identity) -> None:
+    wrapped = sign_entity(ENTITY.replace(b"\r\n", b"\n"), fra.key, fra.certificate)
+    assert wrapped.isascii() and b"\n" not in wrapped.replace(b"\r\n", b"")
+    assert all(len(line) <= 76 for line in wrapped.split(b"\r\n") if not line.startswith(b"Content-Type:"))
+    assert b"micalg=sha-256" in wrapped and b"name=smime.p7s" in wrapped
+    assert verify_message(headers() + wrapped, pinned(fra), NOW).signed_content == ENTITY
+
+
+def test_sign_entity_refuses_eight_bit_content(fra: Identity) -> None:
+    with pytest.raises(ValueError, match="7-bit"):
+        sign_entity("Content-Type: text/plain\r\n\r\nсогласен\r\n".encode(), fra.key, fra.certificate)
+
+
+def test_ecdsa_signer_key_signs_too(tmp_path: Path) -> None:
+    identity = make_identity(SENDER, key_kind="p256")
+    message = signed_by_us(identity)
+    assert openssl_verifies(tmp_path, message, identity.issuer)
+    assert verify_message(message, pinned(identity), NOW).signature_algorithm == "ecdsa"
+
+
+def test_detached_der_round_trip_and_tamper(fra: Identity) -> None:
+    manifest = b'{"vote": "unsc-2020-0007"}\n'
+    signature = sign_detached_der(manifest, fra.key, fra.certificate, [fra.issuer])
+    assert verify_detached_der(manifest, signature, pinned(fra), NOW).valid
+    assert_rejected(verify_detached_der(manifest + b" ", signature, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+    assert_rejected(verify_detached_der(manifest, signature[:-9], pinned(fra), NOW), Reason.BAD_CMS_STRUCTURE)
+
+
+def test_as_json_has_the_verify_mail_fields(fra: Identity) -> None:
+    document = verify_message(signed_by_us(fra), pinned(fra), NOW).as_json()
+    assert document["valid"] is True and document["reason"] is None and document["signature_intact"] is True
+    assert document["signer"]["sha256"] == fingerprint(fra.certificate)
+    assert document["signer"]["emails"] == [SENDER]
+    assert set(document["signer"]) >= {"subject", "not_before", "not_after"}
+    assert document["digest_algorithm"] == "sha256" and document["signed_content"] == ENTITY.decode()
+    rejected = verify_message(b"Subject: hi\r\n\r\nno signature\r\n", pinned(fra), NOW).as_json()
+    assert rejected["reason"] == "not-signed" and rejected["signer"] is None
+
+
+def test_naive_verification_time_is_a_programming_error(fra: Identity) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verify_message(signed_by_us(fra), pinned(fra), datetime(2030, 1, 1))
+
+
+# ---------------------------------------------------------------- openssl's signatures
+
+
+@pytest.mark.parametrize("key_kind", ["rsa2048", "p256"])
+@pytest.mark.parametrize("digest", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("opaque", [False, True], ids=["detached", "opaque"])
+def test_openssl_replies_verify(tmp_path: Path, key_kind: str, digest: str, opaque: bool) -> None:
+    identity = make_identity(SENDER, key_kind=key_kind)
+    message = openssl_sign(tmp_path, identity, *(["-nodetach"] if opaque else []), digest=digest)
+    result = verify_message(message, pinned(identity), NOW)
+    assert result.valid, result
+    assert result.digest_algorithm == digest and result.owner == "FRA"
+    assert result.signed_content == ENTITY
+
+
+def test_openssl_rsa_pss_reply_verifies(tmp_path: Path, fra: Identity) -> None:
+    message = openssl_sign(tmp_path, fra, "-keyopt", "rsa_padding_mode:pss")
+    result = verify_message(message, pinned(fra), NOW)
+    assert result.valid and result.signature_algorithm == "rsa-pss"
+
+
+def test_openssl_keyid_reply_verifies(tmp_path: Path, fra: Identity) -> None:
+    assert verify_message(openssl_sign(tmp_path, fra, "-keyid"), pinned(fra), NOW).valid
+
+
+def test_openssl_nocerts_reply_verifies_against_the_registered_certificate(tmp_path: Path, fra: Identity) -> None:
+    message = openssl_sign(tmp_path, fra, "-nocerts")
+    assert verify_message(message, pinned(fra), NOW).valid
+    assert_rejected(verify_message(message, Trust(), NOW), Reason.NO_SIGNER_CERTIFICATE)
+
+
+def test_reply_with_bare_lf_line_endings_verifies(fra: Identity) -> None:
+    message = signed_by_us(fra).replace(b"\r\n", b"\n")
+    assert verify_message(message, pinned(fra), NOW).valid
+
+
+def test_anchor_trusted_signer_is_valid_without_owner(fra: Identity) -> None:
+    result = verify_message(signed_by_us(fra), Trust(anchors=(fra.issuer,)), NOW)
+    assert result.valid and result.owner is None
+
+
+def test_registered_signer_that_must_chain_does(fra: Identity) -> None:
+    trust = Trust(registered=(TrustedCertificate(fra.certificate, "FRA", chain_to_anchor=True),), anchors=(fra.issuer,))
+    assert verify_message(signed_by_us(fra), trust, NOW).owner == "FRA"
+
+
+# ---------------------------------------------------------------- one negative test per check
+
+
+def test_too_large(fra: Identity) -> None:
+    huge = signed_by_us(fra) + b" " * MAX_MESSAGE_BYTES
+    assert_rejected(verify_message(huge, pinned(fra), NOW), Reason.TOO_LARGE)
+
+
+def _nested(depth: int) -> bytes:
+    entity = b"Content-Type: text/plain\r\n\r\nS/2020/654: YES\r\n"
+    for level in range(depth):
+        boundary = f"b{level}".encode()
+        entity = (
+            b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n--'
+            + boundary + b"\r\n" + entity + b"\r\n--" + boundary + b"--\r\n"
+        )
+    return entity
+
+
+def test_deeply_nested_multipart_is_too_large(fra: Identity) -> None:
+    assert_rejected(verify_message(headers() + _nested(500), pinned(fra), NOW), Reason.TOO_LARGE)
+
+
+def test_deeply_nested_signed_content_is_too_large(fra: Identity) -> None:
+    assert_rejected(verify_message(signed_by_us(fra, entity=_nested(30)), pinned(fra), NOW), Reason.TOO_LARGE)
+
+
+def test_malformed_mime(fra: Identity) -> None:
+    assert_rejected(verify_message(b"no header here\r\n\r\nbody", pinned(fra), NOW), Reason.MALFORMED_MIME)
+    unclosed = signed_by_us(fra).rsplit(b"--", 2)[0]
+    assert_rejected(verify_message(unclosed, pinned(fra), NOW), Reason.MALFORMED_MIME)
+
+
+def test_garbage_base64_signature(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    head, _, rest = message.partition(b"filename=smime.p7s\r\n\r\n")
+    garbage = head + b"filename=smime.p7s\r\n\r\n%%%not*base64!!!\r\n" + rest[rest.index(b"\r\n--") :]
+    assert_rejected(verify_message(garbage, pinned(fra), NOW), Reason.MALFORMED_MIME)
+
+
+def test_truncated_der_signature(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    head, _, rest = message.partition(b"filename=smime.p7s\r\n\r\n")
+    encoded, _, tail = rest.partition(b"\r\n--")
+    truncated = base64.encodebytes(base64.b64decode(b"".join(encoded.split()))[:300])
+    message = head + b"filename=smime.p7s\r\n\r\n" + truncated + b"\r\n--" + tail
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.BAD_CMS_STRUCTURE)
+
+
+def test_not_signed(fra: Identity) -> None:
+    assert_rejected(verify_message(headers() + ENTITY, pinned(fra), NOW), Reason.NOT_SIGNED)
+
+
+def test_signed_part_wrapped_in_mixed_is_not_entirely_signed(fra: Identity) -> None:
+    signed = sign_entity(ENTITY, fra.key, fra.certificate)
+    wrapper = (
+        headers() + b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n--outer\r\n'
+        b"Content-Type: text/plain\r\n\r\nS/2020/654: NO\r\n--outer\r\n" + signed + b"\r\n--outer--\r\n"
+    )
+    assert_rejected(verify_message(wrapper, pinned(fra), NOW), Reason.NOT_ENTIRELY_SIGNED)
+
+
+def test_third_part_beside_the_signature_is_not_entirely_signed(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    boundary = message.split(b'boundary="', 1)[1].split(b'"', 1)[0]
+    extra = b"\r\n--" + boundary + b"\r\nContent-Type: text/plain\r\n\r\nS/2020/654: NO\r\n--" + boundary + b"--\r\n"
+    message = message[: message.rindex(b"\r\n--" + boundary + b"--")] + extra
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.NOT_ENTIRELY_SIGNED)
+
+
+def test_encrypted(tmp_path: Path, fra: Identity) -> None:
+    _, cert_path = write_pem(tmp_path, "recipient", fra)
+    encrypted = run_openssl("cms", "-encrypt", "-aes256", cert_path, stdin=ENTITY)
+    assert_rejected(verify_message(headers() + encrypted, pinned(fra), NOW), Reason.ENCRYPTED)
+
+
+def test_detached_signature_with_econtent_is_bad_structure(tmp_path: Path, fra: Identity) -> None:
+    opaque = openssl_sign(tmp_path, fra, "-nodetach")
+    p7m = opaque.split(b"\n\n", 1)[1]
+    detached = signed_by_us(fra)
+    head, _, rest = detached.partition(b"filename=smime.p7s\r\n\r\n")
+    confused = head + b"filename=smime.p7s\r\n\r\n" + p7m.strip() + b"\r\n--" + rest.partition(b"\r\n--")[2]
+    assert_rejected(verify_message(confused, pinned(fra), NOW), Reason.BAD_CMS_STRUCTURE)
+
+
+def test_missing_signed_attributes(tmp_path: Path, fra: Identity) -> None:
+    message = openssl_sign(tmp_path, fra, "-noattr")
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.BAD_SIGNED_ATTRIBUTES)
+
+
+def test_sha1_is_a_weak_digest(tmp_path: Path, fra: Identity) -> None:
+    message = openssl_sign(tmp_path, fra, digest="sha1")
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.WEAK_DIGEST)
+
+
+def test_unsupported_curve(tmp_path: Path) -> None:
+    identity = make_identity(SENDER, key_kind="p224")
+    message = openssl_sign(tmp_path, identity)
+    assert_rejected(verify_message(message, pinned(identity), NOW), Reason.UNSUPPORTED_ALGORITHM)
+
+
+def test_rsa_1024_is_a_weak_key(tmp_path: Path) -> None:
+    identity = make_identity(SENDER, key_kind="rsa1024")
+    message = openssl_sign(tmp_path, identity)
+    assert_rejected(verify_message(message, pinned(identity), NOW), Reason.WEAK_KEY)
+
+
+def test_one_byte_changed_in_the_signed_body(fra: Identity) -> None:
+    message = signed_by_us(fra).replace(b"S/2020/654: YES", b"S/2020/654: NO ")
+    result = verify_message(message, pinned(fra), NOW)
+    assert_rejected(result, Reason.BAD_SIGNATURE)
+    assert not result.signature_intact and result.owner is None
+
+
+def test_one_byte_changed_in_a_signed_header(fra: Identity) -> None:
+    message = signed_by_us(fra).replace(b"charset=utf-8", b"charset=utf-7")
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+
+
+def test_altered_signature_value(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    head, _, rest = message.partition(b"filename=smime.p7s\r\n\r\n")
+    encoded, _, tail = rest.partition(b"\r\n--")
+    der = bytearray(base64.b64decode(b"".join(encoded.split())))
+    der[-1] ^= 1  # cryptography puts no unsigned attributes: the DER ends with the signature value
+    message = head + b"filename=smime.p7s\r\n\r\n" + base64.encodebytes(bytes(der)) + b"\r\n--" + tail
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+
+
+def test_unknown_signer(fra: Identity) -> None:
+    result = verify_message(signed_by_us(fra), Trust(), NOW)
+    assert_rejected(result, Reason.UNKNOWN_SIGNER)
+    assert result.signature_intact and result.signer == fra.certificate and result.owner is None
+
+
+def test_untrusted_chain(fra: Identity) -> None:
+    stranger = make_ca("Another CA")
+    assert_rejected(verify_message(signed_by_us(fra), Trust(anchors=(stranger.certificate,)), NOW), Reason.UNTRUSTED_CHAIN)
+    trust = Trust(
+        registered=(TrustedCertificate(fra.certificate, "FRA", chain_to_anchor=True),), anchors=(stranger.certificate,)
+    )
+    assert_rejected(verify_message(signed_by_us(fra), trust, NOW), Reason.UNTRUSTED_CHAIN)
+
+
+def test_revoked(fra: Identity) -> None:
+    assert_rejected(verify_message(signed_by_us(fra), pinned(fra, revoked=True), NOW), Reason.REVOKED_CERTIFICATE)
+
+
+def test_expired_and_not_yet_valid_at_the_receipt_time(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    after = fra.certificate.not_valid_after_utc + timedelta(seconds=1)
+    before = fra.certificate.not_valid_before_utc - timedelta(seconds=1)
+    assert_rejected(verify_message(message, pinned(fra), after), Reason.CERTIFICATE_EXPIRED)
+    assert_rejected(verify_message(message, pinned(fra), before), Reason.CERTIFICATE_NOT_YET_VALID)
+
+
+def test_certificate_without_email_protection(tmp_path: Path) -> None:
+    identity = make_identity(SENDER, usages=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    message = openssl_sign(tmp_path, identity)
+    assert_rejected(verify_message(message, pinned(identity), NOW), Reason.NOT_FOR_EMAIL)
+
+
+def test_certificate_without_mailbox(fra: Identity) -> None:
+    identity = make_identity(SENDER, san=False)
+    assert_rejected(verify_message(signed_by_us(identity), pinned(identity), NOW), Reason.NO_MAILBOX)
+
+
+def test_subject_email_is_the_mailbox_of_a_certificate_without_san() -> None:
+    identity = make_identity(SENDER, san=False, subject_email=True)
+    assert verify_message(signed_by_us(identity), pinned(identity), NOW).valid
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "usa@delegations.example",
+        "France <usa@delegations.example>",
+        "fra@delegations.example <usa@delegations.example>",
+        "usa@delegations.example <fra@delegations.example>",
+        "fra@delegations.example, usa@delegations.example",
+        "=?utf-8?q?usa@delegations.example?= <fra@delegations.example>",
+        "Delegations: fra@delegations.example;",
+        "France",
+        "",
+    ],
+)
+def test_from_mismatch(fra: Identity, sender: str) -> None:
+    assert_rejected(verify_message(signed_by_us(fra, sender=sender), pinned(fra), NOW), Reason.FROM_MISMATCH)
+
+
+def test_two_from_headers(fra: Identity) -> None:
+    message = b"From: usa@delegations.example\r\n" + signed_by_us(fra)
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.FROM_MISMATCH)
+
+
+@pytest.mark.parametrize("sender", ["FRA@Delegations.Example", "=?utf-8?q?La_France?= <fra@delegations.example>"])
+def test_from_matches_case_insensitively_and_with_encoded_names(fra: Identity, sender: str) -> None:
+    assert verify_message(signed_by_us(fra, sender=sender), pinned(fra), NOW).valid
+
+
+# ---------------------------------------------------------------- properties and bounds
+
+
+@pytest.fixture(scope="module")
+def valid_message(fra: Identity) -> tuple[bytes, int, int]:
+    message = signed_by_us(fra)
+    boundary = message.split(b'boundary="', 1)[1].split(b'"', 1)[0]
+    start = message.index(b"--" + boundary + b"\r\n") + len(boundary) + 4
+    end = message.index(b"\r\n--" + boundary, start)
+    return message, start, end
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_single_byte_flip_in_the_signed_part_is_valid(
+    fra: Identity, valid_message: tuple[bytes, int, int], data: st.DataObject
+) -> None:
+    message, start, end = valid_message
+    position = data.draw(st.integers(start, end - 1))
+    flip = data.draw(st.integers(1, 255))
+    altered = bytearray(message)
+    altered[position] ^= flip
+    assert not verify_message(bytes(altered), pinned(fra), NOW).valid
+
+
+def test_verification_is_well_under_two_milliseconds(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    trust = pinned(fra)
+    timings = []
+    for _ in range(50):
+        started = time.perf_counter()
+        verify_message(message, trust, NOW)
+        timings.append(time.perf_counter() - started)
+    assert statistics.median(timings) < 0.002
