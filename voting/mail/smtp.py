@@ -171,13 +171,16 @@ class SmtpConnection:
         Line ends are sent as CRLF (SMTP requires it); nothing else in the
         bytes changes. When some recipients were refused and others accepted,
         the failure is permanent: retrying would deliver twice to the others.
+        A message that cannot be sent as given (no recipient, an address with
+        spaces, controls or angle brackets) fails as permanent before any
+        traffic, so that one bad message never holds up the rest of a batch.
         """
         if not recipients:
-            raise MailError("a message needs at least one recipient")
+            raise SendFailure("a message needs at least one recipient", permanent=True)
         addresses = [envelope_from, *recipients]
         for address in addresses:
             if _UNSAFE_IN_ADDRESS.search(address):
-                raise MailError(f"not a usable envelope address: {address!r}")
+                raise SendFailure(f"not a usable envelope address: {address!r}", permanent=True)
         options = [] if all(address.isascii() for address in addresses) else ["SMTPUTF8"]
         if self._smtp is None:
             self._smtp = self._open()
