@@ -107,20 +107,21 @@ def _is_maildir(maildir: Path) -> bool:
 def _scan(directory: Path) -> list[IncomingMessage]:
     """The messages of one subdirectory; a file moved away while scanning is skipped, not an error."""
     found = []
-    for entry in os.scandir(directory):
-        if entry.name.startswith("."):
-            continue
-        try:
-            stat = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        found.append(
-            IncomingMessage(
-                key=entry.name.split(":", 1)[0],
-                path=Path(entry.path),
-                received_at=datetime.fromtimestamp(stat.st_mtime, UTC),
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                stat = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            found.append(
+                IncomingMessage(
+                    key=entry.name.split(":", 1)[0],
+                    path=Path(entry.path),
+                    received_at=datetime.fromtimestamp(stat.st_mtime, UTC),
+                )
             )
-        )
     return found
 
 
@@ -177,6 +178,7 @@ def _already_processed(maildir: Path, key: str) -> bool:
     if (maildir / "cur" / f"{key}{_PROCESSED_INFO}").exists():
         return True
     try:
-        return any(entry.name.split(":", 1)[0] == key for entry in os.scandir(maildir / "cur"))
+        with os.scandir(maildir / "cur") as entries:
+            return any(entry.name.split(":", 1)[0] == key for entry in entries)
     except FileNotFoundError:
         return False
