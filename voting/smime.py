@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from voting.pki import fingerprint, mailboxes
+from voting.pki import fingerprint, mailboxes, smime_verifier
 from voting.reasons import Reason
 
 __all__ = [
@@ -274,11 +274,6 @@ def _holds_signature(entity: bytes, depth: int) -> bool:
     return any(_holds_signature(part, depth + 1) for part in parts)
 
 
-def _check_depth(entity: bytes, depth: int) -> None:
-    """Signed content, too, must stay within the nesting and part bounds."""
-    _holds_signature(entity, depth)
-
-
 def _load_content_info(der: bytes) -> cms.ContentInfo:
     try:
         info = cms.ContentInfo.load(der, strict=True)
@@ -374,7 +369,7 @@ def _signed_entity(raw: bytes) -> _Signed:
         if len(parts) < 2 or not closed:
             raise _Rejected(Reason.MALFORMED_MIME)
         content, signature = parts
-        _check_depth(content, 1)
+        _holds_signature(content, 1)  # the signed content, too, must stay within the bounds
         signature_headers, signature_body = _split_entity(signature)
         if _content_type(signature_headers).get_content_type() not in _SIGNATURE_TYPES:
             raise _Rejected(Reason.MALFORMED_MIME)
@@ -398,7 +393,7 @@ def _signed_entity(raw: bytes) -> _Signed:
             raise _Rejected(Reason.BAD_CMS_STRUCTURE)
         if _is_encrypted(content, 1):
             raise _Rejected(Reason.ENCRYPTED)
-        _check_depth(_crlf(content), 1)
+        _holds_signature(_crlf(content), 1)
         return _Signed(headers, content, info, detached=False)
     if ctype in _SIGNATURE_TYPES:
         raise _Rejected(Reason.NOT_SIGNED)
@@ -416,7 +411,6 @@ class _SignerInfo:
 
     signer_id: cms.SignerIdentifier
     digest_name: str
-    digest: type[hashes.HashAlgorithm]
     family: str
     pss: padding.PSS | None
     signature_hash: type[hashes.HashAlgorithm]
@@ -500,7 +494,6 @@ def _read_signer_info(info: cms.ContentInfo, detached: bool) -> _SignerInfo:
     return _SignerInfo(
         signer_id=signer_info["sid"],
         digest_name=digest_name,
-        digest=digest,
         family=family,
         pss=pss,
         signature_hash=signature_hash,
@@ -591,31 +584,17 @@ def _email_protection(certificate: x509.Certificate) -> bool:
     return ExtendedKeyUsageOID.EMAIL_PROTECTION in usages
 
 
-def _email_usage_validator(
-    policy: verification.Policy, certificate: x509.Certificate, usages: x509.ExtendedKeyUsage | None
-) -> None:
-    if usages is not None and ExtendedKeyUsageOID.EMAIL_PROTECTION not in usages:
-        raise ValueError("certificate is not for email protection")
-
-
 def _chains_to_anchor(
-    certificate: x509.Certificate, intermediates: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], at: datetime
+    certificate: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    at: datetime,
 ) -> bool:
-    """RFC 5280 path validation to one of the anchors, with an S/MIME end-entity profile."""
+    """RFC 5280 path validation to one of the anchors, with the S/MIME end-entity profile of `voting.pki`."""
     if not anchors:
         return False
-    end_entity = verification.ExtensionPolicy.permit_all().may_be_present(
-        x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _email_usage_validator
-    )
-    verifier = (
-        verification.PolicyBuilder()
-        .store(verification.Store(list(anchors)))
-        .time(at)
-        .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=end_entity)
-        .build_client_verifier()
-    )
     try:
-        verifier.verify(certificate, [c for c in intermediates if c != certificate])
+        smime_verifier(anchors, at).verify(certificate, [c for c in intermediates if c != certificate])
     except (verification.VerificationError, ValueError):
         return False
     return True
