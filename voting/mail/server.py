@@ -77,6 +77,7 @@ class SocketController(Controller):
             family, _, _, _, address = socket.getaddrinfo(self.hostname, self.port, type=socket.SOCK_STREAM)[0]
             self._listener = socket.create_server(address[:2], family=family)
         except OSError as error:
+            self.loop.close()
             raise MailError(f"cannot listen on {self.hostname} port {self.port}: {error.strerror or error}") from error
         self.port = self._listener.getsockname()[1]
         try:
