@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -396,3 +397,20 @@ def test_verification_is_well_under_two_milliseconds(fra: Identity) -> None:
         verify_message(message, trust, NOW)
         timings.append(time.perf_counter() - started)
     assert statistics.median(timings) < 0.002
+
+
+# ---------------------------------------------------------------- stored vectors
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+
+
+@pytest.mark.parametrize(
+    ("name", "digest"),
+    [("openssl-detached-p384-sha384.eml", "sha384"), ("openssl-opaque-keyid-p384-sha512.eml", "sha512")],
+)
+def test_stored_openssl_vectors(name: str, digest: str) -> None:
+    certificate = x509.load_pem_x509_certificate((VECTORS / "fra.cert.pem").read_bytes())
+    trust = Trust(registered=(TrustedCertificate(certificate, owner="FRA"),))
+    result = verify_message((VECTORS / name).read_bytes(), trust, datetime(2030, 1, 1, tzinfo=UTC))
+    assert result.valid and result.owner == "FRA" and result.digest_algorithm == digest, result
+    assert result.signed_content == (VECTORS / "reply.txt").read_bytes()
