@@ -414,3 +414,20 @@ def test_stored_openssl_vectors(name: str, digest: str) -> None:
     result = verify_message((VECTORS / name).read_bytes(), trust, datetime(2030, 1, 1, tzinfo=UTC))
     assert result.valid and result.owner == "FRA" and result.digest_algorithm == digest, result
     assert result.signed_content == (VECTORS / "reply.txt").read_bytes()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_signatures_and_arbitrary_bytes_never_crash_nor_mislead(fra: Identity, data: st.DataObject) -> None:
+    message = signed_by_us(fra)
+    head, _, rest = message.partition(b"filename=smime.p7s\r\n\r\n")
+    encoded, _, tail = rest.partition(b"\r\n--")
+    der = bytearray(base64.b64decode(b"".join(encoded.split())))
+    for _ in range(data.draw(st.integers(1, 4))):
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    damaged = head + b"filename=smime.p7s\r\n\r\n" + base64.encodebytes(bytes(der)) + b"\r\n--" + tail
+    result = verify_message(damaged, pinned(fra), NOW)
+    # Bytes outside what is signed (the carried certificate, the unsigned digest list) may change
+    # and leave the signature good; whatever is accepted is still the genuine signer and text.
+    assert not result.valid or (result.signer == fra.certificate and result.signed_content == ENTITY)
+    assert not verify_message(data.draw(st.binary(max_size=2000)), pinned(fra), NOW).valid

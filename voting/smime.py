@@ -23,7 +23,7 @@ from typing import Any
 
 from asn1crypto import algos, cms, core
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
@@ -137,7 +137,7 @@ class Verification:
         if self.signer is not None:
             signer = {
                 "subject": self.signer.subject.rfc4514_string(),
-                "emails": list(mailboxes(self.signer)),
+                "emails": list(_mailboxes(self.signer)),
                 "sha256": fingerprint(self.signer),
                 "not_before": self.signer.not_valid_before_utc.isoformat(),
                 "not_after": self.signer.not_valid_after_utc.isoformat(),
@@ -508,10 +508,11 @@ def _read_signer_info(info: cms.ContentInfo, detached: bool) -> _SignerInfo:
 
 def _subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
     """The certificate's SKI extension, and the RFC 5280 method-1 value, as a signer may use either."""
-    identifiers = {x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest}
+    identifiers = set()
     try:
+        identifiers.add(x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest)
         identifiers.add(certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError, UnsupportedAlgorithm):
         pass
     return identifiers
 
@@ -532,8 +533,8 @@ def _load_certificates(encoded: Sequence[bytes]) -> list[x509.Certificate]:
     for der in encoded:
         try:
             loaded.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            continue
+        except (ValueError, x509.InvalidVersion):
+            continue  # a certificate we cannot read cannot be the signer's
     return loaded
 
 
@@ -555,7 +556,7 @@ def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content
         raise _Rejected(Reason.WEAK_DIGEST)
     try:
         key = certificate.public_key()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise _Rejected(Reason.UNSUPPORTED_ALGORITHM) from None
     try:
         if isinstance(key, rsa.RSAPublicKey) and signer.family in (_RSA_PKCS1, _RSA_PSS):
@@ -581,7 +582,17 @@ def _email_protection(certificate: x509.Certificate) -> bool:
         usages = certificate.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
     except x509.ExtensionNotFound:
         return True
+    except ValueError:
+        return False
     return ExtendedKeyUsageOID.EMAIL_PROTECTION in usages
+
+
+def _mailboxes(certificate: x509.Certificate) -> tuple[str, ...]:
+    """`pki.mailboxes`, with an unparsable extension counting as no mailbox."""
+    try:
+        return mailboxes(certificate)
+    except ValueError:
+        return ()
 
 
 def _chains_to_anchor(
@@ -618,7 +629,7 @@ def _trusted_owner(
         raise _Rejected(Reason.UNTRUSTED_CHAIN)
     if not _email_protection(certificate):
         raise _Rejected(Reason.NOT_FOR_EMAIL)
-    if not mailboxes(certificate):
+    if not _mailboxes(certificate):
         raise _Rejected(Reason.NO_MAILBOX)
     return None if entry is None else entry.owner
 
@@ -703,7 +714,7 @@ def verify_message(raw: bytes, trust: Trust, at: datetime) -> Verification:
     if not result.valid:
         return result
     assert result.signer is not None
-    if address is None or address.lower() not in mailboxes(result.signer):
+    if address is None or address.lower() not in _mailboxes(result.signer):
         return replace(result, valid=False, reason=Reason.FROM_MISMATCH)
     return result
 
