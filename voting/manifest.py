@@ -1,0 +1,146 @@
+"""The audit bundle's manifest.json, defined once (DESIGN §7, contract).
+
+These pydantic models are the format: `voting export` writes them, `voting
+audit` reads them, and `docs/audit-manifest.schema.json` is generated from
+them (`python -m voting.manifest > docs/audit-manifest.schema.json`), so that
+anyone can write an independent verifier. docs/audit.md explains each field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from voting.model import Choice, Electorate
+from voting.reasons import Reason
+
+FORMAT = "voting-audit-bundle/1"
+MANIFEST_MEMBER = "manifest.json"
+SIGNATURE_MEMBER = "manifest.json.p7s"
+MESSAGES_DIRECTORY = "messages/"
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""A SHA-256 digest in lowercase hex."""
+
+
+def message_member(sha256: str) -> str:
+    """Zip member holding a message's raw bytes: named by their SHA-256."""
+    return f"{MESSAGES_DIRECTORY}{sha256}.eml"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are refused: a verifier must not silently skip what it does not understand."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class VoteInfo(_Strict):
+    id: str
+    title: str
+    rule: str = Field(description="Rule name of DESIGN §6, e.g. unsc-substantive")
+    opened_at: AwareDatetime
+    closes_at: AwareDatetime = Field(description="The deadline in force when the vote closed")
+    closed_at: AwareDatetime = Field(description="When the vote was closed; choices count if received before it")
+    first_ballot_final: bool
+    quorum: int | None
+    statement_hours: float = Field(ge=0, description="Explanations of vote are accepted this long after closing")
+
+
+class DraftEntry(_Strict):
+    symbol: str
+    title: str
+    text: str = Field(description="The draft's text; its UTF-8 encoding hashes to sha256")
+    sha256: Sha256
+    parties: list[str] = Field(description="Parties to a dispute, who must abstain on this draft")
+
+
+class ElectorateInfo(_Strict):
+    snapshot_json: str = Field(
+        description="The electorate as recorded when the vote opened, as the exact JSON text whose SHA-256 "
+        "is the vote-opened event's electorate_sha256; it decides membership and the rule's thresholds",
+        json_schema_extra={"contentMediaType": "application/json"},
+    )
+    current: Electorate = Field(
+        description="The electorate when the bundle was made: every registered certificate with its revocation "
+        "time; signatures are re-checked against it at each message's receipt time"
+    )
+
+
+class MessageEntry(_Strict):
+    sha256: Sha256
+    received_at: AwareDatetime = Field(description="Delivery time at the secretariat's mail server")
+    vote_id: str | None = Field(description="The vote the message was bound to, or null if it was bound to none")
+    code: str | None = Field(description="The delegation the message was attributed to, if any")
+    verdict: Literal["ballot", "statement", "rejected"]
+    reason: Reason | None = Field(description="Why a rejected message was rejected")
+    detail: str = Field(description="The words sent to the delegation; informative, not re-checked")
+    choices: dict[str, Choice] = Field(description="Draft symbol -> choice, for a ballot")
+    explanation: str
+    supersedes: Sha256 | None = Field(description="SHA-256 of the ballot this one replaced")
+
+
+class CountedEntry(_Strict):
+    message: Sha256
+    choice: Choice
+
+
+class OutcomeEntry(_Strict):
+    adopted: bool
+    yes: int
+    no: int
+    abstain: int
+    absent: int
+    vetoed_by: list[str]
+    reason: str
+
+
+class EventEntry(_Strict):
+    seq: int = Field(ge=1)
+    at: str = Field(description="The event's time exactly as hashed")
+    kind: str
+    data: dict[str, Any]
+    prev_hash: Sha256
+    hash: Sha256
+
+
+class ChainInfo(_Strict):
+    events: list[EventEntry] = Field(description="Every event of the vote's hash chain, in order")
+    head: Sha256
+
+
+class Manifest(_Strict):
+    format: Literal["voting-audit-bundle/1"]
+    exported_at: AwareDatetime
+    vote: VoteInfo
+    drafts: list[DraftEntry]
+    electorate: ElectorateInfo
+    secretariat_ca_pem: str = Field(description="The secretariat CA certificate, PEM")
+    ballot_tokens: dict[str, str] = Field(
+        description="Delegation code -> its ballot token; each hashes to the vote-opened event's "
+        "ballot_tokens_sha256 entry"
+    )
+    messages: list[MessageEntry] = Field(description="In order of receipt (received_at, then ledger order)")
+    counted: dict[str, dict[str, CountedEntry]] = Field(
+        description="Draft symbol -> delegation code -> the ballot whose choice counts"
+    )
+    outcomes: dict[str, OutcomeEntry]
+    chain: ChainInfo
+
+
+def manifest_bytes(manifest: Manifest) -> bytes:
+    """The exact bytes written as manifest.json and signed."""
+    return manifest.model_dump_json(indent=2).encode("utf-8") + b"\n"
+
+
+def schema_text() -> str:
+    """The published JSON Schema of manifest.json, as committed in docs/audit-manifest.schema.json."""
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = FORMAT
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_text(), end="")
