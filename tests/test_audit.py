@@ -1,0 +1,425 @@
+"""`voting export` and `voting audit` (DESIGN §7): a real vote exported, then every kind of tampering caught."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Deployment, free_port, open_vote
+
+from voting.audit import Check, audit_bundle, checks_json, render_checks
+from voting.bundle import export_bundle, read_bundle
+from voting.config import load_config
+from voting.electorate import load_electorate
+from voting.errors import UsageError
+from voting.manifest import schema_text
+from voting.pki import SecretariatKeys, certificate_pem, create_ca, issue_signing_certificate, load_pkcs12
+from voting.service import Service, embedded_server
+from voting.smime import sign_detached_der
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "audit-manifest.schema.json"
+DRAFT = "S/2020/654"
+
+
+@dataclass(frozen=True)
+class Exported:
+    bundle: bytes
+    keys: SecretariatKeys
+    vote_id: str
+    sha_of: dict[str, list[str]]
+    """Delegation code -> the SHA-256 of its messages, in order of receipt."""
+    deployment: Deployment
+    service: Service
+
+
+def copy_deployment(template: Path, root: Path) -> Deployment:
+    """A deployment of its own for this module, copied from the session's template with a fresh SMTP port."""
+    shutil.copytree(template, root)
+    config_path = root / "config" / "voting.toml"
+    old_port = load_config(config_path).settings.smtp.port
+    config_path.write_text(config_path.read_text().replace(f"port = {old_port}", f"port = {free_port()}"))
+    config = load_config(config_path)
+    identities = {}
+    for d in load_electorate(config.electorate_file).delegation:
+        directory = config.keys_dir / "delegations"
+        password = (directory / f"{d.code}.p12.password").read_bytes().strip()
+        identities[d.code] = load_pkcs12((directory / f"{d.code}.p12").read_bytes(), password)
+    return Deployment(config, identities)
+
+
+@pytest.fixture(scope="module")
+def exported(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """One vote: FRA yes, NER abstain then yes, USA no, GBR on FRA's ballot (rejected), unsigned mail
+    (rejected, bound to no vote), closed early, then a statement from DEU; exported."""
+    work = tmp_path_factory.mktemp("audit")
+    deployment = copy_deployment(unsc_template, work / "deployment")
+    service = Service(deployment.config)
+    vote_id = open_vote(service, work)
+    with embedded_server(deployment.config, required=True):
+        service.send()
+        deployment.submit(deployment.reply("FRA", ["yes"], explanation="France supports the draft."),
+                          "fra@delegations.example")
+        deployment.submit(deployment.reply("NER", ["abstain"]), "ner@delegations.example")
+        service.poll_once()
+        time.sleep(0.01)
+        deployment.submit(deployment.reply("NER", ["yes"]), "ner@delegations.example")
+        deployment.submit(deployment.reply("GBR", ["yes"], ballot=deployment.ballot_of("FRA")),
+                          "gbr@delegations.example")
+        deployment.submit(b"From: usa@delegations.example\r\nSubject: vote\r\n\r\nNO\r\n", "usa@delegations.example")
+        deployment.submit(deployment.reply("USA", ["no"]), "usa@delegations.example")
+        service.poll_once()
+        service.close_now(vote_id)
+        deployment.submit(deployment.reply("DEU", ["yes"], explanation="Germany explains its vote."),
+                          "deu@delegations.example")
+        service.poll_once()
+    out = work / "bundle.zip"
+    summary = export_bundle(service, vote_id, out)
+    assert summary.path == out and summary.messages == 7
+    sha_of: dict[str, list[str]] = {}
+    for decision in service.ledger.decisions(vote_id) + service.ledger.decisions(None):
+        sha_of.setdefault(decision.code or "?", []).append(decision.sha256)
+    return Exported(read_bundle(out), service.keys, vote_id, sha_of, deployment, service)
+
+
+# -- tampering helpers ------------------------------------------------------------------------
+
+
+def members(bundle: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def repack(contents: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def edit_manifest(exported: Exported, change: Callable[[dict[str, Any]], None], *, resign: bool = True) -> bytes:
+    """The bundle with its manifest changed and, as a dishonest secretariat would, signed again."""
+    contents = members(exported.bundle)
+    document = json.loads(contents["manifest.json"])
+    change(document)
+    contents["manifest.json"] = json.dumps(document, indent=2).encode()
+    if resign:
+        signer = exported.keys.signer
+        contents["manifest.json.p7s"] = sign_detached_der(contents["manifest.json"], signer.key, signer.certificate)
+    return repack(contents)
+
+
+def failures(checks: list[Check]) -> dict[str, str]:
+    return {check.name: check.detail for check in checks if not check.ok}
+
+
+def message(document: dict[str, Any], sha256: str) -> dict[str, Any]:
+    return next(m for m in document["messages"] if m["sha256"] == sha256)
+
+
+# -- the untouched bundle ---------------------------------------------------------------------
+
+
+def test_the_untouched_bundle_passes_every_check(exported: Exported) -> None:
+    seen: list[tuple[int, int]] = []
+    checks = audit_bundle(exported.bundle, progress=lambda done, total: seen.append((done, total)))
+    assert failures(checks) == {}
+    names = [c.name for c in checks]
+    for expected in ("signature", "hash chain", "vote parameters", "electorate snapshot", "ballot tokens",
+                     f"draft {DRAFT}", "decisions", f"counted {DRAFT}", f"outcome {DRAFT}", "closing"):
+        assert expected in names
+    assert sum(name.endswith("verdict") for name in names) == 7
+    assert sum(name.startswith("certificate ") for name in names) == 15
+    assert seen[-1] == (7, 7)
+    signature = next(c for c in checks if c.name == "signature")
+    assert "carried in the bundle" in signature.detail
+    lines = render_checks(checks)
+    assert lines[-1] == f"all {len(checks)} checks passed"
+    assert checks_json(checks)["valid"] is True
+
+
+def test_the_bundle_holds_what_happened(exported: Exported) -> None:
+    contents = members(exported.bundle)
+    document = json.loads(contents["manifest.json"])
+    verdicts = sorted((m["code"] or "-", m["verdict"], m["reason"] or "") for m in document["messages"])
+    assert verdicts == [
+        ("-", "rejected", "not-signed"),
+        ("DEU", "statement", ""),
+        ("FRA", "ballot", ""),
+        ("GBR", "rejected", "wrong-ballot-token"),
+        ("NER", "ballot", ""),
+        ("NER", "ballot", ""),
+        ("USA", "ballot", ""),
+    ]
+    first_ner, second_ner = exported.sha_of["NER"]
+    assert message(document, second_ner)["supersedes"] == first_ner
+    assert document["counted"][DRAFT]["NER"] == {"message": second_ner, "choice": "yes"}
+    assert document["outcomes"][DRAFT]["yes"] == 2 and document["outcomes"][DRAFT]["adopted"] is False
+    assert set(contents) == {"manifest.json", "manifest.json.p7s",
+                             *(f"messages/{m['sha256']}.eml" for m in document["messages"])}
+    for m in document["messages"]:
+        assert hashlib.sha256(contents[f"messages/{m['sha256']}.eml"]).hexdigest() == m["sha256"]
+
+
+def test_the_signature_checks_against_the_given_secretariat_certificate(exported: Exported) -> None:
+    for certificate in (exported.keys.ca.certificate, exported.keys.signer.certificate):
+        checks = audit_bundle(exported.bundle, secretariat_ca=certificate)
+        assert failures(checks) == {}
+        assert "--secretariat-cert" in next(c for c in checks if c.name == "signature").detail
+
+
+def test_the_manifest_signature_verifies_with_openssl(exported: Exported, tmp_path: Path) -> None:
+    for name, data in members(exported.bundle).items():
+        if not name.startswith("messages/"):
+            (tmp_path / name).write_bytes(data)
+    (tmp_path / "ca.pem").write_text(certificate_pem(exported.keys.ca.certificate))
+    result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                             str(tmp_path / "manifest.json.p7s"), "-content", str(tmp_path / "manifest.json"),
+                             "-CAfile", str(tmp_path / "ca.pem"), "-purpose", "any", "-out", "/dev/null"],
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_committed_schema_is_the_generated_one() -> None:
+    assert SCHEMA_FILE.read_text() == schema_text()
+
+
+# -- tampering --------------------------------------------------------------------------------
+
+
+def test_a_changed_byte_in_a_message_is_named(exported: Exported) -> None:
+    contents = members(exported.bundle)
+    sha = exported.sha_of["USA"][-1]
+    name = f"messages/{sha}.eml"
+    contents[name] = contents[name].replace(b"NO", b"YES", 1)
+    failed = failures(audit_bundle(repack(contents)))
+    assert f"{name} was changed" in failed[f"message {sha[:16]}… SHA-256"]
+    assert "replay gives" in failed[f"message {sha[:16]}… verdict"]
+
+
+def test_a_message_removed_from_the_bundle_is_named(exported: Exported) -> None:
+    contents = members(exported.bundle)
+    sha = exported.sha_of["FRA"][0]
+    del contents[f"messages/{sha}.eml"]
+    failed = failures(audit_bundle(repack(contents)))
+    assert "missing from the bundle" in failed["bundle members"]
+    assert "missing" in failed[f"message {sha[:16]}… SHA-256"]
+
+
+def test_a_message_removed_from_the_manifest_is_caught_by_the_chain(exported: Exported) -> None:
+    sha = exported.sha_of["FRA"][0]
+
+    def remove(document: dict[str, Any]) -> None:
+        document["messages"].remove(message(document, sha))
+
+    contents = members(edit_manifest(exported, remove))
+    del contents[f"messages/{sha}.eml"]
+    failed = failures(audit_bundle(repack(contents)))
+    assert f"decision on message {sha[:16]}…, which the manifest does not list" in failed["decisions"]
+    assert "FRA" in failed[f"counted {DRAFT}"]
+
+
+def test_a_message_added_to_the_bundle_is_named(exported: Exported) -> None:
+    extra = exported.deployment.reply("CHN", ["no"])
+    sha = hashlib.sha256(extra).hexdigest()
+    contents = members(exported.bundle)
+    contents[f"messages/{sha}.eml"] = extra
+    failed = failures(audit_bundle(repack(contents)))
+    assert f"messages/{sha}.eml is in the bundle but not listed" in failed["bundle members"]
+
+
+def test_a_message_added_to_the_manifest_is_caught_by_the_chain(exported: Exported) -> None:
+    extra = exported.deployment.reply("CHN", ["no"])
+    sha = hashlib.sha256(extra).hexdigest()
+
+    def add(document: dict[str, Any]) -> None:
+        entry = dict(message(document, exported.sha_of["USA"][-1]), sha256=sha, code="CHN")
+        document["messages"].append(entry)
+        document["counted"][DRAFT]["CHN"] = {"message": sha, "choice": "no"}
+
+    contents = members(edit_manifest(exported, add))
+    contents[f"messages/{sha}.eml"] = extra
+    failed = failures(audit_bundle(repack(contents)))
+    assert f"message {sha[:16]}… has no decision event in the chain" in failed["decisions"]
+    assert "closing" in failed
+
+
+def test_a_flipped_verdict_is_named(exported: Exported) -> None:
+    sha = exported.sha_of["GBR"][0]
+
+    def flip(document: dict[str, Any]) -> None:
+        message(document, sha).update(verdict="ballot", reason=None, choices={DRAFT: "yes"})
+
+    failed = failures(audit_bundle(edit_manifest(exported, flip)))
+    assert "replay gives GBR: rejected (wrong-ballot-token)" in failed[f"message {sha[:16]}… verdict"]
+    assert f"message {sha[:16]}… differs from its decision event" in failed["decisions"]
+
+
+def test_a_counted_ballot_swapped_for_the_earlier_one_is_named(exported: Exported) -> None:
+    first, second = exported.sha_of["NER"]
+
+    def swap(document: dict[str, Any]) -> None:
+        document["counted"][DRAFT]["NER"] = {"message": first, "choice": "abstain"}
+
+    failed = failures(audit_bundle(edit_manifest(exported, swap)))
+    assert f"NER is counted abstain from message {first[:16]}…" in failed[f"counted {DRAFT}"]
+    assert f"last valid ballot on time is {second[:16]}…" in failed[f"counted {DRAFT}"]
+    assert "counted" in failed["closing"]
+
+
+def test_a_flipped_outcome_is_named(exported: Exported) -> None:
+    def adopt(document: dict[str, Any]) -> None:
+        document["outcomes"][DRAFT]["adopted"] = True
+
+    failed = failures(audit_bundle(edit_manifest(exported, adopt)))
+    assert "recorded adopted 2-1-0" in failed[f"outcome {DRAFT}"]
+    assert "Not adopted" in failed[f"outcome {DRAFT}"]
+    assert "outcomes" in failed["closing"]
+
+
+def test_a_moved_deadline_is_named(exported: Exported) -> None:
+    def move(document: dict[str, Any]) -> None:
+        document["vote"]["closes_at"] = document["vote"]["opened_at"]
+
+    failed = failures(audit_bundle(edit_manifest(exported, move)))
+    assert "closes_at" in failed["vote parameters"]
+    usa = exported.sha_of["USA"][0]
+    assert "replay gives USA: rejected (late)" in failed[f"message {usa[:16]}… verdict"]
+
+
+def test_a_replaced_certificate_is_named(exported: Exported) -> None:
+    rogue = issue_signing_certificate(create_ca("Rogue", "Nobody"), common_name="France",
+                                      emails=["fra@delegations.example"], key_type="ec")
+
+    def replace(document: dict[str, Any]) -> None:
+        fra = next(d for d in document["electorate"]["current"]["delegation"] if d["code"] == "FRA")
+        fra["certificates"][0]["pem"] = certificate_pem(rogue.certificate)
+
+    failed = failures(audit_bundle(edit_manifest(exported, replace)))
+    [name] = [n for n in failed if n.startswith("certificate FRA")]
+    assert "the PEM is another certificate" in failed[name]
+    assert "FRA" in failed["electorate certificates"]
+    fra = exported.sha_of["FRA"][0]
+    assert "replay gives" in failed[f"message {fra[:16]}… verdict"]
+
+
+def test_a_changed_electorate_is_named(exported: Exported) -> None:
+    def enlarge(document: dict[str, Any]) -> None:
+        snapshot = json.loads(document["electorate"]["snapshot_json"])
+        next(d for d in snapshot["delegation"] if d["code"] == "NER")["permanent"] = True
+        document["electorate"]["snapshot_json"] = json.dumps(snapshot)
+
+    failed = failures(audit_bundle(edit_manifest(exported, enlarge)))
+    assert "but the vote-opened event records" in failed["electorate snapshot"]
+
+
+def test_an_event_removed_from_the_chain_is_named(exported: Exported) -> None:
+    def remove(document: dict[str, Any]) -> None:
+        del document["chain"]["events"][1]
+
+    failed = failures(audit_bundle(edit_manifest(exported, remove)))
+    assert failed["hash chain"].startswith("event 2 is missing")
+    assert "no decision event" in failed["decisions"]
+
+
+def test_a_changed_event_is_named(exported: Exported) -> None:
+    def rewrite(document: dict[str, Any]) -> None:
+        document["chain"]["events"][0]["data"]["rule"] = "silence"
+
+    failed = failures(audit_bundle(edit_manifest(exported, rewrite)))
+    assert failed["hash chain"] == "event 1 (vote-opened) was changed: its hash does not match its content"
+    assert "rule" in failed["vote parameters"]
+
+
+def test_a_manifest_changed_without_signing_again_fails_the_signature(exported: Exported) -> None:
+    def retitle(document: dict[str, Any]) -> None:
+        document["vote"]["title"] = "Another vote"
+
+    failed = failures(audit_bundle(edit_manifest(exported, retitle, resign=False)))
+    assert "manifest.json.p7s does not verify" in failed["signature"]
+
+
+def test_a_manifest_signed_by_another_key_fails_against_the_secretariat_certificate(exported: Exported) -> None:
+    rogue_ca = create_ca("Rogue CA", "Nobody")
+    rogue = issue_signing_certificate(rogue_ca, common_name="Secretariat", emails=["votes@secretariat.example"],
+                                      key_type="ec")
+    contents = members(exported.bundle)
+    document = json.loads(contents["manifest.json"])
+    document["secretariat_ca_pem"] = certificate_pem(rogue_ca.certificate)
+    contents["manifest.json"] = json.dumps(document, indent=2).encode()
+    contents["manifest.json.p7s"] = sign_detached_der(contents["manifest.json"], rogue.key, rogue.certificate)
+    forged = repack(contents)
+    failed = failures(audit_bundle(forged, secretariat_ca=exported.keys.ca.certificate))
+    assert "does not verify against the --secretariat-cert" in failed["signature"]
+    assert "neither the --secretariat-cert nor its issuer" in failed["secretariat CA"]
+    without = failures(audit_bundle(forged))
+    assert "signature" not in without
+    assert any(name.endswith("verdict") for name in without)
+
+
+# -- unreadable bundles -----------------------------------------------------------------------
+
+
+def only_failure(checks: list[Check]) -> str:
+    assert render_checks(checks)[-1].endswith(f"of {len(checks)} checks failed")
+    [detail] = [c.detail for c in checks if not c.ok]
+    return detail
+
+
+def test_a_file_that_is_not_a_zip_is_a_clear_failure() -> None:
+    assert "not a zip file" in only_failure(audit_bundle(b"PK\x03\x04 certainly not a zip"))
+    assert "not a zip file" in only_failure(audit_bundle(b""))
+
+
+def test_a_missing_member_is_a_clear_failure(exported: Exported) -> None:
+    contents = members(exported.bundle)
+    del contents["manifest.json.p7s"]
+    assert "manifest.json.p7s missing from the bundle" in only_failure(audit_bundle(repack(contents)))
+
+
+@pytest.mark.parametrize("manifest", [b"{not json", b"[" * 100_000 + b"]" * 100_000, b'{"format": "other"}',
+                                      "\u00ff".encode("latin-1")])
+def test_a_broken_manifest_is_a_clear_failure(exported: Exported, manifest: bytes) -> None:
+    contents = members(exported.bundle)
+    contents["manifest.json"] = manifest
+    assert "manifest.json is not a voting-audit-bundle/1 manifest" in only_failure(audit_bundle(repack(contents)))
+
+
+def test_an_oversized_member_is_refused_without_reading_it_all(exported: Exported) -> None:
+    contents = members(exported.bundle)
+    contents["messages/" + "0" * 64 + ".eml"] = bytes(65 << 20)
+    assert "is larger than" in only_failure(audit_bundle(repack(contents)))
+
+
+def test_an_unexpected_member_is_named(exported: Exported) -> None:
+    contents = members(exported.bundle)
+    contents["notes.txt"] = b"hello"
+    assert "notes.txt is not a member a bundle holds" in failures(audit_bundle(repack(contents)))["bundle members"]
+
+
+# -- export errors ------------------------------------------------------------------------------
+
+
+def test_an_open_vote_cannot_be_exported(exported: Exported, tmp_path: Path) -> None:
+    vote_id = open_vote(exported.service, tmp_path)
+    with pytest.raises(UsageError, match="still open"):
+        export_bundle(exported.service, vote_id, tmp_path / "open.zip")
+    assert not (tmp_path / "open.zip").exists()
+
+
+def test_an_unwritable_destination_and_an_unreadable_bundle_are_usage_errors(exported: Exported,
+                                                                             tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot write the bundle"):
+        export_bundle(exported.service, exported.vote_id, tmp_path / "no" / "such" / "dir" / "b.zip")
+    with pytest.raises(UsageError, match="cannot read the bundle"):
+        read_bundle(tmp_path / "missing.zip")

@@ -1,0 +1,102 @@
+"""`voting export` and the file side of `voting audit`: the ledger in, a zip file out, and back.
+
+The manifest itself is built by the pure `audit.build_manifest`; this module
+reads the ledger into values, signs, and writes or reads the zip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from voting.audit import MAX_BUNDLE_BYTES, build_manifest
+from voting.errors import UsageError
+from voting.manifest import MANIFEST_MEMBER, SIGNATURE_MEMBER, manifest_bytes, message_member
+from voting.pki import write_file_atomically
+from voting.smime import sign_detached_der
+
+if TYPE_CHECKING:
+    from voting.service import Service
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    vote_id: str
+    messages: int
+    bytes: int
+    manifest_sha256: str
+    head: str
+    """The vote's hash-chain head, worth publishing beside the result so the bundle can be tied to it."""
+
+
+def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: datetime) -> bytes:
+    """The zip, with members in a fixed order and one timestamp, so equal inputs give equal bytes."""
+    stamp = at.astimezone(UTC).timetuple()[:6]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        members = [(MANIFEST_MEMBER, manifest), (SIGNATURE_MEMBER, signature)]
+        members += [(message_member(sha), messages[sha]) for sha in sorted(messages)]
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=stamp)  # type: ignore[arg-type]
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
+    """Write the audit bundle of a closed vote to `out`, atomically."""
+    ledger = service.ledger
+    vote = ledger.vote(vote_id)
+    if vote.is_open:
+        raise UsageError(f"vote {vote_id} is still open; it can be exported once it is closed")
+    bound = ledger.decisions(vote_id)
+    unbound = ledger.decisions(None)
+    events = ledger.events(vote_id)
+    keys = service.keys
+    manifest = build_manifest(
+        vote=vote,
+        drafts=ledger.drafts(vote_id),
+        bound=bound,
+        unbound=unbound,
+        tokens=ledger.ballot_tokens(vote_id),
+        electorate=service.electorate(),
+        secretariat_ca=keys.ca.certificate,
+        events=events,
+        exported_at=service.clock(),
+    )
+    document = manifest_bytes(manifest)
+    signature = sign_detached_der(document, keys.signer.key, keys.signer.certificate, keys.signer.chain)
+    ledger_id = {d.sha256: d.message for d in (*bound, *unbound)}
+    raws = {m.sha256: ledger.raw_message(ledger_id[m.sha256]) for m in manifest.messages}
+    data = pack(document, signature, raws, manifest.exported_at)
+    try:
+        write_file_atomically(out, data, mode=0o644)
+    except OSError as error:
+        raise UsageError(f"{out}: cannot write the bundle: {error.strerror or error}") from None
+    return ExportSummary(
+        path=out,
+        vote_id=vote_id,
+        messages=len(raws),
+        bytes=len(data),
+        manifest_sha256=hashlib.sha256(document).hexdigest(),
+        head=manifest.chain.head,
+    )
+
+
+def read_bundle(path: Path) -> bytes:
+    """A bundle file's bytes for `audit_bundle`, refusing files no bundle could be."""
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_BUNDLE_BYTES + 1)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read the bundle: {error.strerror or error}") from None
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes, not an audit bundle")
+    return data
