@@ -1,0 +1,555 @@
+"""Ballots: the text a delegation receives, and what its signed reply says.
+
+Pure: strings and bytes in, values out. A reply is read the way a person
+reads it: the delegate's own lines carry the choices and the explanation of
+vote; the quoted ballot (with ">" or below an Outlook "Original Message"
+header) only binds the reply to the vote through its Vote-ID and Ballot-Token.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import html
+import re
+import secrets
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import Message
+from email.utils import collapse_rfc2231_value
+from html.parser import HTMLParser
+from types import MappingProxyType
+
+from voting.errors import UsageError
+from voting.model import CODE_PATTERN, Choice
+from voting.reasons import Reason
+
+TEXT_LIMIT = 1 << 20
+"""Characters of text read from a reply; anything beyond is ignored."""
+
+_WORDS: dict[Choice, tuple[str, ...]] = {
+    Choice.YES: (
+        "yes", "in favour", "in favor", "for", "aye", "approve",
+        "pour", "oui", "en faveur",
+        "a favor", "sí", "si",
+        "за", "да",
+        "赞成", "贊成", "同意",
+        "نعم", "موافق",
+    ),
+    Choice.NO: (
+        "no", "against", "nay", "object", "objection",
+        "contre", "non",
+        "en contra",
+        "против", "нет",
+        "反对", "反對",
+        "لا", "ضد", "أعترض",
+    ),
+    Choice.ABSTAIN: (
+        "abstain", "abstention",
+        "je m'abstiens",
+        "abstención", "abstencion", "me abstengo",
+        "воздержался", "воздержалась", "воздерживаюсь", "воздержание",
+        "弃权", "棄權",
+        "امتناع", "ممتنع", "امتناع عن التصويت",
+    ),
+}  # fmt: skip
+
+CHOICE_WORDS: Mapping[str, Choice] = MappingProxyType(
+    {unicodedata.normalize("NFC", word).casefold(): choice for choice, words in _WORDS.items() for word in words}
+)
+"""Words for each choice in the six UN languages; keys are NFC and casefolded, and so must lookups be."""
+
+_VOTE_KEYS = frozenset({"vote", "voto", "голос", "投票", "تصويت"})
+"""'VOTE: YES' in each language: a choice that names no draft, valid when the ballot has one."""
+
+_LINE_LIMIT = 1000
+"""Longer lines are never choice or binding lines: they are only kept as explanation."""
+
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+_QUOTE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)+")
+_BINDING = re.compile(r"(vote-id|ballot-token)\s*[:：]\s*([A-Za-z0-9._+/=-]+)", re.IGNORECASE)
+_VOTE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_TOKEN = re.compile(r"[A-Za-z0-9_+/=-]{16,128}")
+_SYMBOL_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/.()-]*")
+_BOX = re.compile(r"\[\s*([xX✓✔×])?\s*\]\s*([^\[\]|]*)")
+_EDGE_MARKS = " \t*_\"'“”«».,;!。！，、،؛"
+_ATTRIBUTION = re.compile(
+    r"(wrote|writes|a écrit|escribió|schrieb|написал|написала|написал\(а\)|пишет|写道|寫道|كتب)\s*[:：]$", re.IGNORECASE
+)
+_ATTRIBUTION_OPENER = re.compile(r"^(on|le|el|am|в|在|في)\s", re.IGNORECASE)
+_ORIGINAL_MESSAGE = re.compile(
+    r"^-{2,}\s*(original message|forwarded message|message d'origine|message transféré|mensaje original|"
+    r"mensaje reenviado|исходное сообщение|пересылаемое сообщение|原始邮件|原始郵件|الرسالة الأصلية|"
+    r"ursprüngliche nachricht)\s*-{2,}$",
+    re.IGNORECASE,
+)
+_RULE_LINE = re.compile(r"^_{10,}$")
+_HEADER_FROM = frozenset({"from", "de", "von", "от", "发件人", "寄件者", "من"})
+_HEADER_SENT = frozenset(
+    {"sent", "date", "envoyé", "date d'envoi", "enviado", "enviado el", "fecha", "gesendet", "datum",
+     "отправлено", "дата", "发送时间", "日期", "寄件日期", "تاريخ الإرسال", "التاريخ", "أرسل", "to"}
+)  # fmt: skip
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def new_ballot_token() -> str:
+    """128 random bits, base64url without padding: unguessable, and safe in any mail client's line."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_drafts(drafts: Sequence[str]) -> dict[str, str]:
+    """Map each draft's matching key to its symbol, refusing symbols a reply could not name unambiguously."""
+    keys: dict[str, str] = {}
+    for symbol in drafts:
+        if not symbol or symbol != _one_line(symbol) or any(c in symbol for c in ":：|[]"):
+            raise UsageError(f"draft symbol {symbol!r} must be one line without ':', '|' or brackets")
+        key = _symbol_key(symbol)
+        if key in keys:
+            raise UsageError(f"draft symbols {keys[key]} and {symbol} cannot be told apart")
+        keys[key] = symbol
+    return keys
+
+
+def _ballot_parts(
+    vote_id: str,
+    token: str,
+    delegation_code: str,
+    delegation_name: str,
+    closes: datetime,
+    drafts: Sequence[tuple[str, str]],
+    instructions: bool,
+) -> tuple[list[str], list[str]]:
+    """The binding block (header lines, then one choice line per draft) and the instructions."""
+    if not _VOTE_ID.fullmatch(vote_id):
+        raise UsageError(f"vote ID {vote_id!r} must be letters, digits, '.', '_' or '-'")
+    if not _TOKEN.fullmatch(token):
+        raise UsageError("ballot token must be 16 to 128 base64 characters")
+    if not re.fullmatch(CODE_PATTERN, delegation_code):
+        raise UsageError(f"delegation code {delegation_code!r} is not a delegation code")
+    if closes.tzinfo is None:
+        raise UsageError("the closing time of a ballot must carry a time zone")
+    if not drafts:
+        raise UsageError("a ballot needs at least one draft")
+    _check_drafts([symbol for symbol, _ in drafts])
+    block = [
+        f"Vote-ID: {vote_id}",
+        f"Ballot-Token: {token}",
+        f"Delegation: {delegation_code} ({_one_line(delegation_name)})",
+        f"Closes: {closes.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
+    ]
+    for symbol, title in drafts:
+        block += ["", f"{symbol}: YES | NO | ABSTAIN"] + ([f"    {_one_line(title)}"] if title.strip() else [])
+    if not instructions:
+        return block, []
+    example = drafts[0][0]
+    guide = [
+        "To vote, reply to this email from your mail client and sign the reply with your S/MIME certificate.",
+        "Keep this ballot quoted in your reply: it binds your reply to this vote.",
+        f'Write each choice on a line of its own, for example "{example}: YES" (or NO, or ABSTAIN).',
+    ]
+    if len(drafts) == 1:
+        guide.append('As this ballot has one draft, "VOTE: YES" also works.')
+    guide += [
+        "Choices may be written in any official UN language (for example POUR, A FAVOR, ЗА, 赞成, نعم).",
+        "Any other text you write is recorded as your explanation of vote.",
+        "A signed receipt confirms what was recorded; replies received after the closing time are not counted.",
+    ]
+    return block, guide
+
+
+def render_ballot_text(
+    *,
+    vote_id: str,
+    token: str,
+    delegation_code: str,
+    delegation_name: str,
+    closes: datetime,
+    drafts: Sequence[tuple[str, str]],
+    title: str,
+    instructions: bool = True,
+) -> str:
+    """The text/plain part of a ballot email (DESIGN §5)."""
+    block, guide = _ballot_parts(vote_id, token, delegation_code, delegation_name, closes, drafts, instructions)
+    lines = [_one_line(title), "", *block]
+    if guide:
+        lines += ["", *guide]
+    return "\n".join(lines) + "\n"
+
+
+def render_ballot_html(
+    *,
+    vote_id: str,
+    token: str,
+    delegation_code: str,
+    delegation_name: str,
+    closes: datetime,
+    drafts: Sequence[tuple[str, str]],
+    title: str,
+    instructions: bool = True,
+) -> str:
+    """The text/html alternative: the same content, the binding block kept as preformatted lines.
+
+    `<pre>` keeps one line per field when a mail client turns a quoted HTML
+    ballot back into text; there are no external resources to fetch.
+    """
+    block, guide = _ballot_parts(vote_id, token, delegation_code, delegation_name, closes, drafts, instructions)
+    heading = html.escape(_one_line(title))
+    body = "\n".join(html.escape(line) for line in block)
+    paragraphs = "".join(f"<p>{html.escape(line)}</p>\n" for line in guide)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{heading}</title></head>\n<body>\n<h1>{heading}</h1>\n"
+        f"<pre>{body}</pre>\n{paragraphs}</body></html>\n"
+    )
+
+
+# --- reading a reply ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    vote_id: str | None
+    token: str | None
+    choices: dict[str, Choice]
+    explanation: str
+    problem: Reason | None
+    problem_detail: str | None
+
+
+def _clean(line: str) -> str:
+    """The line as matched: invisible format characters (bidi marks, zero-width spaces) gone, NFC, stripped."""
+    return unicodedata.normalize("NFC", _INVISIBLE.sub("", line)).strip()
+
+
+def _symbol_key(symbol: str) -> str:
+    return "".join(_clean(symbol).split()).casefold()
+
+
+def _word(text: str) -> Choice | None:
+    return CHOICE_WORDS.get(" ".join(text.strip(_EDGE_MARKS).split()).casefold())
+
+
+def _value_choices(value: str) -> frozenset[Choice] | None:
+    """The choices a value states; empty for an unmarked template ("YES | NO | ABSTAIN", "[ ] YES"); None for text."""
+    boxes = _BOX.findall(value)
+    if boxes:
+        if _BOX.sub("", value).strip(_EDGE_MARKS + "|"):
+            return None
+        words = [(mark, _word(text)) for mark, text in boxes]
+        if any(choice is None for _, choice in words):
+            return None
+        return frozenset(choice for mark, choice in words if mark and choice is not None)
+    pieces = [_word(piece) for piece in value.split("|")]
+    if any(choice is None for choice in pieces):
+        return None
+    return frozenset() if len(pieces) > 1 else frozenset(choice for choice in pieces if choice is not None)
+
+
+def _split_key(line: str) -> tuple[str | None, str]:
+    """Split "KEY: value" at the first colon, ASCII or full-width; (None, line) when there is none."""
+    cut = min((i for i in (line.find(":"), line.find("：")) if i >= 0), default=-1)
+    if cut < 0:
+        return None, line
+    return line[:cut].strip(_EDGE_MARKS), line[cut + 1 :]
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A line that states a choice: the draft it names (None: it names none), as written."""
+
+    draft: str | None
+    named: str
+    choices: frozenset[Choice]
+    on_ballot: bool = True
+
+
+def _read_choice(line: str, drafts: Mapping[str, str]) -> _Mark | None:
+    """The choice a line states, an empty mark for a copied template, or None when the line is text."""
+    key, value = _split_key(line.strip(_EDGE_MARKS))
+    on_ballot = True
+    if key is None:
+        draft, named = None, ""
+    elif _symbol_key(key) in drafts:
+        draft, named = drafts[_symbol_key(key)], key
+    elif key.casefold() in _VOTE_KEYS:
+        draft, named = None, key
+    elif _SYMBOL_LIKE.fullmatch(key) and any(c.isdigit() for c in key) and ("/" in key or "-" in key):
+        draft, named, on_ballot = key, key, False
+    else:
+        return None
+    choices = _value_choices(value)
+    return None if choices is None else _Mark(draft, named, choices, on_ballot)
+
+
+def _quoted(line: str) -> bool:
+    return line.lstrip(" \t").startswith(">")
+
+
+def _starts_quoted_tail(lines: Sequence[str], i: int) -> bool:
+    """Whether line i opens an Outlook-style quoted original: a separator, or a From:/Sent: header block."""
+    line = _clean(lines[i]).strip("*")
+    if _ORIGINAL_MESSAGE.match(line) or _RULE_LINE.match(line):
+        return True
+    key, _ = _split_key(line)
+    if key is None or key.casefold() not in _HEADER_FROM:
+        return False
+    following = next((_clean(n) for n in lines[i + 1 : i + 4] if _clean(n)), "")
+    next_key, _ = _split_key(following.strip("*"))
+    return next_key is not None and next_key.casefold() in _HEADER_SENT
+
+
+def _own_lines(lines: Sequence[str]) -> Iterator[tuple[int, str]]:
+    """The delegate's own lines: unquoted, above the signature and above an Outlook-style quoted original."""
+    for i, line in enumerate(lines):
+        if line.rstrip(" ") == "--" or _starts_quoted_tail(lines, i):
+            return
+        if not _quoted(line):
+            yield i, line
+
+
+def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
+    """Vote-ID and Ballot-Token from any line, quoted or not; a name for the field if a reply holds two values."""
+    found: dict[str, set[str]] = {"vote-id": set(), "ballot-token": set()}
+    for line in lines:
+        if len(line) <= _LINE_LIMIT:
+            match = _BINDING.fullmatch(_clean(_QUOTE_PREFIX.sub("", line)).strip("*"))
+            if match:
+                found[match.group(1).lower()].add(match.group(2))
+    ambiguous = next((field for field, values in found.items() if len(values) > 1), None)
+    vote_ids, tokens = found["vote-id"], found["ballot-token"]
+    return (
+        next(iter(vote_ids)) if len(vote_ids) == 1 else None,
+        next(iter(tokens)) if len(tokens) == 1 else None,
+        ambiguous,
+    )
+
+
+def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
+    """Read a reply: its binding to a vote, its choices, its explanation of vote, and the first problem found.
+
+    A choice that names no draft ("VOTE: YES", "[X] YES", a bare "YES") counts
+    only when the ballot has one draft; with several it is UNKNOWN_DRAFT,
+    since silently dropping it would lose a vote its sender believes was
+    cast. A copied, unmarked template line ("S/2020/654: YES | NO | ABSTAIN")
+    is neither a choice nor explanation. With no drafts, only the binding is
+    read (the service uses that to find the vote first).
+    """
+    by_key = _check_drafts(drafts)
+    lines = text[:TEXT_LIMIT].splitlines()
+    vote_id, token, ambiguous = _binding(lines)
+    problem: tuple[Reason, str] | None = None
+    if ambiguous == "vote-id":
+        problem = (Reason.UNKNOWN_VOTE, "the text names more than one Vote-ID")
+    elif ambiguous == "ballot-token":
+        problem = (Reason.WRONG_BALLOT_TOKEN, "the text holds more than one Ballot-Token")
+    choices: dict[str, Choice] = {}
+    explanation: list[str] = []
+    previous = -2
+    for i, line in _own_lines(lines):
+        clean = _clean(line)
+        if not clean:
+            continue
+        short = len(clean) <= _LINE_LIMIT
+        if short and _ATTRIBUTION.search(clean):
+            if explanation and previous == i - 1 and _ATTRIBUTION_OPENER.match(explanation[-1]):
+                explanation.pop()
+            continue
+        if short and _BINDING.fullmatch(clean.strip("*")):
+            continue
+        mark = _read_choice(clean, by_key) if short and drafts else None
+        if mark is None:
+            explanation.append(line.strip())
+            previous = i
+            continue
+        found = _apply(mark, choices, drafts)
+        problem = problem or found
+    if problem is None and not choices:
+        hint = f'write "{drafts[0]}: YES", NO or ABSTAIN above the quoted ballot' if drafts else "no draft to vote on"
+        problem = (Reason.NO_CHOICE, hint)
+    return Reply(
+        vote_id=vote_id,
+        token=token,
+        choices=choices,
+        explanation="\n".join(explanation).strip(),
+        problem=problem[0] if problem else None,
+        problem_detail=problem[1] if problem else None,
+    )
+
+
+def _apply(mark: _Mark, choices: dict[str, Choice], drafts: Sequence[str]) -> tuple[Reason, str] | None:
+    """Record a line's choice; the problem it raises, if any. A copied template records nothing."""
+    if not mark.choices:
+        return None
+    if not mark.on_ballot:
+        return (Reason.UNKNOWN_DRAFT, f"{mark.named} is not on this ballot ({', '.join(drafts)})")
+    if mark.draft is None and len(drafts) != 1:
+        said = f"{mark.named}: " if mark.named else ""
+        return (
+            Reason.UNKNOWN_DRAFT,
+            f"a choice ({said}{'/'.join(c.upper() for c in Choice if c in mark.choices)}) names no draft, "
+            f'and this ballot has {len(drafts)}: write it as "{drafts[0]}: YES"',
+        )
+    draft = mark.draft or drafts[0]
+    earlier = [choices[draft]] if draft in choices else []
+    stated = earlier + [choice for choice in Choice if choice in mark.choices and choice not in earlier]
+    if len(stated) > 1:
+        return (Reason.CONFLICTING_CHOICES, f"{draft}: {' and '.join(c.upper() for c in stated)}")
+    choices[draft] = stated[0]
+    return None
+
+
+# --- the text of a MIME entity ----------------------------------------------------------------------
+
+_MAX_DEPTH = 16
+_MAX_TAG = 4096
+_LONE_ANGLE = re.compile(rf"<(?![^<>]{{0,{_MAX_TAG}}}>)")
+
+
+class _HtmlText(HTMLParser):
+    """HTML to lines of text; blockquotes become ">" quoting so that quoted ballots stay quoted."""
+
+    _BLOCK = frozenset(
+        "address article aside br dd div dl dt footer h1 h2 h3 h4 h5 h6 header li ol p section table tr ul".split()
+    )
+    _HIDDEN = frozenset({"head", "script", "style", "template", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self._pieces: list[str] = []
+        self._depth = 0
+        self._hidden = 0
+        self._pre = 0
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+
+    def _flush(self) -> None:
+        line = "".join(self._pieces).strip() if not self._pre else "".join(self._pieces).rstrip()
+        self._pieces = []
+        if line or (self.lines and self.lines[-1]):
+            self.lines.append("> " * self._depth + line if line else "")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag == "hr":
+            self._flush()
+            self.lines.append("_" * 32)
+        elif tag in ("blockquote", "pre") or tag in self._BLOCK:
+            self._flush()
+            self._depth += tag == "blockquote"
+            self._pre += tag == "pre"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in ("blockquote", "pre") or tag in self._BLOCK:
+            self._flush()
+            if tag == "blockquote":
+                self._depth = max(0, self._depth - 1)
+            if tag == "pre":
+                self._pre = max(0, self._pre - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
+        if not self._pre:
+            self._pieces.append(re.sub(r"\s+", " ", data))
+            return
+        first, *rest = data.split("\n")
+        self._pieces.append(first)
+        for line in rest:
+            self._flush()
+            self._pieces.append(line)
+
+
+def _html_to_text(markup: str) -> str:
+    """Text of an HTML body. Stray '<' and overlong tags are escaped first: html.parser is quadratic on them."""
+    parser = _HtmlText()
+    parser.feed(_LONE_ANGLE.sub("&lt;", markup))
+    parser.close()
+    return "\n".join(parser.lines).strip("\n")
+
+
+def _unflow(text: str, delsp: bool) -> str:
+    """Join the soft line breaks of format=flowed (RFC 3676), keeping the quote depth of each line."""
+    out: list[str] = []
+    pending: list[str] = []
+    pending_depth = 0
+    for line in text.splitlines():
+        body = line.lstrip(">")
+        depth = len(line) - len(body)
+        body = body[1:] if body.startswith(" ") else body
+        if pending and depth != pending_depth:
+            out.append(">" * pending_depth + (" " if pending_depth else "") + "".join(pending))
+            pending = []
+        pending_depth = depth
+        if body.endswith(" ") and body != "-- ":
+            pending.append(body[:-1] if delsp else body)
+            continue
+        out.append(">" * depth + (" " if depth else "") + "".join(pending) + body)
+        pending = []
+    if pending:
+        out.append(">" * pending_depth + (" " if pending_depth else "") + "".join(pending))
+    return "\n".join(out)
+
+
+def _param(part: Message, name: str) -> str:
+    value = part.get_param(name, "")
+    return collapse_rfc2231_value(value).lower() if isinstance(value, (str, tuple)) else ""
+
+
+def _decoded(part: Message) -> str:
+    """The part's text: transfer encoding undone, charset decoded leniently (unknown charsets read as UTF-8)."""
+    payload = part.get_payload(decode=True)
+    data = payload[:TEXT_LIMIT] if isinstance(payload, bytes) else b""
+    try:
+        text = data.decode(part.get_content_charset() or "utf-8", errors="replace")
+    except LookupError:
+        text = data.decode("utf-8", errors="replace")
+    if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
+        text = _unflow(text, _param(part, "delsp") == "yes")
+    return text
+
+
+def _text_leaves(root: Message) -> Iterator[Message]:
+    """Inline text/plain and text/html parts, depth first; attachments and attached messages are skipped."""
+    stack: list[tuple[Message, int]] = [(root, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if part.is_multipart():
+            if depth < _MAX_DEPTH and part.get_content_maintype() == "multipart":
+                children = part.get_payload()
+                stack.extend((child, depth + 1) for child in reversed(children if isinstance(children, list) else []))
+        elif part.get_content_type() in ("text/plain", "text/html") and part.get_content_disposition() != "attachment":
+            yield part
+
+
+def text_of_entity(entity: bytes) -> str:
+    """The readable text of a signed MIME entity (headers and body): its first text/plain, else its first HTML.
+
+    Never raises: an entity that cannot be read as MIME (nested beyond what the
+    parser can follow, say) yields "", which the reply then reports as naming
+    no vote.
+    """
+    try:
+        message = email.message_from_bytes(entity, policy=email.policy.default)
+        leaves = list(_text_leaves(message))
+        plain = next((p for p in leaves if p.get_content_type() == "text/plain"), None)
+        if plain is not None:
+            return _decoded(plain)
+        markup = next(iter(leaves), None)
+        return _html_to_text(_decoded(markup)) if markup is not None else ""
+    except (RecursionError, ValueError, LookupError, TypeError, AttributeError):
+        return ""
