@@ -8,7 +8,6 @@ folder named `config`.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voting.errors import ConfigError
+from voting.mail.smtp import is_loopback
 
 DEFAULT_CONFIG = Path("config/voting.toml")
 ENV_PREFIX = "VOTING_"
@@ -35,6 +35,7 @@ class SecretariatSection(Section):
     keys_dir: Path = Path("keys")
     key_password_file: Path = Path("secrets/key-password")
     key_password: SecretStr | None = None
+    vote_prefix: str = Field(default="vote", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
 class ElectorateSection(Section):
@@ -73,15 +74,6 @@ class ServiceSection(Section):
     poll_seconds: float = Field(default=30, gt=0)
     statement_hours: float = Field(default=3, ge=0, description="Explanations of vote accepted this long after close")
     max_message_bytes: int = Field(default=25 * 2**20, gt=0)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Settings(BaseSettings):

@@ -236,16 +236,20 @@ def revoke(electorate: Electorate, code: str, at: datetime) -> Electorate:
     return _replace(electorate, delegation.model_copy(update={"certificates": certificates}))
 
 
-def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate]) -> Trust:
-    """What signature verification trusts: each registered certificate with its owner, and the CA anchors."""
+def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate], at: datetime | None = None) -> Trust:
+    """What signature verification trusts: each registered certificate with its owner, and the CA anchors.
+
+    With `at`, a certificate counts as revoked only from its revocation time
+    on, so a ballot received before a revocation stays valid when re-checked.
+    """
     registered = tuple(
         TrustedCertificate(
             certificate=load_pem_certificate(c.pem),
             owner=d.code,
-            revoked=c.revoked,
+            revoked=c.revoked and (at is None or c.revoked_at is None or c.revoked_at <= at),
             chain_to_anchor=c.issued_by_secretariat,
         )
         for d in electorate.delegation
         for c in d.certificates
     )
-    return Trust(registered=registered, anchors=tuple(anchors))
+    return Trust(registered=registered, anchors=tuple(anchors), anchors_admit_unregistered=False)

@@ -56,6 +56,8 @@ class Rule:
     uses_quorum: bool = False
     recuses_parties: bool = False
     """Parties to a dispute must abstain (UN Charter Article 27(3), decisions under Chapter VI)."""
+    extendable: bool = True
+    """Whether the deadline may be moved once the vote is open (the Council's 24 hours are not extendable)."""
 
 
 def _plural(n: int, singular: str, plural: str) -> str:
@@ -133,8 +135,15 @@ RULES: Mapping[str, Rule] = {
             _unsc_substantive,
             needs_required_yes=True,
             recuses_parties=True,
+            extendable=False,
         ),
-        Rule("unsc-procedural", "required affirmative votes", _unsc_procedural, needs_required_yes=True),
+        Rule(
+            "unsc-procedural",
+            "required affirmative votes",
+            _unsc_procedural,
+            needs_required_yes=True,
+            extendable=False,
+        ),
         Rule("simple-majority", "more yes than no among members present and voting", _simple_majority, uses_quorum=True),
         Rule("two-thirds", "yes at least twice no among members present and voting", _two_thirds, uses_quorum=True),
         Rule("unanimity", "every member votes yes", _unanimity),

@@ -110,6 +110,13 @@ class Trust:
 
     registered: tuple[TrustedCertificate, ...] = ()
     anchors: tuple[x509.Certificate, ...] = ()
+    anchors_admit_unregistered: bool = True
+    """An unregistered signer that chains to an anchor is trusted, with no owner.
+
+    `verify-mail --ca` wants that; the service does not: there, only a
+    certificate registered to a delegation can vote, and the anchors only
+    vouch for the secretariat-issued ones among them.
+    """
 
 
 @dataclass(frozen=True)
@@ -617,7 +624,7 @@ def _trusted_owner(
     """Check 5: returns the owner (None for an anchor-trusted, unregistered signer)."""
     pin = fingerprint(certificate)
     entry = next((e for e in trust.registered if fingerprint(e.certificate) == pin), None)
-    if entry is None and not trust.anchors:
+    if entry is None and not (trust.anchors and trust.anchors_admit_unregistered):
         raise _Rejected(Reason.UNKNOWN_SIGNER)
     if entry is not None and entry.revoked:
         raise _Rejected(Reason.REVOKED_CERTIFICATE, owner=entry.owner)

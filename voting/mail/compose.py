@@ -1,0 +1,85 @@
+"""Outgoing mail: ballots, receipts, rejections and results, each S/MIME-signed by the secretariat.
+
+Every message is a multipart/alternative (text and HTML) inside a
+multipart/signed; the outer headers carry threading (Message-ID, In-Reply-To,
+References) so that delegates' clients show a vote as one conversation.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from voting.pki import Identity
+from voting.smime import sign_entity
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    message_id: str
+    raw: bytes
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{secrets.token_hex(16)}@{domain}>"
+
+
+def html_page(title: str, body_html: str) -> str:
+    """A self-contained HTML alternative: inline style only, no external resources."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{html.escape(title)}</title></head>"
+        "<body style=\"font-family: sans-serif; max-width: 46em; margin: 1em auto; padding: 0 1em\">"
+        f"{body_html}</body></html>"
+    )
+
+
+def text_as_html(text: str) -> str:
+    return f"<pre style=\"white-space: pre-wrap; font-family: monospace\">{html.escape(text)}</pre>"
+
+
+def signed_mail(
+    signer: Identity,
+    *,
+    sender: str,
+    sender_name: str,
+    recipients: Sequence[str],
+    subject: str,
+    text: str,
+    html_body: str,
+    sent_at: datetime,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+) -> OutgoingMessage:
+    """Build one signed message; the content is 7-bit, CRLF, so no relay can change a signed byte."""
+    content = EmailMessage(policy=SMTP)
+    content.set_content(text, charset="utf-8", cte="quoted-printable")
+    content.add_alternative(html_page(subject, html_body), subtype="html", charset="utf-8", cte="quoted-printable")
+    del content["MIME-Version"]
+    signed = sign_entity(content.as_bytes(policy=SMTP), signer.key, signer.certificate, signer.chain)
+
+    domain = sender.rpartition("@")[2]
+    message_id = new_message_id(domain)
+    headers = EmailMessage(policy=SMTP)
+    headers["From"] = Address(display_name=sender_name, addr_spec=sender)
+    headers["To"] = ", ".join(recipients)
+    headers["Subject"] = subject
+    headers["Date"] = format_datetime(sent_at)
+    headers["Message-ID"] = message_id
+    if in_reply_to:
+        headers["In-Reply-To"] = in_reply_to
+    if references:
+        headers["References"] = " ".join(references)
+    headers["MIME-Version"] = "1.0"
+    header_bytes = b"".join(
+        headers.policy.fold_binary(name, value) for name, value in headers.items()
+    )
+    return OutgoingMessage(message_id, header_bytes + signed)

@@ -1,0 +1,64 @@
+"""The outbox: queued mail in the ledger, sent over one SMTP connection, retried with backoff.
+
+A message is marked sent only after the server accepted it. A crash between
+the two sends it again on the next pass, byte for byte, with the same
+Message-ID, so that mail clients show it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from voting.config import Config
+from voting.errors import MailError
+from voting.ledger import Ledger
+from voting.mail.smtp import SendFailure, SmtpConnection, SmtpSettings
+
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: 10 s, 20 s, 40 s, … up to an hour."""
+    return min(timedelta(seconds=10 * 2 ** max(attempts, 0)), MAX_BACKOFF)
+
+
+def smtp_settings(config: Config) -> SmtpSettings:
+    smtp = config.settings.smtp
+    return SmtpSettings(
+        host=smtp.host,
+        port=smtp.port,
+        tls="none" if smtp.kind == "embedded" else smtp.tls,
+        username=smtp.username,
+        password=config.secret("smtp", "password"),
+        ca_file=str(config.resolve(smtp.ca_file)) if smtp.ca_file else "",
+    )
+
+
+def drain(ledger: Ledger, config: Config, clock: Callable[[], datetime]) -> tuple[int, int]:
+    """Send what is due; returns (sent, failed this pass). Never raises for a mail server's trouble."""
+    due = ledger.due_mail(clock())
+    if not due:
+        return 0, 0
+    sent = failed = 0
+    try:
+        with SmtpConnection(smtp_settings(config)) as connection:
+            for mail in due:
+                try:
+                    connection.send(mail.envelope_from, mail.recipients, mail.raw)
+                except SendFailure as failure:
+                    ledger.mark_attempt_failed(
+                        mail.id, str(failure), permanent=failure.permanent,
+                        retry_at=clock() + backoff(mail.attempts),
+                    )
+                    failed += 1
+                    continue
+                ledger.mark_sent(mail.id, clock())
+                sent += 1
+    except SendFailure as failure:
+        for mail in due[sent + failed:]:
+            ledger.mark_attempt_failed(mail.id, str(failure), permanent=False, retry_at=clock() + backoff(mail.attempts))
+            failed += 1
+    except MailError as error:
+        raise MailError(f"{config.path}: [smtp]: {error}") from None
+    return sent, failed

@@ -1,0 +1,144 @@
+"""The public record of a vote: who voted how, when, and the outcome of each draft.
+
+Built from values (the vote, its drafts, its electorate and its decisions) and
+rendered as text (for the terminal and the results email) and HTML.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from voting.model import Choice, Electorate, Outcome
+
+CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", "absent": "#777777"}
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    code: str
+    name: str
+    choices: Mapping[str, str]
+    """Draft symbol -> "yes" | "no" | "abstain" | "absent"."""
+    received_at: datetime | None
+    explanation: str
+
+
+@dataclass(frozen=True)
+class RejectedMessage:
+    sha256: str
+    received_at: datetime
+    code: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class VoteBoard:
+    vote_id: str
+    title: str
+    rule: str
+    closes_at: datetime
+    drafts: tuple[str, ...]
+    rows: tuple[BoardRow, ...]
+    outcomes: Mapping[str, Outcome] | None
+    rejected: tuple[RejectedMessage, ...] = ()
+
+
+def build_board(
+    *,
+    vote_id: str,
+    title: str,
+    rule: str,
+    closes_at: datetime,
+    drafts: Sequence[str],
+    electorate: Electorate,
+    counted: Mapping[str, Mapping[str, Choice]],
+    last_ballot_at: Mapping[str, datetime],
+    explanations: Mapping[str, str],
+    outcomes: Mapping[str, Outcome] | None,
+    rejected: Sequence[RejectedMessage] = (),
+) -> VoteBoard:
+    rows = tuple(
+        BoardRow(
+            code=d.code,
+            name=d.name,
+            choices={s: str(counted.get(s, {}).get(d.code, "absent")) for s in drafts},
+            received_at=last_ballot_at.get(d.code),
+            explanation=explanations.get(d.code, ""),
+        )
+        for d in electorate.delegation
+    )
+    return VoteBoard(vote_id, title, rule, closes_at, tuple(drafts), rows, outcomes, tuple(rejected))
+
+
+def utc_minute(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+def outcome_line(symbol: str, outcome: Outcome) -> str:
+    verdict = "ADOPTED" if outcome.adopted else "NOT ADOPTED"
+    return (
+        f"{symbol}: {verdict} ({outcome.yes} in favour, {outcome.no} against, {outcome.abstain} abstentions,"
+        f" {outcome.absent} absent). {outcome.reason}"
+    )
+
+
+def board_text(board: VoteBoard) -> str:
+    width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
+    symbol_width = max((len(s) for s in board.drafts), default=7)
+    header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
+    lines = [
+        f"{board.title} [{board.vote_id}]",
+        f"Rule: {board.rule}; closes {utc_minute(board.closes_at)}",
+        "",
+        header,
+        "-" * len(header),
+    ]
+    for row in board.rows:
+        cells = "  ".join(f"{row.choices[s].upper():<{symbol_width}}" for s in board.drafts)
+        lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {utc_minute(row.received_at)}")
+    if board.outcomes:
+        lines.append("")
+        lines.extend(outcome_line(s, board.outcomes[s]) for s in board.drafts)
+    statements = [r for r in board.rows if r.explanation]
+    if statements:
+        lines.extend(["", "Explanations of vote:"])
+        lines.extend(f"  {r.code}: {r.explanation}" for r in statements)
+    if board.rejected:
+        lines.extend(["", "Rejected messages:"])
+        lines.extend(
+            f"  {utc_minute(m.received_at)}  {m.code or 'unknown sender'}: {m.reason}  (SHA-256 {m.sha256})"
+            for m in board.rejected
+        )
+    return "\n".join(lines) + "\n"
+
+
+def board_html(board: VoteBoard) -> str:
+    """The vote board as an HTML fragment: green yes, red no, amber abstain, grey absent."""
+    e = html.escape
+
+    def cell(choice: str) -> str:
+        return (
+            f"<td style=\"background:{CHOICE_COLOURS[choice]};color:#fff;text-align:center;"
+            f"padding:.3em .6em\">{e(choice.upper())}</td>"
+        )
+
+    head = "".join(f"<th style=\"padding:.3em .6em\">{e(s)}</th>" for s in board.drafts)
+    rows = "".join(
+        f"<tr><th style=\"text-align:left;padding:.3em .6em\">{e(r.code)} {e(r.name)}</th>"
+        + "".join(cell(r.choices[s]) for s in board.drafts)
+        + f"<td style=\"padding:.3em .6em\">{e(utc_minute(r.received_at))}</td></tr>"
+        for r in board.rows
+    )
+    outcomes = ""
+    if board.outcomes:
+        outcomes = "".join(f"<p>{e(outcome_line(s, board.outcomes[s]))}</p>" for s in board.drafts)
+    return (
+        f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
+        f"<p>Rule: {e(board.rule)}; closes {e(utc_minute(board.closes_at))}</p>"
+        "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse\">"
+        f"<tr><th style=\"text-align:left\">Delegation</th>{head}<th>Received</th></tr>{rows}</table></div>"
+        f"{outcomes}"
+    )

@@ -1,0 +1,587 @@
+"""The service: one pass of DESIGN §4 over the mailbox, closing and tallying due votes, sending mail.
+
+This is the imperative shell around the pure core (`verdict.judge`,
+`rules.decide`, `ballot`, `smime`): it reads the mailbox and the electorate
+file, writes the ledger, and hands mail to the outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import getaddresses
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from voting import ballot, rules
+from voting.config import Config
+from voting.electorate import load_electorate, trust_of
+from voting.errors import MailError, UsageError
+from voting.ledger import DecisionRecord, DraftRecord, Ledger, VoteRecord, utc_text
+from voting.mail import maildir
+from voting.mail.compose import OutgoingMessage, signed_mail, text_as_html
+from voting.mail.outbox import drain
+from voting.mail.server import MailServer
+from voting.model import Choice, Delegation, Electorate, Outcome
+from voting.pki import SecretariatKeys
+from voting.reasons import Reason
+from voting.record import RejectedMessage, VoteBoard, board_html, board_text, build_board
+from voting.verdict import BALLOT, STATEMENT, CountedBallot, Judgement, VoteView, counted_choices, judge
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DraftFile:
+    symbol: str
+    path: Path
+
+
+@dataclass
+class PassReport:
+    fetched: int = 0
+    judgements: list[Judgement] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+
+
+def vote_electorate(vote: VoteRecord) -> Electorate:
+    """The membership snapshot taken when the vote opened."""
+    return Electorate.model_validate_json(vote.electorate_json)
+
+
+class Service:
+    def __init__(self, config: Config, *, clock: Clock = utcnow, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.ledger = Ledger.open(config.database)
+        self.log = log or (lambda line: print(line, file=sys.stderr))
+
+    def close_ledger(self) -> None:
+        self.ledger.close()
+
+    @cached_property
+    def keys(self) -> SecretariatKeys:
+        return SecretariatKeys.load(self.config.keys_dir, self.config.key_password())
+
+    def electorate(self) -> Electorate:
+        """Read afresh each time: certificates issued or revoked meanwhile take effect at once."""
+        return load_electorate(self.config.electorate_file)
+
+    @property
+    def secretariat(self) -> tuple[str, str]:
+        s = self.config.settings.secretariat
+        return s.address, s.name
+
+    # -- opening -------------------------------------------------------------
+
+    def open_vote(
+        self,
+        drafts: Sequence[DraftFile],
+        *,
+        rule: str,
+        closes_at: datetime,
+        title: str,
+        first_ballot_final: bool = False,
+        quorum: int | None = None,
+        parties_to_dispute: Mapping[str, Sequence[str]] | None = None,
+        vote_id: str | None = None,
+    ) -> str:
+        """Record the vote and queue one signed ballot per delegation, in one transaction."""
+        now = self.clock()
+        if closes_at <= now:
+            raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
+        if not drafts:
+            raise UsageError("a vote needs at least one --draft SYMBOL=FILE")
+        symbols = [d.symbol for d in drafts]
+        if len(set(symbols)) != len(symbols):
+            raise UsageError("the same draft symbol is given twice")
+        electorate = self.electorate()
+        parties = {symbol: tuple(codes) for symbol, codes in (parties_to_dispute or {}).items()}
+        for symbol, codes in parties.items():
+            if symbol not in symbols:
+                raise UsageError(f"parties to dispute given for {symbol}, which is not a draft of this vote")
+            unknown = [c for c in codes if electorate.get(c) is None]
+            if unknown:
+                raise UsageError(f"parties to dispute {', '.join(unknown)} are not in the electorate")
+        for symbol in symbols:
+            rules.check(rule, electorate, quorum=quorum, parties_to_dispute=parties.get(symbol, ()))
+        silent = [d.code for d in electorate.delegation if not d.addresses]
+        if silent:
+            raise UsageError(f"delegations without an address cannot receive a ballot: {', '.join(silent)}")
+        records = [self._draft_record(d, parties.get(d.symbol, ())) for d in drafts]
+        keys = self.keys
+        address, name = self.secretariat
+        with self.ledger.transaction():
+            if vote_id is None:
+                prefix = f"{self.config.settings.secretariat.vote_prefix}-{closes_at.year}-"
+                vote_id = f"{prefix}{self.ledger.next_vote_number(prefix):04d}"
+            elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", vote_id):
+                raise UsageError(f"vote id {vote_id!r}: use letters, digits, '.', '_' and '-'")
+            self.ledger.create_vote(
+                vote_id,
+                title=title,
+                rule=rule,
+                opened_at=now,
+                closes_at=closes_at,
+                first_ballot_final=first_ballot_final,
+                quorum=quorum,
+                statement_hours=self.config.settings.service.statement_hours,
+                electorate_json=electorate.model_dump_json(),
+                drafts=records,
+            )
+            tokens: dict[str, str] = {}
+            for delegation in electorate.delegation:
+                token = ballot.new_ballot_token()
+                tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
+                arguments: dict[str, Any] = dict(
+                    vote_id=vote_id,
+                    token=token,
+                    delegation_code=delegation.code,
+                    delegation_name=delegation.name,
+                    closes=closes_at,
+                    drafts=[(r.symbol, r.title) for r in records],
+                    title=title,
+                )
+                mail = signed_mail(
+                    keys.signer,
+                    sender=address,
+                    sender_name=name,
+                    recipients=delegation.addresses,
+                    subject=f"Ballot: {title} [{vote_id}]",
+                    text=ballot.render_ballot_text(**arguments),
+                    html_body=ballot.render_ballot_html(**arguments),
+                    sent_at=now,
+                )
+                self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
+                self._queue(mail, "ballot", vote_id, delegation.addresses, now)
+            self.ledger.append_event(
+                vote_id,
+                "vote-opened",
+                {
+                    "title": title,
+                    "rule": rule,
+                    "closes_at": utc_text(closes_at),
+                    "first_ballot_final": first_ballot_final,
+                    "quorum": quorum,
+                    "drafts": [{"symbol": r.symbol, "sha256": r.sha256, "parties": list(r.parties_to_dispute)}
+                               for r in records],
+                    "electorate_sha256": hashlib.sha256(electorate.model_dump_json().encode()).hexdigest(),
+                    "ballot_tokens_sha256": tokens,
+                },
+                now,
+            )
+        return vote_id
+
+    def _draft_record(self, draft: DraftFile, parties: tuple[str, ...]) -> DraftRecord:
+        try:
+            data = draft.path.read_bytes()
+        except OSError as error:
+            raise UsageError(f"--draft {draft.symbol}={draft.path}: {error.strerror}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"--draft {draft.symbol}={draft.path}: not UTF-8 text") from None
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), draft.symbol)
+        return DraftRecord(draft.symbol, first_line[:200], text, hashlib.sha256(data).hexdigest(), parties)
+
+    def _queue(self, mail: OutgoingMessage, kind: str, vote_id: str | None, recipients: Sequence[str],
+               now: datetime) -> None:
+        self.ledger.queue_mail(
+            message_id=mail.message_id,
+            kind=kind,
+            vote_id=vote_id,
+            envelope_from=self.secretariat[0],
+            recipients=recipients,
+            raw=mail.raw,
+            now=now,
+        )
+
+    # -- one pass --------------------------------------------------------------
+
+    def poll_once(self) -> PassReport:
+        report = PassReport()
+        report.fetched = self.fetch()
+        report.judgements = self.decide_pending()
+        report.closed = self.close_due()
+        report.sent, report.failed = self.send()
+        return report
+
+    def fetch(self) -> int:
+        """Keep it raw first: commit the exact bytes, and only then move the message out of `new/`."""
+        inbox = self.config.inbox
+        stored = 0
+        for message in maildir.pending(inbox):
+            raw = maildir.read(message)
+            result = self.ledger.store_message(raw, message.received_at, f"maildir:{message.key}", self.clock())
+            maildir.mark_processed(inbox, message)
+            stored += result.new
+        return stored
+
+    def decide_pending(self) -> list[Judgement]:
+        judgements = []
+        pending = self.ledger.undecided_messages()
+        if not pending:
+            return judgements
+        electorate = self.electorate()
+        anchors = (self.keys.ca.certificate,)
+        views = self._vote_views()
+        for message in pending:
+            raw = self.ledger.raw_message(message.id)
+            previous = self._latest_ballots()
+            try:
+                judgement = judge(raw, message.received_at, views, trust_of(electorate, anchors, message.received_at), previous)
+            except Exception as error:  # noqa: BLE001 - one message must never stop the service
+                self.log(f"message {message.sha256[:16]} left undecided: {type(error).__name__}: {error}")
+                continue
+            self._record(message, raw, judgement, electorate)
+            judgements.append(judgement)
+        return judgements
+
+    def _vote_views(self) -> dict[str, VoteView]:
+        return {
+            vote.id: VoteView(
+                id=vote.id,
+                drafts=tuple(d.symbol for d in self.ledger.drafts(vote.id)),
+                closes_at=vote.closes_at,
+                closed_at=vote.closed_at,
+                statement_hours=vote.statement_hours,
+                first_ballot_final=vote.first_ballot_final,
+                tokens=self.ledger.ballot_tokens(vote.id),
+            )
+            for vote in self.ledger.votes()
+        }
+
+    def _latest_ballots(self) -> dict[tuple[str, str], int]:
+        rows = self.ledger.db.execute(
+            "SELECT d.vote_id, d.code, d.message FROM decisions d JOIN messages m ON m.id = d.message"
+            " WHERE d.verdict = 'ballot' ORDER BY m.received_at, m.id"
+        ).fetchall()
+        return {(r["vote_id"], r["code"]): r["message"] for r in rows}
+
+    def _record(self, message: Any, raw: bytes, judgement: Judgement, electorate: Electorate) -> None:
+        now = self.clock()
+        answer_to = self._answer_delegation(judgement, raw, electorate)
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                message,
+                vote_id=judgement.vote_id,
+                code=judgement.code,
+                verdict=judgement.verdict,
+                reason=judgement.reason.value if judgement.reason else None,
+                detail=judgement.detail,
+                choices={symbol: str(choice) for symbol, choice in judgement.choices.items()},
+                explanation=judgement.explanation,
+                supersedes=judgement.supersedes,
+                now=now,
+            )
+            if answer_to is not None:
+                mail = self._answer(message, raw, judgement, answer_to, now)
+                self._queue(mail, "receipt" if judgement.verdict != "rejected" else "rejection",
+                            judgement.vote_id, answer_to.addresses, now)
+        who = judgement.code or "unknown sender"
+        what = judgement.reason.value if judgement.reason else judgement.verdict
+        self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
+
+    def _answer_delegation(self, judgement: Judgement, raw: bytes, electorate: Electorate) -> Delegation | None:
+        """Whom to answer: the signer's delegation, else the delegation whose registered address is in From.
+
+        Never an unregistered address: a forged message gets no answer at all
+        unless it names a delegation's address, which then learns of it.
+        """
+        if judgement.code is not None:
+            return electorate.get(judgement.code)
+        sender = single_from_address(raw)
+        return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
+
+    def _answer(self, message: Any, raw: bytes, judgement: Judgement, delegation: Delegation,
+                now: datetime) -> OutgoingMessage:
+        address, name = self.secretariat
+        incoming_id = header_value(raw, "Message-ID")
+        vote_id = judgement.vote_id
+        ballot_id = self.ledger.ballot_message_id(vote_id, delegation.code) if vote_id else None
+        lines = []
+        if judgement.verdict == BALLOT:
+            subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
+            lines.append(f"The ballot of {delegation.label} in vote {vote_id} was recorded:")
+            lines.append("")
+            lines.extend(f"  {symbol}: {choice.upper()}" for symbol, choice in judgement.choices.items())
+            if judgement.explanation:
+                lines.extend(["", "Explanation of vote:", judgement.explanation])
+        elif judgement.verdict == STATEMENT:
+            subject = f"Receipt: statement of {delegation.code} recorded [{vote_id}]"
+            lines.append(f"The statement of {delegation.label} in vote {vote_id} was recorded.")
+            lines.extend(["", judgement.detail, "", "Explanation of vote:", judgement.explanation])
+        else:
+            subject = f"Rejected: message from {delegation.code} not recorded as a ballot" + (
+                f" [{vote_id}]" if vote_id else "")
+            reason = judgement.reason or Reason.MALFORMED_MIME
+            lines.append(f"A message attributed to {delegation.label} was received but NOT counted.")
+            lines.extend(["", f"Reason: {reason.value}", judgement.detail])
+        lines.extend(
+            [
+                "",
+                f"SHA-256 of the message as received: {message.sha256}",
+                f"Received by the secretariat's mail server (UTC): {utc_text(message.received_at)}",
+            ]
+        )
+        if judgement.supersedes is not None:
+            earlier = self.ledger.db.execute(
+                "SELECT sha256, received_at FROM messages WHERE id = ?", (judgement.supersedes,)
+            ).fetchone()
+            lines.append(
+                f"This ballot supersedes the ballot received at {earlier['received_at']} (SHA-256 {earlier['sha256']})."
+            )
+        text = "\n".join(lines) + "\n"
+        references = [ref for ref in (ballot_id, incoming_id) if ref]
+        return signed_mail(
+            self.keys.signer,
+            sender=address,
+            sender_name=name,
+            recipients=delegation.addresses,
+            subject=subject,
+            text=text,
+            html_body=text_as_html(text),
+            sent_at=now,
+            in_reply_to=incoming_id or ballot_id,
+            references=references,
+        )
+
+    # -- closing -----------------------------------------------------------------
+
+    def close_due(self) -> list[str]:
+        now = self.clock()
+        due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= now]
+        for vote_id in due:
+            self.close(vote_id, at=self.ledger.vote(vote_id).closes_at)
+        return due
+
+    def close_now(self, vote_id: str) -> None:
+        """Close early: first take in everything already delivered, so nothing on time is left out."""
+        vote = self.ledger.vote(vote_id)
+        if not vote.is_open:
+            raise UsageError(f"vote {vote_id} is already closed")
+        self.fetch()
+        self.decide_pending()
+        self.close(vote_id, at=min(self.clock(), vote.closes_at))
+
+    def extend(self, vote_id: str, closes_at: datetime) -> None:
+        vote = self.ledger.vote(vote_id)
+        now = self.clock()
+        if not vote.is_open:
+            raise UsageError(f"vote {vote_id} is closed; a closed vote cannot be extended")
+        if not rules.RULES[vote.rule].extendable:
+            raise UsageError(f"the rule {vote.rule} does not allow the deadline to be moved")
+        if closes_at <= now:
+            raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
+        with self.ledger.transaction():
+            self.ledger.set_closes_at(vote_id, closes_at)
+            self.ledger.append_event(
+                vote_id, "deadline-moved", {"from": utc_text(vote.closes_at), "to": utc_text(closes_at)}, now
+            )
+
+    def close(self, vote_id: str, *, at: datetime) -> dict[str, Outcome]:
+        """Tally under the vote's rule and queue the signed results, in one transaction."""
+        vote = self.ledger.vote(vote_id)
+        now = self.clock()
+        electorate = vote_electorate(vote)
+        outcomes = self.outcomes(vote, at)
+        with self.ledger.transaction():
+            self.ledger.mark_closed(vote_id, at, {s: o.as_dict() for s, o in outcomes.items()})
+            self.ledger.append_event(
+                vote_id,
+                "vote-closed",
+                {
+                    "closed_at": utc_text(at),
+                    "outcomes": {s: o.as_dict() for s, o in outcomes.items()},
+                    "counted": self._counted_messages(vote_id, at),
+                },
+                now,
+            )
+            board = self.board(vote_id)
+            address, name = self.secretariat
+            text = board_text(board)
+            for delegation in electorate.delegation:
+                mail = signed_mail(
+                    self.keys.signer,
+                    sender=address,
+                    sender_name=name,
+                    recipients=delegation.addresses,
+                    subject=f"Results: {vote.title} [{vote_id}]",
+                    text=text,
+                    html_body=board_html(board),
+                    sent_at=now,
+                    in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code),
+                )
+                self._queue(mail, "results", vote_id, delegation.addresses, now)
+        return outcomes
+
+    def _ballots(self, vote_id: str, deadline: datetime) -> list[tuple[str, CountedBallot]]:
+        return [
+            (d.code, CountedBallot(d.sha256, d.received_at, d.choices))
+            for d in self.ledger.decisions(vote_id)
+            if d.verdict == BALLOT and d.code and d.received_at < deadline
+        ]
+
+    def counted(self, vote: VoteRecord, deadline: datetime) -> dict[str, dict[str, Choice]]:
+        symbols = [d.symbol for d in self.ledger.drafts(vote.id)]
+        return counted_choices(self._ballots(vote.id, deadline), symbols)
+
+    def _counted_messages(self, vote_id: str, deadline: datetime) -> dict[str, dict[str, str]]:
+        """Per draft and delegation, the SHA-256 of the ballot whose choice counts."""
+        latest: dict[str, dict[str, str]] = {}
+        for code, ballot_ in sorted(self._ballots(vote_id, deadline), key=lambda p: (p[1].received_at, p[1].message)):
+            for symbol in ballot_.choices:
+                latest.setdefault(symbol, {})[code] = ballot_.message
+        return latest
+
+    def outcomes(self, vote: VoteRecord, deadline: datetime) -> dict[str, Outcome]:
+        electorate = vote_electorate(vote)
+        counted = self.counted(vote, deadline)
+        return {
+            draft.symbol: rules.decide(
+                vote.rule,
+                electorate,
+                counted[draft.symbol],
+                quorum=vote.quorum,
+                parties_to_dispute=draft.parties_to_dispute,
+            )
+            for draft in self.ledger.drafts(vote.id)
+        }
+
+    def rejections(self, vote: VoteRecord) -> list[DecisionRecord]:
+        """Rejected messages of this vote, and those bound to no vote that arrived while it was open."""
+        deadline = vote.closed_at or vote.closes_at
+        window_end = deadline + timedelta(hours=vote.statement_hours)
+        unbound = [d for d in self.ledger.decisions(None) if vote.opened_at <= d.received_at < window_end]
+        bound = [d for d in self.ledger.decisions(vote.id) if d.verdict == "rejected"]
+        return sorted(bound + unbound, key=lambda d: (d.received_at, d.sha256))
+
+    def board(self, vote_id: str) -> VoteBoard:
+        vote = self.ledger.vote(vote_id)
+        deadline = vote.closed_at or vote.closes_at
+        decisions = self.ledger.decisions(vote_id)
+        last_ballot_at: dict[str, datetime] = {}
+        explanations: dict[str, str] = {}
+        for d in decisions:
+            if d.code and d.verdict in (BALLOT, STATEMENT) and d.received_at < deadline + timedelta(
+                    hours=vote.statement_hours):
+                if d.verdict == BALLOT and d.received_at < deadline:
+                    last_ballot_at[d.code] = d.received_at
+                if d.explanation:
+                    explanations[d.code] = d.explanation
+        rejected = [_rejected(d) for d in self.rejections(vote)]
+        outcomes = (
+            {s: Outcome(**{**o, "vetoed_by": tuple(o["vetoed_by"])}) for s, o in vote.outcome.items()}
+            if vote.outcome
+            else None
+        )
+        return build_board(
+            vote_id=vote.id,
+            title=vote.title,
+            rule=vote.rule,
+            closes_at=vote.closes_at,
+            drafts=[d.symbol for d in self.ledger.drafts(vote_id)],
+            electorate=vote_electorate(vote),
+            counted=self.counted(vote, deadline),
+            last_ballot_at=last_ballot_at,
+            explanations=explanations,
+            outcomes=outcomes,
+            rejected=rejected,
+        )
+
+    # -- sending -----------------------------------------------------------------
+
+    def send(self) -> tuple[int, int]:
+        return drain(self.ledger, self.config, self.clock)
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self, vote_id: str) -> dict[str, Any]:
+        vote = self.ledger.vote(vote_id)
+        now = self.clock()
+        board = self.board(vote_id)
+        return {
+            "vote": vote.id,
+            "title": vote.title,
+            "rule": vote.rule,
+            "state": "open" if vote.is_open else "closed",
+            "closes_at": utc_text(vote.closes_at),
+            "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
+            "seconds_left": max(0, int((vote.closes_at - now).total_seconds())) if vote.is_open else 0,
+            "voted": {r.code: dict(r.choices) for r in board.rows if r.received_at},
+            "not_voted": [r.code for r in board.rows if not r.received_at],
+            "rejected": [
+                {"sha256": d.sha256, "received_at": utc_text(d.received_at), "code": d.code, "reason": d.reason,
+                 "detail": d.detail}
+                for d in self.rejections(vote)
+            ],
+            "outcome": vote.outcome,
+            "outbox": {
+                status: len(self.ledger.outbox(status)) for status in ("queued", "sent", "failed")
+            },
+            "outbox_failures": [
+                {"message_id": m.message_id, "recipients": list(m.recipients), "error": m.last_error}
+                for m in self.ledger.outbox("failed")
+            ],
+        }
+
+
+def _rejected(decision: DecisionRecord) -> RejectedMessage:
+    return RejectedMessage(decision.sha256, decision.received_at, decision.code, decision.reason or "")
+
+
+def header_value(raw: bytes, name: str) -> str | None:
+    """A header of the raw message, for threading only: outer headers are never trusted for anything else."""
+    try:
+        value = BytesHeaderParser(policy=default_policy).parsebytes(raw[: 256 * 1024]).get(name)
+    except Exception:  # noqa: BLE001 - a malformed header is simply absent
+        return None
+    return str(value).strip() if value else None
+
+
+def single_from_address(raw: bytes) -> str | None:
+    value = header_value(raw, "From")
+    if value is None:
+        return None
+    addresses = [a for _, a in getaddresses([value]) if a]
+    return addresses[0].lower() if len(addresses) == 1 else None
+
+
+@contextmanager
+def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | None]:
+    """Run the built-in SMTP server for the duration, when the deployment uses it.
+
+    For one pass (`required=False`), a server already listening on the port,
+    such as a running `voting serve`, is used instead.
+    """
+    if config.settings.smtp.kind != "embedded":
+        yield None
+        return
+    smtp = config.settings.smtp
+    server = MailServer(config.resolve(config.settings.mailbox.root), host=smtp.host, port=smtp.port,
+                        max_message_bytes=config.settings.service.max_message_bytes)
+    try:
+        server.start()
+    except MailError:
+        if required:
+            raise
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.stop()

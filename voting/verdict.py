@@ -1,0 +1,147 @@
+"""What one incoming message means (DESIGN §4 points 2 to 8), as a pure function.
+
+`judge` takes the raw bytes, the server's receipt time, the open votes and the
+trust in force at that time, and returns a `Judgement`; nothing here reads a
+file or a socket. The service records the judgement, and `voting audit`
+replays the same function over the bundle to check every recorded verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from voting.ballot import parse_reply, text_of_entity
+from voting.model import Choice
+from voting.reasons import Reason
+from voting.smime import Trust, Verification, verify_message
+
+BALLOT = "ballot"
+STATEMENT = "statement"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class VoteView:
+    """What judging a message needs to know about one vote."""
+
+    id: str
+    drafts: tuple[str, ...]
+    closes_at: datetime
+    closed_at: datetime | None
+    statement_hours: float
+    first_ballot_final: bool
+    tokens: Mapping[str, str]
+    """Delegation code -> its ballot token for this vote."""
+
+    @property
+    def deadline(self) -> datetime:
+        """When choices stop counting: the deadline, or the moment the vote was closed early."""
+        return min(self.closes_at, self.closed_at) if self.closed_at else self.closes_at
+
+    @property
+    def statements_until(self) -> datetime:
+        return self.deadline + timedelta(hours=self.statement_hours)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str
+    reason: Reason | None
+    detail: str
+    vote_id: str | None
+    code: str | None
+    """The delegation the message is attributed to, or may be answered as; None when nobody is known."""
+    choices: dict[str, Choice] = field(default_factory=dict)
+    explanation: str = ""
+    supersedes: int | None = None
+    verification: Verification | None = None
+
+    @property
+    def counted(self) -> bool:
+        return self.verdict == BALLOT
+
+
+def rejected(reason: Reason, code: str | None, verification: Verification | None, detail: str = "",
+             vote_id: str | None = None) -> Judgement:
+    return Judgement(REJECTED, reason, detail or reason.describe(), vote_id, code, verification=verification)
+
+
+def judge(
+    raw: bytes,
+    received_at: datetime,
+    votes: Mapping[str, VoteView],
+    trust: Trust,
+    previous_ballots: Mapping[tuple[str, str], int],
+) -> Judgement:
+    """Decide one message.
+
+    `previous_ballots` maps (vote, delegation) to the ledger id of the latest
+    ballot already counted for it, which a new ballot supersedes (or, when the
+    vote was opened with the first ballot final, is refused by).
+    """
+    verification = verify_message(raw, trust, received_at)
+    if not verification.valid:
+        return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification)
+    code = verification.owner
+    if code is None or verification.signed_content is None:
+        return rejected(Reason.UNKNOWN_SIGNER, None, verification)
+
+    text = text_of_entity(verification.signed_content)
+    binding = parse_reply(text, ())
+    vote = votes.get(binding.vote_id or "")
+    if vote is None:
+        return rejected(Reason.UNKNOWN_VOTE, code, verification)
+    if vote.tokens.get(code) is None or binding.token != vote.tokens[code]:
+        return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
+
+    reply = parse_reply(text, vote.drafts)
+    if received_at >= vote.deadline:
+        if received_at < vote.statements_until and reply.explanation:
+            detail = "Explanation of vote recorded after the vote closed"
+            if reply.choices:
+                detail += "; choices received after the deadline are not counted"
+            return Judgement(STATEMENT, None, detail + ".", vote.id, code, explanation=reply.explanation,
+                             verification=verification)
+        return rejected(Reason.LATE, code, verification, vote_id=vote.id)
+    if reply.problem is not None:
+        detail = reply.problem.describe() + (f" ({reply.problem_detail})" if reply.problem_detail else "")
+        return rejected(reply.problem, code, verification, detail, vote_id=vote.id)
+    previous = previous_ballots.get((vote.id, code))
+    if previous is not None and vote.first_ballot_final:
+        return rejected(Reason.BALLOT_FINAL, code, verification, vote_id=vote.id)
+    return Judgement(
+        BALLOT,
+        None,
+        "Ballot recorded" + (" and supersedes the earlier one." if previous is not None else "."),
+        vote.id,
+        code,
+        choices=dict(reply.choices),
+        explanation=reply.explanation,
+        supersedes=previous,
+        verification=verification,
+    )
+
+
+@dataclass(frozen=True)
+class CountedBallot:
+    message: str
+    received_at: datetime
+    choices: Mapping[str, str]
+
+
+def counted_choices(
+    ballots: Iterable[tuple[str, CountedBallot]], drafts: Iterable[str]
+) -> dict[str, dict[str, Choice]]:
+    """The choice that counts per draft and delegation: the latest ballot that answers that draft.
+
+    `ballots` are (delegation, ballot) pairs of valid ballots received before
+    the deadline, in any order. A later ballot that answers only some drafts
+    changes only those.
+    """
+    counted: dict[str, dict[str, Choice]] = {symbol: {} for symbol in drafts}
+    for code, ballot in sorted(ballots, key=lambda pair: (pair[1].received_at, pair[1].message)):
+        for symbol, choice in ballot.choices.items():
+            counted[symbol][code] = Choice(choice)
+    return counted
