@@ -1,0 +1,486 @@
+"""The `voting` command: argument parsing and printing only (DESIGN §2).
+
+Exit status: 0 success, 1 what was checked is invalid or rejected, 2 a usage
+or configuration error, with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from voting import __version__
+from voting.config import DEFAULT_CONFIG, Config, load_config
+from voting.errors import UsageError, VotingError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def parse_when(text: str) -> datetime:
+    """An ISO 8601 instant; a time without a zone is refused rather than guessed."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2020-07-08T12:00:00Z") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC or an offset such as +02:00")
+    return moment.astimezone(UTC)
+
+
+def emit(args: argparse.Namespace, document: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def service_of(args: argparse.Namespace) -> Any:
+    from voting.service import Service
+
+    return Service(config_of(args), log=(lambda line: None) if args.json else None)
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from voting.deployment import init_deployment
+
+    config = init_deployment(
+        Path(args.directory), name=args.name, address=args.address, template=args.electorate, port=args.port
+    )
+    emit(
+        args,
+        {"directory": str(config.root), "config": str(config.path), "keys": str(config.keys_dir)},
+        f"New deployment in {config.root}\n  configuration: {config.path}\n  keys: {config.keys_dir}\n"
+        f"  electorate: {config.electorate_file}\n"
+        f"Next: voting --config {config.path} keys issue CODE --email ADDRESS",
+    )
+    return 0
+
+
+def cmd_keys_issue(args: argparse.Namespace) -> int:
+    from voting.deployment import issue_delegation_key
+
+    issued = issue_delegation_key(
+        config_of(args), args.code, email=args.email, name=args.name, permanent=args.permanent, legacy=args.legacy
+    )
+    emit(
+        args,
+        {"code": issued.code, "sha256": issued.sha256, "pkcs12": str(issued.pkcs12_path), "password": issued.password},
+        f"Issued a signing certificate to {issued.code} (SHA-256 {issued.sha256})\n"
+        f"  PKCS#12 for the delegate's mail client: {issued.pkcs12_path}\n"
+        f"  its password (send it by another channel): {issued.password}",
+    )
+    return 0
+
+
+def cmd_keys_import(args: argparse.Namespace) -> int:
+    from voting.deployment import import_delegation_certificate
+
+    pin = import_delegation_certificate(config_of(args), args.code, Path(args.certificate))
+    emit(args, {"code": args.code, "sha256": pin}, f"Registered certificate {pin} to {args.code}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from voting.deployment import revoke_delegation
+
+    at = datetime.now(UTC)
+    revoke_delegation(config_of(args), args.code, at)
+    emit(args, {"code": args.code, "revoked_at": at.isoformat()}, f"Revoked every certificate of {args.code} from {at:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from voting.electorate import load_electorate
+    from voting.pki import load_pem_certificate
+
+    electorate = load_electorate(config_of(args).electorate_file)
+    rows = []
+    for d in electorate.delegation:
+        certificates = []
+        for c in d.certificates:
+            certificate = load_pem_certificate(c.pem)
+            certificates.append(
+                {
+                    "sha256": c.sha256,
+                    "issued_by_secretariat": c.issued_by_secretariat,
+                    "revoked": c.revoked,
+                    "not_after": certificate.not_valid_after_utc.isoformat(),
+                }
+            )
+        rows.append({"code": d.code, "name": d.name, "permanent": d.permanent, "addresses": d.addresses,
+                     "certificates": certificates})
+    lines = [f"{electorate.name}: {len(rows)} delegations"]
+    for row in rows:
+        marks = " (permanent)" if row["permanent"] else ""
+        lines.append(f"{row['code']:<5} {row['name']}{marks}  {', '.join(row['addresses'])}")
+        lines.extend(
+            f"      {c['sha256'][:16]}…  until {c['not_after'][:10]}"
+            + ("  REVOKED" if c["revoked"] else "")
+            + ("" if c["issued_by_secretariat"] else "  imported")
+            for c in row["certificates"]
+        )
+        if not row["certificates"]:
+            lines.append("      no certificate: cannot vote")
+    emit(args, rows, "\n".join(lines))
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from voting.service import DraftFile
+
+    drafts = []
+    for item in args.draft:
+        symbol, separator, path = item.partition("=")
+        if not separator or not symbol or not path:
+            raise UsageError(f"--draft {item!r}: write SYMBOL=FILE, e.g. S/2020/654=draft.txt")
+        drafts.append(DraftFile(symbol.strip(), Path(path)))
+    parties: dict[str, list[str]] = {}
+    for item in args.party:
+        symbol, separator, code = item.partition("=")
+        if not separator:
+            raise UsageError(f"--party {item!r}: write SYMBOL=CODE")
+        parties.setdefault(symbol, []).append(code)
+    service = service_of(args)
+    vote_id = service.open_vote(
+        drafts, rule=args.rule, closes_at=args.closes, title=args.title or ", ".join(d.symbol for d in drafts),
+        first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
+        vote_id=args.id,
+    )
+    sent, failed = service.send()
+    emit(
+        args,
+        {"vote": vote_id, "ballots_sent": sent, "ballots_queued": failed},
+        f"Opened vote {vote_id}: {sent} ballots sent" + (f", {failed} queued for retry" if failed else ""),
+    )
+    return 0
+
+
+def report_text(report: Any) -> str:
+    lines = [f"fetched {report.fetched}, decided {len(report.judgements)}, closed {len(report.closed)},"
+             f" sent {report.sent}, send failures {report.failed}"]
+    lines.extend(f"closed vote {vote_id}" for vote_id in report.closed)
+    return "\n".join(lines)
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    return {
+        "fetched": report.fetched,
+        "decisions": [
+            {"vote": j.vote_id, "code": j.code, "verdict": j.verdict, "reason": j.reason.value if j.reason else None}
+            for j in report.judgements
+        ],
+        "closed": report.closed,
+        "sent": report.sent,
+        "send_failures": report.failed,
+    }
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from voting.service import embedded_server
+
+    service = service_of(args)
+    with embedded_server(service.config, required=False):
+        report = service.poll_once()
+    emit(args, report_json(report), report_text(report))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from voting.service import embedded_server
+
+    service = service_of(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with embedded_server(service.config, required=True) as server:
+        if server is not None:
+            print(f"embedded mail server on {server.host}:{server.port}", file=sys.stderr)
+        print(f"watching {service.config.inbox}; stop with Ctrl-C", file=sys.stderr)
+        try:
+            while not stop.is_set():
+                report = service.poll_once()
+                if report.fetched or report.closed or report.sent or report.failed:
+                    print(report_text(report), file=sys.stderr)
+                stop.wait(min(service.config.settings.service.poll_seconds, 2.0) if server else
+                          service.config.settings.service.poll_seconds)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def status_text(status: dict[str, Any]) -> str:
+    lines = [
+        f"{status['title']} [{status['vote']}]  rule {status['rule']}  {status['state'].upper()}",
+        f"closes {status['closes_at']}" + (f" ({status['seconds_left'] // 60} min left)" if status["state"] == "open" else ""),
+        f"voted ({len(status['voted'])}): "
+        + (", ".join(f"{code} {' '.join(f'{s}={c}' for s, c in choices.items())}" for code, choices in status["voted"].items()) or "-"),
+        f"not voted ({len(status['not_voted'])}): {', '.join(status['not_voted']) or '-'}",
+    ]
+    if status["rejected"]:
+        lines.append(f"rejected ({len(status['rejected'])}):")
+        lines.extend(f"  {r['received_at']} {r['code'] or 'unknown sender'}: {r['reason']}" for r in status["rejected"])
+    if status["outcome"]:
+        lines.extend(
+            f"{symbol}: {'ADOPTED' if o['adopted'] else 'NOT ADOPTED'} — {o['reason']}" for symbol, o in status["outcome"].items()
+        )
+    outbox = status["outbox"]
+    lines.append(f"outbox: {outbox['queued']} queued, {outbox['sent']} sent, {outbox['failed']} failed")
+    lines.extend(f"  failed: {f['message_id']} to {', '.join(f['recipients'])}: {f['error']}" for f in status["outbox_failures"])
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    service = service_of(args)
+    votes = [args.vote] if args.vote else [v.id for v in service.ledger.votes()]
+    if not votes:
+        emit(args, [], "No votes yet.")
+        return 0
+    statuses = [service.status(vote_id) for vote_id in votes]
+    emit(args, statuses[0] if args.vote else statuses, "\n\n".join(status_text(s) for s in statuses))
+    return 0
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    service = service_of(args)
+    service.close_now(args.vote)
+    service.send()
+    vote = service.ledger.vote(args.vote)
+    emit(args, {"vote": args.vote, "outcome": vote.outcome}, status_text(service.status(args.vote)))
+    return 0
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    service = service_of(args)
+    service.extend(args.vote, args.closes)
+    emit(args, {"vote": args.vote, "closes_at": args.closes.isoformat()}, f"Vote {args.vote} now closes {args.closes:%Y-%m-%dT%H:%M:%SZ}")
+    return 0
+
+
+def cmd_tally(args: argparse.Namespace) -> int:
+    from voting.electorate import load_electorate
+    from voting.model import Choice
+    from voting.record import outcome_line
+    from voting.rules import decide
+
+    electorate = load_electorate(Path(args.electorate))
+    try:
+        votes = json.loads(Path(args.votes).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"--votes {args.votes}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"--votes {args.votes}: not JSON: {error}") from None
+    if not isinstance(votes, dict) or not all(isinstance(v, dict) for v in votes.values()):
+        raise UsageError(f'--votes {args.votes}: expected {{"DRAFT": {{"CODE": "yes" | "no" | "abstain"}}}}')
+    outcomes = {}
+    for symbol, choices in votes.items():
+        try:
+            parsed = {code: Choice(str(choice).lower()) for code, choice in choices.items()}
+        except ValueError:
+            raise UsageError(f"--votes {args.votes}: {symbol}: every choice must be yes, no or abstain") from None
+        outcomes[symbol] = decide(args.rule, electorate, parsed, quorum=args.quorum)
+    emit(args, {s: o.as_dict() for s, o in outcomes.items()}, "\n".join(outcome_line(s, o) for s, o in outcomes.items()))
+    return 0
+
+
+def cmd_verify_mail(args: argparse.Namespace) -> int:
+    from voting.electorate import load_electorate, trust_of
+    from voting.pki import SecretariatKeys, read_certificate
+    from voting.smime import Trust, TrustedCertificate, verify_message
+
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as error:
+        raise UsageError(f"{args.file}: {error.strerror}") from None
+    at = args.at or datetime.now(UTC)
+    if args.cert or args.ca:
+        trust = Trust(
+            registered=tuple(TrustedCertificate(read_certificate(Path(p))) for p in args.cert),
+            anchors=tuple(read_certificate(Path(p)) for p in args.ca),
+        )
+    else:
+        config = config_of(args)
+        keys = SecretariatKeys.load(config.keys_dir, config.key_password())
+        trust = trust_of(load_electorate(config.electorate_file), (keys.ca.certificate,))
+    verification = verify_message(raw, trust, at)
+    document = verification.as_json()
+    if verification.valid:
+        who = f"{verification.owner} " if verification.owner else ""
+        text = f"valid: signed by {who}{document['signer']['subject']} <{', '.join(document['signer']['emails'])}>"
+    else:
+        text = f"invalid: {verification.reason.value if verification.reason else 'unknown'}"
+        if verification.reason:
+            text += f": {verification.reason.describe()}"
+    emit(args, document, text)
+    return 0 if verification.valid else 1
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    from voting.mail.smtp import SmtpConnection
+    from voting.mail.outbox import smtp_settings
+    from voting.pki import load_pkcs12
+    from voting.reply import build_reply
+
+    def read(path: str, what: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as error:
+            raise UsageError(f"{what} {path}: {error.strerror}") from None
+
+    password = read(args.password_file, "--password-file").strip() if args.password_file else None
+    if password is None:
+        import os
+
+        password = os.environ.get("VOTING_P12_PASSWORD", "").encode()
+    if not password:
+        raise UsageError("give the PKCS#12 password with --password-file FILE or VOTING_P12_PASSWORD")
+    identity = load_pkcs12(read(args.p12, "--p12"), password)
+    explanation = read(args.explanation, "--explanation").decode("utf-8", "replace") if args.explanation else ""
+    reply, to = build_reply(read(args.ballot, "ballot"), identity, args.vote, explanation=explanation,
+                            now=datetime.now(UTC))
+    if args.out:
+        Path(args.out).write_bytes(reply.raw)
+    if args.send:
+        from voting.pki import mailboxes
+
+        with SmtpConnection(smtp_settings(config_of(args))) as connection:
+            connection.send(mailboxes(identity.certificate)[0], [to], reply.raw)
+    if not args.out and not args.send:
+        sys.stdout.buffer.write(reply.raw)
+        return 0
+    emit(args, {"message_id": reply.message_id, "to": to, "sent": args.send, "out": args.out},
+         f"Reply {reply.message_id} to {to}" + (" sent" if args.send else "") + (f", written to {args.out}" if args.out else ""))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from voting.demo import run_demo
+
+    return run_demo(Path(args.dir) if args.dir else None, as_json=args.json)
+
+
+# -- the parser -----------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit status 2, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def options(default: Any) -> argparse.ArgumentParser:
+        """--config and --json, accepted before or after the command; a subcommand's copy must not reset them."""
+        parent = Parser(add_help=False)
+        parent.add_argument("--config", type=Path, default=default(DEFAULT_CONFIG),
+                            help=f"configuration file (default {DEFAULT_CONFIG})")
+        parent.add_argument("--json", action="store_true", default=default(False),
+                            help="print one JSON document on stdout")
+        return parent
+
+    common = options(lambda _: argparse.SUPPRESS)
+    parser = Parser(prog="voting", description="Vote on resolutions by S/MIME-signed email.",
+                                     parents=[options(lambda value: value)])
+    parser.add_argument("--version", action="version", version=f"voting {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Handler, help_text: str, parent: Any = commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    p = command("init", cmd_init, "create a new deployment: configuration, secretariat CA and signing key, electorate")
+    p.add_argument("directory", nargs="?", default=".", help="deployment directory (default: current)")
+    p.add_argument("--name", default="Secretariat", help="the secretariat's name")
+    p.add_argument("--address", default="votes@secretariat.example", help="the secretariat's voting address")
+    p.add_argument("--electorate", choices=["unsc-2020"], help="start from a packaged electorate instead of an empty one")
+    p.add_argument("--port", type=int, default=8025, help="port of the embedded mail server")
+
+    keys = commands.add_parser("keys", help="register delegations and their certificates", parents=[common],
+                               description="register delegations and their certificates")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    p = command("issue", cmd_keys_issue, "register a delegation and issue it a signing certificate and PKCS#12", key_commands)
+    p.add_argument("code", help="delegation code, e.g. FRA")
+    p.add_argument("--email", required=True, help="the delegation's mailbox")
+    p.add_argument("--name", help="the delegation's name (for a new delegation)")
+    p.add_argument("--permanent", action="store_true", help="a permanent member")
+    p.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Outlook, macOS and gpgsm")
+    p = command("import", cmd_keys_import, "register an externally issued certificate, pinned by its SHA-256", key_commands)
+    p.add_argument("code")
+    p.add_argument("certificate", help="PEM file")
+    p = command("revoke", cmd_keys_revoke, "revoke every certificate of a delegation from now on", key_commands)
+    p.add_argument("code")
+    command("list", cmd_keys_list, "list delegations and certificates", key_commands)
+
+    p = command("open", cmd_open, "open a vote and send the ballots")
+    p.add_argument("--draft", action="append", required=True, metavar="SYMBOL=FILE", help="a draft and its text file")
+    p.add_argument("--rule", required=True, help="unsc-substantive, unsc-procedural, simple-majority, two-thirds, unanimity, silence")
+    p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN", help="deadline, ISO 8601 with zone")
+    p.add_argument("--title", help="title of the vote")
+    p.add_argument("--id", help="vote id (default: PREFIX-YEAR-NNNN)")
+    p.add_argument("--quorum", type=int, help="members present and voting required (majority rules)")
+    p.add_argument("--party", action="append", default=[], metavar="SYMBOL=CODE",
+                   help="a party to the dispute, which must abstain on that (Chapter VI) draft")
+    p.add_argument("--first-ballot-final", action="store_true", help="refuse changes of vote")
+
+    command("serve", cmd_serve, "run the service: watch the mailbox, process, close, tally, send")
+    p = command("poll", cmd_poll, "one pass of the service, for cron and tests")
+    p.add_argument("--once", action="store_true", help="one pass (the only mode)")
+    p = command("status", cmd_status, "who has voted, who has not, what was rejected and why, time left")
+    p.add_argument("vote", nargs="?")
+    p = command("close", cmd_close, "close a vote now and tally it")
+    p.add_argument("vote")
+    p = command("extend", cmd_extend, "move the deadline, where the rule allows")
+    p.add_argument("vote")
+    p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN")
+
+    p = command("tally", cmd_tally, "decide outcomes from a votes file, without mail")
+    p.add_argument("--rule", required=True)
+    p.add_argument("--electorate", required=True, help="electorate TOML file")
+    p.add_argument("--votes", required=True, help='JSON: {"DRAFT": {"CODE": "yes" | "no" | "abstain"}}')
+    p.add_argument("--quorum", type=int)
+
+    p = command("verify-mail", cmd_verify_mail, "check one signed message")
+    p.add_argument("file")
+    p.add_argument("--cert", action="append", default=[], help="a pinned signer certificate (PEM)")
+    p.add_argument("--ca", action="append", default=[], help="a trust anchor (PEM)")
+    p.add_argument("--at", type=parse_when, help="verification time (default now)")
+
+    p = command("reply", cmd_reply, "for a delegate: build (and optionally send) a signed reply to a ballot")
+    p.add_argument("ballot", help="the ballot email (.eml)")
+    p.add_argument("--p12", required=True, help="the delegation's PKCS#12 file")
+    p.add_argument("--password-file", help="file holding the PKCS#12 password (or set VOTING_P12_PASSWORD)")
+    p.add_argument("--vote", action="append", required=True, metavar="CHOICE",
+                   help="yes, no or abstain for every draft, or SYMBOL=CHOICE for one")
+    p.add_argument("--explanation", help="a text file: the explanation of vote")
+    p.add_argument("--out", help="write the signed reply here")
+    p.add_argument("--send", action="store_true", help="send it through the configured SMTP server")
+
+    p = command("demo", cmd_demo, "the whole written procedure on the embedded mail server")
+    p.add_argument("--dir", help="where to write (default: a new temporary directory)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except VotingError as error:
+        print(f"voting: {error}", file=sys.stderr)
+        return error.exit_status
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,158 @@
+"""`voting demo`: the July 2020 Syria round, end to end, on the embedded mail server.
+
+Two competing drafts in one vote under `unsc-substantive`; fifteen
+delegations with freshly issued certificates reply with signed mail as they
+voted on 7-10 July 2020 (S/2020/654 failed 13-2 on the negative votes of
+China and the Russian Federation; S/2020/658 failed 4-7-4). One delegation
+changes its vote before the deadline, a forged reply signed with an
+unregistered key is rejected, a late reply is recorded but not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from voting.deployment import init_deployment, issue_delegation_key
+from voting.electorate import load_electorate
+from voting.mail import maildir
+from voting.mail.outbox import smtp_settings
+from voting.mail.smtp import SmtpConnection
+from voting.pki import Identity, create_ca, issue_signing_certificate, load_pkcs12
+from voting.record import board_text
+from voting.reply import build_reply
+from voting.service import DraftFile, Service, embedded_server
+
+DRAFT_654 = "S/2020/654"
+DRAFT_658 = "S/2020/658"
+
+DRAFTS = {
+    DRAFT_654: "Draft resolution submitted by Belgium and Germany\n\nThe situation in the Middle East (Syria):"
+               " renewal of the cross-border humanitarian mechanism for twelve months.\n",
+    DRAFT_658: "Draft resolution submitted by the Russian Federation\n\nThe situation in the Middle East (Syria):"
+               " renewal of the cross-border humanitarian mechanism through one crossing point for six months.\n",
+}
+
+# How each member voted on 7-10 July 2020 (S/PV records of the written procedure).
+VOTES_654 = {code: "yes" for code in ("BEL", "DEU", "DOM", "EST", "FRA", "GBR", "IDN", "NER", "TUN", "USA", "VCT",
+                                      "VNM", "ZAF")} | {"CHN": "no", "RUS": "no"}
+VOTES_658 = ({code: "yes" for code in ("CHN", "RUS", "VNM", "ZAF")}
+             | {code: "no" for code in ("BEL", "DEU", "DOM", "EST", "FRA", "GBR", "USA")}
+             | {code: "abstain" for code in ("IDN", "NER", "TUN", "VCT")})
+
+CHANGES_VOTE = "NER"      # first abstains on S/2020/654, then votes in favour
+LATE = "EST"              # writes again after the deadline
+FORGED_AS = "USA"         # someone signs a reply for the United States with a key nobody registered
+EXPLANATIONS = {
+    "DEU": "Germany and Belgium, as penholders, regret that the Council could not preserve two crossing points.",
+    "RUS": "The Russian Federation considers that one crossing point is sufficient.",
+}
+
+VOTING_SECONDS = 15
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def say(enabled: bool, line: str) -> None:
+    if enabled:
+        print(line, flush=True)
+
+
+def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
+    started = time.monotonic()
+    talk = not as_json
+    root = directory or Path(tempfile.mkdtemp(prefix="voting-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    say(talk, f"Demo deployment in {root}")
+    config = init_deployment(root, name="Security Council Affairs Division", address="votes@secretariat.example",
+                             template="unsc-2020", port=free_port(), prefix="unsc")
+    electorate = load_electorate(config.electorate_file)
+    identities: dict[str, Identity] = {}
+    for delegation in electorate.delegation:
+        issued = issue_delegation_key(config, delegation.code, email=delegation.addresses[0], name=None,
+                                      permanent=delegation.permanent)
+        identities[delegation.code] = load_pkcs12(issued.pkcs12_path.read_bytes(), issued.password.encode())
+    say(talk, f"Issued S/MIME certificates to {len(identities)} delegations")
+
+    drafts = []
+    for symbol, text in DRAFTS.items():
+        path = root / f"{symbol.replace('/', '-')}.txt"
+        path.write_text(text, encoding="utf-8")
+        drafts.append(DraftFile(symbol, path))
+
+    service = Service(config, log=(lambda line: say(talk, f"  service: {line}")))
+    addresses = {d.code: d.addresses[0] for d in electorate.delegation}
+    with embedded_server(config, required=True):
+        closes_at = datetime.now(UTC) + timedelta(seconds=VOTING_SECONDS)
+        vote_id = service.open_vote(drafts, rule="unsc-substantive", closes_at=closes_at,
+                                    title="The situation in the Middle East (Syria)")
+        service.send()
+        say(talk, f"Opened vote {vote_id}, closing {closes_at:%H:%M:%S} UTC; ballots emailed to 15 delegations")
+
+        def reply(code: str, votes: dict[str, str], explanation: str = "", identity: Identity | None = None) -> None:
+            ballot = maildir.messages(config.resolve(config.settings.mailbox.root) / addresses[code])[0]
+            message, to = build_reply(
+                maildir.read(ballot), identity or identities[code],
+                [f"{symbol}={choice}" for symbol, choice in votes.items()],
+                explanation=explanation, now=datetime.now(UTC),
+            )
+            sender = addresses[code]
+            with SmtpConnection(smtp_settings(config)) as connection:
+                connection.send(sender, [to], message.raw)
+
+        reply(CHANGES_VOTE, {DRAFT_654: "abstain", DRAFT_658: VOTES_658[CHANGES_VOTE]})
+        service.poll_once()
+        for code in addresses:
+            reply(code, {DRAFT_654: VOTES_654[code], DRAFT_658: VOTES_658[code]}, EXPLANATIONS.get(code, ""))
+        reply(FORGED_AS, {DRAFT_654: "no", DRAFT_658: "yes"}, identity=forged_identity(addresses[FORGED_AS]))
+        service.poll_once()
+        say(talk, "Replies received and acknowledged; waiting for the deadline")
+        time.sleep(max(0.0, (closes_at - datetime.now(UTC)).total_seconds()) + 0.5)
+        reply(LATE, {DRAFT_654: "no", DRAFT_658: "yes"})
+        report = service.poll_once()
+        while service.ledger.outbox("queued"):
+            service.send()
+
+    board = service.board(vote_id)
+    status = service.status(vote_id)
+    seconds = time.monotonic() - started
+    if as_json:
+        print(json.dumps({"directory": str(root), "vote": vote_id, "status": status, "seconds": round(seconds, 1)},
+                         indent=2, default=str))
+    else:
+        say(talk, f"Closed {', '.join(report.closed) or '-'}; results emailed to every delegation\n")
+        print(board_text(board))
+        print(files_written(config.root, vote_id, config))
+        print(f"Finished in {seconds:.1f} s")
+    service.close_ledger()
+    outcomes: dict[str, Any] = status["outcome"] or {}
+    return 0 if outcomes else 1
+
+
+def forged_identity(address: str) -> Identity:
+    """A key and certificate for a delegation's address from a CA the secretariat never heard of."""
+    rogue = create_ca("Rogue CA", "Nobody")
+    return issue_signing_certificate(rogue, common_name="United States (forged)", emails=[address])
+
+
+def files_written(root: Path, vote_id: str, config: Any) -> str:
+    return "\n".join(
+        [
+            "Written:",
+            f"  configuration     {config.path}",
+            f"  electorate        {config.electorate_file}",
+            f"  keys              {config.keys_dir}",
+            f"  ledger            {config.database}",
+            f"  mailboxes         {config.resolve(config.settings.mailbox.root)}",
+            f"  status            voting --config {config.path} status {vote_id}",
+        ]
+    )

@@ -1,0 +1,173 @@
+"""`voting init` and the secretariat's key commands: the files of a deployment.
+
+These functions own the deployment's files (configuration, keys, electorate)
+and make one change each; the command line only parses and prints.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+from voting.config import Config, load_config
+from voting.electorate import (
+    add_delegation,
+    load_electorate,
+    parse_electorate,
+    register_certificate,
+    revoke,
+    save_electorate,
+)
+from voting.errors import UsageError
+from voting.model import Electorate
+from voting.pki import (
+    SecretariatKeys,
+    fingerprint,
+    issue_signing_certificate,
+    pkcs12_bytes,
+    read_certificate,
+    write_file_atomically,
+)
+
+TEMPLATES = ("unsc-2020",)
+
+CONFIG_TEMPLATE = """\
+# Configuration of a voting deployment (see README). Relative paths are
+# relative to this deployment's directory, the parent of config/.
+# Any key can be overridden by an environment variable VOTING_<SECTION>__<KEY>.
+
+[secretariat]
+name = {name}
+address = {address}
+keys_dir = "keys"
+key_password_file = "secrets/key-password"
+vote_prefix = {prefix}
+
+[electorate]
+file = {electorate}
+
+[mailbox]
+kind = "embedded"          # "embedded", "maildir" or "imap"
+root = "var/mail"          # embedded: one Maildir per address under this folder
+
+[smtp]
+kind = "embedded"          # "embedded" (the built-in server) or "smtp" (a relay)
+host = "127.0.0.1"
+port = {port}
+
+[service]
+database = "var/voting.sqlite3"
+poll_seconds = 30
+statement_hours = 3
+"""
+
+
+def packaged_electorate(name: str) -> str:
+    if name not in TEMPLATES:
+        raise UsageError(f"no electorate template {name!r}; known: {', '.join(TEMPLATES)}")
+    return resources.files("voting").joinpath("data", f"{name}.toml").read_text(encoding="utf-8")
+
+
+def toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_deployment(
+    directory: Path,
+    *,
+    name: str,
+    address: str,
+    template: str | None = None,
+    port: int = 8025,
+    prefix: str = "vote",
+) -> Config:
+    """A new deployment: configuration, secretariat CA and signing key, an electorate (empty, or a template)."""
+    config_path = directory / "config" / "voting.toml"
+    if config_path.exists():
+        raise UsageError(f"{config_path} exists already; refusing to overwrite a deployment")
+    electorate_file = Path("config/electorates") / f"{template or 'electorate'}.toml"
+    electorate_text = packaged_electorate(template) if template else 'name = "Electorate"\n'
+    parse_electorate(electorate_text)
+    password = secrets.token_urlsafe(32)
+    (directory / "config" / "electorates").mkdir(parents=True, exist_ok=True)
+    (directory / "secrets").mkdir(mode=0o700, exist_ok=True)
+    write_file_atomically(directory / "secrets" / "key-password", password.encode() + b"\n", mode=0o600)
+    write_file_atomically(directory / electorate_file, electorate_text.encode(), mode=0o644)
+    write_file_atomically(
+        config_path,
+        CONFIG_TEMPLATE.format(
+            name=toml_string(name),
+            address=toml_string(address),
+            prefix=toml_string(prefix),
+            electorate=toml_string(electorate_file.as_posix()),
+            port=port,
+        ).encode(),
+        mode=0o644,
+    )
+    write_file_atomically(directory / ".gitignore", b"secrets/\nvar/\n*.p12\n*.key\n", mode=0o644)
+    config = load_config(config_path)
+    SecretariatKeys.create(config.keys_dir, name, name, address, password.encode())
+    return config
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    code: str
+    sha256: str
+    pkcs12_path: Path
+    password: str
+    """The PKCS#12 transport password, shown once and kept in a 0600 file beside it."""
+
+
+def issue_delegation_key(
+    config: Config,
+    code: str,
+    *,
+    email: str,
+    name: str | None,
+    permanent: bool,
+    legacy: bool = False,
+    key_type: str = "rsa",
+) -> IssuedCredential:
+    electorate = load_electorate(config.electorate_file)
+    existing = electorate.get(code)
+    electorate = add_delegation(
+        electorate, code, name or (existing.name if existing else code), email=email,
+        permanent=permanent or bool(existing and existing.permanent),
+    )
+    delegation = electorate.get(code)
+    assert delegation is not None
+    keys = SecretariatKeys.load(config.keys_dir, config.key_password())
+    identity = issue_signing_certificate(
+        keys.ca, common_name=f"{delegation.name} ({code})", emails=[email],
+        organization=delegation.name, key_type=key_type,  # type: ignore[arg-type]
+    )
+    electorate = register_certificate(electorate, code, identity.certificate, issued_by_secretariat=True)
+    password = secrets.token_urlsafe(12)
+    folder = config.keys_dir / "delegations"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    p12 = folder / f"{code}.p12"
+    write_file_atomically(
+        p12, pkcs12_bytes(identity, password.encode(), friendly_name=f"{delegation.name} ({code})", legacy=legacy),
+        mode=0o600,
+    )
+    write_file_atomically(folder / f"{code}.p12.password", password.encode() + b"\n", mode=0o600)
+    save_electorate(config.electorate_file, electorate)
+    return IssuedCredential(code, fingerprint(identity.certificate), p12, password)
+
+
+def import_delegation_certificate(config: Config, code: str, certificate_path: Path) -> str:
+    electorate = load_electorate(config.electorate_file)
+    certificate = read_certificate(certificate_path)
+    electorate = register_certificate(electorate, code, certificate, issued_by_secretariat=False)
+    save_electorate(config.electorate_file, electorate)
+    return fingerprint(certificate)
+
+
+def revoke_delegation(config: Config, code: str, at: datetime) -> Electorate:
+    electorate = revoke(load_electorate(config.electorate_file), code, at)
+    save_electorate(config.electorate_file, electorate)
+    return electorate
