@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import statistics
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -386,17 +384,6 @@ def test_no_single_byte_flip_in_the_signed_part_is_valid(
     altered = bytearray(message)
     altered[position] ^= flip
     assert not verify_message(bytes(altered), pinned(fra), NOW).valid
-
-
-def test_verification_is_well_under_two_milliseconds(fra: Identity) -> None:
-    message = signed_by_us(fra)
-    trust = pinned(fra)
-    timings = []
-    for _ in range(50):
-        started = time.perf_counter()
-        verify_message(message, trust, NOW)
-        timings.append(time.perf_counter() - started)
-    assert statistics.median(timings) < 0.002
 
 
 # ---------------------------------------------------------------- stored vectors

@@ -1,0 +1,123 @@
+"""Shared fixtures: a real deployment in a temporary directory, with real keys and a real mail server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from voting.config import Config
+from voting.deployment import init_deployment, issue_delegation_key
+from voting.electorate import load_electorate
+from voting.mail import maildir
+from voting.mail.outbox import smtp_settings
+from voting.mail.smtp import SmtpConnection
+from voting.pki import Identity, load_pkcs12
+from voting.reply import build_reply
+from voting.service import DraftFile, Service, embedded_server
+
+INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    config: Config
+    identities: dict[str, Identity]
+
+    @property
+    def mail_root(self) -> Path:
+        return self.config.resolve(self.config.settings.mailbox.root)
+
+    def address(self, code: str) -> str:
+        return f"{code.lower()}@delegations.example"
+
+    def inbox_of(self, code: str) -> list[bytes]:
+        return [maildir.read(m) for m in maildir.messages(self.mail_root / self.address(code))]
+
+    def ballot_of(self, code: str) -> bytes:
+        ballots = [raw for raw in self.inbox_of(code) if b"Subject: Ballot:" in raw]
+        assert ballots, f"no ballot in the inbox of {code}"
+        return ballots[-1]
+
+    def reply(self, code: str, votes: list[str], *, explanation: str = "", identity: Identity | None = None,
+              ballot: bytes | None = None) -> bytes:
+        message, _ = build_reply(ballot or self.ballot_of(code), identity or self.identities[code], votes,
+                                 explanation=explanation, now=datetime.now(UTC))
+        return message.raw
+
+    def submit(self, raw: bytes, sender: str) -> None:
+        """Hand a message to the embedded SMTP server, as a delegate's mail client does."""
+        with SmtpConnection(smtp_settings(self.config)) as connection:
+            connection.send(sender, [self.config.settings.secretariat.address], raw)
+
+
+def make_deployment(root: Path, codes: tuple[str, ...]) -> Deployment:
+    config = init_deployment(root, name="Security Council Affairs Division", address="votes@secretariat.example",
+                             template="unsc-2020", port=free_port(), prefix="unsc")
+    identities = {}
+    for code in codes:
+        issued = issue_delegation_key(config, code, email=f"{code.lower()}@delegations.example", name=None,
+                                      permanent=False)
+        identities[code] = load_pkcs12(issued.pkcs12_path.read_bytes(), issued.password.encode())
+    return Deployment(config, identities)
+
+
+@pytest.fixture(scope="session")
+def unsc_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A deployment with all 15 members' keys issued once; tests copy it (key generation is the slow part)."""
+    root = tmp_path_factory.mktemp("unsc-template")
+    electorate_codes = ("CHN", "FRA", "RUS", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF",
+                        "TUN", "VNM")
+    make_deployment(root, electorate_codes)
+    return root
+
+
+@pytest.fixture
+def deployment(unsc_template: Path, tmp_path: Path) -> Iterator[Deployment]:
+    import shutil
+
+    root = tmp_path / "deployment"
+    shutil.copytree(unsc_template, root)
+    from voting.config import load_config
+
+    config_path = root / "config" / "voting.toml"
+    text = config_path.read_text().replace(
+        f"port = {load_config(config_path).settings.smtp.port}", f"port = {free_port()}"
+    )
+    config_path.write_text(text)
+    config = load_config(config_path)
+    electorate = load_electorate(config.electorate_file)
+    identities = {}
+    for d in electorate.delegation:
+        p12 = config.keys_dir / "delegations" / f"{d.code}.p12"
+        password = (config.keys_dir / "delegations" / f"{d.code}.p12.password").read_bytes().strip()
+        identities[d.code] = load_pkcs12(p12.read_bytes(), password)
+    yield Deployment(config, identities)
+
+
+@pytest.fixture
+def running(deployment: Deployment) -> Iterator[Deployment]:
+    """The deployment with its embedded SMTP server listening."""
+    with embedded_server(deployment.config, required=True):
+        yield deployment
+
+
+def open_vote(service: Service, root: Path, symbols: tuple[str, ...] = ("S/2020/654",), *, rule: str = "unsc-substantive",
+              seconds: float = 3600, **options: object) -> str:
+    drafts = []
+    for symbol in symbols:
+        path = root / (symbol.replace("/", "-") + ".txt")
+        path.write_text(f"Draft resolution {symbol}\n\nText of the draft.\n")
+        drafts.append(DraftFile(symbol, path))
+    return service.open_vote(drafts, rule=rule, closes_at=datetime.now(UTC) + timedelta(seconds=seconds),
+                             title="Test vote", **options)  # type: ignore[arg-type]

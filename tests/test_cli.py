@@ -1,0 +1,114 @@
+"""The command line as users call it: real processes, exit codes, one-line errors, JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voting.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"
+
+
+def voting(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "voting", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    names = []
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        for name, sub in action.choices.items():
+            nested = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"]
+            names.extend(f"{name} {n}" for a in nested for n in a.choices) if nested else names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
+    result = voting(*command.split(), "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout
+    assert f"voting {command}" in (ROOT / "README.md").read_text()
+
+
+def test_tally_decides_the_2020_outcomes(tmp_path: Path) -> None:
+    votes = {
+        "S/2020/654": {**{c: "yes" for c in ("BEL", "DEU", "DOM", "EST", "FRA", "GBR", "IDN", "NER", "TUN", "USA",
+                                             "VCT", "VNM", "ZAF")}, "CHN": "no", "RUS": "no"},
+        "RES/2533": {**{c: "yes" for c in ("BEL", "DEU", "EST", "FRA", "GBR", "IDN", "NER", "TUN", "USA", "VCT",
+                                           "VNM", "ZAF")}, "CHN": "abstain", "RUS": "abstain", "DOM": "abstain"},
+    }
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps(votes))
+    result = voting("--json", "tally", "--rule", "unsc-substantive", "--electorate", str(UNSC), "--votes", str(path))
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["S/2020/654"]["adopted"] is False and outcome["S/2020/654"]["vetoed_by"] == ["CHN", "RUS"]
+    assert (outcome["RES/2533"]["adopted"], outcome["RES/2533"]["yes"], outcome["RES/2533"]["abstain"]) == (True, 12, 3)
+    text = voting("tally", "--rule", "unsc-substantive", "--electorate", str(UNSC), "--votes", str(path))
+    assert "NOT ADOPTED" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("tally", "--rule", "no-such-rule", "--electorate", str(UNSC), "--votes", "{votes}"), "unknown rule"),
+        (("tally", "--rule", "unsc-substantive", "--electorate", "missing.toml", "--votes", "{votes}"), "missing.toml"),
+        (("tally", "--rule", "unsc-substantive", "--electorate", str(UNSC), "--votes", "{bad}"), "not JSON"),
+        (("status",), "no such configuration file"),
+        (("open", "--draft", "X=x.txt", "--rule", "silence", "--closes", "tomorrow"), "ISO 8601"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    (tmp_path / "votes.json").write_text('{"S/1": {"FRA": "yes"}}')
+    (tmp_path / "bad.json").write_text("{nope")
+    filled = [a.format(votes=tmp_path / "votes.json", bad=tmp_path / "bad.json") for a in args]
+    result = voting(*filled, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_a_bad_configuration_names_the_key_and_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config" / "voting.toml"
+    config.parent.mkdir()
+    config.write_text('[mailbox]\nkind = "pigeon"\n')
+    result = voting("--config", str(config), "status")
+    assert result.returncode == 2
+    assert re.search(r"voting\.toml: mailbox\.kind: ", result.stderr)
+    result = voting("status", cwd=tmp_path, env={"VOTING_SMTP__PORT": "not-a-port"})
+    assert result.returncode == 2 and "smtp.port" in result.stderr and "VOTING_SMTP__PORT" in result.stderr
+
+
+def test_init_keys_and_verify_mail(tmp_path: Path) -> None:
+    result = voting("init", str(tmp_path / "d"), "--electorate", "unsc-2020")
+    assert result.returncode == 0, result.stderr
+    config = tmp_path / "d" / "config" / "voting.toml"
+    assert (tmp_path / "d" / "keys" / "secretariat.key").stat().st_mode & 0o777 == 0o600
+    issued = voting("--json", "--config", str(config), "keys", "issue", "FRA", "--email", "fra@delegations.example")
+    assert issued.returncode == 0, issued.stderr
+    listing = json.loads(voting("--json", "--config", str(config), "keys", "list").stdout)
+    france = next(row for row in listing if row["code"] == "FRA")
+    assert france["certificates"][0]["sha256"] == json.loads(issued.stdout)["sha256"]
+    again = voting("init", str(tmp_path / "d"))
+    assert again.returncode == 2 and "refusing" in again.stderr
+    revoked = voting("--config", str(config), "keys", "revoke", "FRA")
+    assert revoked.returncode == 0
+    assert json.loads(voting("--json", "--config", str(config), "keys", "list").stdout)[1]["certificates"][0]["revoked"]
+
+
+def test_verify_mail_on_the_thunderbird_corpus() -> None:
+    corpus = ROOT.parent / "shared" / "interop" / "thunderbird-smime"
+    good = voting("--json", "verify-mail", str(corpus / "alice.dsig.SHA256.multipart.eml"), "--ca", str(corpus / "TestCA.pem"))
+    bad = voting("--json", "verify-mail", str(corpus / "alice.dsig.SHA256.multipart.bad.eml"), "--ca", str(corpus / "TestCA.pem"))
+    assert json.loads(bad.stdout)["reason"] == "bad-signature" and bad.returncode == 1
+    assert json.loads(good.stdout)["signature_intact"] is True

@@ -1,0 +1,257 @@
+"""The pipeline of DESIGN §4 end to end: real SMTP server, Maildirs, SQLite, certificates and signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import Deployment, open_vote
+
+from voting.ballot import text_of_entity
+from voting.ledger import Ledger
+from voting.mail import maildir
+from voting.pki import create_ca, issue_signing_certificate
+from voting.service import Service
+
+
+def decisions(service: Service, vote_id: str | None) -> list[tuple[str | None, str, str | None]]:
+    return [(d.code, d.verdict, d.reason) for d in service.ledger.decisions(vote_id)]
+
+
+def test_ballots_are_signed_and_carry_a_token(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    ballot = running.ballot_of("FRA")
+    assert f"Vote-ID: {vote_id}".encode() in ballot
+    assert b"Ballot-Token: " in ballot
+    ca = running.config.keys_dir / "secretariat-ca.pem"
+    path = tmp_path / "ballot.eml"
+    path.write_bytes(ballot)
+    subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", str(ca), "-purpose", "any", "-out",
+                    "/dev/null"], check=True, capture_output=True)
+
+
+def test_a_signed_reply_is_counted_acknowledged_and_tallied(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"], explanation="France supports the draft."), "fra@delegations.example")
+    report = service.poll_once()
+    assert report.fetched == 1
+    assert decisions(service, vote_id) == [("FRA", "ballot", None)]
+    receipt = [raw for raw in running.inbox_of("FRA") if b"Subject: Receipt" in raw]
+    assert len(receipt) == 1
+    stored = service.ledger.decisions(vote_id)[0]
+    assert stored.sha256 in text_of_entity(receipt[0])
+    assert stored.explanation == "France supports the draft."
+    service.close_now(vote_id)
+    service.send()
+    outcome = service.ledger.vote(vote_id).outcome
+    assert outcome is not None and outcome["S/2020/654"]["yes"] == 1
+    assert outcome["S/2020/654"]["adopted"] is False
+    assert any(b"Subject: Results" in raw for raw in running.inbox_of("CHN"))
+
+
+def test_a_change_of_vote_supersedes_and_the_last_counts(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("NER", ["abstain"]), "ner@delegations.example")
+    service.poll_once()
+    time.sleep(0.01)
+    running.submit(running.reply("NER", ["yes"]), "ner@delegations.example")
+    service.poll_once()
+    records = service.ledger.decisions(vote_id)
+    assert [d.verdict for d in records] == ["ballot", "ballot"]
+    assert records[1].supersedes == records[0].message
+    vote = service.ledger.vote(vote_id)
+    assert service.counted(vote, vote.closes_at)["S/2020/654"] == {"NER": "yes"}
+    receipts = [raw for raw in running.inbox_of("NER") if b"Subject: Receipt" in raw]
+    assert b"supersedes" in receipts[-1]
+
+
+def test_first_ballot_final_refuses_a_change(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, first_ballot_final=True)
+    service.send()
+    running.submit(running.reply("NER", ["abstain"]), "ner@delegations.example")
+    running.submit(running.reply("NER", ["yes"]), "ner@delegations.example")
+    service.poll_once()
+    assert [d[1:] for d in decisions(service, vote_id)] == [("ballot", None), ("rejected", "ballot-final")]
+
+
+def test_a_forged_reply_is_rejected_and_only_the_registered_address_is_told(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    rogue = issue_signing_certificate(create_ca("Rogue", "Nobody"), common_name="x", emails=["usa@delegations.example"])
+    running.submit(running.reply("USA", ["no"], identity=rogue), "usa@delegations.example")
+    service.poll_once()
+    assert decisions(service, None) == [(None, "rejected", "unknown-signer")]
+    assert decisions(service, vote_id) == []
+    rejection = [raw for raw in running.inbox_of("USA") if b"Subject: Rejected" in raw]
+    assert len(rejection) == 1 and b"unknown-signer" in rejection[0]
+
+
+def test_a_reply_from_an_unregistered_address_gets_no_answer(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    open_vote(service, tmp_path)
+    service.send()
+    rogue = issue_signing_certificate(create_ca("Rogue", "Nobody"), common_name="x", emails=["eve@attacker.example"])
+    running.submit(running.reply("USA", ["no"], identity=rogue), "eve@attacker.example")
+    service.poll_once()
+    assert decisions(service, None) == [(None, "rejected", "unknown-signer")]
+    assert not (running.mail_root / "eve@attacker.example").exists()
+    assert service.ledger.outbox("queued") == [] and all(m.kind == "ballot" for m in service.ledger.outbox())
+
+
+def test_another_delegations_ballot_and_a_replay_into_another_vote_are_rejected(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    first = open_vote(service, tmp_path)
+    service.send()
+    old_ballot = running.ballot_of("FRA")
+    second = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("GBR", ["yes"], ballot=running.ballot_of("FRA")), "gbr@delegations.example")
+    service.poll_once()
+    assert decisions(service, second) == [("GBR", "rejected", "wrong-ballot-token")]
+    replay = running.reply("FRA", ["yes"], ballot=old_ballot)
+    running.submit(replay, "fra@delegations.example")
+    service.close_now(first)
+    running.submit(replay.replace(b"Message-ID: <", b"Message-ID: <replayed."), "fra@delegations.example")
+    service.poll_once()
+    assert decisions(service, first) == [("FRA", "ballot", None), ("FRA", "rejected", "late")]
+
+
+def test_no_choice_and_conflicting_choices_are_rejected_with_the_reason(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, ("S/2020/654", "S/2020/658"))
+    service.send()
+    running.submit(running.reply("BEL", ["S/2020/654=yes"], explanation="S/2020/654: NO"), "bel@delegations.example")
+    running.submit(running.reply("DEU", ["S/2020/654=yes"], explanation="S/2020/999: YES"), "deu@delegations.example")
+    running.submit(running.reply("EST", ["yes"]).replace(b"S/2020/654: YES", b"S/2020/654: NO"), "est@delegations.example")
+    service.poll_once()
+    assert sorted(decisions(service, vote_id)) == [
+        ("BEL", "rejected", "conflicting-choices"),
+        ("DEU", "rejected", "unknown-draft"),
+    ]
+    # A broken signature proves nothing about who sent it: bound to no vote and no delegation,
+    # but answered to the delegation whose registered address the From header names.
+    assert decisions(service, None) == [(None, "rejected", "bad-signature")]
+    assert any(b"Subject: Rejected" in raw for raw in running.inbox_of("EST"))
+    rejection = [raw for raw in running.inbox_of("BEL") if b"Subject: Rejected" in raw][0]
+    assert b"conflicting-choices" in rejection
+
+
+def test_malformed_and_unsigned_mail_is_recorded_and_the_service_goes_on(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(b"From: fra@delegations.example\r\nSubject: hello\r\n\r\nI vote yes\r\n", "fra@delegations.example")
+    running.submit(b"\x00\xff garbage with no headers at all", "fra@delegations.example")
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    service.poll_once()
+    verdicts = sorted((d.verdict, d.reason or "") for d in service.ledger.decisions(None) + service.ledger.decisions(vote_id))
+    assert ("ballot", "") in verdicts
+    assert ("rejected", "not-signed") in verdicts
+    assert len(verdicts) == 3
+
+
+def test_a_crash_after_storing_loses_nothing_and_counts_nothing_twice(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    inbox = running.config.inbox
+    [message] = maildir.pending(inbox)
+    # The ledger commits the raw bytes, then the process dies before the message leaves new/.
+    service.ledger.store_message(maildir.read(message), message.received_at, f"maildir:{message.key}", datetime.now(UTC))
+    restarted = Service(running.config)
+    restarted.poll_once()
+    assert maildir.pending(inbox) == []
+    assert decisions(restarted, vote_id) == [("FRA", "ballot", None)]
+
+
+def test_the_deadline_is_the_servers_delivery_time(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, seconds=1.5)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    time.sleep(1.6)
+    running.submit(running.reply("GBR", ["yes"]), "gbr@delegations.example")
+    running.submit(running.reply("DEU", ["yes"], explanation="Germany explains its vote."), "deu@delegations.example")
+    report = service.poll_once()
+    assert report.closed == [vote_id]
+    assert sorted(decisions(service, vote_id)) == [
+        ("DEU", "statement", None), ("FRA", "ballot", None), ("GBR", "rejected", "late")]
+    outcome = service.ledger.vote(vote_id).outcome
+    assert outcome is not None and outcome["S/2020/654"]["yes"] == 1
+
+
+def test_receipts_verify_with_openssl(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    service.poll_once()
+    receipt = [raw for raw in running.inbox_of("FRA") if b"Subject: Receipt" in raw][0]
+    path = tmp_path / "receipt.eml"
+    path.write_bytes(receipt)
+    ca = running.config.keys_dir / "secretariat-ca.pem"
+    result = subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", str(ca), "-purpose", "any"],
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_hash_chain_links_every_event(running: Deployment, tmp_path: Path) -> None:
+    from voting.ledger import GENESIS, event_hash, canonical_json
+
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    service.poll_once()
+    service.close_now(vote_id)
+    events = service.ledger.events(vote_id)
+    assert [e.kind for e in events] == ["vote-opened", "decision", "vote-closed"]
+    previous = GENESIS
+    for event in events:
+        assert event.prev_hash == previous
+        assert event.hash == event_hash(previous, event.seq, event.at, event.kind, canonical_json(event.data))
+        previous = event.hash
+
+
+def test_the_ledger_refuses_to_rewrite_history(deployment: Deployment) -> None:
+    import sqlite3
+
+    import pytest
+
+    with Ledger.open(deployment.config.database) as ledger:
+        stored = ledger.store_message(b"raw", datetime.now(UTC), "test", datetime.now(UTC))
+        assert stored.sha256 == hashlib.sha256(b"raw").hexdigest()
+        assert not ledger.store_message(b"raw", datetime.now(UTC), "again", datetime.now(UTC)).new
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            ledger.db.execute("DELETE FROM events")
+        with pytest.raises(sqlite3.DatabaseError, match="never changed"):
+            ledger.db.execute("UPDATE messages SET raw = x'00'")
+        mode = ledger.db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+
+
+def test_extend_is_refused_for_unsc_rules_and_allowed_for_silence(running: Deployment, tmp_path: Path) -> None:
+    import pytest
+
+    from voting.errors import UsageError
+
+    service = Service(running.config)
+    unsc = open_vote(service, tmp_path)
+    with pytest.raises(UsageError, match="does not allow"):
+        service.extend(unsc, datetime.now(UTC) + timedelta(days=2))
+    silence = open_vote(service, tmp_path, rule="silence")
+    later = datetime.now(UTC) + timedelta(days=3)
+    service.extend(silence, later)
+    assert service.ledger.vote(silence).closes_at == later
