@@ -382,6 +382,7 @@ def test_outlook_html_reply_with_header_block() -> None:
 def test_entity_without_text_gives_empty_text() -> None:
     assert text_of_entity(entity(b"\x00\x01", "application/octet-stream")) == ""
     assert text_of_entity(b"") == ""
+    assert text_of_entity(b'Content-Type: text/plain; charset="a\x00b"\r\n\r\nVOTE: yes') == ""
 
 
 def test_deeply_nested_entity_ends_quickly_without_error() -> None:

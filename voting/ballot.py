@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email
+import email.errors
 import email.policy
 import html
 import re
@@ -248,10 +249,11 @@ def _value_choices(value: str) -> frozenset[Choice] | None:
         if any(choice is None for _, choice in words):
             return None
         return frozenset(choice for mark, choice in words if mark and choice is not None)
-    pieces = [_word(piece) for piece in value.split("|")]
-    if any(choice is None for choice in pieces):
-        return None
-    return frozenset() if len(pieces) > 1 else frozenset(choice for choice in pieces if choice is not None)
+    pieces = value.split("|")
+    if len(pieces) > 1:
+        return frozenset() if all(_word(piece) for piece in pieces) else None
+    choice = _word(value)
+    return None if choice is None else frozenset({choice})
 
 
 def _split_key(line: str) -> tuple[str | None, str]:
@@ -539,9 +541,9 @@ def _text_leaves(root: Message) -> Iterator[Message]:
 def text_of_entity(entity: bytes) -> str:
     """The readable text of a signed MIME entity (headers and body): its first text/plain, else its first HTML.
 
-    Never raises: an entity that cannot be read as MIME (nested beyond what the
-    parser can follow, say) yields "", which the reply then reports as naming
-    no vote.
+    Never raises: an entity the standard library's parser gives up on (nested
+    beyond its recursion limit, a NUL in a parameter) yields "", which the
+    reply then reports as naming no vote.
     """
     try:
         message = email.message_from_bytes(entity, policy=email.policy.default)
@@ -551,5 +553,5 @@ def text_of_entity(entity: bytes) -> str:
             return _decoded(plain)
         markup = next(iter(leaves), None)
         return _html_to_text(_decoded(markup)) if markup is not None else ""
-    except (RecursionError, ValueError, LookupError, TypeError, AttributeError):
+    except (RecursionError, ValueError, IndexError, email.errors.MessageError):
         return ""
