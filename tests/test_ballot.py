@@ -338,6 +338,7 @@ def test_quoted_printable_utf8_and_base64_windows_1252() -> None:
 def test_unknown_charset_is_read_as_utf8() -> None:
     assert text_of_entity(entity("VOTE: за".encode(), "text/plain; charset=x-unknown")) == "VOTE: за"
     assert text_of_entity(entity(b"VOTE: yes", "text/plain; charset=base64")) == "VOTE: yes"
+    assert text_of_entity(entity(b"VOTE: yes", 'text/plain; charset="utf\x008"')) == "VOTE: yes"
 
 
 def multipart(kind: str, *parts: bytes) -> bytes:
@@ -382,7 +383,7 @@ def test_outlook_html_reply_with_header_block() -> None:
 def test_entity_without_text_gives_empty_text() -> None:
     assert text_of_entity(entity(b"\x00\x01", "application/octet-stream")) == ""
     assert text_of_entity(b"") == ""
-    assert text_of_entity(b'Content-Type: text/plain; charset="a\x00b"\r\n\r\nVOTE: yes') == ""
+    assert text_of_entity(b"Content-Type: ; format*0*=us-ascii'en'f :<p>; charset=\x00VOTE: yes\xff") == ""
 
 
 def test_deeply_nested_entity_ends_quickly_without_error() -> None:

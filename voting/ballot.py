@@ -518,7 +518,7 @@ def _decoded(part: Message) -> str:
     data = payload[:TEXT_LIMIT] if isinstance(payload, bytes) else b""
     try:
         text = data.decode(part.get_content_charset() or "utf-8", errors="replace")
-    except LookupError:
+    except (LookupError, ValueError):
         text = data.decode("utf-8", errors="replace")
     if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
         text = _unflow(text, _param(part, "delsp") == "yes")
