@@ -260,6 +260,10 @@ def test_parameters_a_rule_does_not_take_are_refused() -> None:
         decide_all("unsc-substantive", unsc(), {"S/2020/654": {}}, parties_to_dispute={"S/2020/999": ("RUS",)})
 
 
+def test_only_the_council_rules_keep_their_deadline_fixed() -> None:
+    assert {name for name, rule in RULES.items() if not rule.extendable} == {"unsc-substantive", "unsc-procedural"}
+
+
 # --- properties -------------------------------------------------------------------------------
 
 ballots = st.dictionaries(st.sampled_from(MEMBERS), st.sampled_from(list(Choice)))
