@@ -144,7 +144,9 @@ RULES: Mapping[str, Rule] = {
             needs_required_yes=True,
             extendable=False,
         ),
-        Rule("simple-majority", "more yes than no among members present and voting", _simple_majority, uses_quorum=True),
+        Rule(
+            "simple-majority", "more yes than no among members present and voting", _simple_majority, uses_quorum=True
+        ),
         Rule("two-thirds", "yes at least twice no among members present and voting", _two_thirds, uses_quorum=True),
         Rule("unanimity", "every member votes yes", _unanimity),
         Rule("silence", "adopted unless a member votes no", _silence),
@@ -212,9 +214,8 @@ def _count(electorate: Electorate, choices: Mapping[str, Choice], parties: Seque
             recused.append(code)
             choice = Choice.ABSTAIN
         groups[choice].append(code)
-    return Count(
-        tuple(groups[Choice.YES]), tuple(groups[Choice.NO]), tuple(groups[Choice.ABSTAIN]), tuple(absent), tuple(recused)
-    )
+    yes, no, abstain = (tuple(groups[choice]) for choice in (Choice.YES, Choice.NO, Choice.ABSTAIN))
+    return Count(yes, no, abstain, tuple(absent), tuple(recused))
 
 
 def _reason(count: Count, verdict: Verdict) -> str:
