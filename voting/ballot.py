@@ -235,7 +235,8 @@ def _symbol_key(symbol: str) -> str:
     return "".join(_clean(symbol).split()).casefold()
 
 
-def _word(text: str) -> Choice | None:
+def choice_word(text: str) -> Choice | None:
+    """The choice a word or phrase means in any of the six languages, or None."""
     return CHOICE_WORDS.get(" ".join(text.strip(_EDGE_MARKS).split()).casefold())
 
 
@@ -245,14 +246,14 @@ def _value_choices(value: str) -> frozenset[Choice] | None:
     if boxes:
         if _BOX.sub("", value).strip(_EDGE_MARKS + "|"):
             return None
-        words = [(mark, _word(text)) for mark, text in boxes]
+        words = [(mark, choice_word(text)) for mark, text in boxes]
         if any(choice is None for _, choice in words):
             return None
         return frozenset(choice for mark, choice in words if mark and choice is not None)
     pieces = value.split("|")
     if len(pieces) > 1:
-        return frozenset() if all(_word(piece) for piece in pieces) else None
-    choice = _word(value)
+        return frozenset() if all(choice_word(piece) for piece in pieces) else None
+    choice = choice_word(value)
     return None if choice is None else frozenset({choice})
 
 

@@ -8,7 +8,6 @@ with the delegation's PKCS#12 identity, exactly as a mail client would.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -16,7 +15,7 @@ from email.parser import BytesParser
 from email.policy import SMTP, default
 from email.utils import format_datetime, getaddresses, make_msgid
 
-from voting.ballot import CHOICE_WORDS, text_of_entity
+from voting.ballot import choice_word, text_of_entity
 from voting.errors import UsageError
 from voting.mail.compose import OutgoingMessage
 from voting.model import Choice
@@ -27,7 +26,7 @@ DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULT
 
 
 def parse_choice(word: str) -> Choice:
-    choice = CHOICE_WORDS.get(word.strip().lower())
+    choice = choice_word(word)
     if choice is None:
         raise UsageError(f"--vote {word!r}: say yes, no or abstain")
     return choice
@@ -105,7 +104,3 @@ def build_reply(
     headers["MIME-Version"] = "1.0"
     head = b"".join(headers.policy.fold_binary(k, v) for k, v in headers.items())
     return OutgoingMessage(message_id, head + signed), senders[0]
-
-
-def choices_summary(choices: Mapping[str, Choice]) -> str:
-    return ", ".join(f"{s}: {c.upper()}" for s, c in choices.items())
