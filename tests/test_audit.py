@@ -419,7 +419,8 @@ def test_an_open_vote_cannot_be_exported(exported: Exported, tmp_path: Path) -> 
 
 def test_an_unwritable_destination_and_an_unreadable_bundle_are_usage_errors(exported: Exported,
                                                                              tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(UsageError, match="cannot write the bundle"):
-        export_bundle(exported.service, exported.vote_id, tmp_path / "no" / "such" / "dir" / "b.zip")
+        export_bundle(exported.service, exported.vote_id, tmp_path / "a-file" / "b.zip")
     with pytest.raises(UsageError, match="cannot read the bundle"):
         read_bundle(tmp_path / "missing.zip")

@@ -77,6 +77,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     raws = {m.sha256: ledger.raw_message(ledger_id[m.sha256]) for m in manifest.messages}
     data = pack(document, signature, raws, manifest.exported_at)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         write_file_atomically(out, data, mode=0o644)
     except OSError as error:
         raise UsageError(f"{out}: cannot write the bundle: {error.strerror or error}") from None
@@ -100,3 +101,21 @@ def read_bundle(path: Path) -> bytes:
     if len(data) > MAX_BUNDLE_BYTES:
         raise UsageError(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes, not an audit bundle")
     return data
+
+
+def write_record(service: Service, vote_id: str, folder: Path) -> dict[str, Path | None]:
+    """The public record in HTML and text; for a closed vote, with a fresh bundle whose hash it quotes."""
+    from voting.record import record_html, record_text
+
+    vote = service.ledger.vote(vote_id)
+    bundle = None if vote.is_open else export_bundle(service, vote_id, folder / f"{vote_id}.zip").path
+    bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest() if bundle else None
+    board = service.board(vote_id)
+    paths = {"html": folder / f"{vote_id}.html", "text": folder / f"{vote_id}.txt"}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_file_atomically(paths["html"], record_html(board, bundle_sha256).encode(), mode=0o644)
+        write_file_atomically(paths["text"], record_text(board, bundle_sha256).encode(), mode=0o644)
+    except OSError as error:
+        raise UsageError(f"{folder}: cannot write the record: {error.strerror or error}") from None
+    return {**paths, "bundle": bundle}

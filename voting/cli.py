@@ -365,6 +365,47 @@ def cmd_reply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from voting.bundle import export_bundle
+
+    summary = export_bundle(service_of(args), args.vote, Path(args.out))
+    emit(
+        args,
+        {"bundle": str(summary.path), "vote": summary.vote_id, "messages": summary.messages, "bytes": summary.bytes,
+         "manifest_sha256": summary.manifest_sha256, "head": summary.head},
+        f"Wrote {summary.path}: {summary.messages} messages, {summary.bytes} bytes\n"
+        f"  manifest SHA-256 {summary.manifest_sha256}\n  hash-chain head  {summary.head}",
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from voting.audit import audit_bundle, checks_json, render_checks
+    from voting.bundle import read_bundle
+    from voting.pki import read_certificate
+
+    anchor = read_certificate(Path(args.secretariat_cert)) if args.secretariat_cert else None
+    show_progress = not args.json and sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show_progress and total >= 50:
+            print(f"\rverifying messages: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    checks = audit_bundle(read_bundle(Path(args.bundle)), anchor, progress)
+    emit(args, checks_json(checks), "\n".join(render_checks(checks)))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from voting.bundle import write_record
+
+    service = service_of(args)
+    written = write_record(service, args.vote, Path(args.out) if args.out else service.config.records_dir)
+    emit(args, {k: str(v) if v else None for k, v in written.items()},
+         "\n".join(f"  {kind:<6} {path}" for kind, path in written.items() if path))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from voting.demo import run_demo
 
@@ -446,6 +487,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("extend", cmd_extend, "move the deadline, where the rule allows")
     p.add_argument("vote")
     p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN")
+
+    p = command("export", cmd_export, "write the audit bundle of a closed vote")
+    p.add_argument("vote")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="the zip file to write")
+    p = command("audit", cmd_audit, "verify an audit bundle offline; one line per check")
+    p.add_argument("bundle")
+    p.add_argument("--secretariat-cert", metavar="PEM",
+                   help="the secretariat's certificate, obtained independently (default: the CA in the bundle)")
+    p = command("record", cmd_record, "write the public record: an HTML vote board and a plain-text version")
+    p.add_argument("vote")
+    p.add_argument("--out", metavar="DIR", help="folder to write to (default: service.records_dir)")
 
     p = command("tally", cmd_tally, "decide outcomes from a votes file, without mail")
     p.add_argument("--rule", required=True)

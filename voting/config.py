@@ -71,6 +71,8 @@ class SmtpSection(Section):
 
 class ServiceSection(Section):
     database: Path = Path("var/voting.sqlite3")
+    records_dir: Path = Path("var/records")
+    """Where closing a vote writes its audit bundle, and `voting record` the public record."""
     poll_seconds: float = Field(default=30, gt=0)
     statement_hours: float = Field(default=3, ge=0, description="Explanations of vote accepted this long after close")
     max_message_bytes: int = Field(default=25 * 2**20, gt=0)
@@ -121,6 +123,10 @@ class Config:
     @property
     def database(self) -> Path:
         return self.resolve(self.settings.service.database)
+
+    @property
+    def records_dir(self) -> Path:
+        return self.resolve(self.settings.service.records_dir)
 
     @property
     def keys_dir(self) -> Path:

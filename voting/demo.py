@@ -16,15 +16,18 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
+from voting.audit import audit_bundle, checks_json, render_checks
+from voting.bundle import write_record
+from voting.config import Config
 from voting.deployment import init_deployment, issue_delegation_key
 from voting.electorate import load_electorate
 from voting.mail import maildir
 from voting.mail.outbox import smtp_settings
 from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, create_ca, issue_signing_certificate, load_pkcs12
-from voting.record import board_text
 from voting.reply import build_reply
 from voting.service import DraftFile, Service, embedded_server
 
@@ -122,20 +125,27 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
         while service.ledger.outbox("queued"):
             service.send()
 
-    board = service.board(vote_id)
+    record = write_record(service, vote_id, config.records_dir)
+    bundle = record["bundle"]
+    assert bundle is not None
+    checks = audit_bundle(bundle.read_bytes(), service.keys.ca.certificate)
     status = service.status(vote_id)
     seconds = time.monotonic() - started
+    audited = all(check.ok for check in checks)
     if as_json:
-        print(json.dumps({"directory": str(root), "vote": vote_id, "status": status, "seconds": round(seconds, 1)},
+        print(json.dumps({"directory": str(root), "vote": vote_id, "status": status, "audit": checks_json(checks),
+                          "record": {k: str(v) for k, v in record.items()}, "seconds": round(seconds, 1)},
                          indent=2, default=str))
     else:
         say(talk, f"Closed {', '.join(report.closed) or '-'}; results emailed to every delegation\n")
-        print(board_text(board))
-        print(files_written(config.root, vote_id, config))
+        print(Path(record["text"]).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        print(render_checks(checks)[-1].replace("all", "Audit of the bundle:", 1) if audited else
+              "\n".join(render_checks(checks)))
+        print(files_written(vote_id, config, record))
         print(f"Finished in {seconds:.1f} s")
     service.close_ledger()
     outcomes: dict[str, Any] = status["outcome"] or {}
-    return 0 if outcomes else 1
+    return 0 if outcomes and audited else 1
 
 
 def forged_identity(address: str) -> Identity:
@@ -144,15 +154,19 @@ def forged_identity(address: str) -> Identity:
     return issue_signing_certificate(rogue, common_name="United States (forged)", emails=[address])
 
 
-def files_written(root: Path, vote_id: str, config: Any) -> str:
+def files_written(vote_id: str, config: Config, record: Mapping[str, Path | None]) -> str:
     return "\n".join(
         [
             "Written:",
+            f"  record (HTML)     {record['html']}",
+            f"  record (text)     {record['text']}",
+            f"  audit bundle      {record['bundle']}",
             f"  configuration     {config.path}",
             f"  electorate        {config.electorate_file}",
             f"  keys              {config.keys_dir}",
             f"  ledger            {config.database}",
             f"  mailboxes         {config.resolve(config.settings.mailbox.root)}",
-            f"  status            voting --config {config.path} status {vote_id}",
+            f"Check it again:     voting audit {record['bundle']} --secretariat-cert {config.keys_dir / 'secretariat-ca.pem'}",
+            f"Status:             voting --config {config.path} status {vote_id}",
         ]
     )

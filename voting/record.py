@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from voting.mail.compose import html_page
 from voting.model import Choice, Electorate, Outcome
 
 CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", "absent": "#777777"}
@@ -115,6 +116,41 @@ def board_text(board: VoteBoard) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_text(board: VoteBoard, bundle_sha256: str | None) -> str:
+    """The plain-text public record: the board, then where to check it."""
+    tail = (f"\nAudit bundle SHA-256: {bundle_sha256}\n" if bundle_sha256 else
+            "\nProvisional: the vote is still open; the audit bundle is published when it closes.\n")
+    return board_text(board) + tail
+
+
+def record_body(board: VoteBoard, bundle_sha256: str | None) -> str:
+    """The public record as an HTML fragment: the board, explanations, rejections, the bundle's hash."""
+    e = html.escape
+    statements = "".join(
+        f"<li><b>{e(r.code)} {e(r.name)}</b>: {e(r.explanation)}</li>" for r in board.rows if r.explanation
+    )
+    rejected = "".join(
+        f"<li>{e(utc_minute(m.received_at))} — {e(m.code or 'unknown sender')}: <code>{e(m.reason)}</code>"
+        f" <small>(SHA-256 <code style=\"word-break:break-all\">{e(m.sha256)}</code>)</small></li>"
+        for m in board.rejected
+    )
+    parts = [board_html(board)]
+    if statements:
+        parts.append(f"<h2 style=\"font-size:1.1em\">Explanations of vote</h2><ul>{statements}</ul>")
+    if rejected:
+        parts.append(f"<h2 style=\"font-size:1.1em\">Rejected messages</h2><ul>{rejected}</ul>")
+    parts.append(
+        f"<p>Audit bundle SHA-256: <code style=\"word-break:break-all\">{e(bundle_sha256)}</code></p>"
+        if bundle_sha256 else "<p><b>Provisional</b>: the vote is still open.</p>"
+    )
+    return "".join(parts)
+
+
+def record_html(board: VoteBoard, bundle_sha256: str | None) -> str:
+    """The public record as one self-contained page, readable on a phone."""
+    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, bundle_sha256))
+
+
 def board_html(board: VoteBoard) -> str:
     """The vote board as an HTML fragment: green yes, red no, amber abstain, grey absent."""
     e = html.escape
@@ -127,7 +163,7 @@ def board_html(board: VoteBoard) -> str:
 
     head = "".join(f"<th style=\"padding:.3em .6em\">{e(s)}</th>" for s in board.drafts)
     rows = "".join(
-        f"<tr><th style=\"text-align:left;padding:.3em .6em\">{e(r.code)} {e(r.name)}</th>"
+        f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;padding:.3em .6em\">{e(r.code)} {e(r.name)}</th>"
         + "".join(cell(r.choices[s]) for s in board.drafts)
         + f"<td style=\"padding:.3em .6em\">{e(utc_minute(r.received_at))}</td></tr>"
         for r in board.rows

@@ -33,7 +33,8 @@ from voting.mail.server import MailServer
 from voting.model import Choice, Delegation, Electorate, Outcome
 from voting.pki import SecretariatKeys
 from voting.reasons import Reason
-from voting.record import RejectedMessage, VoteBoard, board_html, board_text, build_board
+from voting.bundle import export_bundle
+from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
 from voting.verdict import BALLOT, STATEMENT, CountedBallot, Judgement, VoteView, counted_choices, judge
 
 Clock = Callable[[], datetime]
@@ -411,9 +412,11 @@ class Service:
                 },
                 now,
             )
+            bundle = export_bundle(self, vote_id, self.config.records_dir / f"{vote_id}.zip")
+            bundle_sha256 = hashlib.sha256(bundle.path.read_bytes()).hexdigest()
             board = self.board(vote_id)
             address, name = self.secretariat
-            text = board_text(board)
+            text = record_text(board, bundle_sha256)
             for delegation in electorate.delegation:
                 mail = signed_mail(
                     self.keys.signer,
@@ -422,7 +425,7 @@ class Service:
                     recipients=delegation.addresses,
                     subject=f"Results: {vote.title} [{vote_id}]",
                     text=text,
-                    html_body=board_html(board),
+                    html_body=record_body(board, bundle_sha256),
                     sent_at=now,
                     in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code),
                 )

@@ -34,7 +34,7 @@ def new_message_id(domain: str) -> str:
 def html_page(title: str, body_html: str) -> str:
     """A self-contained HTML alternative: inline style only, no external resources."""
     return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{html.escape(title)}</title></head>"
         "<body style=\"font-family: sans-serif; max-width: 46em; margin: 1em auto; padding: 0 1em\">"
