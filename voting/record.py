@@ -152,29 +152,41 @@ def record_html(board: VoteBoard, bundle_sha256: str | None) -> str:
 
 
 def board_html(board: VoteBoard) -> str:
-    """The vote board as an HTML fragment: green yes, red no, amber abstain, grey absent."""
+    """The vote board as an HTML fragment: outcomes first, then green yes, red no, amber abstain, grey absent."""
     e = html.escape
+    pad = "padding:.35em .5em;border:2px solid #fff"
 
     def cell(choice: str) -> str:
-        return (
-            f"<td style=\"background:{CHOICE_COLOURS[choice]};color:#fff;text-align:center;"
-            f"padding:.3em .6em\">{e(choice.upper())}</td>"
-        )
+        return f"<td style=\"background:{CHOICE_COLOURS[choice]};color:#fff;text-align:center;{pad}\">{e(choice.upper())}</td>"
 
-    head = "".join(f"<th style=\"padding:.3em .6em\">{e(s)}</th>" for s in board.drafts)
+    def received(moment: datetime | None) -> str:
+        if moment is None:
+            return f"<td style=\"{pad};color:#777\">-</td>"
+        return (f"<td style=\"{pad};white-space:nowrap;font-size:.8em\" title=\"{e(utc_minute(moment))}\">"
+                f"{moment:%d %b}<br>{moment:%H:%M:%S}</td>")
+
+    def verdict(symbol: str, outcome: Outcome) -> str:
+        colour = CHOICE_COLOURS["yes" if outcome.adopted else "no"]
+        word = "ADOPTED" if outcome.adopted else "NOT ADOPTED"
+        return (f"<p style=\"border-left:.4em solid {colour};padding-left:.6em\"><b>{e(symbol)}: {word}</b> "
+                f"— {outcome.yes} in favour, {outcome.no} against, {outcome.abstain} abstentions, {outcome.absent} absent."
+                f"<br><small>{e(outcome.reason)}</small></p>")
+
+    head = "".join(f"<th style=\"{pad};font-size:.85em\">{e(s)}</th>" for s in board.drafts)
     rows = "".join(
-        f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;padding:.3em .6em\">{e(r.code)} {e(r.name)}</th>"
+        f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;{pad}\">{e(r.name)}"
+        f" <small style=\"color:#555\">{e(r.code)}</small></th>"
         + "".join(cell(r.choices[s]) for s in board.drafts)
-        + f"<td style=\"padding:.3em .6em\">{e(utc_minute(r.received_at))}</td></tr>"
+        + received(r.received_at)
+        + "</tr>"
         for r in board.rows
     )
-    outcomes = ""
-    if board.outcomes:
-        outcomes = "".join(f"<p>{e(outcome_line(s, board.outcomes[s]))}</p>" for s in board.drafts)
+    outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
     return (
         f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
         f"<p>Rule: {e(board.rule)}; closes {e(utc_minute(board.closes_at))}</p>"
-        "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse\">"
-        f"<tr><th style=\"text-align:left\">Delegation</th>{head}<th>Received</th></tr>{rows}</table></div>"
         f"{outcomes}"
+        "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse;width:100%\">"
+        f"<tr><th style=\"text-align:left;{pad}\">Delegation</th>{head}<th style=\"{pad};font-size:.85em\">Received (UTC)</th></tr>"
+        f"{rows}</table></div>"
     )

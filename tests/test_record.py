@@ -1,0 +1,87 @@
+"""The public record as people see it: rendered by a real browser (headless Chromium)."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+from conftest import Deployment, open_vote
+
+from voting.bundle import write_record
+from voting.service import Service
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    assert found, "chromium is not installed (Debian package chromium; .ci/run installs it)"
+    return found
+
+
+def png_pixels(path: Path) -> tuple[int, int, bytes]:
+    """Width, height and raw scanlines of an 8-bit RGB(A) PNG, read with the standard library."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, chunks, width, height = 8, b"", 0, 0
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            chunks += body
+        position += 12 + length
+    return width, height, zlib.decompress(chunks)
+
+
+def closed_vote_record(running: Deployment, tmp_path: Path) -> tuple[Service, str, dict[str, Path | None]]:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, ("S/2020/654", "S/2020/658"))
+    service.send()
+    running.submit(running.reply("FRA", ["S/2020/654=yes", "S/2020/658=no"], explanation="France explains."),
+                   "fra@delegations.example")
+    running.submit(running.reply("CHN", ["S/2020/654=no", "S/2020/658=abstain"]), "chn@delegations.example")
+    service.poll_once()
+    service.close_now(vote_id)
+    return service, vote_id, write_record(service, vote_id, tmp_path / "record")
+
+
+def test_the_record_lists_every_delegation_and_the_bundle_hash(running: Deployment, tmp_path: Path) -> None:
+    import hashlib
+
+    service, vote_id, record = closed_vote_record(running, tmp_path)
+    text = Path(record["text"]).read_text()  # type: ignore[arg-type]
+    bundle = record["bundle"]
+    assert bundle is not None and hashlib.sha256(bundle.read_bytes()).hexdigest() in text
+    for delegation in service.electorate().delegation:
+        assert delegation.name in text
+    assert "France explains." in text
+    html = Path(record["html"]).read_text()  # type: ignore[arg-type]
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    assert 'name="viewport"' in html
+
+
+def test_the_record_renders_in_chromium(running: Deployment, tmp_path: Path) -> None:
+    service, vote_id, record = closed_vote_record(running, tmp_path)
+    page = Path(record["html"]).resolve()  # type: ignore[arg-type]
+    profile = tmp_path / "chromium-profile"
+    dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for delegation in service.electorate().delegation:
+        assert f'data-delegation="{delegation.code}"' in dom.stdout
+    shot = tmp_path / "record.png"
+    result = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=412,900",
+         page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    width, height, pixels = png_pixels(shot)
+    assert (width, height) == (412, 900)
+    assert len(set(pixels[i:i + 3] for i in range(0, len(pixels), 997))) > 5, "the screenshot is blank"
