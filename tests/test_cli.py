@@ -112,3 +112,54 @@ def test_verify_mail_on_the_thunderbird_corpus() -> None:
     bad = voting("--json", "verify-mail", str(corpus / "alice.dsig.SHA256.multipart.bad.eml"), "--ca", str(corpus / "TestCA.pem"))
     assert json.loads(bad.stdout)["reason"] == "bad-signature" and bad.returncode == 1
     assert json.loads(good.stdout)["signature_intact"] is True
+
+
+def test_a_delegate_replies_with_voting_reply_and_the_service_counts_it(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert voting("init", str(tmp_path / "d"), "--port", str(port)).returncode == 0
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    issued = voting("--json", "--config", config, "keys", "issue", "FRA", "--email", "fra@delegations.example",
+                    "--name", "France", "--permanent", "--legacy")
+    assert issued.returncode == 0, issued.stderr
+    p12 = json.loads(issued.stdout)
+    draft = tmp_path / "draft.txt"
+    draft.write_text("Draft resolution\n")
+    serve = subprocess.Popen([sys.executable, "-m", "voting", "--config", config, "serve"], stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        opened = voting("--json", "--config", config, "open", "--draft", f"S/2020/1={draft}", "--rule",
+                        "simple-majority", "--closes", "2999-01-01T00:00:00Z", "--title", "Test")
+        assert opened.returncode == 0, opened.stderr
+        vote_id = json.loads(opened.stdout)["vote"]
+        inbox = tmp_path / "d" / "var" / "mail" / "fra@delegations.example" / "new"
+        ballot = next(inbox.iterdir())
+        sent = voting("--config", config, "reply", str(ballot), "--p12", p12["pkcs12"], "--vote", "pour", "--send",
+                      env={"VOTING_P12_PASSWORD": p12["password"]})
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = json.loads(voting("--json", "--config", config, "status", vote_id).stdout)
+            if status["voted"]:
+                break
+            time.sleep(0.3)
+        assert status["voted"] == {"FRA": {"S/2020/1": "yes"}}
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0, serve.stderr.read() if serve.stderr else ""
+    closed = voting("--json", "--config", config, "close", vote_id)
+    assert closed.returncode == 0, closed.stderr
+    assert json.loads(closed.stdout)["outcome"]["S/2020/1"]["adopted"] is True
+    polled = voting("--json", "--config", config, "poll", "--once")
+    assert polled.returncode == 0 and json.loads(polled.stdout)["fetched"] == 0

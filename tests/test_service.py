@@ -255,3 +255,25 @@ def test_extend_is_refused_for_unsc_rules_and_allowed_for_silence(running: Deplo
     later = datetime.now(UTC) + timedelta(days=3)
     service.extend(silence, later)
     assert service.ledger.vote(silence).closes_at == later
+
+
+def test_mail_is_threaded_and_has_text_and_html(running: Deployment, tmp_path: Path) -> None:
+    from email import message_from_bytes
+    from email.policy import default
+
+    service = Service(running.config)
+    open_vote(service, tmp_path)
+    service.send()
+    ballot = message_from_bytes(running.ballot_of("FRA"), policy=default)
+    reply_raw = running.reply("FRA", ["yes"])
+    reply = message_from_bytes(reply_raw, policy=default)
+    assert reply["In-Reply-To"] == ballot["Message-ID"]
+    running.submit(reply_raw, "fra@delegations.example")
+    service.poll_once()
+    receipt = message_from_bytes([r for r in running.inbox_of("FRA") if b"Subject: Receipt" in r][0], policy=default)
+    assert receipt["In-Reply-To"] == reply["Message-ID"]
+    assert ballot["Message-ID"] in receipt["References"] and reply["Message-ID"] in receipt["References"]
+    for message in (ballot, receipt):
+        assert message.get_content_type() == "multipart/signed"
+        signed = message.get_payload()[0]
+        assert [part.get_content_type() for part in signed.iter_parts()] == ["text/plain", "text/html"]
