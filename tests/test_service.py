@@ -277,3 +277,18 @@ def test_mail_is_threaded_and_has_text_and_html(running: Deployment, tmp_path: P
         assert message.get_content_type() == "multipart/signed"
         signed = message.get_payload()[0]
         assert [part.get_content_type() for part in signed.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_an_automatic_message_is_recorded_but_never_answered(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    out_of_office = (b"From: fra@delegations.example\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\n\r\n"
+                     b"I am away until Monday.\r\n")
+    running.submit(out_of_office, "fra@delegations.example")
+    service.poll_once()
+    assert decisions(service, None) == [(None, "rejected", "not-signed")]
+    assert not [raw for raw in running.inbox_of("FRA") if b"Subject: Rejected" in raw]
+    ballot = running.ballot_of("FRA")
+    assert b"Auto-Submitted: auto-generated" in ballot
+    assert vote_id.encode() in ballot

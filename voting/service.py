@@ -244,7 +244,8 @@ class Service:
             raw = self.ledger.raw_message(message.id)
             previous = self._latest_ballots()
             try:
-                judgement = judge(raw, message.received_at, views, trust_of(electorate, anchors, message.received_at), previous)
+                judgement = judge(raw, message.received_at, views, trust_of(electorate, anchors, message.received_at),
+                                  previous, self.keys.signer)
             except Exception as error:  # noqa: BLE001 - one message must never stop the service
                 self.log(f"message {message.sha256[:16]} left undecided: {type(error).__name__}: {error}")
                 continue
@@ -301,8 +302,13 @@ class Service:
         """Whom to answer: the signer's delegation, else the delegation whose registered address is in From.
 
         Never an unregistered address: a forged message gets no answer at all
-        unless it names a delegation's address, which then learns of it.
+        unless it names a delegation's address, which then learns of it. An
+        automatic message (RFC 3834 Auto-Submitted, an out-of-office notice, a
+        bounce) that is rejected gets no answer either, so that two robots
+        never write to each other for ever.
         """
+        if judgement.verdict == "rejected" and is_automatic(raw):
+            return None
         if judgement.code is not None:
             return electorate.get(judgement.code)
         sender = single_from_address(raw)
@@ -358,6 +364,7 @@ class Service:
             html_body=text_as_html(text),
             sent_at=now,
             in_reply_to=incoming_id or ballot_id,
+            auto_submitted="auto-replied",
             references=references,
         )
 
@@ -554,6 +561,12 @@ def header_value(raw: bytes, name: str) -> str | None:
     except Exception:  # noqa: BLE001 - a malformed header is simply absent
         return None
     return str(value).strip() if value else None
+
+
+def is_automatic(raw: bytes) -> bool:
+    auto_submitted = (header_value(raw, "Auto-Submitted") or "no").split(";")[0].strip().lower()
+    precedence = (header_value(raw, "Precedence") or "").lower()
+    return auto_submitted != "no" or precedence in ("bulk", "junk", "list", "auto_reply")
 
 
 def single_from_address(raw: bytes) -> str | None:

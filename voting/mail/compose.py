@@ -58,8 +58,13 @@ def signed_mail(
     sent_at: datetime,
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
+    auto_submitted: str = "auto-generated",
 ) -> OutgoingMessage:
-    """Build one signed message; the content is 7-bit, CRLF, so no relay can change a signed byte."""
+    """Build one signed message; the content is 7-bit, CRLF, so no relay can change a signed byte.
+
+    `auto_submitted` (RFC 3834: "auto-generated", or "auto-replied" for an
+    answer to a message) keeps vacation responders from answering.
+    """
     content = EmailMessage(policy=SMTP)
     content.set_content(text, charset="utf-8", cte="quoted-printable")
     content.add_alternative(html_page(subject, html_body), subtype="html", charset="utf-8", cte="quoted-printable")
@@ -78,6 +83,7 @@ def signed_mail(
         headers["In-Reply-To"] = in_reply_to
     if references:
         headers["References"] = " ".join(references)
+    headers["Auto-Submitted"] = auto_submitted
     headers["MIME-Version"] = "1.0"
     header_bytes = b"".join(
         headers.policy.fold_binary(name, value) for name, value in headers.items()
