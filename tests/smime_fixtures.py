@@ -185,3 +185,13 @@ def openssl_verifies(directory: Path, message: bytes, ca: x509.Certificate) -> b
         timeout=60,
     )
     return result.returncode == 0
+
+
+def openssl_encrypt(directory: Path, entity: bytes, recipient: x509.Certificate, *options: str) -> bytes:
+    """`openssl cms -encrypt` of a MIME entity (a signed reply, say) to a certificate: a whole pkcs7-mime entity.
+
+    `options` follow `-recip`, so `-keyopt` applies to that recipient.
+    """
+    cert_path = directory / "recipient.cert.pem"
+    cert_path.write_bytes(recipient.public_bytes(serialization.Encoding.PEM))
+    return run_openssl("cms", "-encrypt", "-recip", cert_path, *options, stdin=entity)

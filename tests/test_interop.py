@@ -12,7 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from voting.reasons import Reason
-from voting.smime import Trust, TrustedCertificate, Verification, verify_message
+from tests.smime_fixtures import make_identity
+from voting.pki import Identity
+from voting.smime import Trust, TrustedCertificate, Verification, decrypt_message, verify_message
 
 INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 THUNDERBIRD = INTEROP / "thunderbird-smime"
@@ -37,13 +39,17 @@ def rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(table, delimiter="\t"))
 
 
-def alice() -> x509.Certificate:
+def nss_identity(name: str) -> Identity:
     with warnings.catch_warnings():
         # NSS writes its PKCS#12 in BER; cryptography reads it and warns that it may stop doing so.
         warnings.simplefilter("ignore", UserWarning)
-        _, certificate, _ = pkcs12.load_key_and_certificates((THUNDERBIRD / "Alice.p12").read_bytes(), b"nss")
-    assert certificate is not None
-    return certificate
+        key, certificate, _ = pkcs12.load_key_and_certificates((THUNDERBIRD / f"{name}.p12").read_bytes(), b"nss")
+    assert certificate is not None and key is not None
+    return Identity(key=key, certificate=certificate)  # type: ignore[arg-type]
+
+
+def alice() -> x509.Certificate:
+    return nss_identity("Alice").certificate
 
 
 def johnny_certificate(name: str) -> x509.Certificate:
@@ -83,6 +89,43 @@ def test_thunderbird(row: dict[str, str]) -> None:
         # (DESIGN §4.5): the message verifies normally, i.e. it is accepted.
         assert expected == "policy:date-header-6h-after-signing-time"
         assert result.valid and result.owner == "ALICE", result
+
+
+ENCRYPTED_ROWS = [row for row in rows(THUNDERBIRD) if row["expected_for_a_ballot_verifier"] == "reject:encrypted"]
+
+
+@pytest.mark.parametrize("row", ENCRYPTED_ROWS, ids=lambda row: row["file"])
+def test_thunderbird_encrypted_to_bob_stays_unreadable_to_the_secretariat(row: dict[str, str]) -> None:
+    secretariat = make_identity("votes@secretariat.example", key_kind="rsa2048")
+    decryption = Identity(key=secretariat.key, certificate=secretariat.certificate)
+    result = verify_message((THUNDERBIRD / row["file"]).read_bytes(), ALICE_TRUST, datetime.now(UTC), decryption)
+    assert (result.valid, result.reason) == (False, Reason.ENCRYPTED), result
+
+
+# Thunderbird (NSS) encrypted these to Bob, RSA key transport. Held by Bob's key, the decryptor
+# opens an envelope that is the whole message, and judges the signed entity inside by the usual
+# rules; an envelope under a signature is never opened.
+OPENED_BY_BOB = {
+    "alice.env.eml": Reason.NOT_SIGNED,
+    **{f"alice.{kind}.SHA1.{form}.env.eml": Reason.WEAK_DIGEST
+       for kind, form in (("dsig", "multipart"), ("sig", "opaque"), ("html.sig", "opaque"))},
+    **{f"alice.{kind}.{digest}.{form}.env.eml": None
+       for kind, form in (("dsig", "multipart"), ("sig", "opaque"), ("html.sig", "opaque"))
+       for digest in ("SHA256", "SHA384", "SHA512")},
+}
+
+
+@pytest.mark.parametrize("row", ENCRYPTED_ROWS, ids=lambda row: row["file"])
+def test_thunderbird_encrypted_opened_with_the_recipients_key(row: dict[str, str]) -> None:
+    raw = (THUNDERBIRD / row["file"]).read_bytes()
+    bob = nss_identity("Bob")
+    result = verify_message(raw, ALICE_TRUST, datetime.now(UTC), bob)
+    if row["file"] not in OPENED_BY_BOB:
+        assert (result.valid, result.reason, decrypt_message(raw, bob)) == (False, Reason.ENCRYPTED, None), result
+    elif (reason := OPENED_BY_BOB[row["file"]]) is None:
+        assert result.valid and result.owner == "ALICE" and result.decrypted is not None, result
+    else:
+        assert (result.valid, result.reason) == (False, reason), result
 
 
 def expected_johnny(row: dict[str, str]) -> tuple[str, str | None]:

@@ -19,18 +19,22 @@ from tests.smime_fixtures import (
     headers,
     make_ca,
     make_identity,
+    openssl_encrypt,
     openssl_sign,
     openssl_verifies,
     run_openssl,
     write_pem,
 )
+from voting import pki
 from voting.pki import fingerprint
 from voting.reasons import Reason
 from voting.smime import (
     MAX_MESSAGE_BYTES,
+    ContentKey,
     Trust,
     TrustedCertificate,
     Verification,
+    decrypt_message,
     sign_detached_der,
     sign_entity,
     verify_detached_der,
@@ -359,6 +363,139 @@ def test_two_from_headers(fra: Identity) -> None:
 @pytest.mark.parametrize("sender", ["FRA@Delegations.Example", "=?utf-8?q?La_France?= <fra@delegations.example>"])
 def test_from_matches_case_insensitively_and_with_encoded_names(fra: Identity, sender: str) -> None:
     assert verify_message(signed_by_us(fra, sender=sender), pinned(fra), NOW).valid
+
+
+# ---------------------------------------------------------------- encrypted ballots
+
+SECRETARIAT = "votes@secretariat.example"
+
+
+def as_recipient(identity: Identity) -> pki.Identity:
+    return pki.Identity(key=identity.key, certificate=identity.certificate)
+
+
+@pytest.fixture(scope="module")
+def secretariat_ec() -> pki.Identity:
+    """Like `pki.SecretariatKeys`' signer: ECDSA P-256, so openssl encrypts to it with ECDH."""
+    return as_recipient(make_identity(SECRETARIAT, key_kind="p256"))
+
+
+@pytest.fixture(scope="module")
+def secretariat_rsa() -> pki.Identity:
+    return as_recipient(make_identity(SECRETARIAT, key_kind="rsa3072"))
+
+
+def signed_then_encrypted(directory: Path, signer: Identity, recipient: x509.Certificate, *options: str,
+                          sender: str = SENDER) -> bytes:
+    """An openssl-signed reply, encrypted by openssl to the recipient, outer headers prepended."""
+    signed = openssl_sign(directory, signer)[len(headers()) :]
+    return headers(sender) + openssl_encrypt(directory, signed, recipient, *options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("-aes256",),
+        ("-aes-128-cbc", "-keyid"),
+        ("-aes-256-gcm",),
+        ("-aes256", "-keyopt", "ecdh_kdf_md:sha256"),
+        ("-aes-192-cbc", "-keyopt", "ecdh_kdf_md:sha512"),
+    ],
+    ids=["aes256-cbc", "aes128-cbc-keyid", "aes256-gcm", "kdf-sha256", "aes192-kdf-sha512"],
+)
+def test_reply_encrypted_to_an_ec_certificate_is_decrypted_then_verified(
+    tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity, options: tuple[str, ...]
+) -> None:
+    message = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, *options)
+    result = verify_message(message, pinned(fra), NOW, secretariat_ec)
+    assert result.valid and result.owner == "FRA" and result.signed_content == ENTITY, result
+    assert result.decrypted is not None and result.from_address == SENDER
+    assert result.as_json()["decrypted"] is True
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("-aes256",),
+        ("-aes256", "-keyopt", "rsa_padding_mode:oaep"),
+        ("-aes-128-gcm", "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"),
+        ("-aes256", "-keyid"),
+    ],
+    ids=["pkcs1v15", "oaep-sha1", "oaep-sha256-gcm", "keyid"],
+)
+def test_reply_encrypted_to_an_rsa_certificate_is_decrypted_then_verified(
+    tmp_path: Path, fra: Identity, secretariat_rsa: pki.Identity, options: tuple[str, ...]
+) -> None:
+    message = signed_then_encrypted(tmp_path, fra, secretariat_rsa.certificate, *options)
+    result = verify_message(message, pinned(fra), NOW, secretariat_rsa)
+    assert result.valid and result.owner == "FRA" and result.signed_content == ENTITY, result
+
+
+def test_encrypted_to_someone_else_is_unreadable(
+    tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity, secretariat_rsa: pki.Identity
+) -> None:
+    stranger = make_identity("usa@delegations.example", key_kind="p384").certificate
+    message = signed_then_encrypted(tmp_path, fra, stranger, "-aes256")
+    assert_rejected(verify_message(message, pinned(fra), NOW, secretariat_ec), Reason.ENCRYPTED)
+    to_rsa = signed_then_encrypted(tmp_path, fra, secretariat_rsa.certificate, "-aes256")
+    assert_rejected(verify_message(to_rsa, pinned(fra), NOW, secretariat_ec), Reason.ENCRYPTED)
+    assert decrypt_message(message, secretariat_ec) is None
+
+
+def test_encrypted_without_a_key_is_unreadable(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:
+    message = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, "-aes256")
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.ENCRYPTED)
+
+
+def test_triple_des_is_unreadable(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:
+    """openssl's default cipher, 3DES with the RFC 3217 key wrap, is not decrypted: clients must choose AES."""
+    message = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, "-des3")
+    assert_rejected(verify_message(message, pinned(fra), NOW, secretariat_ec), Reason.ENCRYPTED)
+
+
+def test_encrypted_but_unsigned_is_not_signed(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:
+    message = headers() + openssl_encrypt(tmp_path, ENTITY, secretariat_ec.certificate, "-aes256")
+    result = verify_message(message, pinned(fra), NOW, secretariat_ec)
+    assert_rejected(result, Reason.NOT_SIGNED)
+    assert result.decrypted is not None and result.decrypted.entity.endswith(b"S/2020/654: YES\r\n")
+
+
+def test_the_outer_from_is_the_one_checked(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:
+    message = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, "-aes256", sender="usa@delegations.example")
+    assert_rejected(verify_message(message, pinned(fra), NOW, secretariat_ec), Reason.FROM_MISMATCH)
+
+
+def test_a_content_key_opens_its_own_message_only(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:
+    first = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, "-aes-256-gcm")
+    second = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, "-aes-256-gcm")
+    opened = decrypt_message(first, secretariat_ec)
+    assert opened is not None and len(opened.content_key) == 32
+    assert decrypt_message(first, ContentKey(opened.content_key)) == opened
+    assert verify_message(first, pinned(fra), NOW, ContentKey(opened.content_key)).valid
+    assert_rejected(verify_message(second, pinned(fra), NOW, ContentKey(opened.content_key)), Reason.ENCRYPTED)
+
+
+def _damaged_envelope(message: bytes, data: st.DataObject) -> bytes:
+    head, _, encoded = message.partition(b"\n\n")
+    der = bytearray(base64.b64decode(b"".join(encoded.split())))
+    for _ in range(data.draw(st.integers(1, 4))):
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    return head + b"\n\n" + base64.encodebytes(bytes(der))
+
+
+@pytest.fixture(scope="module")
+def encrypted_gcm(tmp_path_factory: pytest.TempPathFactory, fra: Identity, secretariat_ec: pki.Identity) -> bytes:
+    return signed_then_encrypted(tmp_path_factory.mktemp("gcm"), fra, secretariat_ec.certificate, "-aes-256-gcm")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_envelopes_never_crash_nor_mislead(
+    fra: Identity, secretariat_ec: pki.Identity, encrypted_gcm: bytes, data: st.DataObject
+) -> None:
+    result = verify_message(_damaged_envelope(encrypted_gcm, data), pinned(fra), NOW, secretariat_ec)
+    # AES-GCM authenticates the ciphertext: what opens at all is the genuine signed reply.
+    assert not result.valid or (result.signer == fra.certificate and result.signed_content == ENTITY)
 
 
 # ---------------------------------------------------------------- properties and bounds

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from voting.ballot import parse_reply, text_of_entity
 from voting.model import Choice
 from voting.reasons import Reason
-from voting.smime import Trust, Verification, verify_message
+from voting.pki import Identity
+from voting.smime import ContentKey, Trust, Verification, verify_message
 
 BALLOT = "ballot"
 STATEMENT = "statement"
@@ -74,14 +75,17 @@ def judge(
     votes: Mapping[str, VoteView],
     trust: Trust,
     previous_ballots: Mapping[tuple[str, str], int],
+    decryption: Identity | ContentKey | None = None,
 ) -> Judgement:
     """Decide one message.
 
     `previous_ballots` maps (vote, delegation) to the ledger id of the latest
     ballot already counted for it, which a new ballot supersedes (or, when the
-    vote was opened with the first ballot final, is refused by).
+    vote was opened with the first ballot final, is refused by). `decryption`
+    opens a ballot encrypted to the secretariat: its identity in the service,
+    the message's disclosed content key in an audit.
     """
-    verification = verify_message(raw, trust, received_at)
+    verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
         return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification)
     code = verification.owner
