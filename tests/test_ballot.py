@@ -18,6 +18,7 @@ from voting.ballot import (
     TEXT_LIMIT,
     new_ballot_token,
     parse_reply,
+    Ballot,
     render_ballot_html,
     render_ballot_text,
     text_of_entity,
@@ -47,7 +48,8 @@ def ballot(drafts: list[tuple[str, str]] = SYRIA[:1], *, html: bool = False, **o
         "drafts": drafts,
         "title": "Written procedure: Syria, cross-border humanitarian assistance",
     } | overrides
-    return (render_ballot_html if html else render_ballot_text)(**arguments)  # type: ignore[arg-type]
+    arguments["drafts"] = tuple(arguments["drafts"])  # type: ignore[arg-type]
+    return (render_ballot_html if html else render_ballot_text)(Ballot(**arguments))  # type: ignore[arg-type]
 
 
 def quoted(text: str, prefix: str = "> ") -> str:

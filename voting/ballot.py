@@ -120,36 +120,44 @@ def _check_drafts(drafts: Sequence[str]) -> dict[str, str]:
     return keys
 
 
-def _ballot_parts(
-    vote_id: str,
-    token: str,
-    delegation_code: str,
-    delegation_name: str,
-    closes: datetime,
-    drafts: Sequence[tuple[str, str]],
-    instructions: bool,
-) -> tuple[list[str], list[str]]:
+@dataclass(frozen=True)
+class Ballot:
+    """What one delegation's ballot email says (DESIGN §5)."""
+
+    vote_id: str
+    token: str
+    delegation_code: str
+    delegation_name: str
+    closes: datetime
+    drafts: tuple[tuple[str, str], ...]
+    """(symbol, title) per draft, in ballot order."""
+    title: str
+    instructions: bool = True
+
+
+def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
     """The binding block (header lines, then one choice line per draft) and the instructions."""
-    if not _VOTE_ID.fullmatch(vote_id):
-        raise UsageError(f"vote ID {vote_id!r} must be letters, digits, '.', '_' or '-'")
-    if not _TOKEN.fullmatch(token):
+    if not _VOTE_ID.fullmatch(ballot.vote_id):
+        raise UsageError(f"vote ID {ballot.vote_id!r} must be letters, digits, '.', '_' or '-'")
+    if not _TOKEN.fullmatch(ballot.token):
         raise UsageError("ballot token must be 16 to 128 base64 characters")
-    if not re.fullmatch(CODE_PATTERN, delegation_code):
-        raise UsageError(f"delegation code {delegation_code!r} is not a delegation code")
-    if closes.tzinfo is None:
+    if not re.fullmatch(CODE_PATTERN, ballot.delegation_code):
+        raise UsageError(f"delegation code {ballot.delegation_code!r} is not a delegation code")
+    if ballot.closes.tzinfo is None:
         raise UsageError("the closing time of a ballot must carry a time zone")
+    drafts = ballot.drafts
     if not drafts:
         raise UsageError("a ballot needs at least one draft")
     _check_drafts([symbol for symbol, _ in drafts])
     block = [
-        f"Vote-ID: {vote_id}",
-        f"Ballot-Token: {token}",
-        f"Delegation: {delegation_code} ({_one_line(delegation_name)})",
-        f"Closes: {closes.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
+        f"Vote-ID: {ballot.vote_id}",
+        f"Ballot-Token: {ballot.token}",
+        f"Delegation: {ballot.delegation_code} ({_one_line(ballot.delegation_name)})",
+        f"Closes: {ballot.closes.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
     ]
     for symbol, title in drafts:
         block += ["", f"{symbol}: YES | NO | ABSTAIN"] + ([f"    {_one_line(title)}"] if title.strip() else [])
-    if not instructions:
+    if not ballot.instructions:
         return block, []
     example = drafts[0][0]
     guide = [
@@ -167,50 +175,27 @@ def _ballot_parts(
     return block, guide
 
 
-def render_ballot_text(
-    *,
-    vote_id: str,
-    token: str,
-    delegation_code: str,
-    delegation_name: str,
-    closes: datetime,
-    drafts: Sequence[tuple[str, str]],
-    title: str,
-    instructions: bool = True,
-) -> str:
-    """The text/plain part of a ballot email (DESIGN §5)."""
-    block, guide = _ballot_parts(vote_id, token, delegation_code, delegation_name, closes, drafts, instructions)
-    lines = [_one_line(title), "", *block]
+def render_ballot_text(ballot: Ballot) -> str:
+    """The text/plain part of a ballot email."""
+    block, guide = _ballot_parts(ballot)
+    lines = [_one_line(ballot.title), "", *block]
     if guide:
         lines += ["", *guide]
     return "\n".join(lines) + "\n"
 
 
-def render_ballot_html(
-    *,
-    vote_id: str,
-    token: str,
-    delegation_code: str,
-    delegation_name: str,
-    closes: datetime,
-    drafts: Sequence[tuple[str, str]],
-    title: str,
-    instructions: bool = True,
-) -> str:
-    """The text/html alternative: the same content, the binding block kept as preformatted lines.
+def render_ballot_html(ballot: Ballot) -> str:
+    """The body of the text/html alternative: the same content, the binding block kept as preformatted lines.
 
     `<pre>` keeps one line per field when a mail client turns a quoted HTML
-    ballot back into text; there are no external resources to fetch.
+    ballot back into text; the mail composer wraps it in a page with no
+    external resources.
     """
-    block, guide = _ballot_parts(vote_id, token, delegation_code, delegation_name, closes, drafts, instructions)
-    heading = html.escape(_one_line(title))
+    block, guide = _ballot_parts(ballot)
+    heading = html.escape(_one_line(ballot.title))
     body = "\n".join(html.escape(line) for line in block)
     paragraphs = "".join(f"<p>{html.escape(line)}</p>\n" for line in guide)
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{heading}</title></head>\n<body>\n<h1>{heading}</h1>\n"
-        f"<pre>{body}</pre>\n{paragraphs}</body></html>\n"
-    )
+    return f"<h1 style=\"font-size:1.3em\">{heading}</h1>\n<pre>{body}</pre>\n{paragraphs}"
 
 
 # --- reading a reply ------------------------------------------------------------------------------

@@ -148,13 +148,13 @@ class Service:
             for delegation in electorate.delegation:
                 token = ballot.new_ballot_token()
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
-                arguments: dict[str, Any] = dict(
+                content = ballot.Ballot(
                     vote_id=vote_id,
                     token=token,
                     delegation_code=delegation.code,
                     delegation_name=delegation.name,
                     closes=closes_at,
-                    drafts=[(r.symbol, r.title) for r in records],
+                    drafts=tuple((r.symbol, r.title) for r in records),
                     title=title,
                 )
                 mail = signed_mail(
@@ -163,8 +163,8 @@ class Service:
                     sender_name=name,
                     recipients=delegation.addresses,
                     subject=f"Ballot: {title} [{vote_id}]",
-                    text=ballot.render_ballot_text(**arguments),
-                    html_body=ballot.render_ballot_html(**arguments),
+                    text=ballot.render_ballot_text(content),
+                    html_body=ballot.render_ballot_html(content),
                     sent_at=now,
                 )
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
