@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voting.errors import UsageError
-from voting.model import Choice, Delegation, Electorate
+from voting.model import Choice, Electorate
 from voting.rules import RULES, check, decide, decide_all
 
 PERMANENT = ("CHN", "FRA", "RUS", "GBR", "USA")

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from voting import __version__
 from voting.config import DEFAULT_CONFIG, Config, load_config
+from voting.deployment import TEMPLATES
 from voting.errors import UsageError, VotingError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -108,9 +109,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     from voting.pki import load_pem_certificate
 
     electorate = load_electorate(config_of(args).electorate_file)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for d in electorate.delegation:
-        certificates = []
+        certificates: list[dict[str, Any]] = []
         for c in d.certificates:
             certificate = load_pem_certificate(c.pem)
             certificates.append(
@@ -423,7 +424,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    def options(default: Any) -> argparse.ArgumentParser:
+    def options(default: Any) -> Parser:
         """--config and --json, accepted before or after the command; a subcommand's copy must not reset them."""
         parent = Parser(add_help=False)
         parent.add_argument("--config", type=Path, default=default(DEFAULT_CONFIG),
@@ -447,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", default=".", help="deployment directory (default: current)")
     p.add_argument("--name", default="Secretariat", help="the secretariat's name")
     p.add_argument("--address", default="votes@secretariat.example", help="the secretariat's voting address")
-    p.add_argument("--electorate", choices=["unsc-2020"], help="start from a packaged electorate instead of an empty one")
+    p.add_argument("--electorate", choices=TEMPLATES, help="start from a packaged electorate instead of an empty one")
     p.add_argument("--port", type=int, default=8025, help="port of the embedded mail server")
 
     keys = commands.add_parser("keys", help="register delegations and their certificates", parents=[common],

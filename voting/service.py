@@ -233,7 +233,7 @@ class Service:
         return stored
 
     def decide_pending(self) -> list[Judgement]:
-        judgements = []
+        judgements: list[Judgement] = []
         pending = self.ledger.undecided_messages()
         if not pending:
             return judgements
