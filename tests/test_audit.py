@@ -11,11 +11,15 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Deployment, free_port, open_vote
+from cryptography import x509
+
+from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
 
 from voting.audit import Check, audit_bundle, checks_json, render_checks
 from voting.bundle import export_bundle, read_bundle
@@ -25,7 +29,7 @@ from voting.errors import UsageError
 from voting.manifest import schema_text
 from voting.pki import SecretariatKeys, certificate_pem, create_ca, issue_signing_certificate, load_pkcs12
 from voting.service import Service, embedded_server
-from voting.smime import sign_detached_der
+from voting.smime import Trust, TrustedCertificate, sign_detached_der, verify_message
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "audit-manifest.schema.json"
 DRAFT = "S/2020/654"
@@ -107,7 +111,8 @@ def repack(contents: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def edit_manifest(exported: Exported, change: Callable[[dict[str, Any]], None], *, resign: bool = True) -> bytes:
+def edit_manifest(exported: Exported | EncryptedExport, change: Callable[[dict[str, Any]], None], *,
+                  resign: bool = True) -> bytes:
     """The bundle with its manifest changed and, as a dishonest secretariat would, signed again."""
     contents = members(exported.bundle)
     document = json.loads(contents["manifest.json"])
@@ -424,3 +429,96 @@ def test_an_unwritable_destination_and_an_unreadable_bundle_are_usage_errors(exp
         export_bundle(exported.service, exported.vote_id, tmp_path / "a-file" / "b.zip")
     with pytest.raises(UsageError, match="cannot read the bundle"):
         read_bundle(tmp_path / "missing.zip")
+
+
+# -- ballots encrypted to the secretariat ---------------------------------------------------------
+
+
+def encrypted_reply(deployment: Deployment, code: str, recipient: x509.Certificate, directory: Path) -> bytes:
+    """`code`'s yes, signed by `openssl cms -sign` with its key, then encrypted by `openssl cms -encrypt`."""
+    identity = deployment.identities[code]
+    trust = Trust(registered=(TrustedCertificate(identity.certificate, code),))
+    entity = verify_message(deployment.reply(code, ["yes"]), trust, datetime.now(UTC)).signed_content
+    assert entity is not None
+    key_path, cert_path = write_pem(directory, code, identity)  # type: ignore[arg-type]
+    (directory / "entity.txt").write_bytes(entity)
+    signed = run_openssl("cms", "-sign", "-in", directory / "entity.txt", "-signer", cert_path, "-inkey", key_path,
+                         "-md", "sha256")
+    head = f"From: {deployment.address(code)}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n"
+    return head.encode() + openssl_encrypt(directory, signed, recipient, "-aes-256-gcm")
+
+
+@dataclass(frozen=True)
+class EncryptedExport:
+    bundle: bytes
+    keys: SecretariatKeys
+    decisions: dict[str, tuple[str, str | None, str]]
+    """Delegation -> (verdict, reason, SHA-256) of its message."""
+
+
+@pytest.fixture(scope="module")
+def encrypted_export(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory) -> EncryptedExport:
+    """EST encrypts its ballot to the secretariat, FRA to USA by mistake, VNM does not encrypt; then export."""
+    work = tmp_path_factory.mktemp("encrypted")
+    deployment = copy_deployment(unsc_template, work / "deployment")
+    service = Service(deployment.config)
+    vote_id = open_vote(service, work)
+    usa = deployment.identities["USA"].certificate
+    with embedded_server(deployment.config, required=True):
+        service.send()
+        for code, recipient in (("EST", service.keys.signer.certificate), ("FRA", usa)):
+            deployment.submit(encrypted_reply(deployment, code, recipient, work), deployment.address(code))
+        deployment.submit(deployment.reply("VNM", ["no"]), deployment.address("VNM"))
+        service.poll_once()
+        service.close_now(vote_id)
+    by_sender = {}
+    for decision in service.ledger.decisions(vote_id) + service.ledger.decisions(None):
+        raw = service.ledger.raw_message(decision.message)
+        sender = raw.split(b"From: ", 1)[1].split(b"@", 1)[0].decode().upper()
+        by_sender[sender] = (decision.verdict, decision.reason, decision.sha256)
+    export_bundle(service, vote_id, work / "bundle.zip")
+    return EncryptedExport(read_bundle(work / "bundle.zip"), service.keys, by_sender)
+
+
+def test_a_ballot_encrypted_to_the_secretariat_is_counted_and_audited(encrypted_export: EncryptedExport) -> None:
+    decisions = encrypted_export.decisions
+    assert decisions["EST"][:2] == ("ballot", None)
+    assert decisions["FRA"][:2] == ("rejected", "encrypted")
+    assert decisions["VNM"][:2] == ("ballot", None)
+    checks = audit_bundle(encrypted_export.bundle, secretariat_ca=encrypted_export.keys.ca.certificate)
+    assert failures(checks) == {}
+    est = decisions["EST"][2]
+    assert f"message {est[:16]}… decrypted" in [c.name for c in checks]
+    contents = members(encrypted_export.bundle)
+    document = json.loads(contents["manifest.json"])
+    decrypted = contents[f"messages/{est}.decrypted.eml"]
+    assert message(document, est)["decrypted"]["sha256"] == hashlib.sha256(decrypted).hexdigest()
+    assert b"multipart/signed" in decrypted
+    assert message(document, decisions["FRA"][2])["decrypted"] is None
+    assert message(document, decisions["VNM"][2])["decrypted"] is None
+    assert {name for name in contents if name.endswith(".decrypted.eml")} == {f"messages/{est}.decrypted.eml"}
+
+
+def test_a_changed_decrypted_entity_is_named(encrypted_export: EncryptedExport) -> None:
+    est = encrypted_export.decisions["EST"][2]
+    contents = members(encrypted_export.bundle)
+    contents[f"messages/{est}.decrypted.eml"] += b"\r\n"
+    failed = failures(audit_bundle(repack(contents)))
+    assert "was changed" in failed[f"message {est[:16]}… decrypted"]
+
+
+def test_a_wrong_or_missing_content_key_is_named(encrypted_export: EncryptedExport) -> None:
+    est = encrypted_export.decisions["EST"][2]
+    def wrong_key(document: dict[str, Any]) -> None:
+        message(document, est)["decrypted"]["content_key"] = "00" * 32
+
+    failed = failures(audit_bundle(edit_manifest(encrypted_export, wrong_key)))
+    assert "does not decrypt the message" in failed[f"message {est[:16]}… decrypted"]
+    assert "replay gives unknown sender: rejected (encrypted)" in failed[f"message {est[:16]}… verdict"]
+
+    def no_key(document: dict[str, Any]) -> None:
+        message(document, est)["decrypted"] = None
+
+    failed = failures(audit_bundle(edit_manifest(encrypted_export, no_key)))
+    assert "the manifest lists no decryption" in failed["bundle members"]
+    assert "replay gives unknown sender: rejected (encrypted)" in failed[f"message {est[:16]}… verdict"]

@@ -35,6 +35,7 @@ from voting.manifest import (
     SIGNATURE_MEMBER,
     ChainInfo,
     CountedEntry,
+    DecryptedEntry,
     DraftEntry,
     ElectorateInfo,
     EventEntry,
@@ -42,11 +43,12 @@ from voting.manifest import (
     MessageEntry,
     OutcomeEntry,
     VoteInfo,
+    decrypted_member,
     message_member,
 )
 from voting.model import Choice, Electorate
 from voting.pki import certificate_pem, fingerprint, load_pem_certificate
-from voting.smime import Trust, TrustedCertificate, verify_detached_der
+from voting.smime import ContentKey, Decrypted, Trust, TrustedCertificate, decrypt_message, verify_detached_der
 from voting.verdict import BALLOT, CountedBallot, Judgement, VoteView, counted_choices, judge
 
 MAX_BUNDLE_BYTES = 2 << 30
@@ -57,6 +59,7 @@ MAX_MEMBERS = 1_000_000
 """Limits far above any real vote, so a hostile zip (a bomb, a million members) is refused early."""
 
 _MESSAGE_NAME = re.compile(re.escape(MESSAGES_DIRECTORY) + r"([0-9a-f]{64})\.eml")
+_DECRYPTED_NAME = re.compile(re.escape(MESSAGES_DIRECTORY) + r"([0-9a-f]{64})\.decrypted\.eml")
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError)
 
 Progress = Callable[[int, int], None]
@@ -155,6 +158,23 @@ def build_manifest(
     )
 
 
+def with_decrypted(manifest: Manifest, opened: Mapping[str, Decrypted]) -> Manifest:
+    """The manifest with each message encrypted to the secretariat naming its decrypted entity and content key.
+
+    `opened` maps a message's SHA-256 to its opened envelope. The content key
+    opens that one message only, so an auditor, who holds no private key,
+    can decrypt it and check that the decrypted entity is what was sent.
+    """
+    def entry(message: MessageEntry) -> MessageEntry:
+        found = opened.get(message.sha256)
+        if found is None:
+            return message
+        decrypted = DecryptedEntry(sha256=hashlib.sha256(found.entity).hexdigest(), content_key=found.content_key.hex())
+        return message.model_copy(update={"decrypted": decrypted})
+
+    return manifest.model_copy(update={"messages": [entry(message) for message in manifest.messages]})
+
+
 def _message_entry(decision: DecisionRecord, sha_of: Mapping[int, str]) -> MessageEntry:
     if decision.supersedes is not None and decision.supersedes not in sha_of:
         raise LedgerError(f"message {decision.sha256} supersedes message {decision.supersedes}, not of this vote")
@@ -185,6 +205,8 @@ class _Contents:
     signature: bytes
     messages: dict[str, bytes]
     """SHA-256 in the member's name -> the member's bytes."""
+    decrypted: dict[str, bytes]
+    """SHA-256 of the encrypted message in the member's name -> its decrypted entity."""
     member_problems: tuple[str, ...]
 
 
@@ -221,21 +243,25 @@ def _unpack(data: bytes) -> _Contents:
         problems += [
             f"{name} is not a member a bundle holds"
             for name in names
-            if name not in (MANIFEST_MEMBER, SIGNATURE_MEMBER) and not _MESSAGE_NAME.fullmatch(name)
+            if name not in (MANIFEST_MEMBER, SIGNATURE_MEMBER)
+            and not _MESSAGE_NAME.fullmatch(name)
+            and not _DECRYPTED_NAME.fullmatch(name)
         ]
         by_name = {info.filename: info for info in infos}
         manifest = _read_member(archive, by_name[MANIFEST_MEMBER], MAX_MANIFEST_BYTES)
         signature = _read_member(archive, by_name[SIGNATURE_MEMBER], MAX_SIGNATURE_BYTES)
         messages: dict[str, bytes] = {}
+        decrypted: dict[str, bytes] = {}
         total = len(manifest) + len(signature)
         for name, info in by_name.items():
-            found = _MESSAGE_NAME.fullmatch(name)
-            if found:
-                messages[found.group(1)] = _read_member(archive, info, MAX_MESSAGE_BYTES)
-                total += len(messages[found.group(1)])
-                if total > MAX_BUNDLE_BYTES:
-                    raise _Unreadable(f"its members hold more than {MAX_BUNDLE_BYTES} bytes")
-    return _Contents(manifest, signature, messages, tuple(problems))
+            for pattern, into in ((_MESSAGE_NAME, messages), (_DECRYPTED_NAME, decrypted)):
+                found = pattern.fullmatch(name)
+                if found:
+                    into[found.group(1)] = _read_member(archive, info, MAX_MESSAGE_BYTES)
+                    total += len(into[found.group(1)])
+                    if total > MAX_BUNDLE_BYTES:
+                        raise _Unreadable(f"its members hold more than {MAX_BUNDLE_BYTES} bytes")
+    return _Contents(manifest, signature, messages, decrypted, tuple(problems))
 
 
 def _first_problem(error: ValidationError) -> str:
@@ -303,9 +329,15 @@ def _member_check(contents: _Contents, manifest: Manifest) -> Check:
                  for sha in contents.messages if sha not in listed]
     problems += [f"{message_member(sha)} is listed in the manifest but missing from the bundle"
                  for sha in listed if sha not in contents.messages]
+    opened = {m.sha256 for m in manifest.messages if m.decrypted is not None}
+    problems += [f"{decrypted_member(sha)} is in the bundle but the manifest lists no decryption of that message"
+                 for sha in contents.decrypted if sha not in opened]
+    problems += [f"{decrypted_member(sha)} is listed in the manifest but missing from the bundle"
+                 for sha in opened if sha not in contents.decrypted]
     if problems:
         return Check("bundle members", False, "; ".join(problems))
-    return Check("bundle members", True, f"manifest, signature and {len(listed)} messages, nothing else")
+    decrypted = f" ({len(opened)} decrypted)" if opened else ""
+    return Check("bundle members", True, f"manifest, signature and {len(listed)} messages{decrypted}, nothing else")
 
 
 def _draft_checks(manifest: Manifest) -> list[Check]:
@@ -366,6 +398,31 @@ def _message_hash_checks(contents: _Contents, manifest: Manifest) -> list[Check]
             checks.append(Check(name, False, f"{message_member(entry.sha256)} was changed: its SHA-256 is {actual}"))
         else:
             checks.append(Check(name, True, f"{len(raw)} bytes match the file name and the manifest"))
+    return checks
+
+
+def _decrypted_checks(contents: _Contents, manifest: Manifest) -> list[Check]:
+    """Each decrypted entity hashes as listed and is what the message's content key decrypts it to."""
+    checks = []
+    for entry in manifest.messages:
+        if entry.decrypted is None:
+            continue
+        name = f"message {_short(entry.sha256)}… decrypted"
+        entity = contents.decrypted.get(entry.sha256)
+        raw = contents.messages.get(entry.sha256)
+        if entity is None or raw is None:
+            checks.append(Check(name, False, "the message or its decrypted entity is missing from the bundle"))
+            continue
+        actual = hashlib.sha256(entity).hexdigest()
+        opened = decrypt_message(raw, ContentKey(bytes.fromhex(entry.decrypted.content_key)))
+        if actual != entry.decrypted.sha256:
+            checks.append(Check(name, False, f"{decrypted_member(entry.sha256)} was changed: its SHA-256 is {actual}"))
+        elif opened is None or opened.entity != entity:
+            checks.append(Check(name, False, f"the content key does not decrypt the message to "
+                                             f"{decrypted_member(entry.sha256)}"))
+        else:
+            checks.append(Check(name, True, f"the content key decrypts the message to the {len(entity)} bytes "
+                                            "of its decrypted entity"))
     return checks
 
 
@@ -430,7 +487,8 @@ def _replay(
         return None, Check(name, False, "cannot be replayed: the message's bytes are missing")
     try:
         trust = trust_of(manifest.electorate.current, anchors, entry.received_at)
-        judgement = judge(raw, entry.received_at, {view.id: view}, trust, previous)
+        key = ContentKey(bytes.fromhex(entry.decrypted.content_key)) if entry.decrypted is not None else None
+        judgement = judge(raw, entry.received_at, {view.id: view}, trust, previous, key)
     except Exception as error:  # noqa: BLE001 - a hostile bundle must end in a failed check, not a traceback
         return None, Check(name, False, f"cannot be replayed: {type(error).__name__}: {error}")
     recorded = _recorded(entry)
@@ -657,6 +715,7 @@ def audit_bundle(
         *_draft_checks(manifest),
         *_certificate_checks(manifest, snapshot),
         *_message_hash_checks(contents, manifest),
+        *_decrypted_checks(contents, manifest),
         *_verdict_checks(contents, manifest, ca, progress),
         _decision_check(manifest),
         *counted_checks,

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voting.audit import MAX_BUNDLE_BYTES, build_manifest
+from voting.audit import MAX_BUNDLE_BYTES, build_manifest, with_decrypted
 from voting.errors import UsageError
-from voting.manifest import MANIFEST_MEMBER, SIGNATURE_MEMBER, manifest_bytes, message_member
+from voting.manifest import MANIFEST_MEMBER, SIGNATURE_MEMBER, decrypted_member, manifest_bytes, message_member
 from voting.pki import write_file_atomically
-from voting.smime import sign_detached_der
+from voting.smime import decrypt_message, sign_detached_der
 
 if TYPE_CHECKING:
     from voting.service import Service
@@ -36,13 +36,21 @@ class ExportSummary:
     """The vote's hash-chain head, worth publishing beside the result so the bundle can be tied to it."""
 
 
-def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: datetime) -> bytes:
-    """The zip, with members in a fixed order and one timestamp, so equal inputs give equal bytes."""
+def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: datetime,
+         decrypted: Mapping[str, bytes] | None = None) -> bytes:
+    """The zip, with members in a fixed order and one timestamp, so equal inputs give equal bytes.
+
+    `decrypted` maps an encrypted message's SHA-256 to its decrypted entity.
+    """
     stamp = at.astimezone(UTC).timetuple()[:6]
+    opened = decrypted or {}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         members = [(MANIFEST_MEMBER, manifest), (SIGNATURE_MEMBER, signature)]
-        members += [(message_member(sha), messages[sha]) for sha in sorted(messages)]
+        for sha in sorted(messages):
+            members.append((message_member(sha), messages[sha]))
+            if sha in opened:
+                members.append((decrypted_member(sha), opened[sha]))
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=stamp)  # type: ignore[arg-type]
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -71,11 +79,13 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
         events=events,
         exported_at=service.clock(),
     )
-    document = manifest_bytes(manifest)
-    signature = sign_detached_der(document, keys.signer.key, keys.signer.certificate, keys.signer.chain)
     ledger_id = {d.sha256: d.message for d in (*bound, *unbound)}
     raws = {m.sha256: ledger.raw_message(ledger_id[m.sha256]) for m in manifest.messages}
-    data = pack(document, signature, raws, manifest.exported_at)
+    opened = {sha: found for sha, raw in raws.items() if (found := decrypt_message(raw, keys.signer)) is not None}
+    manifest = with_decrypted(manifest, opened)
+    document = manifest_bytes(manifest)
+    signature = sign_detached_der(document, keys.signer.key, keys.signer.certificate, keys.signer.chain)
+    data = pack(document, signature, raws, manifest.exported_at, {sha: d.entity for sha, d in opened.items()})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_file_atomically(out, data, mode=0o644)

@@ -30,6 +30,11 @@ def message_member(sha256: str) -> str:
     return f"{MESSAGES_DIRECTORY}{sha256}.eml"
 
 
+def decrypted_member(sha256: str) -> str:
+    """Zip member holding the decrypted entity of the encrypted message whose raw bytes hash to `sha256`."""
+    return f"{MESSAGES_DIRECTORY}{sha256}.decrypted.eml"
+
+
 class _Strict(BaseModel):
     """Unknown keys are refused: a verifier must not silently skip what it does not understand."""
 
@@ -68,6 +73,16 @@ class ElectorateInfo(_Strict):
     )
 
 
+class DecryptedEntry(_Strict):
+    sha256: Sha256 = Field(
+        description="SHA-256 of the decrypted entity, held in the member messages/<message sha256>.decrypted.eml"
+    )
+    content_key: Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{2}){16,32}$")] = Field(
+        description="The message's content-encryption key, lowercase hex: it opens this message's envelope and "
+        "no other, so a verifier can decrypt the message itself and compare"
+    )
+
+
 class MessageEntry(_Strict):
     sha256: Sha256
     received_at: AwareDatetime = Field(description="Delivery time at the secretariat's mail server")
@@ -79,6 +94,10 @@ class MessageEntry(_Strict):
     choices: dict[str, Choice] = Field(description="Draft symbol -> choice, for a ballot")
     explanation: str
     supersedes: Sha256 | None = Field(description="SHA-256 of the ballot this one replaced")
+    decrypted: DecryptedEntry | None = Field(
+        default=None,
+        description="For a message encrypted to the secretariat: its decrypted entity, whose signature was checked",
+    )
 
 
 class CountedEntry(_Strict):
