@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,13 @@ def parse_when(text: str) -> datetime:
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC or an offset such as +02:00")
     return moment.astimezone(UTC)
+
+
+def read_input(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"{what} {path}: {error.strerror}") from None
 
 
 def emit(args: argparse.Namespace, document: Any, text: str) -> None:
@@ -278,9 +286,7 @@ def cmd_tally(args: argparse.Namespace) -> int:
 
     electorate = load_electorate(Path(args.electorate))
     try:
-        votes = json.loads(Path(args.votes).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UsageError(f"--votes {args.votes}: {error.strerror}") from None
+        votes = json.loads(read_input(args.votes, "--votes").decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"--votes {args.votes}: not JSON: {error}") from None
     if not isinstance(votes, dict) or not all(isinstance(v, dict) for v in votes.values()):
@@ -301,10 +307,7 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
     from voting.pki import SecretariatKeys, read_certificate
     from voting.smime import Trust, TrustedCertificate, verify_message
 
-    try:
-        raw = Path(args.file).read_bytes()
-    except OSError as error:
-        raise UsageError(f"{args.file}: {error.strerror}") from None
+    raw = read_input(args.file, "message")
     at = args.at or datetime.now(UTC)
     if args.cert or args.ca:
         trust = Trust(
@@ -329,33 +332,27 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from voting.mail.smtp import SmtpConnection
     from voting.mail.outbox import smtp_settings
-    from voting.pki import load_pkcs12
+    from voting.mail.smtp import SmtpConnection
+    from voting.pki import load_pkcs12, mailboxes
     from voting.reply import build_reply
 
-    def read(path: str, what: str) -> bytes:
-        try:
-            return Path(path).read_bytes()
-        except OSError as error:
-            raise UsageError(f"{what} {path}: {error.strerror}") from None
-
-    password = read(args.password_file, "--password-file").strip() if args.password_file else None
-    if password is None:
-        import os
-
+    if args.password_file:
+        password = read_input(args.password_file, "--password-file").strip()
+    else:
         password = os.environ.get("VOTING_P12_PASSWORD", "").encode()
     if not password:
         raise UsageError("give the PKCS#12 password with --password-file FILE or VOTING_P12_PASSWORD")
-    identity = load_pkcs12(read(args.p12, "--p12"), password)
-    explanation = read(args.explanation, "--explanation").decode("utf-8", "replace") if args.explanation else ""
-    reply, to = build_reply(read(args.ballot, "ballot"), identity, args.vote, explanation=explanation,
+    identity = load_pkcs12(read_input(args.p12, "--p12"), password)
+    explanation = read_input(args.explanation, "--explanation").decode("utf-8", "replace") if args.explanation else ""
+    reply, to = build_reply(read_input(args.ballot, "ballot"), identity, args.vote, explanation=explanation,
                             now=datetime.now(UTC))
     if args.out:
-        Path(args.out).write_bytes(reply.raw)
+        try:
+            Path(args.out).write_bytes(reply.raw)
+        except OSError as error:
+            raise UsageError(f"--out {args.out}: {error.strerror}") from None
     if args.send:
-        from voting.pki import mailboxes
-
         with SmtpConnection(smtp_settings(config_of(args))) as connection:
             connection.send(mailboxes(identity.certificate)[0], [to], reply.raw)
     if not args.out and not args.send:

@@ -25,7 +25,7 @@ from voting import ballot, rules
 from voting.config import Config
 from voting.electorate import load_electorate, trust_of
 from voting.errors import MailError, UsageError
-from voting.ledger import DecisionRecord, DraftRecord, Ledger, VoteRecord, utc_text
+from voting.ledger import DecisionRecord, DraftRecord, Ledger, StoredMessage, VoteRecord, utc_text
 from voting.mail import maildir
 from voting.mail.compose import OutgoingMessage, signed_mail, text_as_html
 from voting.mail.outbox import drain
@@ -274,7 +274,7 @@ class Service:
         ).fetchall()
         return {(r["vote_id"], r["code"]): r["message"] for r in rows}
 
-    def _record(self, message: Any, raw: bytes, judgement: Judgement, electorate: Electorate) -> None:
+    def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate) -> None:
         now = self.clock()
         answer_to = self._answer_delegation(judgement, raw, electorate)
         with self.ledger.transaction():
@@ -314,7 +314,7 @@ class Service:
         sender = single_from_address(raw)
         return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
 
-    def _answer(self, message: Any, raw: bytes, judgement: Judgement, delegation: Delegation,
+    def _answer(self, message: StoredMessage, raw: bytes, judgement: Judgement, delegation: Delegation,
                 now: datetime) -> OutgoingMessage:
         address, name = self.secretariat
         incoming_id = header_value(raw, "Message-ID")
