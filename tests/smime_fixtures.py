@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -195,3 +199,65 @@ def openssl_encrypt(directory: Path, entity: bytes, recipient: x509.Certificate,
     cert_path = directory / "recipient.cert.pem"
     cert_path.write_bytes(recipient.public_bytes(serialization.Encoding.PEM))
     return run_openssl("cms", "-encrypt", "-recip", cert_path, *options, stdin=entity)
+
+
+@dataclass(frozen=True)
+class GnuPG:
+    """A GnuPG home of its own, driven through gpgsm's command line."""
+
+    home: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "GNUPGHOME": str(self.home)}
+
+    def gpgsm(
+        self, *arguments: str | Path, stdin: bytes = b"", check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
+        """`gpgsm --batch --status-fd 1 ...`; a failure with `check` shows gpgsm's own words."""
+        result = subprocess.run(
+            ["gpgsm", "--batch", "--status-fd", "1", *map(str, arguments)],
+            input=stdin, capture_output=True, env=self.env, check=False, timeout=60,
+        )
+        assert not check or result.returncode == 0, (
+            f"gpgsm {arguments[:2]} failed: {result.stderr.decode(errors='replace')}"
+        )
+        return result
+
+    def import_pkcs12(self, data: bytes, password: bytes) -> str:
+        """Import a PKCS#12 file (DESIGN §9's non-interactive recipe); returns the key's fingerprint."""
+        path = self.home / "identity.p12"
+        path.write_bytes(data)
+        self.gpgsm("--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", path, stdin=password + b"\n")
+        listing = self.gpgsm("--list-secret-keys", "--with-colons").stdout.decode()
+        fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
+        assert len(fingerprints) == 1, listing
+        return fingerprints[0]
+
+    def trust(self, ca: x509.Certificate) -> None:
+        """Import a CA and mark it trusted for S/MIME (trustlist.txt: SHA-1 fingerprint and `S`)."""
+        path = self.home / "ca.pem"
+        path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self.gpgsm("--import", path)
+        with (self.home / "trustlist.txt").open("a") as trustlist:
+            trustlist.write(f"{ca.fingerprint(hashes.SHA1()).hex(':').upper()} S\n")
+
+
+@contextmanager
+def gnupg_home(*agent_options: str) -> Iterator[GnuPG]:
+    """A fresh GNUPGHOME (short, under /tmp: agent sockets live there), its agent killed afterwards.
+
+    CRL checks are off: the secretariat's certificates name no CRL to fetch.
+    """
+    for tool in ("gpgsm", "gpg-agent", "gpgconf"):
+        assert shutil.which(tool), f"{tool} is required by these tests (apt-get install gpgsm gpg-agent)"
+    home = Path(tempfile.mkdtemp(prefix="gnupg-", dir="/tmp"))
+    options = ("allow-loopback-pinentry", *agent_options)
+    (home / "gpg-agent.conf").write_text("".join(f"{option}\n" for option in options))
+    (home / "gpgsm.conf").write_text("disable-crl-checks\n")
+    gnupg = GnuPG(home)
+    try:
+        yield gnupg
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=gnupg.env, capture_output=True, check=False, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
