@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -555,3 +558,62 @@ def test_damaged_signatures_and_arbitrary_bytes_never_crash_nor_mislead(fra: Ide
     # and leave the signature good; whatever is accepted is still the genuine signer and text.
     assert not result.valid or (result.signer == fra.certificate and result.signed_content == ENTITY)
     assert not verify_message(data.draw(st.binary(max_size=2000)), pinned(fra), NOW).valid
+
+
+# ---------------------------------------------------------------- voting verify-mail
+
+
+def verify_mail(*arguments: str | Path) -> tuple[int, dict[str, object]]:
+    """`python -m voting verify-mail ... --json`, as a user runs it: exit status and the JSON document."""
+    result = subprocess.run(
+        [sys.executable, "-m", "voting", "verify-mail", *map(str, arguments), "--json"],
+        capture_output=True, check=False, timeout=60, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.stderr == b"" or result.returncode != 0, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_verify_mail_json_reports_the_signature_in_full() -> None:
+    status, document = verify_mail(VECTORS / "openssl-opaque-keyid-p384-sha512.eml", "--cert", VECTORS / "fra.cert.pem",
+                                   "--at", "2030-01-01T00:00:00Z")
+    assert status == 0 and document["valid"] is True and document["reason"] is None
+    signer = document["signer"]
+    assert isinstance(signer, dict)
+    certificate = x509.load_pem_x509_certificate((VECTORS / "fra.cert.pem").read_bytes())
+    assert signer == {
+        "subject": "CN=fra@delegations.example",
+        "issuer": "CN=Test Secretariat CA",
+        "serial_number": format(certificate.serial_number, "x"),
+        "emails": ["fra@delegations.example"],
+        "sha256": fingerprint(certificate),
+        "public_key": "ec-secp384r1",
+        "not_before": "2020-01-01T00:00:00+00:00",
+        "not_after": "2050-01-01T00:00:00+00:00",
+        "valid_at_check": True,
+    }
+    assert (document["digest_algorithm"], document["signature_algorithm"]) == ("sha512", "ecdsa")
+    assert document["checked_at"] == "2030-01-01T00:00:00+00:00"
+    assert isinstance(document["signing_time"], str) and datetime.fromisoformat(document["signing_time"]).tzinfo
+    exact = (VECTORS / "reply.txt").read_bytes()
+    assert document["signed_content"] == exact.decode()
+    assert base64.b64decode(str(document["signed_content_base64"])) == exact
+    assert document["from"] == "fra@delegations.example" and document["decrypted"] is False
+
+
+def test_verify_mail_json_reports_why_it_is_invalid(tmp_path: Path) -> None:
+    status, document = verify_mail(VECTORS / "openssl-detached-p384-sha384.eml", "--cert", VECTORS / "fra.cert.pem",
+                                   "--at", "2050-06-01T00:00:00Z")
+    assert status == 1 and (document["valid"], document["reason"]) == (False, "certificate-expired")
+    assert document["signature_intact"] is True
+    assert isinstance(document["signer"], dict) and document["signer"]["valid_at_check"] is False
+    unsigned = tmp_path / "unsigned.eml"
+    unsigned.write_bytes(headers() + ENTITY)
+    status, document = verify_mail(unsigned, "--ca", VECTORS / "ca.cert.pem")
+    assert status == 1 and document["reason"] == "not-signed" and document["signer"] is None
+    assert document["signed_content"] is None
+
+
+def test_verify_mail_with_a_trust_anchor_names_no_owner() -> None:
+    status, document = verify_mail(VECTORS / "openssl-detached-p384-sha384.eml", "--ca", VECTORS / "ca.cert.pem",
+                                   "--at", "2030-01-01T00:00:00Z")
+    assert status == 0 and document["owner"] is None and document["digest_algorithm"] == "sha384"

@@ -166,18 +166,30 @@ class Verification:
     from_address: str | None = None
     decrypted: Decrypted | None = None
     """Set when the message was encrypted to us and opened: the signature checked is the one inside."""
+    checked_at: datetime | None = None
+    """The time the certificates were checked at (for a ballot, its receipt time)."""
 
     def as_json(self) -> dict[str, Any]:
-        """The `verify-mail --json` document (DESIGN §2), with the extra facts a reviewer wants."""
+        """The `verify-mail --json` document (DESIGN §2), with the extra facts a reviewer wants.
+
+        `signed_content` is the signed entity as text (undecodable bytes
+        replaced); `signed_content_base64` is the same bytes exactly.
+        """
         signer = None
         if self.signer is not None:
+            not_before, not_after = self.signer.not_valid_before_utc, self.signer.not_valid_after_utc
             signer = {
                 "subject": self.signer.subject.rfc4514_string(),
+                "issuer": self.signer.issuer.rfc4514_string(),
+                "serial_number": format(self.signer.serial_number, "x"),
                 "emails": list(_mailboxes(self.signer)),
                 "sha256": fingerprint(self.signer),
-                "not_before": self.signer.not_valid_before_utc.isoformat(),
-                "not_after": self.signer.not_valid_after_utc.isoformat(),
+                "public_key": _key_description(self.signer),
+                "not_before": not_before.isoformat(),
+                "not_after": not_after.isoformat(),
+                "valid_at_check": None if self.checked_at is None else not_before <= self.checked_at <= not_after,
             }
+        content = self.signed_content
         return {
             "valid": self.valid,
             "reason": None if self.reason is None else str(self.reason),
@@ -186,13 +198,27 @@ class Verification:
             "owner": self.owner,
             "from": self.from_address,
             "decrypted": self.decrypted is not None,
+            "checked_at": None if self.checked_at is None else self.checked_at.isoformat(),
             "digest_algorithm": self.digest_algorithm,
             "signature_algorithm": self.signature_algorithm,
             "signing_time": None if self.signing_time is None else self.signing_time.isoformat(),
-            "signed_content": (
-                None if self.signed_content is None else self.signed_content.decode("utf-8", "replace")
-            ),
+            "signed_content": None if content is None else content.decode("utf-8", "replace"),
+            "signed_content_base64": None if content is None else base64.b64encode(content).decode("ascii"),
+            "signed_content_sha256": None if content is None else hashlib.sha256(content).hexdigest(),
         }
+
+
+def _key_description(certificate: x509.Certificate) -> str | None:
+    """`rsa-2048`, `ec-secp256r1`: what kind of key signed."""
+    try:
+        key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"rsa-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ec-{key.curve.name}"
+    return type(key).__name__
 
 
 class _Rejected(Exception):
@@ -950,6 +976,10 @@ def verify_message(
     decrypted first; one encrypted to anyone else is `Reason.ENCRYPTED`.
     """
     _require_aware(at)
+    return replace(_verify_message(raw, trust, at, decryption), checked_at=at)
+
+
+def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity | ContentKey | None) -> Verification:
     try:
         signed, decrypted = _opened(raw, decryption)
     except _Rejected as rejected:
@@ -976,8 +1006,8 @@ def verify_detached_der(data: bytes, signature_der: bytes, trust: Trust, at: dat
         if _content_info_type(info) != _OID_SIGNED_DATA:
             raise _Rejected(Reason.BAD_CMS_STRUCTURE)
     except _Rejected as rejected:
-        return Verification(valid=False, reason=rejected.reason)
-    return _verify_cms(info, data, True, trust, at)
+        return Verification(valid=False, reason=rejected.reason, checked_at=at)
+    return replace(_verify_cms(info, data, True, trust, at), checked_at=at)
 
 
 def sign_detached_der(
