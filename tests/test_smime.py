@@ -617,3 +617,27 @@ def test_verify_mail_with_a_trust_anchor_names_no_owner() -> None:
     status, document = verify_mail(VECTORS / "openssl-detached-p384-sha384.eml", "--ca", VECTORS / "ca.cert.pem",
                                    "--at", "2030-01-01T00:00:00Z")
     assert status == 0 and document["owner"] is None and document["digest_algorithm"] == "sha384"
+
+
+# ---------------------------------------------------------------- docs/smime.md
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "smime.md"
+
+
+def reason_table() -> str:
+    """The table of docs/smime.md, generated from the reasons' own words."""
+    rows = "".join(f"| `{reason.value}` | {reason.describe()} |\n" for reason in Reason)
+    return "| code | what the delegation is told |\n|---|---|\n" + rows
+
+
+def test_docs_list_every_reason_in_its_own_words() -> None:
+    text = DOCS.read_text()
+    assert reason_table() in text, "regenerate the reason table of docs/smime.md from Reason.describe()"
+    for reason in Reason:
+        assert f"`{reason.value}`" in text
+
+
+def test_docs_link_the_tests_that_prove_each_client() -> None:
+    text = DOCS.read_text()
+    for test in ("test_interop.py", "test_smime.py", "test_gpgsm.py", "test_mutt.py"):
+        assert f"(../tests/{test})" in text and (DOCS.parents[1] / "tests" / test).exists()
