@@ -450,6 +450,8 @@ def test_secretariat_keys_create_and_load(tmp_path: Path) -> None:
     assert pki.mailboxes(signer.certificate) == ("votes@secretariat.example",)
     assert signer.chain == (ca.certificate,)
     pki.smime_verifier([ca.certificate], dt.datetime.now(dt.UTC)).verify(signer.certificate, [])
+    usage = extension(signer.certificate, ExtensionOID.KEY_USAGE).value
+    assert usage.digital_signature and usage.key_agreement, "mail clients must be able to encrypt ballots to it"
 
 
 def test_secretariat_keys_respected_by_git(tmp_path: Path) -> None:

@@ -217,17 +217,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with embedded_server(service.config, required=True) as server:
         if server is not None:
             print(f"embedded mail server on {server.host}:{server.port}", file=sys.stderr)
-        print(f"watching {service.config.inbox}; stop with Ctrl-C", file=sys.stderr)
+        print(f"watching {watched(service.config)}; stop with Ctrl-C", file=sys.stderr)
         try:
             while not stop.is_set():
                 report = service.poll_once()
                 if report.fetched or report.closed or report.sent or report.failed:
                     print(report_text(report), file=sys.stderr)
-                stop.wait(min(service.config.settings.service.poll_seconds, 2.0) if server else
-                          service.config.settings.service.poll_seconds)
+                service.wait_for_mail(min(service.config.settings.service.poll_seconds, 2.0) if server else
+                                      service.config.settings.service.poll_seconds, stop)
         except KeyboardInterrupt:
             pass
+        finally:
+            service.close_mailbox()
     return 0
+
+
+def watched(config: Config) -> str:
+    """The mailbox `voting serve` watches, as the operator knows it; never with a password."""
+    from voting.mail.imap import mailbox_label
+
+    mailbox = config.settings.mailbox
+    if mailbox.kind == "imap":
+        return f"{mailbox_label(mailbox.username, mailbox.host, mailbox.port, mailbox.folder)} (tls {mailbox.tls})"
+    return str(config.inbox)
 
 
 def status_text(status: dict[str, Any]) -> str:
@@ -247,8 +259,24 @@ def status_text(status: dict[str, Any]) -> str:
         )
     outbox = status["outbox"]
     lines.append(f"outbox: {outbox['queued']} queued, {outbox['sent']} sent, {outbox['failed']} failed")
+    lines.extend(f"  retrying: {r['message_id']} after {r['attempts']} attempts: {r['error']}"
+                 for r in status.get("outbox_retrying", []))
     lines.extend(f"  failed: {f['message_id']} to {', '.join(f['recipients'])}: {f['error']}" for f in status["outbox_failures"])
+    if status.get("mailbox"):
+        lines.append(mailbox_text(status["mailbox"]))
     return "\n".join(lines)
+
+
+def mailbox_text(mailbox: dict[str, Any]) -> str:
+    line = f"mailbox: {mailbox['mailbox']} {mailbox['connection']}"
+    if mailbox["since"]:
+        line += f" since {mailbox['since']}"
+    line += f", last fetch {mailbox['last_fetch_at'] or 'never'}"
+    if mailbox["last_fetch_at"]:
+        line += f" ({mailbox['last_fetch_new']} new)"
+    if mailbox["last_error"]:
+        line += f"\n  last error at {mailbox['last_error_at']}: {mailbox['last_error']}"
+    return line
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -309,6 +337,7 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
 
     raw = read_input(args.file, "message")
     at = args.at or datetime.now(UTC)
+    decryption = None
     if args.cert or args.ca:
         trust = Trust(
             registered=tuple(TrustedCertificate(read_certificate(Path(p))) for p in args.cert),
@@ -317,8 +346,9 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
     else:
         config = config_of(args)
         keys = SecretariatKeys.load(config.keys_dir, config.key_password())
-        trust = trust_of(load_electorate(config.electorate_file), (keys.ca.certificate,))
-    verification = verify_message(raw, trust, at)
+        trust = trust_of(load_electorate(config.electorate_file), (keys.ca.certificate,), at)
+        decryption = keys.signer
+    verification = verify_message(raw, trust, at, decryption)
     document = verification.as_json()
     if verification.valid:
         who = f"{verification.owner} " if verification.owner else ""

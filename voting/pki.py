@@ -101,14 +101,19 @@ def _serial() -> int:
 
 
 def _key_usage(
-    *, digital_signature: bool = False, non_repudiation: bool = False, cert_sign: bool = False
+    *,
+    digital_signature: bool = False,
+    non_repudiation: bool = False,
+    cert_sign: bool = False,
+    key_encipherment: bool = False,
+    key_agreement: bool = False,
 ) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=digital_signature,
         content_commitment=non_repudiation,
-        key_encipherment=False,
+        key_encipherment=key_encipherment,
         data_encipherment=False,
-        key_agreement=False,
+        key_agreement=key_agreement,
         key_cert_sign=cert_sign,
         crl_sign=cert_sign,
         encipher_only=False,
@@ -160,10 +165,14 @@ def issue_signing_certificate(
     days: int = 825,
     key_type: Literal["rsa", "ec"] = "rsa",
     not_before: dt.datetime | None = None,
+    encryption: bool = False,
 ) -> Identity:
     """A new key and an S/MIME signing certificate for it, in the modern profile (RFC 8550/8551, CA/B S/MIME BR).
 
     RSA-2048 by default because every mail client imports it; "ec" gives P-256.
+    `encryption` also lets mail clients encrypt to it (keyEncipherment for
+    RSA, keyAgreement for EC): the secretariat's certificate needs that, so
+    that a delegation may send its ballot encrypted.
     """
     if not emails:
         raise UsageError("a signing certificate needs at least one email address")
@@ -183,7 +192,15 @@ def issue_signing_certificate(
         .not_valid_before(start)
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(digital_signature=True, non_repudiation=True), critical=True)
+        .add_extension(
+            _key_usage(
+                digital_signature=True,
+                non_repudiation=True,
+                key_encipherment=encryption and key_type == "rsa",
+                key_agreement=encryption and key_type == "ec",
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(a) for a in addresses]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -424,7 +441,7 @@ class SecretariatKeys(NamedTuple):
             raise KeyMaterialError(f"{directory}: already holds {', '.join(existing)}; refusing to replace keys")
         ca = create_ca(f"{name} CA", organization)
         signer = issue_signing_certificate(
-            ca, common_name=name, emails=[address], organization=organization, key_type="ec"
+            ca, common_name=name, emails=[address], organization=organization, key_type="ec", encryption=True
         )
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
