@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING
 
 from voting.audit import MAX_BUNDLE_BYTES, build_manifest, with_decrypted
 from voting.errors import UsageError
-from voting.manifest import MANIFEST_MEMBER, SIGNATURE_MEMBER, decrypted_member, manifest_bytes, message_member
-from voting.pki import write_file_atomically
+from voting.files import read_bounded, write_file_atomically
+from voting.manifest import (
+    MANIFEST_MEMBER,
+    SIGNATURE_MEMBER,
+    decrypted_member,
+    manifest_bytes,
+    message_member,
+)
 from voting.smime import decrypt_message, sign_detached_der
 
 if TYPE_CHECKING:
@@ -103,14 +109,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
 
 def read_bundle(path: Path) -> bytes:
     """A bundle file's bytes for `audit_bundle`, refusing files no bundle could be."""
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_BUNDLE_BYTES + 1)
-    except OSError as error:
-        raise UsageError(f"{path}: cannot read the bundle: {error.strerror or error}") from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise UsageError(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes, not an audit bundle")
-    return data
+    return read_bounded(path, MAX_BUNDLE_BYTES, "bundle", UsageError)
 
 
 def write_record(service: Service, vote_id: str, folder: Path) -> dict[str, Path | None]:

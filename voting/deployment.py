@@ -22,6 +22,7 @@ from voting.electorate import (
     save_electorate,
 )
 from voting.errors import UsageError
+from voting.files import write_file_atomically
 from voting.model import Electorate
 from voting.pki import (
     SecretariatKeys,
@@ -29,7 +30,6 @@ from voting.pki import (
     issue_signing_certificate,
     pkcs12_bytes,
     read_certificate,
-    write_file_atomically,
 )
 
 TEMPLATES = ("unsc-2020",)

@@ -21,8 +21,9 @@ from cryptography import x509
 from pydantic import ValidationError
 
 from voting.errors import ConfigError, KeyMaterialError, UsageError
+from voting.files import read_bounded, write_file_atomically
 from voting.model import Delegation, Electorate, RegisteredCertificate
-from voting.pki import certificate_pem, fingerprint, load_pem_certificate, mailboxes, write_file_atomically
+from voting.pki import certificate_pem, fingerprint, load_pem_certificate, mailboxes
 from voting.smime import Trust, TrustedCertificate
 
 MAX_ELECTORATE_BYTES = 16 << 20
@@ -84,13 +85,7 @@ def parse_electorate(text: str) -> Electorate:
 
 
 def load_electorate(path: Path) -> Electorate:
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_ELECTORATE_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the electorate: {error.strerror or error}") from None
-    if len(data) > MAX_ELECTORATE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_ELECTORATE_BYTES} bytes, not an electorate file")
+    data = read_bounded(path, MAX_ELECTORATE_BYTES, "electorate", ConfigError)
     try:
         return parse_electorate(data.decode("utf-8"))
     except UnicodeDecodeError as error:

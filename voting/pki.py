@@ -8,10 +8,8 @@ certificates.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import secrets
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +22,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
-from cryptography.x509.verification import ClientVerifier, Criticality, ExtensionPolicy, PolicyBuilder, Store
+from cryptography.x509.verification import (
+    ClientVerifier,
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+)
 
 from voting.errors import KeyMaterialError, UsageError
+from voting.files import read_bounded, write_file_atomically
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 """The key types the product signs with (DESIGN §4.2: RSA ≥ 2048 and ECDSA)."""
@@ -324,37 +329,6 @@ def load_pkcs12(data: bytes, password: bytes) -> Identity:
 # --- files -----------------------------------------------------------------------------------------
 
 
-def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    """Write through a temporary file in the same directory and rename it over `path`.
-
-    The temporary file is created with mode 0600 (mkstemp), so a private key is
-    never readable by others, not even before the rename; readers see the old
-    file or the new one, never half of one.
-    """
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _read_bounded(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        raise KeyMaterialError(f"{path}: cannot read the {what}: {error.strerror or error}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise KeyMaterialError(f"{path}: larger than {MAX_FILE_BYTES} bytes, cannot be a {what}")
-    return data
-
-
 def _write(path: Path, data: bytes, *, mode: int, what: str) -> None:
     try:
         write_file_atomically(path, data, mode=mode)
@@ -376,7 +350,7 @@ def write_private_key(path: Path, key: PrivateKey, password: bytes) -> None:
 def read_private_key(path: Path, password: bytes) -> PrivateKey:
     """An encrypted PEM private key; an unencrypted one is refused, as keys must never rest in clear."""
     _require_password(password)
-    data = _read_bounded(path, "private key")
+    data = read_bounded(path, MAX_FILE_BYTES, "private key", KeyMaterialError)
     try:
         key = serialization.load_pem_private_key(data, password)
     except TypeError:
@@ -405,7 +379,7 @@ def write_certificate(path: Path, certificate: x509.Certificate) -> None:
 
 def read_certificate(path: Path) -> x509.Certificate:
     """A certificate file, PEM or (as Windows exports `.cer`) DER."""
-    data = _read_bounded(path, "certificate")
+    data = read_bounded(path, MAX_FILE_BYTES, "certificate", KeyMaterialError)
     try:
         return load_pem_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except (KeyMaterialError, ValueError):

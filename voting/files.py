@@ -1,0 +1,41 @@
+"""The deployment's files: reads bounded by what the file could be, writes that are atomic."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from voting.errors import VotingError
+
+
+def read_bounded(path: Path, limit: int, what: str, error: type[VotingError]) -> bytes:
+    """The file's bytes; a file larger than any real `what`, or unreadable, raises `error` naming it."""
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
+    except OSError as problem:
+        raise error(f"{path}: cannot read the {what}: {problem.strerror or problem}") from None
+    if len(data) > limit:
+        raise error(f"{path}: larger than {limit} bytes, cannot be a {what}")
+    return data
+
+
+def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    """Write through a temporary file in the same directory and rename it over `path`.
+
+    The temporary file is created with mode 0600 (mkstemp), so a private key is
+    never readable by others, not even before the rename; readers see the old
+    file or the new one, never half of one.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
