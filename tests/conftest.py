@@ -20,6 +20,8 @@ from voting.pki import Identity, load_pkcs12
 from voting.reply import build_reply
 from voting.service import DraftFile, Service, embedded_server
 
+pytest_plugins = ["dovecot"]
+
 INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 
 

@@ -100,6 +100,23 @@ CREATE TABLE IF NOT EXISTS events (
     hash TEXT NOT NULL,
     PRIMARY KEY (chain, seq)
 );
+CREATE TABLE IF NOT EXISTS mailbox_checkpoints (
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    last_uid INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (folder, uidvalidity)
+);
+CREATE TABLE IF NOT EXISTS mailbox_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    mailbox TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    since TEXT NOT NULL,
+    last_fetch_at TEXT,
+    last_fetch_new INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    last_error_at TEXT
+);
 CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
@@ -194,6 +211,19 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True)
+class MailboxStatus:
+    """What the service last knew of its mailbox, for `voting status`."""
+
+    mailbox: str
+    connection: str
+    since: datetime
+    last_fetch_at: datetime | None
+    last_fetch_new: int
+    last_error: str
+    last_error_at: datetime | None
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     id: int
     message_id: str
@@ -222,7 +252,9 @@ class Ledger:
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.executescript(SCHEMA)
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                # Only when it differs: opening an existing ledger then takes no write lock.
+                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{path}: cannot open the ledger: {error}") from None
         except OSError as error:
@@ -308,6 +340,62 @@ class Ledger:
         if row is None:
             raise LedgerError(f"no message {message_id} in the ledger")
         return bytes(row["raw"])
+
+    # -- the mailbox ---------------------------------------------------------
+
+    def checkpoint(self, folder: str, uidvalidity: int) -> int:
+        """The highest UID of this folder and UIDVALIDITY whose bytes are committed (0: none yet)."""
+        row = self.db.execute(
+            "SELECT last_uid FROM mailbox_checkpoints WHERE folder = ? AND uidvalidity = ?", (folder, uidvalidity)
+        ).fetchone()
+        return int(row["last_uid"]) if row else 0
+
+    def set_checkpoint(self, folder: str, uidvalidity: int, uid: int, now: datetime) -> None:
+        """Advance the checkpoint; it never moves back."""
+        self.db.execute(
+            "INSERT INTO mailbox_checkpoints (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (folder, uidvalidity) DO UPDATE"
+            " SET last_uid = max(last_uid, excluded.last_uid), updated_at = excluded.updated_at",
+            (folder, uidvalidity, uid, utc_text(now)),
+        )
+
+    def note_fetch(self, mailbox: str, connection: str, new: int, now: datetime) -> None:
+        """A pass read the mailbox: `connection` is "connected" (IMAP) or "local" (a Maildir)."""
+        self.db.execute(
+            "INSERT INTO mailbox_state (id, mailbox, connection, since, last_fetch_at, last_fetch_new)"
+            " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " since = CASE WHEN connection = excluded.connection AND mailbox = excluded.mailbox"
+            " THEN since ELSE excluded.since END,"
+            " mailbox = excluded.mailbox, connection = excluded.connection,"
+            " last_fetch_at = excluded.last_fetch_at, last_fetch_new = excluded.last_fetch_new",
+            (mailbox, connection, utc_text(now), utc_text(now), new),
+        )
+
+    def note_mailbox_error(self, mailbox: str, error: str, now: datetime) -> None:
+        """The mailbox could not be read; kept until the next error, so that status shows it after recovery too."""
+        self.db.execute(
+            "INSERT INTO mailbox_state (id, mailbox, connection, since, last_error, last_error_at)"
+            " VALUES (1, ?, 'disconnected', ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " since = CASE WHEN connection = 'disconnected' AND mailbox = excluded.mailbox"
+            " THEN since ELSE excluded.since END,"
+            " mailbox = excluded.mailbox, connection = 'disconnected',"
+            " last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+            (mailbox, utc_text(now), error, utc_text(now)),
+        )
+
+    def mailbox_status(self) -> MailboxStatus | None:
+        row = self.db.execute("SELECT * FROM mailbox_state WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return MailboxStatus(
+            mailbox=row["mailbox"],
+            connection=row["connection"],
+            since=parse_utc(row["since"]),
+            last_fetch_at=parse_utc(row["last_fetch_at"]) if row["last_fetch_at"] else None,
+            last_fetch_new=row["last_fetch_new"],
+            last_error=row["last_error"],
+            last_error_at=parse_utc(row["last_error_at"]) if row["last_error_at"] else None,
+        )
 
     # -- votes -------------------------------------------------------------
 
