@@ -1,8 +1,21 @@
 """The outbox: queued mail in the ledger, sent over one SMTP connection, retried with backoff.
 
-A message is marked sent only after the server accepted it. A crash between
-the two sends it again on the next pass, byte for byte, with the same
-Message-ID, so that mail clients show it once.
+Design, so that no message is lost and none is shown twice:
+
+- Every message is queued in the ledger, bytes and Message-ID included, in
+  the transaction of the decision it announces; the bytes are signed once,
+  at queueing, and never rebuilt.
+- A pass opens one connection (STARTTLS or implicit TLS, AUTH) for all the
+  messages due, and sends them one at a time. Each message's outcome is
+  committed on its own right after the server's answer: sent on 250; failed
+  for good on a 5xx (kept with the server's reply, shown by `voting status`);
+  on a 4xx or a dropped connection, queued again after a per-message backoff
+  of 10 s, 20 s, 40 s, … up to an hour.
+- A crash between the server's 250 and that commit can therefore leave at
+  most one message (the one in flight) unrecorded. The next pass sends it
+  again, byte for byte with the same Message-ID, and mail clients, which
+  thread and deduplicate by Message-ID, show it once. That is the only case
+  in which a message goes out twice.
 """
 
 from __future__ import annotations

@@ -1,0 +1,107 @@
+"""The outbox over a real SMTP relay (the project's own MailServer): outages, refusals and a crash mid-send."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from pathlib import Path
+
+from conftest import Deployment, open_vote
+from test_imap import relay, voting, wait_for, waits_on_a_lock, write_config  # noqa: F401 - relay is a fixture
+
+from voting.mail import maildir
+from voting.mail.server import MailServer
+from voting.service import Service
+
+CODES = ("FRA", "GBR", "USA")
+
+
+def use_relay(deployment: Deployment, relay: MailServer) -> None:  # noqa: F811 - the fixture's value
+    write_config(deployment, smtp={"kind": "smtp", "host": "127.0.0.1", "port": relay.port, "tls": "none"})
+
+
+def later(minutes: float) -> datetime:
+    return datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def delivered(deployment: Deployment, kind: bytes) -> dict[str, list[bytes]]:
+    """Per delegation, the messages of this Subject prefix that reached its inbox."""
+    return {code: [raw for raw in deployment.inbox_of(code) if b"Subject: " + kind in raw]
+            for code in deployment.identities}
+
+
+def test_receipts_queued_while_the_relay_is_down_go_out_once_it_is_back(deployment: Deployment,
+                                                                        relay: MailServer,  # noqa: F811
+                                                                        tmp_path: Path) -> None:
+    use_relay(deployment, relay)
+    service = Service(deployment.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path)
+    assert service.send() == (15, 0)
+    relay.stop()
+    for code in CODES:
+        maildir.deliver(deployment.config.inbox, deployment.reply(code, ["yes"]))
+    report = service.poll_once()
+    assert (report.fetched, len(report.judgements), report.sent, report.failed) == (3, 3, 0, 3)
+    status = service.status(vote_id)
+    assert status["outbox"]["queued"] == 3
+    assert [r["attempts"] for r in status["outbox_retrying"]] == [1, 1, 1]
+    assert "cannot connect" in status["outbox_retrying"][0]["error"]
+    text = voting(deployment, "status", vote_id).stdout
+    assert "3 queued" in text and "retrying:" in text
+    restarted = MailServer(deployment.mail_root, port=relay.port)
+    restarted.start()
+    try:
+        assert service.poll_once().sent == 0  # each message waits out its backoff
+        assert Service(deployment.config, clock=lambda: later(1), log=lambda line: None).send() == (3, 0)
+    finally:
+        restarted.stop()
+    receipts = delivered(deployment, b"Receipt")
+    assert {code: len(found) for code, found in receipts.items() if found} == {code: 1 for code in CODES}
+    assert service.status(vote_id)["outbox"] == {"queued": 0, "sent": 18, "failed": 0}
+
+
+def test_a_permanent_refusal_is_recorded_and_shown_by_status(deployment: Deployment, relay: MailServer,  # noqa: F811
+                                                             tmp_path: Path) -> None:
+    use_relay(deployment, relay)
+    service = Service(deployment.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path)
+    service.ledger.queue_mail(message_id="<refused@secretariat.example>", kind="receipt", vote_id=vote_id,
+                              envelope_from="votes@secretariat.example", recipients=["a/b@delegations.example"],
+                              raw=b"Subject: refused\r\n\r\nbody\r\n", now=datetime.now(UTC))
+    assert service.send() == (15, 1)
+    assert Service(deployment.config, clock=lambda: later(120), log=lambda line: None).send() == (0, 0)
+    [failure] = service.status(vote_id)["outbox_failures"]
+    assert failure["message_id"] == "<refused@secretariat.example>" and " 553 " in failure["error"]
+    shown = voting(deployment, "status", vote_id)
+    assert "1 failed" in shown.stdout
+    assert "failed: <refused@secretariat.example> to a/b@delegations.example:" in shown.stdout
+
+
+def test_a_crash_between_sending_and_recording_resends_once_with_the_same_message_id(
+        deployment: Deployment, relay: MailServer, tmp_path: Path) -> None:  # noqa: F811
+    use_relay(deployment, relay)
+    service = Service(deployment.config, log=lambda line: None)
+    open_vote(service, tmp_path)
+    service.close_ledger()
+    holder = sqlite3.connect(deployment.config.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the first send is accepted, then recording it waits for this lock
+    poll = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(deployment.config.path), "poll",
+                             "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: sum(map(len, delivered(deployment, b"Ballot").values())) == 1, "the first ballot delivered")
+        wait_for(lambda: waits_on_a_lock(poll.pid), "the service waiting to record the send")
+    finally:
+        poll.kill()
+        poll.wait()
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert voting(deployment, "poll", "--once").returncode == 0
+    assert '"sent": 0' in voting(deployment, "--json", "poll", "--once").stdout
+    ballots = delivered(deployment, b"Ballot")
+    twice = {code: found for code, found in ballots.items() if len(found) == 2}
+    assert len(twice) == 1 and all(len(found) == 1 for code, found in ballots.items() if code not in twice)
+    [(first, second)] = twice.values()
+    assert first == second and message_from_bytes(first)["Message-ID"] == message_from_bytes(second)["Message-ID"]
