@@ -519,7 +519,8 @@ def _text_leaves(root: Message) -> Iterator[Message]:
         if part.is_multipart():
             if depth < _MAX_DEPTH and part.get_content_maintype() == "multipart":
                 children = part.get_payload()
-                stack.extend((child, depth + 1) for child in reversed(children if isinstance(children, list) else []))
+                if isinstance(children, list):
+                    stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
         elif part.get_content_type() in ("text/plain", "text/html") and part.get_content_disposition() != "attachment":
             yield part
 

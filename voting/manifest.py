@@ -9,14 +9,14 @@ anyone can write an independent verifier. docs/audit.md explains each field.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from voting.model import Choice, Electorate
 from voting.reasons import Reason
 
-FORMAT = "voting-audit-bundle/1"
+FORMAT: Final = "voting-audit-bundle/1"
 MANIFEST_MEMBER = "manifest.json"
 SIGNATURE_MEMBER = "manifest.json.p7s"
 MESSAGES_DIRECTORY = "messages/"

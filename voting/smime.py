@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import verification
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from voting.pki import Identity, fingerprint, mailboxes, smime_verifier
 from voting.reasons import Reason
@@ -458,13 +458,13 @@ def _signed_entity(raw: bytes) -> _Signed:
             raise _Rejected(Reason.ENCRYPTED)
         if kind != _OID_SIGNED_DATA:
             raise _Rejected(Reason.NOT_SIGNED)
-        content = _econtent(info)
-        if content is None:
+        embedded = _econtent(info)
+        if embedded is None:
             raise _Rejected(Reason.BAD_CMS_STRUCTURE)
-        if _is_encrypted(content, 1):
+        if _is_encrypted(embedded, 1):
             raise _Rejected(Reason.ENCRYPTED)
-        _holds_signature(_crlf(content), 1)
-        return _Signed(headers, content, info, detached=False)
+        _holds_signature(_crlf(embedded), 1)
+        return _Signed(headers, embedded, info, detached=False)
     if ctype in _SIGNATURE_TYPES:
         raise _Rejected(Reason.NOT_SIGNED)
     if _holds_signature(message_bytes, 0):
@@ -653,7 +653,7 @@ def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content
 
 def _email_protection(certificate: x509.Certificate) -> bool:
     try:
-        usages = certificate.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return True
     except ValueError:

@@ -70,6 +70,7 @@ class SocketController(Controller):
         return _LongLineSMTP(self.handler, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
+        assert self._listener is not None, "start() binds the listener first"
         return self.loop.create_server(self._factory_invoker, sock=self._listener, ssl=self.ssl_context)
 
     def start(self) -> None:

@@ -103,6 +103,7 @@ class SmtpConnection:
     def _connect(self, context: ssl.SSLContext | None) -> smtplib.SMTP:
         settings = self._settings
         local = socket.gethostname()
+        smtp: smtplib.SMTP
         if settings.tls == "implicit":
             smtp = smtplib.SMTP_SSL(
                 settings.host, settings.port, local_hostname=local, timeout=settings.timeout, context=context
