@@ -1,4 +1,4 @@
-"""The domain's values: delegations, electorates, votes, drafts, choices, outcomes.
+"""The domain's values: choices, delegations and their certificates, electorates, outcomes.
 
 Pydantic models where the value crosses a boundary (the electorate file, the
 audit manifest); frozen dataclasses elsewhere.
@@ -7,7 +7,7 @@ audit manifest); frozen dataclasses elsewhere.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -97,15 +97,6 @@ class Electorate(BaseModel):
 
 
 @dataclass(frozen=True)
-class Draft:
-    symbol: str
-    text: str
-    sha256: str
-    parties_to_dispute: tuple[str, ...] = ()
-    """Delegations that must abstain (UN Charter Art. 27(3), Chapter VI decisions)."""
-
-
-@dataclass(frozen=True)
 class Outcome:
     adopted: bool
     yes: int
@@ -125,12 +116,3 @@ class Outcome:
             "vetoed_by": list(self.vetoed_by),
             "reason": self.reason,
         }
-
-
-@dataclass(frozen=True)
-class VoteParameters:
-    """What a rule needs to know about one vote besides the ballots."""
-
-    rule: str
-    quorum: int | None = None
-    parties_to_dispute: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -272,7 +272,7 @@ def decide_all(
     quorum: int | None = None,
     parties_to_dispute: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Outcome]:
-    """Decide every draft of one vote; `parties_to_dispute` is per draft symbol, as in `VoteParameters`."""
+    """Decide every draft of one vote; `parties_to_dispute` is per draft symbol."""
     parties = parties_to_dispute or {}
     strays = sorted(set(parties) - set(votes))
     if strays:

@@ -514,18 +514,9 @@ class Service:
         return latest
 
     def outcomes(self, vote: VoteRecord, deadline: datetime) -> dict[str, Outcome]:
-        electorate = vote_electorate(vote)
-        counted = self.counted(vote, deadline)
-        return {
-            draft.symbol: rules.decide(
-                vote.rule,
-                electorate,
-                counted[draft.symbol],
-                quorum=vote.quorum,
-                parties_to_dispute=draft.parties_to_dispute,
-            )
-            for draft in self.ledger.drafts(vote.id)
-        }
+        parties = {draft.symbol: draft.parties_to_dispute for draft in self.ledger.drafts(vote.id)}
+        return rules.decide_all(vote.rule, vote_electorate(vote), self.counted(vote, deadline), quorum=vote.quorum,
+                                parties_to_dispute=parties)
 
     def rejections(self, vote: VoteRecord) -> list[DecisionRecord]:
         """Rejected messages of this vote, and those bound to no vote that arrived while it was open."""
