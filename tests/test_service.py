@@ -21,6 +21,16 @@ def decisions(service: Service, vote_id: str | None) -> list[tuple[str | None, s
     return [(d.code, d.verdict, d.reason) for d in service.ledger.decisions(vote_id)]
 
 
+def assert_openssl_verifies(raw: bytes, deployment: Deployment, tmp_path: Path) -> None:
+    """OpenSSL, an independent implementation, accepts the secretariat's signature for S/MIME."""
+    path = tmp_path / "signed.eml"
+    path.write_bytes(raw)
+    ca = deployment.config.keys_dir / "secretariat-ca.pem"
+    result = subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", str(ca), "-purpose",
+                             "smimesign", "-out", "/dev/null"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_ballots_are_signed_and_carry_a_token(running: Deployment, tmp_path: Path) -> None:
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path)
@@ -28,11 +38,7 @@ def test_ballots_are_signed_and_carry_a_token(running: Deployment, tmp_path: Pat
     ballot = running.ballot_of("FRA")
     assert f"Vote-ID: {vote_id}".encode() in ballot
     assert b"Ballot-Token: " in ballot
-    ca = running.config.keys_dir / "secretariat-ca.pem"
-    path = tmp_path / "ballot.eml"
-    path.write_bytes(ballot)
-    subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", str(ca), "-purpose", "any", "-out",
-                    "/dev/null"], check=True, capture_output=True)
+    assert_openssl_verifies(ballot, running, tmp_path)
 
 
 def test_a_signed_reply_is_counted_acknowledged_and_tallied(running: Deployment, tmp_path: Path) -> None:
@@ -199,12 +205,7 @@ def test_receipts_verify_with_openssl(running: Deployment, tmp_path: Path) -> No
     running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
     service.poll_once()
     receipt = [raw for raw in running.inbox_of("FRA") if b"Subject: Receipt" in raw][0]
-    path = tmp_path / "receipt.eml"
-    path.write_bytes(receipt)
-    ca = running.config.keys_dir / "secretariat-ca.pem"
-    result = subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile", str(ca), "-purpose", "any"],
-                            capture_output=True)
-    assert result.returncode == 0, result.stderr
+    assert_openssl_verifies(receipt, running, tmp_path)
 
 
 def test_the_hash_chain_links_every_event(running: Deployment, tmp_path: Path) -> None:
