@@ -517,14 +517,21 @@ def _pss_padding(parameters: algos.RSASSAPSSParams, digest_name: str) -> tuple[p
     return padding.PSS(mgf=padding.MGF1(mask_hash()), salt_length=parameters["salt_length"].native), hash_type
 
 
-def _read_signer_info(info: cms.ContentInfo, detached: bool) -> _SignerInfo:
-    """Check 4, structure half: one signerInfo, its attributes and algorithms."""
+def _read_signer_info(info: cms.ContentInfo, detached: bool, content: bytes) -> _SignerInfo:
+    """Check 4, structure half: one signerInfo, its attributes and algorithms.
+
+    A detached signature must not embed content. When it embeds a text other
+    than the part the reader sees (eContent confusion: the signature is over
+    the hidden text), the message is rejected as a bad signature, which is what
+    it is to the reader and what Thunderbird reports; an embedded copy of the
+    same text is a structure error.
+    """
     signed_data = info["content"]
     signer_infos = signed_data["signer_infos"]
     if len(signer_infos) != 1:
         raise _Rejected(Reason.BAD_CMS_STRUCTURE)
-    if detached and _econtent(info) is not None:
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+    if detached and (embedded := _econtent(info)) is not None:
+        raise _Rejected(Reason.BAD_CMS_STRUCTURE if _crlf(embedded) == content else Reason.BAD_SIGNATURE)
     signer_info = signer_infos[0]
     attributes = signer_info["signed_attrs"]
     if isinstance(attributes, core.Void) or not len(attributes):
@@ -716,7 +723,7 @@ def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Tr
     known: dict[str, Any] = {"signed_content": content}
     try:
         try:
-            signer = _read_signer_info(info, detached)
+            signer = _read_signer_info(info, detached, content)
             known.update(
                 digest_algorithm=signer.digest_name,
                 signature_algorithm=signer.family,
