@@ -165,13 +165,24 @@ def openssl_sign(
     entity: bytes = ENTITY,
     sender: str = "fra@delegations.example",
     digest: str = "sha256",
+    command: str = "cms",
 ) -> bytes:
-    """A reply signed by `openssl cms -sign` (detached unless -nodetach is given), From etc. prepended."""
+    """A reply signed by `openssl cms -sign` (or `openssl smime -sign`; detached unless -nodetach is given).
+
+    From, To and Subject are prepended. For -certfile, an `{issuer}` option
+    stands for a PEM file holding the issuer, `{chain}` for one holding the
+    issuer then the signer.
+    """
     key_path, cert_path = write_pem(directory, "signer", identity)
+    issuer_path, chain_path = directory / "issuer.pem", directory / "chain.pem"
+    issuer_path.write_bytes(identity.issuer.public_bytes(serialization.Encoding.PEM))
+    chain_path.write_bytes(issuer_path.read_bytes() + cert_path.read_bytes())
+    files = {"{issuer}": str(issuer_path), "{chain}": str(chain_path)}
     entity_path = directory / "entity.txt"
     entity_path.write_bytes(entity)
     signed = run_openssl(
-        "cms", "-sign", "-in", entity_path, "-signer", cert_path, "-inkey", key_path, "-md", digest, *options
+        command, "-sign", "-in", entity_path, "-signer", cert_path, "-inkey", key_path, "-md", digest,
+        *(files.get(option, option) for option in options),
     )
     return headers(sender) + signed
 

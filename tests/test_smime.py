@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email
 import json
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -135,6 +138,33 @@ def test_openssl_replies_verify(tmp_path: Path, key_kind: str, digest: str, opaq
     assert result.valid, result
     assert result.digest_algorithm == digest and result.owner == "FRA"
     assert result.signed_content == ENTITY
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        ("smime", ()),
+        ("smime", ("-nodetach",)),
+        ("cms", ("-binary",)),
+        ("cms", ("-nodetach", "-binary")),
+        ("cms", ("-text",)),
+        ("cms", ("-certfile", "{issuer}")),
+        ("cms", ("-nocerts", "-certfile", "{chain}")),
+    ],
+    ids=["smime-detached", "smime-opaque", "cms-binary", "cms-opaque-binary", "cms-text-mode", "with-chain",
+         "signer-not-first"],
+)
+@pytest.mark.parametrize("key_kind", ["rsa2048", "p384"])
+def test_openssl_modes_and_certificate_sets_verify(tmp_path: Path, command: str, options: tuple[str, ...],
+                                                   key_kind: str) -> None:
+    identity = make_identity(SENDER, key_kind=key_kind)
+    message = openssl_sign(tmp_path, identity, *options, command=command)
+    result = verify_message(message, pinned(identity), NOW)
+    assert result.valid and result.owner == "FRA", result
+    if "{chain}" in options:
+        signature = email.message_from_bytes(message).get_payload()[1].get_payload(decode=True)
+        carried = [c.chosen.dump() for c in cms.ContentInfo.load(signature)["content"]["certificates"]]
+        assert carried.index(identity.certificate.public_bytes(Encoding.DER)) == 1, "the signer is not first"
 
 
 def test_openssl_rsa_pss_reply_verifies(tmp_path: Path, fra: Identity) -> None:
