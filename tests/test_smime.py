@@ -7,14 +7,17 @@ import email
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -671,3 +674,126 @@ def test_docs_link_the_tests_that_prove_each_client() -> None:
     text = DOCS.read_text()
     for test in ("test_interop.py", "test_smime.py", "test_gpgsm.py", "test_mutt.py"):
         assert f"(../tests/{test})" in text and (DOCS.parents[1] / "tests" / test).exists()
+
+
+# ---------------------------------------------------------------- re-signed damage
+
+
+def resigned(identity: Identity, mutate: Callable[[cms.CMSAttributes], cms.CMSAttributes],
+             *, tag_as_signed: bool = False) -> bytes:
+    """Our valid reply, its signed attributes changed by `mutate`, then signed again with the real key.
+
+    Only the property under test is wrong: the signature over the new
+    attributes is good (over the SET OF encoding, or, with `tag_as_signed`,
+    over the [0]-tagged bytes as they sit in the message, which RFC 5652 §5.4
+    forbids).
+    """
+    message = signed_by_us(identity)
+    head, _, rest = message.partition(b"filename=smime.p7s\r\n\r\n")
+    encoded, _, tail = rest.partition(b"\r\n--")
+    info = cms.ContentInfo.load(base64.b64decode(b"".join(encoded.split())))
+    signer_info = info["content"]["signer_infos"][0]
+    signer_info["signed_attrs"] = mutate(signer_info["signed_attrs"])
+    in_message = signer_info["signed_attrs"].dump(force=True)
+    to_sign = in_message if tag_as_signed else b"\x31" + in_message[1:]
+    assert isinstance(identity.key, rsa.RSAPrivateKey)
+    signer_info["signature"] = identity.key.sign(to_sign, padding.PKCS1v15(), hashes.SHA256())
+    der = info.dump(force=True)
+    return head + b"filename=smime.p7s\r\n\r\n" + base64.encodebytes(der) + b"\r\n--" + tail
+
+
+def with_attribute(kind: str, values: list[object]) -> Callable[[cms.CMSAttributes], cms.CMSAttributes]:
+    def mutate(attributes: cms.CMSAttributes) -> cms.CMSAttributes:
+        return cms.CMSAttributes([*attributes, cms.CMSAttribute({"type": kind, "values": values})])
+    return mutate
+
+
+def replacing(kind: str, values: list[object]) -> Callable[[cms.CMSAttributes], cms.CMSAttributes]:
+    def mutate(attributes: cms.CMSAttributes) -> cms.CMSAttributes:
+        return cms.CMSAttributes([
+            cms.CMSAttribute({"type": kind, "values": values}) if a["type"].native == kind else a for a in attributes
+        ])
+    return mutate
+
+
+def test_resigning_unchanged_attributes_stays_valid(fra: Identity) -> None:
+    assert verify_message(resigned(fra, lambda attributes: attributes), pinned(fra), NOW).valid
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (with_attribute("content_type", ["data"]), Reason.BAD_SIGNED_ATTRIBUTES),
+        (with_attribute("message_digest", [b"\x00" * 32]), Reason.BAD_SIGNED_ATTRIBUTES),
+        (replacing("content_type", ["signed_data"]), Reason.BAD_SIGNED_ATTRIBUTES),
+        (replacing("message_digest", [b"\x01" * 32]), Reason.BAD_SIGNATURE),
+    ],
+    ids=["duplicated-content-type", "duplicated-message-digest", "mismatched-content-type",
+         "mismatched-message-digest"],
+)
+def test_signed_attributes_duplicated_or_mismatched(
+    fra: Identity, mutate: Callable[[cms.CMSAttributes], cms.CMSAttributes], reason: Reason
+) -> None:
+    assert_rejected(verify_message(resigned(fra, mutate), pinned(fra), NOW), reason)
+
+
+def test_signed_attributes_signed_under_the_implicit_tag(fra: Identity) -> None:
+    message = resigned(fra, lambda attributes: attributes, tag_as_signed=True)
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+
+
+def test_md5_is_a_weak_digest(tmp_path: Path, fra: Identity) -> None:
+    message = openssl_sign(tmp_path, fra, digest="md5")
+    assert_rejected(verify_message(message, pinned(fra), NOW), Reason.WEAK_DIGEST)
+
+
+def test_a_footer_added_by_a_list_server_breaks_the_signature(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    footered = message.replace(b"S/2020/654: YES\r\n", b"S/2020/654: YES\r\n-- \r\nSent through the list\r\n")
+    assert footered != message
+    assert_rejected(verify_message(footered, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+
+
+def test_eight_bit_re_encoding_breaks_the_signature(fra: Identity) -> None:
+    entity = (b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+              b"S/2020/654: POUR =E2=80=94 la France\r\n")
+    message = signed_by_us(fra, entity=entity)
+    relayed = message.replace(b"Content-Transfer-Encoding: quoted-printable", b"Content-Transfer-Encoding: 8bit"
+                              ).replace(b"=E2=80=94", "—".encode())
+    assert verify_message(message, pinned(fra), NOW).valid
+    assert_rejected(verify_message(relayed, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+
+
+def test_a_quoted_printable_part_re_wrapped_breaks_the_signature(fra: Identity) -> None:
+    long_line = b"Explanation: " + b"x" * 60 + b"=\r\n" + b"y" * 20 + b"\r\n"
+    entity = (b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+              b"S/2020/654: YES\r\n" + long_line)
+    message = signed_by_us(fra, entity=entity)
+    rewrapped = message.replace(b"x" * 60 + b"=\r\n" + b"y" * 20, b"x" * 40 + b"=\r\n" + b"x" * 20 + b"y" * 20)
+    assert rewrapped != message and verify_message(message, pinned(fra), NOW).valid
+    assert_rejected(verify_message(rewrapped, pinned(fra), NOW), Reason.BAD_SIGNATURE)
+
+
+def test_a_certificate_registered_to_another_delegation_votes_for_that_one(fra: Identity) -> None:
+    trust = Trust(registered=(TrustedCertificate(fra.certificate, owner="GBR"),))
+    result = verify_message(signed_by_us(fra), trust, NOW)
+    assert result.valid and result.owner == "GBR"
+
+
+def test_self_signed_where_the_ca_is_required() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SENDER)])
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(SENDER)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    self_signed = Identity(key, certificate, certificate)
+    message = signed_by_us(self_signed)
+    assert verify_message(message, pinned(self_signed), NOW).valid, "pinned, it may vote"
+    required = Trust(registered=(TrustedCertificate(certificate, "FRA", chain_to_anchor=True),),
+                     anchors=(make_ca("Test Secretariat CA").certificate,))
+    assert_rejected(verify_message(message, required, NOW), Reason.UNTRUSTED_CHAIN)
