@@ -25,3 +25,42 @@ def test_the_demo_reproduces_the_july_2020_round(tmp_path: Path) -> None:
     assert vote["voted"]["NER"]["S/2020/654"] == "yes"
     assert {r["reason"] for r in vote["rejected"]} == {"unknown-signer", "late"}
     assert vote["outbox"]["queued"] == 0 and vote["outbox"]["failed"] == 0
+
+
+def test_the_demo_bundle_audits_on_the_command_line_and_a_changed_byte_fails(tmp_path: Path) -> None:
+    import os
+    import pty
+    import zipfile
+
+    demo = tmp_path / "demo"
+    assert subprocess.run([sys.executable, "-m", "voting", "demo", "--dir", str(demo)], capture_output=True,
+                          timeout=120).returncode == 0
+    [bundle] = (demo / "var" / "records").glob("*.zip")
+    ca = demo / "keys" / "secretariat-ca.pem"
+    audited = subprocess.run([sys.executable, "-m", "voting", "--json", "audit", str(bundle), "--secretariat-cert",
+                              str(ca)], capture_output=True, text=True, timeout=60)
+    report = json.loads(audited.stdout)
+    assert audited.returncode == 0 and report["valid"] and report["failed"] == 0
+
+    # On a terminal, the audit shows its progress through the messages.
+    controller, terminal = pty.openpty()
+    shown = subprocess.run([sys.executable, "-m", "voting", "audit", str(bundle)], stdin=terminal,
+                           stdout=subprocess.PIPE, stderr=terminal, timeout=60)
+    os.close(terminal)
+    progress = os.read(controller, 65536).decode()
+    os.close(controller)
+    assert shown.returncode == 0 and "verifying messages:" in progress
+    assert shown.stdout.decode().rstrip().endswith("checks passed")
+
+    tampered, changed = tmp_path / "tampered.zip", []
+    with zipfile.ZipFile(bundle) as source, zipfile.ZipFile(tampered, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if not changed and item.filename.startswith("messages/") and b"S/2020/654: YES" in data:
+                data = data.replace(b"S/2020/654: YES", b"S/2020/654: NO ", 1)
+                changed.append(item.filename)
+            target.writestr(item, data)
+    assert changed
+    failed = subprocess.run([sys.executable, "-m", "voting", "audit", str(tampered)], capture_output=True, text=True,
+                            timeout=60)
+    assert failed.returncode == 1 and "FAIL" in failed.stdout and "checks failed" in failed.stdout

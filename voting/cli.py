@@ -416,7 +416,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     show_progress = not args.json and sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
-        if show_progress and total >= 50:
+        if show_progress:
             print(f"\rverifying messages: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     checks = audit_bundle(read_bundle(Path(args.bundle)), anchor, progress)
