@@ -7,17 +7,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_the_demo_reproduces_the_july_2020_round(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "voting", "demo", "--dir", str(tmp_path / "demo")],
-                            capture_output=True, text=True, timeout=120)
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One run of `voting demo` for the module: its folder and what it printed."""
+    folder = tmp_path_factory.mktemp("demo") / "demo"
+    result = subprocess.run([sys.executable, "-m", "voting", "demo", "--dir", str(folder)], capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout
+    return folder, result.stdout
+
+
+def test_the_demo_reproduces_the_july_2020_round(demo: tuple[Path, str]) -> None:
+    folder, out = demo
     assert "S/2020/654: NOT ADOPTED (13 in favour, 2 against, 0 abstentions, 0 absent)" in out
     assert "S/2020/658: NOT ADOPTED (4 in favour, 7 against, 4 abstentions, 0 absent)" in out
     assert "unknown-signer" in out and "late" in out
     status = subprocess.run(
-        [sys.executable, "-m", "voting", "--json", "--config", str(tmp_path / "demo" / "config" / "voting.toml"),
+        [sys.executable, "-m", "voting", "--json", "--config", str(folder / "config" / "voting.toml"),
          "status"], capture_output=True, text=True, timeout=60)
     [vote] = json.loads(status.stdout)
     assert vote["outcome"]["S/2020/654"]["vetoed_by"] == ["CHN", "RUS"]
@@ -27,16 +36,15 @@ def test_the_demo_reproduces_the_july_2020_round(tmp_path: Path) -> None:
     assert vote["outbox"]["queued"] == 0 and vote["outbox"]["failed"] == 0
 
 
-def test_the_demo_bundle_audits_on_the_command_line_and_a_changed_byte_fails(tmp_path: Path) -> None:
+def test_the_demo_bundle_audits_on_the_command_line_and_a_changed_byte_fails(demo: tuple[Path, str],
+                                                                            tmp_path: Path) -> None:
     import os
     import pty
     import zipfile
 
-    demo = tmp_path / "demo"
-    assert subprocess.run([sys.executable, "-m", "voting", "demo", "--dir", str(demo)], capture_output=True,
-                          timeout=120).returncode == 0
-    [bundle] = (demo / "var" / "records").glob("*.zip")
-    ca = demo / "keys" / "secretariat-ca.pem"
+    folder, _ = demo
+    [bundle] = (folder / "var" / "records").glob("*.zip")
+    ca = folder / "keys" / "secretariat-ca.pem"
     audited = subprocess.run([sys.executable, "-m", "voting", "--json", "audit", str(bundle), "--secretariat-cert",
                               str(ca)], capture_output=True, text=True, timeout=60)
     report = json.loads(audited.stdout)
