@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
+from email.policy import compat32
 from email.utils import getaddresses
 from functools import cached_property
 from pathlib import Path
@@ -331,7 +331,8 @@ class Service:
 
     def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate) -> None:
         now = self.clock()
-        answer_to = self._answer_delegation(judgement, raw, electorate)
+        outer = OuterHeaders.of(raw)
+        answer_to = self._answer_delegation(judgement, outer, electorate)
         with self.ledger.transaction():
             self.ledger.record_decision(
                 message,
@@ -346,14 +347,14 @@ class Service:
                 now=now,
             )
             if answer_to is not None:
-                mail = self._answer(message, raw, judgement, answer_to, now)
+                mail = self._answer(message, outer, judgement, answer_to, now)
                 self._queue(mail, "receipt" if judgement.verdict != "rejected" else "rejection",
                             judgement.vote_id, answer_to.addresses, now)
         who = judgement.code or "unknown sender"
         what = judgement.reason.value if judgement.reason else judgement.verdict
         self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
 
-    def _answer_delegation(self, judgement: Judgement, raw: bytes, electorate: Electorate) -> Delegation | None:
+    def _answer_delegation(self, judgement: Judgement, outer: OuterHeaders, electorate: Electorate) -> Delegation | None:
         """Whom to answer: the signer's delegation, else the delegation whose registered address is in From.
 
         Never an unregistered address: a forged message gets no answer at all
@@ -362,17 +363,17 @@ class Service:
         bounce) that is rejected gets no answer either, so that two robots
         never write to each other for ever.
         """
-        if judgement.verdict == "rejected" and is_automatic(raw):
+        if judgement.verdict == "rejected" and outer.automatic:
             return None
         if judgement.code is not None:
             return electorate.get(judgement.code)
-        sender = single_from_address(raw)
+        sender = outer.from_address
         return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
 
-    def _answer(self, message: StoredMessage, raw: bytes, judgement: Judgement, delegation: Delegation,
+    def _answer(self, message: StoredMessage, outer: OuterHeaders, judgement: Judgement, delegation: Delegation,
                 now: datetime) -> OutgoingMessage:
         address, name = self.secretariat
-        incoming_id = header_value(raw, "Message-ID")
+        incoming_id = outer.message_id
         vote_id = judgement.vote_id
         ballot_id = self.ledger.ballot_message_id(vote_id, delegation.code) if vote_id else None
         lines = []
@@ -626,27 +627,36 @@ def _rejected(decision: DecisionRecord) -> RejectedMessage:
     return RejectedMessage(decision.sha256, decision.received_at, decision.code, decision.reason or "")
 
 
-def header_value(raw: bytes, name: str) -> str | None:
-    """A header of the raw message, for threading only: outer headers are never trusted for anything else."""
-    try:
-        value = BytesHeaderParser(policy=default_policy).parsebytes(raw[: 256 * 1024]).get(name)
-    except Exception:  # noqa: BLE001 - a malformed header is simply absent
-        return None
-    return str(value).strip() if value else None
+@dataclass(frozen=True)
+class OuterHeaders:
+    """The unsigned outer headers, read once: for threading, for whom to warn, and for not answering robots.
 
+    They are never trusted for anything that counts.
+    """
 
-def is_automatic(raw: bytes) -> bool:
-    auto_submitted = (header_value(raw, "Auto-Submitted") or "no").split(";")[0].strip().lower()
-    precedence = (header_value(raw, "Precedence") or "").lower()
-    return auto_submitted != "no" or precedence in ("bulk", "junk", "list", "auto_reply")
+    message_id: str | None
+    from_address: str | None
+    """The From header's one address, lowercased; None when it has none or several."""
+    automatic: bool
+    """RFC 3834 Auto-Submitted other than "no", or a bulk/list/auto-reply Precedence: a robot wrote it."""
 
+    @classmethod
+    def of(cls, raw: bytes) -> OuterHeaders:
+        try:
+            headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: 256 * 1024])
+        except Exception:  # noqa: BLE001 - unreadable headers are simply absent
+            return cls(None, None, False)
 
-def single_from_address(raw: bytes) -> str | None:
-    value = header_value(raw, "From")
-    if value is None:
-        return None
-    addresses = [a for _, a in getaddresses([value]) if a]
-    return addresses[0].lower() if len(addresses) == 1 else None
+        def value(name: str) -> str:
+            return str(headers.get(name, "")).strip()
+
+        addresses = [address for _, address in getaddresses([value("From")]) if address]
+        auto_submitted = (value("Auto-Submitted") or "no").split(";")[0].strip().lower()
+        return cls(
+            message_id=value("Message-ID") or None,
+            from_address=addresses[0].lower() if len(addresses) == 1 else None,
+            automatic=auto_submitted != "no" or value("Precedence").lower() in ("bulk", "junk", "list", "auto_reply"),
+        )
 
 
 @contextmanager
