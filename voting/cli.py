@@ -169,13 +169,23 @@ def cmd_open(args: argparse.Namespace) -> int:
         first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
         vote_id=args.id,
     )
-    sent, failed = service.send()
+    sent, failed = send_now(service)
+    queued = service.ledger.outbox("queued")
+    why = f" ({queued[0].last_error}; `voting serve` keeps retrying)" if queued else ""
     emit(
         args,
         {"vote": vote_id, "ballots_sent": sent, "ballots_queued": failed},
-        f"Opened vote {vote_id}: {sent} ballots sent" + (f", {failed} queued for retry" if failed else ""),
+        f"Opened vote {vote_id}: {sent} ballots sent" + (f", {failed} queued for retry{why}" if failed else ""),
     )
     return 0
+
+
+def send_now(service: Any) -> tuple[int, int]:
+    """Drain the outbox now, through the embedded mail server when no `voting serve` runs it."""
+    from voting.service import embedded_server
+
+    with embedded_server(service.config, required=False):
+        return service.send()  # type: ignore[no-any-return]
 
 
 def report_text(report: Any) -> str:
@@ -293,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_close(args: argparse.Namespace) -> int:
     service = service_of(args)
     service.close_now(args.vote)
-    service.send()
+    send_now(service)
     vote = service.ledger.vote(args.vote)
     emit(args, {"vote": args.vote, "outcome": vote.outcome}, status_text(service.status(args.vote)))
     return 0
