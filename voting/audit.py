@@ -49,7 +49,7 @@ from voting.manifest import (
 from voting.model import Choice, Electorate
 from voting.pki import certificate_pem, fingerprint, load_pem_certificate
 from voting.smime import ContentKey, Decrypted, Trust, TrustedCertificate, decrypt_message, verify_detached_der
-from voting.verdict import BALLOT, CountedBallot, Judgement, VoteView, counted_choices, judge
+from voting.verdict import BALLOT, CountedBallot, Judgement, VoteView, counted_ballots, counted_choices, judge
 
 MAX_BUNDLE_BYTES = 2 << 30
 MAX_MANIFEST_BYTES = 512 << 20
@@ -508,6 +508,7 @@ def _counted_checks(manifest: Manifest) -> tuple[dict[str, dict[str, Choice]], l
         for m in manifest.messages
         if m.verdict == BALLOT and m.vote_id == view.id and m.code and m.received_at < view.deadline
     ]
+    latest_of = counted_ballots(ballots, view.drafts)
     expected = counted_choices(ballots, view.drafts)
     checks = []
     for symbol in sorted(set(view.drafts) | set(manifest.counted)):
@@ -522,11 +523,10 @@ def _counted_checks(manifest: Manifest) -> tuple[dict[str, dict[str, Choice]], l
             if entry is None:
                 problems.append(f"{code}'s ballot ({should[code]}) is not counted")
                 continue
-            answering = [b for c, b in ballots if c == code and symbol in b.choices]
-            if not answering:
+            latest = latest_of[symbol].get(code)
+            if latest is None:
                 problems.append(f"{code} is counted ({entry.choice}) but sent no valid ballot on time for it")
                 continue
-            latest = max(answering, key=lambda b: (b.received_at, b.message))
             if entry.message != latest.message or entry.choice != should[code]:
                 problems.append(f"{code} is counted {entry.choice} from message {_short(entry.message)}…, but its "
                                 f"last valid ballot on time is {_short(latest.message)}… ({should[code]})")

@@ -37,7 +37,16 @@ from voting.pki import SecretariatKeys
 from voting.reasons import Reason
 from voting.bundle import export_bundle
 from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
-from voting.verdict import BALLOT, STATEMENT, CountedBallot, Judgement, VoteView, counted_choices, judge
+from voting.verdict import (
+    BALLOT,
+    STATEMENT,
+    CountedBallot,
+    Judgement,
+    VoteView,
+    counted_ballots,
+    counted_choices,
+    judge,
+)
 
 Clock = Callable[[], datetime]
 
@@ -508,11 +517,9 @@ class Service:
 
     def _counted_messages(self, vote_id: str, deadline: datetime) -> dict[str, dict[str, str]]:
         """Per draft and delegation, the SHA-256 of the ballot whose choice counts."""
-        latest: dict[str, dict[str, str]] = {}
-        for code, ballot_ in sorted(self._ballots(vote_id, deadline), key=lambda p: (p[1].received_at, p[1].message)):
-            for symbol in ballot_.choices:
-                latest.setdefault(symbol, {})[code] = ballot_.message
-        return latest
+        symbols = [d.symbol for d in self.ledger.drafts(vote_id)]
+        counted = counted_ballots(self._ballots(vote_id, deadline), symbols)
+        return {symbol: {code: b.message for code, b in per.items()} for symbol, per in counted.items() if per}
 
     def outcomes(self, vote: VoteRecord, deadline: datetime) -> dict[str, Outcome]:
         parties = {draft.symbol: draft.parties_to_dispute for draft in self.ledger.drafts(vote.id)}

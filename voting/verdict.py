@@ -135,17 +135,27 @@ class CountedBallot:
     choices: Mapping[str, str]
 
 
-def counted_choices(
+def counted_ballots(
     ballots: Iterable[tuple[str, CountedBallot]], drafts: Iterable[str]
-) -> dict[str, dict[str, Choice]]:
-    """The choice that counts per draft and delegation: the latest ballot that answers that draft.
+) -> dict[str, dict[str, CountedBallot]]:
+    """The ballot that counts per draft and delegation: the latest one that answers that draft.
 
     `ballots` are (delegation, ballot) pairs of valid ballots received before
     the deadline, in any order. A later ballot that answers only some drafts
     changes only those.
     """
-    counted: dict[str, dict[str, Choice]] = {symbol: {} for symbol in drafts}
+    counted: dict[str, dict[str, CountedBallot]] = {symbol: {} for symbol in drafts}
     for code, ballot in sorted(ballots, key=lambda pair: (pair[1].received_at, pair[1].message)):
-        for symbol, choice in ballot.choices.items():
-            counted[symbol][code] = Choice(choice)
+        for symbol in ballot.choices:
+            counted[symbol][code] = ballot
     return counted
+
+
+def counted_choices(
+    ballots: Iterable[tuple[str, CountedBallot]], drafts: Iterable[str]
+) -> dict[str, dict[str, Choice]]:
+    """The choice that counts per draft and delegation (see `counted_ballots`)."""
+    return {
+        symbol: {code: Choice(ballot.choices[symbol]) for code, ballot in per_delegation.items()}
+        for symbol, per_delegation in counted_ballots(ballots, drafts).items()
+    }
