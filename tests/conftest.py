@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import tomli_w
 
-from voting.config import Config
+from voting.config import Config, load_config
 from voting.deployment import init_deployment, issue_delegation_key
 from voting.electorate import load_electorate
 from voting.mail import maildir
 from voting.mail.outbox import smtp_settings
+from voting.mail.server import MailServer
 from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, load_pkcs12
 from voting.reply import build_reply
@@ -123,3 +130,44 @@ def open_vote(service: Service, root: Path, symbols: tuple[str, ...] = ("S/2020/
         drafts.append(DraftFile(symbol, path))
     return service.open_vote(drafts, rule=rule, closes_at=datetime.now(UTC) + timedelta(seconds=seconds),
                              title="Test vote", **options)  # type: ignore[arg-type]
+
+
+def voting(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `voting` command as a user runs it: a new process, its output and exit status."""
+    return subprocess.run([sys.executable, "-m", "voting", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=120, check=False)
+
+
+def write_config(deployment: Deployment, **sections: dict[str, object]) -> None:
+    """Change sections of the deployment's configuration file, as an operator would, and reload it."""
+    path = deployment.config.path
+    data = tomllib.loads(path.read_text())
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    path.write_text(tomli_w.dumps(data))
+    deployment.config = load_config(path)
+
+
+@pytest.fixture
+def relay(deployment: Deployment) -> Iterator[MailServer]:
+    """The SMTP relay the service sends through; it delivers into the deployment's Maildirs, where tests read."""
+    server = MailServer(deployment.mail_root, port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(condition: Callable[[], object], what: str, *, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def waits_on_a_lock(pid: int) -> bool:
+    """True while the process sleeps in SQLite's busy handler (a nanosleep), not on the network."""
+    try:
+        return "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
+    except FileNotFoundError:
+        return False

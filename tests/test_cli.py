@@ -9,18 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import voting
 
 from voting.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"
-
-
-def voting(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run([sys.executable, "-m", "voting", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=120)
 
 
 def subcommands() -> list[str]:

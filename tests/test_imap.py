@@ -22,15 +22,19 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-import tomli_w
-from conftest import Deployment, free_port, open_vote
+from conftest import (
+    Deployment,
+    open_vote,
+    voting,
+    wait_for,
+    waits_on_a_lock,
+    write_config,
+)
 from dovecot import Dovecot
 
 from voting.config import load_config
@@ -42,24 +46,6 @@ from voting.service import Service
 
 CODES = ("CHN", "FRA", "RUS", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN", "VNM")
 YES = ("FRA", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN")
-
-
-def write_config(deployment: Deployment, **sections: dict[str, object]) -> None:
-    path = deployment.config.path
-    data = tomllib.loads(path.read_text())
-    for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
-    path.write_text(tomli_w.dumps(data))
-    deployment.config = load_config(path)
-
-
-@pytest.fixture
-def relay(deployment: Deployment) -> Iterator[MailServer]:
-    """The SMTP relay the service sends through; it delivers into the deployment's Maildirs, where tests read."""
-    server = MailServer(deployment.mail_root, port=free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -104,11 +90,6 @@ def opened(deployment: Deployment, tmp_path: Path) -> tuple[Service, str]:
     return service, vote_id
 
 
-def voting(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "voting", "--config", str(deployment.config.path), *args],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 def assert_each_counted_once_and_acknowledged(deployment: Deployment, vote_id: str, codes: tuple[str, ...]) -> None:
     with Ledger.open(deployment.config.database) as ledger:
         decided = [(d.code, d.verdict) for d in ledger.decisions(vote_id)]
@@ -138,7 +119,7 @@ def test_fifteen_ballots_through_dovecot_are_counted_acknowledged_and_tallied(im
     assert (outcome["S/2020/654"]["yes"], outcome["S/2020/654"]["no"], outcome["S/2020/654"]["adopted"]) == (12, 1, False)
     assert outcome["S/2020/654"]["vetoed_by"] == ["CHN"]
     assert all(any(b"Subject: Results" in raw for raw in imap.inbox_of(code)) for code in CODES)
-    status = voting(imap, "status", vote_id)
+    status = voting("--config", str(imap.config.path), "status", vote_id)
     assert f"mailbox: imap://votes@localhost:{dovecot.port}/INBOX connected" in status.stdout
     assert "(0 new)" in status.stdout and "0 queued" in status.stdout
 
@@ -189,12 +170,12 @@ def test_a_refused_login_is_reported_and_the_password_never_shown(imap: Deployme
     wrong = "wrong-password-Xk29"
     secret = imap.config.root / "secrets" / "imap-password"
     secret.write_text(wrong)
-    polled = voting(imap, "poll", "--once")
+    polled = voting("--config", str(imap.config.path), "poll", "--once")
     assert polled.returncode == 0
     assert "refused the login of user 'votes'" in polled.stderr
     assert repr(settings(dovecot, password=wrong)).count(wrong) == 0
     opened(imap, tmp_path)
-    status = voting(imap, "--json", "status")
+    status = voting("--config", str(imap.config.path), "--json", "status")
     assert "refused the login" in status.stdout and '"connection": "disconnected"' in status.stdout
     for text in (polled.stdout, polled.stderr, status.stdout, status.stderr, dovecot.log()):
         assert wrong not in text and dovecot.password not in text
@@ -309,7 +290,7 @@ def test_killed_between_fetch_and_commit(imap: Deployment, dovecot: Dovecot, tmp
         holder.execute("ROLLBACK")
         holder.close()
     assert stored(imap) == 0 and len(dovecot.uids("INBOX")) == 3
-    assert voting(imap, "poll", "--once").returncode == 0
+    assert voting("--config", str(imap.config.path), "poll", "--once").returncode == 0
     assert dovecot.uids("INBOX") == []
     assert_each_counted_once_and_acknowledged(imap, vote_id, ("FRA", "GBR", "USA"))
 
@@ -328,21 +309,13 @@ def test_killed_between_commit_and_move(imap: Deployment, dovecot: Dovecot, tmp_
         dovecot.kill_sessions()  # else the server would still carry out the MOVE the client sent before dying
         lock.unlink()
     assert len(dovecot.uids("INBOX")) == 3 and dovecot.uids("Processed") == []
-    polled = voting(imap, "--json", "poll", "--once")
+    polled = voting("--config", str(imap.config.path), "--json", "poll", "--once")
     assert polled.returncode == 0 and '"fetched": 0' in polled.stdout
     assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 3
     assert_each_counted_once_and_acknowledged(imap, vote_id, ("FRA", "GBR", "USA"))
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-
-
-def wait_for(condition: object, what: str, *, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def start_poll(deployment: Deployment) -> subprocess.Popen[str]:
@@ -377,11 +350,3 @@ def checkpointed(deployment: Deployment) -> bool:
 
 def connected(deployment: Deployment) -> bool:
     return query(deployment, "SELECT count(*) FROM mailbox_state WHERE connection = 'connected'") == 1
-
-
-def waits_on_a_lock(pid: int) -> bool:
-    """True while the process sleeps in SQLite's busy handler (a nanosleep), not on the network."""
-    try:
-        return "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
-    except FileNotFoundError:
-        return False

@@ -9,8 +9,14 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 
-from conftest import Deployment, open_vote
-from test_imap import relay, voting, wait_for, waits_on_a_lock, write_config  # noqa: F401 - relay is a fixture
+from conftest import (
+    Deployment,
+    open_vote,
+    voting,
+    wait_for,
+    waits_on_a_lock,
+    write_config,
+)
 
 from voting.mail import maildir
 from voting.mail.server import MailServer
@@ -49,7 +55,7 @@ def test_receipts_queued_while_the_relay_is_down_go_out_once_it_is_back(deployme
     assert status["outbox"]["queued"] == 3
     assert [r["attempts"] for r in status["outbox_retrying"]] == [1, 1, 1]
     assert "cannot connect" in status["outbox_retrying"][0]["error"]
-    text = voting(deployment, "status", vote_id).stdout
+    text = voting("--config", str(deployment.config.path), "status", vote_id).stdout
     assert "3 queued" in text and "retrying:" in text
     restarted = MailServer(deployment.mail_root, port=relay.port)
     restarted.start()
@@ -75,7 +81,7 @@ def test_a_permanent_refusal_is_recorded_and_shown_by_status(deployment: Deploym
     assert Service(deployment.config, clock=lambda: later(120), log=lambda line: None).send() == (0, 0)
     [failure] = service.status(vote_id)["outbox_failures"]
     assert failure["message_id"] == "<refused@secretariat.example>" and " 553 " in failure["error"]
-    shown = voting(deployment, "status", vote_id)
+    shown = voting("--config", str(deployment.config.path), "status", vote_id)
     assert "1 failed" in shown.stdout
     assert "failed: <refused@secretariat.example> to a/b@delegations.example:" in shown.stdout
 
@@ -98,8 +104,8 @@ def test_a_crash_between_sending_and_recording_resends_once_with_the_same_messag
         poll.wait()
         holder.execute("ROLLBACK")
         holder.close()
-    assert voting(deployment, "poll", "--once").returncode == 0
-    assert '"sent": 0' in voting(deployment, "--json", "poll", "--once").stdout
+    assert voting("--config", str(deployment.config.path), "poll", "--once").returncode == 0
+    assert '"sent": 0' in voting("--config", str(deployment.config.path), "--json", "poll", "--once").stdout
     ballots = delivered(deployment, b"Ballot")
     twice = {code: found for code, found in ballots.items() if len(found) == 2}
     assert len(twice) == 1 and all(len(found) == 1 for code, found in ballots.items() if code not in twice)
