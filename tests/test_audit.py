@@ -20,14 +20,19 @@ from conftest import Deployment, free_port, open_vote
 from cryptography import x509
 
 from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
-
 from voting.audit import Check, audit_bundle, checks_json, render_checks
 from voting.bundle import export_bundle, read_bundle
 from voting.config import load_config
 from voting.electorate import load_electorate
 from voting.errors import UsageError
 from voting.manifest import schema_text
-from voting.pki import SecretariatKeys, certificate_pem, create_ca, issue_signing_certificate, load_pkcs12
+from voting.pki import (
+    SecretariatKeys,
+    certificate_pem,
+    create_ca,
+    issue_signing_certificate,
+    load_pkcs12,
+)
 from voting.service import Service, embedded_server
 from voting.smime import Trust, TrustedCertificate, sign_detached_der, verify_message
 

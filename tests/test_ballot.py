@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from voting.ballot import (
     CHOICE_WORDS,
     TEXT_LIMIT,
+    Ballot,
     new_ballot_token,
     parse_reply,
-    Ballot,
     render_ballot_html,
     render_ballot_text,
     text_of_entity,

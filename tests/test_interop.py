@@ -11,10 +11,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from voting.reasons import Reason
 from tests.smime_fixtures import make_identity
 from voting.pki import Identity
-from voting.smime import Trust, TrustedCertificate, Verification, decrypt_message, verify_message
+from voting.reasons import Reason
+from voting.smime import (
+    Trust,
+    TrustedCertificate,
+    Verification,
+    decrypt_message,
+    verify_message,
+)
 
 INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 THUNDERBIRD = INTEROP / "thunderbird-smime"

@@ -209,7 +209,7 @@ def test_receipts_verify_with_openssl(running: Deployment, tmp_path: Path) -> No
 
 
 def test_the_hash_chain_links_every_event(running: Deployment, tmp_path: Path) -> None:
-    from voting.ledger import GENESIS, event_hash, canonical_json
+    from voting.ledger import GENESIS, canonical_json, event_hash
 
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path)
