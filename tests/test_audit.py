@@ -527,3 +527,16 @@ def test_a_wrong_or_missing_content_key_is_named(encrypted_export: EncryptedExpo
     failed = failures(audit_bundle(edit_manifest(encrypted_export, no_key)))
     assert "the manifest lists no decryption" in failed["bundle members"]
     assert "replay gives unknown sender: rejected (encrypted)" in failed[f"message {est[:16]}… verdict"]
+
+
+def test_a_rejected_message_bound_to_no_vote_cannot_be_removed_unnoticed(exported: Exported) -> None:
+    document = json.loads(members(exported.bundle)["manifest.json"])
+    unbound = next(m["sha256"] for m in document["messages"] if m["vote_id"] is None)
+
+    def remove(manifest: dict[str, Any]) -> None:
+        manifest["messages"] = [m for m in manifest["messages"] if m["sha256"] != unbound]
+
+    bundle = members(edit_manifest(exported, remove))
+    del bundle[f"messages/{unbound}.eml"]
+    failed = failures(audit_bundle(repack(bundle)))
+    assert "does not list" in failed["decisions"], failed

@@ -130,7 +130,7 @@ def test_another_delegations_ballot_and_a_replay_into_another_vote_are_rejected(
     service.close_now(first)
     running.submit(replay.replace(b"Message-ID: <", b"Message-ID: <replayed."), "fra@delegations.example")
     service.poll_once()
-    assert decisions(service, first) == [("FRA", "ballot", None), ("FRA", "rejected", "late")]
+    assert decisions(service, first) == [("FRA", "ballot", None), ("FRA", "rejected", "replayed")]
 
 
 def test_no_choice_and_conflicting_choices_are_rejected_with_the_reason(running: Deployment, tmp_path: Path) -> None:
@@ -274,6 +274,8 @@ def test_mail_is_threaded_and_has_text_and_html(running: Deployment, tmp_path: P
     receipt = message_from_bytes([r for r in running.inbox_of("FRA") if b"Subject: Receipt" in r][0], policy=default)
     assert receipt["In-Reply-To"] == reply["Message-ID"]
     assert ballot["Message-ID"] in receipt["References"] and reply["Message-ID"] in receipt["References"]
+    for raw in (running.ballot_of("FRA"), reply_raw):
+        assert raw.count(b"\nMIME-Version:") + raw.startswith(b"MIME-Version:") == 1
     for message in (ballot, receipt):
         assert message.get_content_type() == "multipart/signed"
         signed = message.get_payload()[0]
@@ -293,3 +295,83 @@ def test_an_automatic_message_is_recorded_but_never_answered(running: Deployment
     ballot = running.ballot_of("FRA")
     assert b"Auto-Submitted: auto-generated" in ballot
     assert vote_id.encode() in ballot
+
+
+def test_a_copy_of_an_earlier_ballot_never_undoes_a_change_of_vote(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    first = running.reply("FRA", ["yes"])
+    running.submit(first, "fra@delegations.example")
+    service.poll_once()
+    running.submit(running.reply("FRA", ["no"]), "fra@delegations.example")
+    service.poll_once()
+    # The same signed ballot again, as a relay's repeated delivery or a replay brings it: other outer bytes.
+    running.submit(first.replace(b"Subject: Re: ", b"Subject: RE: "), "fra@delegations.example")
+    service.poll_once()
+    assert decisions(service, vote_id)[-1] == ("FRA", "rejected", "replayed")
+    vote = service.ledger.vote(vote_id)
+    assert service.counted(vote, vote.closes_at)["S/2020/654"] == {"FRA": "no"}
+
+
+def test_first_ballot_final_is_per_draft(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, ("S/2020/654", "S/2020/658"), first_ballot_final=True)
+    service.send()
+    running.submit(running.reply("NER", ["S/2020/654=abstain"]), "ner@delegations.example")
+    service.poll_once()
+    running.submit(running.reply("NER", ["S/2020/658=yes"]), "ner@delegations.example")
+    service.poll_once()
+    running.submit(running.reply("NER", ["S/2020/654=yes"]), "ner@delegations.example")
+    service.poll_once()
+    assert [d[1:] for d in decisions(service, vote_id)] == [("ballot", None), ("ballot", None),
+                                                           ("rejected", "ballot-final")]
+
+
+def test_a_message_that_cannot_be_answered_never_stops_the_service(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, seconds=30)
+    service.send()
+    folded = (b"From: fra@delegations.example\r\nMessage-ID: <a@b>\r\n <c@d>\r\nIn-Reply-To: <x@y>\r\n\t<z@w>\r\n"
+              b"Subject: unsigned\r\n\r\nyes\r\n")
+    running.submit(folded, "fra@delegations.example")
+    running.submit(running.reply("GBR", ["yes"]), "gbr@delegations.example")
+    service.poll_once()
+    assert decisions(service, vote_id) == [("GBR", "ballot", None)]
+    assert decisions(service, None) == [(None, "rejected", "not-signed")]
+    assert any(b"Subject: Rejected" in raw for raw in running.inbox_of("FRA"))
+
+
+def test_a_vote_closes_only_after_a_fetch_that_began_past_its_deadline(running: Deployment, tmp_path: Path) -> None:
+    from voting.mail import maildir
+
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, seconds=1.0)
+    service.send()
+    service.fetch()
+    time.sleep(1.1)
+    # Delivered before the deadline passed in the service's view, but after its last fetch began.
+    raw = running.reply("GBR", ["yes"])
+    maildir.deliver(running.config.inbox, raw)
+    assert service.close_due() == [], "the last fetch began before the deadline: it cannot have seen everything"
+    report = service.poll_once()
+    assert report.closed == [vote_id]
+    assert decisions(service, vote_id)[-1][0] == "GBR"
+
+
+def test_the_deadline_cannot_be_moved_once_it_has_passed_and_delegations_are_told_of_a_move(
+    running: Deployment, tmp_path: Path
+) -> None:
+    import pytest
+
+    from voting.errors import UsageError
+
+    service = Service(running.config)
+    passed = open_vote(service, tmp_path, rule="silence", seconds=0.5)
+    time.sleep(0.6)
+    with pytest.raises(UsageError, match="has passed"):
+        service.extend(passed, datetime.now(UTC) + timedelta(hours=1))
+    moved = open_vote(service, tmp_path, rule="silence")
+    service.extend(moved, datetime.now(UTC) + timedelta(days=2))
+    service.send()
+    assert any(b"Subject: Deadline moved" in raw for raw in running.inbox_of("VNM"))

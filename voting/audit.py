@@ -49,7 +49,16 @@ from voting.manifest import (
 from voting.model import Choice, Electorate
 from voting.pki import certificate_pem, fingerprint, load_pem_certificate
 from voting.smime import ContentKey, Decrypted, Trust, TrustedCertificate, decrypt_message, verify_detached_der
-from voting.verdict import BALLOT, CountedBallot, Judgement, VoteView, counted_ballots, counted_choices, judge
+from voting.verdict import (
+    BALLOT,
+    CountedBallot,
+    Judgement,
+    PriorBallot,
+    VoteView,
+    counted_ballots,
+    counted_choices,
+    judge,
+)
 
 MAX_BUNDLE_BYTES = 2 << 30
 MAX_MANIFEST_BYTES = 512 << 20
@@ -79,6 +88,7 @@ def _vote_view(vote: VoteInfo, drafts: Sequence[str], tokens: Mapping[str, str])
     """The closed vote as `verdict.judge` sees it, for export (the statements window) and replay alike."""
     return VoteView(
         id=vote.id,
+        opened_at=vote.opened_at,
         drafts=tuple(drafts),
         closes_at=vote.closes_at,
         closed_at=vote.closed_at,
@@ -103,9 +113,10 @@ def build_manifest(
     """The manifest of a closed vote.
 
     `bound` are the decisions on messages bound to the vote; of `unbound`
-    (messages bound to no vote), those received from its opening to the end of
-    its statements window are listed too, since any of them may have been a
-    ballot for it that failed before it could be bound.
+    (messages bound to no vote), those the service also recorded in this vote's
+    chain are listed too: those received while it was open or taking
+    statements, since any of them may have been a ballot for it that failed
+    before it could be bound.
     """
     if vote.closed_at is None or vote.outcome is None:
         raise UsageError(f"vote {vote.id} is still open; it can be exported once it is closed")
@@ -123,11 +134,8 @@ def build_manifest(
         quorum=vote.quorum,
         statement_hours=vote.statement_hours,
     )
-    window_end = _vote_view(info, [d.symbol for d in drafts], tokens).statements_until
-    listed = sorted(
-        [*bound, *(d for d in unbound if vote.opened_at <= d.received_at < window_end)],
-        key=lambda d: (d.received_at, d.message),
-    )
+    chained = {e.data.get("message") for e in events if e.kind == "decision"}
+    listed = sorted([*bound, *(d for d in unbound if d.sha256 in chained)], key=lambda d: (d.received_at, d.message))
     sha_of = {d.message: d.sha256 for d in bound}
     choices_of = {d.sha256: d.choices for d in bound}
     counted: dict[str, dict[str, str]] = closing.data["counted"]
@@ -462,12 +470,14 @@ def _verdict_checks(
     """Replay `judge` over every message in the order received, as the service decided them."""
     view = _vote_view(manifest.vote, [d.symbol for d in manifest.drafts], manifest.ballot_tokens)
     anchors = (ca,) if ca is not None else ()
-    previous: dict[tuple[str, str], int] = {}
+    previous: dict[tuple[str, str], list[PriorBallot]] = {}
     checks = []
     for index, entry in enumerate(manifest.messages):
         judgement, check = _replay(contents.messages.get(entry.sha256), entry, view, anchors, manifest, previous)
         if judgement is not None and judgement.verdict == BALLOT and judgement.vote_id and judgement.code:
-            previous[(judgement.vote_id, judgement.code)] = index
+            previous.setdefault((judgement.vote_id, judgement.code), []).append(
+                PriorBallot(index, judgement.signed_sha256 or "", frozenset(judgement.choices))
+            )
         checks.append(check)
         if progress is not None:
             progress(index + 1, len(manifest.messages))
@@ -480,7 +490,7 @@ def _replay(
     view: VoteView,
     anchors: tuple[x509.Certificate, ...],
     manifest: Manifest,
-    previous: Mapping[tuple[str, str], int],
+    previous: Mapping[tuple[str, str], Sequence[PriorBallot]],
 ) -> tuple[Judgement | None, Check]:
     name = f"message {_short(entry.sha256)}… verdict"
     if raw is None:
@@ -644,11 +654,15 @@ def _token_check(manifest: Manifest) -> Check:
 
 
 def _decision_check(manifest: Manifest) -> Check:
-    """Every message bound to the vote has its decision event, and the chain records no other."""
+    """Every message listed has its decision event in the vote's chain, and the chain records no other.
+
+    Messages bound to no vote are in the chain too, so none can be left out of
+    the bundle unnoticed.
+    """
     events = {e.data.get("message"): e.data for e in manifest.chain.events if e.kind == "decision"}
-    bound = [m for m in manifest.messages if m.vote_id == manifest.vote.id]
+    listed_messages = manifest.messages
     problems = []
-    for entry in bound:
+    for entry in listed_messages:
         expected = {
             "message": entry.sha256,
             "received_at": utc_text(entry.received_at),
@@ -664,12 +678,12 @@ def _decision_check(manifest: Manifest) -> Check:
         elif recorded != expected:
             differing = sorted(key for key in expected if expected[key] != recorded.get(key))
             problems.append(f"message {_short(entry.sha256)}… differs from its decision event in {', '.join(differing)}")
-    listed = {m.sha256 for m in bound}
+    listed = {m.sha256 for m in listed_messages}
     problems += [f"the chain records a decision on message {_short(str(sha))}…, which the manifest does not list"
                  for sha in events if sha not in listed]
     if problems:
         return Check("decisions", False, "; ".join(problems))
-    return Check("decisions", True, f"{len(bound)} messages match the chain's decision events one to one")
+    return Check("decisions", True, f"{len(listed_messages)} messages match the chain's decision events one to one")
 
 
 def _closing_check(manifest: Manifest) -> Check:

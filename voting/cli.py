@@ -278,6 +278,8 @@ def status_text(status: dict[str, Any]) -> str:
 
 
 def mailbox_text(mailbox: dict[str, Any]) -> str:
+    if mailbox["connection"] == "local":
+        return f"mailbox: {mailbox['mailbox']} (local Maildir), {mailbox['waiting']} messages waiting to be taken in"
     line = f"mailbox: {mailbox['mailbox']} {mailbox['connection']}"
     if mailbox["since"]:
         line += f" since {mailbox['since']}"

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     choices_json TEXT NOT NULL DEFAULT '{}',
     explanation TEXT NOT NULL DEFAULT '',
     supersedes INTEGER REFERENCES messages(id),
+    signed_sha256 TEXT,
     decided_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -208,6 +209,7 @@ class DecisionRecord:
     choices: dict[str, str]
     explanation: str
     supersedes: int | None
+    signed_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -506,12 +508,20 @@ class Ledger:
         choices: dict[str, str],
         explanation: str,
         supersedes: int | None,
+        signed_sha256: str | None,
+        also_in: Sequence[str] = (),
         now: datetime,
-    ) -> Event:
-        """Record what was decided about one message, and chain it; call inside a transaction."""
+    ) -> None:
+        """Record what was decided about one message, and chain it; call inside a transaction.
+
+        The decision event goes into the vote's chain, or for a message bound
+        to no vote into the ledger's own chain and into `also_in`: the chains
+        of the votes it may have been meant for, so that their audit bundles
+        cannot leave it out unnoticed.
+        """
         self.db.execute(
             "INSERT INTO decisions (message, vote_id, code, verdict, reason, detail, choices_json, explanation,"
-            " supersedes, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " supersedes, signed_sha256, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message.id,
                 vote_id,
@@ -522,6 +532,7 @@ class Ledger:
                 canonical_json(choices),
                 explanation,
                 supersedes,
+                signed_sha256,
                 utc_text(now),
             ),
         )
@@ -530,20 +541,17 @@ class Ledger:
             if supersedes
             else None
         )
-        return self.append_event(
-            vote_id or "",
-            "decision",
-            {
-                "message": message.sha256,
-                "received_at": utc_text(message.received_at),
-                "code": code,
-                "verdict": verdict,
-                "reason": reason,
-                "choices": choices,
-                "supersedes": superseded_sha,
-            },
-            now,
-        )
+        data = {
+            "message": message.sha256,
+            "received_at": utc_text(message.received_at),
+            "code": code,
+            "verdict": verdict,
+            "reason": reason,
+            "choices": choices,
+            "supersedes": superseded_sha,
+        }
+        for chain in [vote_id] if vote_id else ["", *also_in]:
+            self.append_event(chain, "decision", data, now)
 
     def decisions(self, vote_id: str | None) -> list[DecisionRecord]:
         clause = "d.vote_id = ?" if vote_id is not None else "d.vote_id IS NULL"
@@ -566,6 +574,7 @@ class Ledger:
                 json.loads(r["choices_json"]),
                 r["explanation"],
                 r["supersedes"],
+                r["signed_sha256"],
             )
             for r in rows
         ]

@@ -37,6 +37,7 @@ class Reason(StrEnum):
     NO_CHOICE = "no-choice"
     CONFLICTING_CHOICES = "conflicting-choices"
     UNKNOWN_DRAFT = "unknown-draft"
+    REPLAYED = "replayed"
     LATE = "late"
     BALLOT_FINAL = "ballot-final"
 
@@ -83,6 +84,11 @@ _DESCRIPTIONS: dict[Reason, str] = {
     Reason.NO_CHOICE: "No choice was found: write YES, NO or ABSTAIN on its own line.",
     Reason.CONFLICTING_CHOICES: "Two different choices were given for the same draft.",
     Reason.UNKNOWN_DRAFT: "A choice names a draft that is not on the ballot.",
+    Reason.REPLAYED: (
+        "This signed ballot was recorded before; a copy of it, however delivered, does not count again."
+    ),
     Reason.LATE: "The message was received after the vote closed.",
-    Reason.BALLOT_FINAL: "This vote was opened with the first ballot final, and a ballot was already recorded.",
+    Reason.BALLOT_FINAL: (
+        "This vote was opened with the first ballot final, and a ballot was already recorded for this draft."
+    ),
 }

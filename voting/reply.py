@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from email.policy import SMTP, default
 from email.utils import format_datetime, getaddresses, make_msgid
 
 from voting.ballot import choice_word, text_of_entity
 from voting.errors import UsageError
-from voting.mail.compose import OutgoingMessage
+from voting.mail.compose import OutgoingMessage, message_id_in
 from voting.model import Choice
 from voting.pki import Identity, mailboxes
 from voting.smime import sign_entity
@@ -85,9 +85,8 @@ def build_reply(
         lines.extend(["", explanation.strip()])
     lines.extend(["", f"On {ballot.get('Date', 'the ballot')}, {senders[0]} wrote:"])
     lines.extend(f"> {line}" if line else ">" for line in ballot_text.splitlines())
-    content = EmailMessage(policy=SMTP)
+    content = MIMEPart(policy=SMTP)
     content.set_content("\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable")
-    del content["MIME-Version"]
     signed = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
 
     message_id = make_msgid(domain=own[0].rpartition("@")[2])
@@ -98,9 +97,9 @@ def build_reply(
     headers["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
     headers["Date"] = format_datetime(now)
     headers["Message-ID"] = message_id
-    if ballot.get("Message-ID"):
-        headers["In-Reply-To"] = str(ballot["Message-ID"])
-        headers["References"] = str(ballot["Message-ID"])
-    headers["MIME-Version"] = "1.0"
+    ballot_id = message_id_in(str(ballot.get("Message-ID", "")))
+    if ballot_id:
+        headers["In-Reply-To"] = ballot_id
+        headers["References"] = ballot_id
     head = b"".join(headers.policy.fold_binary(k, v) for k, v in headers.items())
     return OutgoingMessage(message_id, head + signed), senders[0]

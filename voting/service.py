@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -25,10 +25,10 @@ from typing import Any
 from voting import ballot, rules
 from voting.config import Config
 from voting.electorate import load_electorate, trust_of
-from voting.errors import MailError, UsageError
+from voting.errors import ConfigError, MailError, UsageError
 from voting.ledger import DecisionRecord, DraftRecord, Ledger, StoredMessage, VoteRecord, utc_text
 from voting.mail import maildir
-from voting.mail.compose import OutgoingMessage, signed_mail, text_as_html
+from voting.mail.compose import OutgoingMessage, message_id_in, signed_mail, text_as_html
 from voting.mail.imap import ImapError, ImapMailbox, batches, imap_settings, mailbox_label
 from voting.mail.outbox import drain
 from voting.mail.server import MailServer
@@ -39,9 +39,11 @@ from voting.bundle import export_bundle
 from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
 from voting.verdict import (
     BALLOT,
+    REJECTED,
     STATEMENT,
     CountedBallot,
     Judgement,
+    PriorBallot,
     VoteView,
     counted_ballots,
     counted_choices,
@@ -232,17 +234,31 @@ class Service:
         report.sent, report.failed = self.send()
         return report
 
+    fetched_through: datetime | None = None
+    """When the latest complete fetch began: everything delivered before then is in the ledger."""
+
     def fetch(self) -> int:
-        """Keep it raw first: commit the exact bytes, and only then move the message out of `new/`."""
+        """Keep it raw first: commit the exact bytes, and only then take the message out of the inbox."""
+        started = self.clock()
         if self.config.settings.mailbox.kind == "imap":
-            return self._fetch_imap()
+            stored, complete = self._fetch_imap()
+        else:
+            stored, complete = self._fetch_maildir(), True
+        if complete:
+            self.fetched_through = started
+        return stored
+
+    def _fetch_maildir(self) -> int:
         inbox = self.config.inbox
         stored = 0
-        for message in maildir.pending(inbox):
-            raw = maildir.read(message)
-            result = self.ledger.store_message(raw, message.received_at, f"maildir:{message.key}", self.clock())
-            maildir.mark_processed(inbox, message)
-            stored += result.new
+        try:
+            for message in maildir.pending(inbox):
+                raw = maildir.read(message)
+                result = self.ledger.store_message(raw, message.received_at, f"maildir:{message.key}", self.clock())
+                maildir.mark_processed(inbox, message)
+                stored += result.new
+        except MailError as error:
+            raise ConfigError(f"{self.config.path}: [mailbox]: {error}") from None
         return stored
 
     @cached_property
@@ -250,7 +266,7 @@ class Service:
         """The IMAP session, kept open across passes and reopened with backoff."""
         return ImapMailbox(imap_settings(self.config))
 
-    def _fetch_imap(self) -> int:
+    def _fetch_imap(self) -> tuple[int, bool]:
         """Fetch by UID past the checkpoint of (folder, UIDVALIDITY); commit, advance the checkpoint, then move.
 
         A crash after a commit leaves the message in the folder at or below
@@ -267,7 +283,7 @@ class Service:
         try:
             session = mailbox.session()
             if session is None:
-                return 0
+                return 0, False
             folder = session.scan()
             done = self.ledger.checkpoint(name, folder.uidvalidity)
             session.mark_processed([uid for uid in folder.uids if uid <= done])
@@ -281,9 +297,9 @@ class Service:
             mailbox.failed()
             self.ledger.note_mailbox_error(mailbox.settings.label, str(error), self.clock())
             self.log(f"mailbox: {error}")
-            return stored
+            return stored, False
         self.ledger.note_fetch(mailbox.settings.label, "connected", stored, self.clock())
-        return stored
+        return stored, True
 
     def wait_for_mail(self, seconds: float, stop: threading.Event) -> None:
         """Between passes: IDLE on an IMAP mailbox (or wait for the next reconnect), a plain wait otherwise."""
@@ -305,15 +321,14 @@ class Service:
         anchors = (self.keys.ca.certificate,)
         views = self._vote_views()
         for message in pending:
-            raw = self.ledger.raw_message(message.id)
-            previous = self._latest_ballots()
             try:
-                judgement = judge(raw, message.received_at, views, trust_of(electorate, anchors, message.received_at),
-                                  previous, self.keys.signer)
+                raw = self.ledger.raw_message(message.id)
+                trust = trust_of(electorate, anchors, message.received_at)
+                judgement = judge(raw, message.received_at, views, trust, self._prior_ballots(), self.keys.signer)
+                self._record(message, raw, judgement, electorate, views)
             except Exception as error:  # noqa: BLE001 - one message must never stop the service
                 self.log(f"message {message.sha256[:16]} left undecided: {type(error).__name__}: {error}")
                 continue
-            self._record(message, raw, judgement, electorate)
             judgements.append(judgement)
         return judgements
 
@@ -321,6 +336,7 @@ class Service:
         return {
             vote.id: VoteView(
                 id=vote.id,
+                opened_at=vote.opened_at,
                 drafts=tuple(d.symbol for d in self.ledger.drafts(vote.id)),
                 closes_at=vote.closes_at,
                 closed_at=vote.closed_at,
@@ -331,17 +347,30 @@ class Service:
             for vote in self.ledger.votes()
         }
 
-    def _latest_ballots(self) -> dict[tuple[str, str], int]:
-        rows = self.ledger.db.execute(
-            "SELECT d.vote_id, d.code, d.message FROM decisions d JOIN messages m ON m.id = d.message"
-            " WHERE d.verdict = 'ballot' ORDER BY m.received_at, m.id"
-        ).fetchall()
-        return {(r["vote_id"], r["code"]): r["message"] for r in rows}
+    def _prior_ballots(self) -> dict[tuple[str, str], list[PriorBallot]]:
+        prior: dict[tuple[str, str], list[PriorBallot]] = {}
+        for vote in self.ledger.votes():
+            for d in self.ledger.decisions(vote.id):
+                if d.verdict == BALLOT and d.code:
+                    prior.setdefault((vote.id, d.code), []).append(
+                        PriorBallot(d.message, d.signed_sha256 or "", frozenset(d.choices))
+                    )
+        return prior
 
-    def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate) -> None:
+    def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate,
+                views: Mapping[str, VoteView]) -> None:
         now = self.clock()
+        view = views.get(judgement.vote_id or "")
+        if judgement.counted and view is not None and view.closed_at is not None:
+            # Dated before the deadline by the mailbox but taken in after the count (an IMAP APPEND may set
+            # any INTERNALDATE): never acknowledge as counted what the result does not hold.
+            judgement = replace(judgement, verdict=REJECTED, reason=Reason.LATE, choices={}, supersedes=None,
+                                detail="The message was taken in after the vote was counted.")
         outer = OuterHeaders.of(raw)
         answer_to = self._answer_delegation(judgement, outer, electorate)
+        meant_for = [] if judgement.vote_id else [
+            view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until
+        ]
         with self.ledger.transaction():
             self.ledger.record_decision(
                 message,
@@ -353,6 +382,8 @@ class Service:
                 choices={symbol: str(choice) for symbol, choice in judgement.choices.items()},
                 explanation=judgement.explanation,
                 supersedes=judgement.supersedes,
+                signed_sha256=judgement.signed_sha256 if judgement.counted else None,
+                also_in=meant_for,
                 now=now,
             )
             if answer_to is not None:
@@ -436,8 +467,16 @@ class Service:
     # -- closing -----------------------------------------------------------------
 
     def close_due(self) -> list[str]:
-        now = self.clock()
-        due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= now]
+        """Close the votes whose deadline the latest complete fetch began after.
+
+        Everything the mailbox received before the deadline was then in it,
+        and is in the ledger and decided: no ballot on time is left out of the
+        count. While the mailbox cannot be read, nothing closes.
+        """
+        through = self.fetched_through
+        if through is None:
+            return []
+        due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= through]
         for vote_id in due:
             self.close(vote_id, at=self.ledger.vote(vote_id).closes_at)
         return due
@@ -447,9 +486,13 @@ class Service:
         vote = self.ledger.vote(vote_id)
         if not vote.is_open:
             raise UsageError(f"vote {vote_id} is already closed")
+        started = self.clock()
         self.fetch()
+        if self.fetched_through is None or self.fetched_through < started:
+            raise MailError(f"vote {vote_id} stays open: the mailbox could not be read, and a ballot delivered"
+                            " on time could be left out of the count (see voting status)")
         self.decide_pending()
-        self.close(vote_id, at=min(self.clock(), vote.closes_at))
+        self.close(vote_id, at=min(started, vote.closes_at))
 
     def extend(self, vote_id: str, closes_at: datetime) -> None:
         vote = self.ledger.vote(vote_id)
@@ -458,13 +501,33 @@ class Service:
             raise UsageError(f"vote {vote_id} is closed; a closed vote cannot be extended")
         if not rules.RULES[vote.rule].extendable:
             raise UsageError(f"the rule {vote.rule} does not allow the deadline to be moved")
+        if vote.closes_at <= now:
+            raise UsageError(f"the deadline of vote {vote_id} has passed ({utc_text(vote.closes_at)}); it is being"
+                             " counted and cannot be extended")
         if closes_at <= now:
             raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
+        address, name = self.secretariat
+        text = (f"The deadline of vote {vote_id} ({vote.title}) has been moved from {utc_text(vote.closes_at)}"
+                f" to {utc_text(closes_at)} (UTC).\nYour ballot and its token are unchanged; a ballot already"
+                " recorded stands.\n")
         with self.ledger.transaction():
             self.ledger.set_closes_at(vote_id, closes_at)
             self.ledger.append_event(
                 vote_id, "deadline-moved", {"from": utc_text(vote.closes_at), "to": utc_text(closes_at)}, now
             )
+            for delegation in vote_electorate(vote).delegation:
+                mail = signed_mail(
+                    self.keys.signer,
+                    sender=address,
+                    sender_name=name,
+                    recipients=delegation.addresses,
+                    subject=f"Deadline moved: {vote.title} [{vote_id}]",
+                    text=text,
+                    html_body=text_as_html(text),
+                    sent_at=now,
+                    in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code),
+                )
+                self._queue(mail, "notice", vote_id, delegation.addresses, now)
 
     def close(self, vote_id: str, *, at: datetime) -> dict[str, Outcome]:
         """Tally under the vote's rule and queue the signed results, in one transaction."""
@@ -611,13 +674,15 @@ class Service:
     def _mailbox_status(self) -> dict[str, Any]:
         """The mailbox as the service last saw it: connection, last fetch and last error."""
         mailbox = self.config.settings.mailbox
+        if mailbox.kind != "imap":
+            waiting = len(maildir.pending(self.config.inbox))
+            return {"kind": mailbox.kind, "mailbox": str(self.config.inbox), "connection": "local",
+                    "waiting": waiting}
         state = self.ledger.mailbox_status()
         if state is None:
-            label = (mailbox_label(mailbox.username, mailbox.host, mailbox.port, mailbox.folder)
-                     if mailbox.kind == "imap" else str(self.config.inbox))
-            return {"kind": mailbox.kind, "mailbox": label, "connection": "not yet read" if mailbox.kind == "imap"
-                    else "local", "since": None, "last_fetch_at": None, "last_fetch_new": 0, "last_error": "",
-                    "last_error_at": None}
+            label = mailbox_label(mailbox.username, mailbox.host, mailbox.port, mailbox.folder)
+            return {"kind": mailbox.kind, "mailbox": label, "connection": "not yet read", "since": None,
+                    "last_fetch_at": None, "last_fetch_new": 0, "last_error": "", "last_error_at": None}
         return {
             "kind": mailbox.kind,
             "mailbox": state.mailbox,
@@ -655,12 +720,12 @@ class OuterHeaders:
             return cls(None, None, False)
 
         def value(name: str) -> str:
-            return str(headers.get(name, "")).strip()
+            return " ".join(str(headers.get(name, "")).split())
 
         addresses = [address for _, address in getaddresses([value("From")]) if address]
         auto_submitted = (value("Auto-Submitted") or "no").split(";")[0].strip().lower()
         return cls(
-            message_id=value("Message-ID") or None,
+            message_id=message_id_in(value("Message-ID")),
             from_address=addresses[0].lower() if len(addresses) == 1 else None,
             automatic=auto_submitted != "no" or value("Precedence").lower() in ("bulk", "junk", "list", "auto_reply"),
         )

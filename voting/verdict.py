@@ -8,14 +8,15 @@ replays the same function over the bundle to check every recorded verdict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from voting.ballot import parse_reply, text_of_entity
 from voting.model import Choice
-from voting.reasons import Reason
 from voting.pki import Identity
+from voting.reasons import Reason
 from voting.smime import ContentKey, Trust, Verification, verify_message
 
 BALLOT = "ballot"
@@ -28,6 +29,7 @@ class VoteView:
     """What judging a message needs to know about one vote."""
 
     id: str
+    opened_at: datetime
     drafts: tuple[str, ...]
     closes_at: datetime
     closed_at: datetime | None
@@ -47,6 +49,18 @@ class VoteView:
 
 
 @dataclass(frozen=True)
+class PriorBallot:
+    """A ballot already counted for a delegation in a vote, as judging its later ballots needs it."""
+
+    message: int
+    """Its id: the ledger's in the service, its place in the bundle in an audit."""
+    signed_sha256: str
+    """SHA-256 of the content it signed: another message carrying the same signed content is a copy."""
+    drafts: frozenset[str]
+    """The drafts it answered."""
+
+
+@dataclass(frozen=True)
 class Judgement:
     verdict: str
     reason: Reason | None
@@ -63,6 +77,12 @@ class Judgement:
     def counted(self) -> bool:
         return self.verdict == BALLOT
 
+    @property
+    def signed_sha256(self) -> str | None:
+        """SHA-256 of the signed content, by which a later copy of this ballot is recognised."""
+        content = self.verification.signed_content if self.verification else None
+        return hashlib.sha256(content).hexdigest() if content is not None else None
+
 
 def rejected(reason: Reason, code: str | None, verification: Verification | None, detail: str = "",
              vote_id: str | None = None) -> Judgement:
@@ -74,16 +94,19 @@ def judge(
     received_at: datetime,
     votes: Mapping[str, VoteView],
     trust: Trust,
-    previous_ballots: Mapping[tuple[str, str], int],
+    previous_ballots: Mapping[tuple[str, str], Sequence[PriorBallot]],
     decryption: Identity | ContentKey | None = None,
 ) -> Judgement:
     """Decide one message.
 
-    `previous_ballots` maps (vote, delegation) to the ledger id of the latest
-    ballot already counted for it, which a new ballot supersedes (or, when the
-    vote was opened with the first ballot final, is refused by). `decryption`
-    opens a ballot encrypted to the secretariat: its identity in the service,
-    the message's disclosed content key in an audit.
+    `previous_ballots` maps (vote, delegation) to the ballots already counted
+    for it, oldest first. A new ballot supersedes the latest; a copy of any of
+    them (the same signed content under other outer headers, as a replay or a
+    repeated delivery brings) is refused, so that an old ballot can never undo
+    a change of vote; when the vote was opened with the first ballot final, a
+    draft already answered cannot be answered again. `decryption` opens a
+    ballot encrypted to the secretariat: its identity in the service, the
+    message's disclosed content key in an audit.
     """
     verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
@@ -99,6 +122,10 @@ def judge(
         return rejected(Reason.UNKNOWN_VOTE, code, verification)
     if vote.tokens.get(code) is None or binding.token != vote.tokens[code]:
         return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
+    prior = previous_ballots.get((vote.id, code), ())
+    signed_sha256 = hashlib.sha256(verification.signed_content).hexdigest()
+    if any(ballot.signed_sha256 == signed_sha256 for ballot in prior):
+        return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
     reply = parse_reply(text, vote.drafts)
     if received_at >= vote.deadline:
@@ -112,9 +139,11 @@ def judge(
     if reply.problem is not None:
         detail = reply.problem.describe() + (f" ({reply.problem_detail})" if reply.problem_detail else "")
         return rejected(reply.problem, code, verification, detail, vote_id=vote.id)
-    previous = previous_ballots.get((vote.id, code))
-    if previous is not None and vote.first_ballot_final:
-        return rejected(Reason.BALLOT_FINAL, code, verification, vote_id=vote.id)
+    previous = prior[-1].message if prior else None
+    answered = frozenset().union(*(ballot.drafts for ballot in prior))
+    if vote.first_ballot_final and answered & set(reply.choices):
+        detail = f"{Reason.BALLOT_FINAL.describe()} ({', '.join(sorted(answered & set(reply.choices)))})"
+        return rejected(Reason.BALLOT_FINAL, code, verification, detail, vote_id=vote.id)
     return Judgement(
         BALLOT,
         None,

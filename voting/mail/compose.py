@@ -8,12 +8,13 @@ References) so that delegates' clients show a vote as one conversation.
 from __future__ import annotations
 
 import html
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime
 
@@ -25,6 +26,19 @@ from voting.smime import sign_entity
 class OutgoingMessage:
     message_id: str
     raw: bytes
+
+
+MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+
+
+def message_id_in(value: str | None) -> str | None:
+    """The first well-formed `<id@host>` in a header value, for threading; None when there is none.
+
+    Outer headers come from anyone: a folded or odd value must never reach an
+    outgoing header as it is.
+    """
+    found = MESSAGE_ID.search(value or "")
+    return found.group(0) if found else None
 
 
 def new_message_id(domain: str) -> str:
@@ -65,10 +79,9 @@ def signed_mail(
     `auto_submitted` (RFC 3834: "auto-generated", or "auto-replied" for an
     answer to a message) keeps vacation responders from answering.
     """
-    content = EmailMessage(policy=SMTP)
+    content = MIMEPart(policy=SMTP)
     content.set_content(text, charset="utf-8", cte="quoted-printable")
     content.add_alternative(html_page(subject, html_body), subtype="html", charset="utf-8", cte="quoted-printable")
-    del content["MIME-Version"]
     signed = sign_entity(content.as_bytes(policy=SMTP), signer.key, signer.certificate, signer.chain)
 
     domain = sender.rpartition("@")[2]
@@ -84,7 +97,6 @@ def signed_mail(
     if references:
         headers["References"] = " ".join(references)
     headers["Auto-Submitted"] = auto_submitted
-    headers["MIME-Version"] = "1.0"
     header_bytes = b"".join(
         headers.policy.fold_binary(name, value) for name, value in headers.items()
     )
