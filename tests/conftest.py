@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 import tomli_w
 
 from voting.config import Config, load_config
-from voting.deployment import init_deployment, issue_delegation_key
+from voting.deployment import init_deployment, issue_delegation_key, pkcs12_path
 from voting.electorate import load_electorate
 from voting.mail import maildir
 from voting.mail.outbox import smtp_settings
@@ -92,26 +93,28 @@ def unsc_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def deployment(unsc_template: Path, tmp_path: Path) -> Iterator[Deployment]:
-    import shutil
+def deployment(unsc_template: Path, tmp_path: Path) -> Deployment:
+    return copy_deployment(unsc_template, tmp_path / "deployment")
 
-    root = tmp_path / "deployment"
-    shutil.copytree(unsc_template, root)
-    from voting.config import load_config
 
+def copy_deployment(template: Path, root: Path) -> Deployment:
+    """A deployment of its own, copied from the session's template, with a fresh port for its mail server."""
+    shutil.copytree(template, root)
     config_path = root / "config" / "voting.toml"
-    text = config_path.read_text().replace(
-        f"port = {load_config(config_path).settings.smtp.port}", f"port = {free_port()}"
-    )
-    config_path.write_text(text)
+    old_port = load_config(config_path).settings.smtp.port
+    config_path.write_text(config_path.read_text().replace(f"port = {old_port}", f"port = {free_port()}"))
     config = load_config(config_path)
-    electorate = load_electorate(config.electorate_file)
+    return Deployment(config, issued_identities(config))
+
+
+def issued_identities(config: Config) -> dict[str, Identity]:
+    """Each delegation's identity, from the PKCS#12 that `keys issue` wrote for its certificate."""
     identities = {}
-    for d in electorate.delegation:
-        p12 = config.keys_dir / "delegations" / f"{d.code}.p12"
-        password = (config.keys_dir / "delegations" / f"{d.code}.p12.password").read_bytes().strip()
+    for d in load_electorate(config.electorate_file).delegation:
+        p12 = pkcs12_path(config, d.code, d.certificates[-1].sha256)
+        password = p12.with_name(p12.name + ".password").read_bytes().strip()
         identities[d.code] = load_pkcs12(p12.read_bytes(), password)
-    yield Deployment(config, identities)
+    return identities
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 import time
 import zipfile
@@ -16,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Deployment, free_port, open_vote
+from conftest import Deployment, copy_deployment, open_vote
 from cryptography import x509
 
 from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
 from voting.audit import Check, audit_bundle, checks_json, render_checks
 from voting.bundle import export_bundle, read_bundle
-from voting.config import load_config
-from voting.electorate import load_electorate
 from voting.errors import UsageError
 from voting.manifest import schema_text
 from voting.pki import (
@@ -31,7 +28,6 @@ from voting.pki import (
     certificate_pem,
     create_ca,
     issue_signing_certificate,
-    load_pkcs12,
 )
 from voting.service import Service, embedded_server
 from voting.smime import Trust, TrustedCertificate, sign_detached_der, verify_message
@@ -49,21 +45,6 @@ class Exported:
     """Delegation code -> the SHA-256 of its messages, in order of receipt."""
     deployment: Deployment
     service: Service
-
-
-def copy_deployment(template: Path, root: Path) -> Deployment:
-    """A deployment of its own for this module, copied from the session's template with a fresh SMTP port."""
-    shutil.copytree(template, root)
-    config_path = root / "config" / "voting.toml"
-    old_port = load_config(config_path).settings.smtp.port
-    config_path.write_text(config_path.read_text().replace(f"port = {old_port}", f"port = {free_port()}"))
-    config = load_config(config_path)
-    identities = {}
-    for d in load_electorate(config.electorate_file).delegation:
-        directory = config.keys_dir / "delegations"
-        password = (directory / f"{d.code}.p12.password").read_bytes().strip()
-        identities[d.code] = load_pkcs12((directory / f"{d.code}.p12").read_bytes(), password)
-    return Deployment(config, identities)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,23 @@ def test_the_demo_reproduces_the_july_2020_round(demo: tuple[Path, str]) -> None
     assert vote["outbox"]["queued"] == 0 and vote["outbox"]["failed"] == 0
 
 
+def test_the_results_email_quotes_the_bundle_that_is_published(demo: tuple[Path, str]) -> None:
+    import hashlib
+
+    from voting.ballot import text_of_entity
+    from voting.mail import maildir
+
+    folder, _ = demo
+    [bundle] = (folder / "var" / "records").glob("*.zip")
+    published = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    results = [maildir.read(m) for m in maildir.messages(folder / "var" / "mail" / "fra@delegations.example")
+               if b"Subject: Results" in maildir.read(m)]
+    assert len(results) == 1
+    assert f"Audit bundle SHA-256: {published}" in text_of_entity(results[0])
+    record = next((folder / "var" / "records").glob("*.txt")).read_text()
+    assert f"Audit bundle SHA-256: {published}" in record
+
+
 def test_the_demo_bundle_audits_on_the_command_line_and_a_changed_byte_fails(demo: tuple[Path, str],
                                                                             tmp_path: Path) -> None:
     import os

@@ -171,7 +171,7 @@ def test_a_refused_login_is_reported_and_the_password_never_shown(imap: Deployme
     secret = imap.config.root / "secrets" / "imap-password"
     secret.write_text(wrong)
     polled = voting("--config", str(imap.config.path), "poll", "--once")
-    assert polled.returncode == 0
+    assert polled.returncode == 1, "cron must see that the mailbox could not be read"
     assert "refused the login of user 'votes'" in polled.stderr
     assert repr(settings(dovecot, password=wrong)).count(wrong) == 0
     opened(imap, tmp_path)

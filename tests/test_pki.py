@@ -473,7 +473,7 @@ def test_secretariat_keys_respected_by_git(tmp_path: Path) -> None:
 def test_secretariat_keys_keep_an_existing_gitignore(tmp_path: Path) -> None:
     (tmp_path / ".gitignore").write_text("notes.txt\n*.key\n")
     pki.SecretariatKeys.create(tmp_path, "Secretariat", "UN", "votes@secretariat.example", PASSWORD)
-    assert (tmp_path / ".gitignore").read_text() == "notes.txt\n*.key\n*.p12\n"
+    assert (tmp_path / ".gitignore").read_text() == "notes.txt\n*.key\n*.p12\n*.p12.password\n"
 
 
 def test_secretariat_keys_refuse_to_overwrite(tmp_path: Path) -> None:

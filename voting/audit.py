@@ -27,7 +27,16 @@ from pydantic import ValidationError
 from voting import rules
 from voting.electorate import trust_of
 from voting.errors import KeyMaterialError, LedgerError, UsageError, VotingError
-from voting.ledger import GENESIS, DecisionRecord, DraftRecord, Event, VoteRecord, canonical_json, event_hash, utc_text
+from voting.ledger import (
+    GENESIS,
+    DecisionRecord,
+    DraftRecord,
+    Event,
+    VoteRecord,
+    canonical_json,
+    event_hash,
+    utc_text,
+)
 from voting.manifest import (
     FORMAT,
     MANIFEST_MEMBER,
@@ -48,7 +57,14 @@ from voting.manifest import (
 )
 from voting.model import Choice, Electorate
 from voting.pki import certificate_pem, fingerprint, load_pem_certificate
-from voting.smime import ContentKey, Decrypted, Trust, TrustedCertificate, decrypt_message, verify_detached_der
+from voting.smime import (
+    ContentKey,
+    Decrypted,
+    Trust,
+    TrustedCertificate,
+    decrypt_message,
+    verify_detached_der,
+)
 from voting.verdict import (
     BALLOT,
     CountedBallot,

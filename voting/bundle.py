@@ -112,12 +112,26 @@ def read_bundle(path: Path) -> bytes:
     return read_bounded(path, MAX_BUNDLE_BYTES, "bundle", UsageError)
 
 
+def published_bundle(service: Service, vote_id: str, folder: Path) -> Path:
+    """The bundle of a closed vote as of its chain's head, named after that head; written once, never replaced.
+
+    Closing a vote writes it and the results email quotes its SHA-256; the
+    record made later quotes the same file, unless statements received after
+    the close have moved the head on, which gives a new bundle beside it.
+    """
+    head = service.ledger.events(vote_id)[-1].hash
+    path = folder / f"{vote_id}-{head[:12]}.zip"
+    if not path.exists():
+        export_bundle(service, vote_id, path)
+    return path
+
+
 def write_record(service: Service, vote_id: str, folder: Path) -> dict[str, Path | None]:
-    """The public record in HTML and text; for a closed vote, with a fresh bundle whose hash it quotes."""
+    """The public record in HTML and text; for a closed vote, with the bundle of the vote as it now stands."""
     from voting.record import record_html, record_text
 
     vote = service.ledger.vote(vote_id)
-    bundle = None if vote.is_open else export_bundle(service, vote_id, folder / f"{vote_id}.zip").path
+    bundle = None if vote.is_open else published_bundle(service, vote_id, folder)
     bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest() if bundle else None
     board = service.board(vote_id)
     paths = {"html": folder / f"{vote_id}.html", "text": folder / f"{vote_id}.txt"}

@@ -29,11 +29,11 @@ def parse_when(text: str) -> datetime:
     """An ISO 8601 instant; a time without a zone is refused rather than guessed."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC or an offset such as +02:00")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2020-07-08T12:00:00Z") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC or an offset such as +02:00")
-    return moment.astimezone(UTC)
 
 
 def read_input(path: str, what: str) -> bytes:
@@ -67,7 +67,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from voting.deployment import init_deployment
 
     config = init_deployment(
-        Path(args.directory), name=args.name, address=args.address, template=args.electorate, port=args.port
+        Path(args.directory), name=args.name, address=args.address, template=args.electorate, port=args.port,
+        prefix=args.vote_prefix,
     )
     emit(
         args,
@@ -205,6 +206,7 @@ def report_json(report: Any) -> dict[str, Any]:
         "closed": report.closed,
         "sent": report.sent,
         "send_failures": report.failed,
+        "mailbox_read": report.mailbox_read,
     }
 
 
@@ -215,6 +217,10 @@ def cmd_poll(args: argparse.Namespace) -> int:
     with embedded_server(service.config, required=False):
         report = service.poll_once()
     emit(args, report_json(report), report_text(report))
+    if not report.mailbox_read:
+        print("voting: the mailbox could not be read; votes past their deadline stay open (see voting status)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -489,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default="votes@secretariat.example", help="the secretariat's voting address")
     p.add_argument("--electorate", choices=TEMPLATES, help="start from a packaged electorate instead of an empty one")
     p.add_argument("--port", type=int, default=8025, help="port of the embedded mail server")
+    p.add_argument("--vote-prefix", default="vote", help="vote ids are PREFIX-YEAR-NNNN (default %(default)s)")
 
     keys = commands.add_parser("keys", help="register delegations and their certificates", parents=[common],
                                description="register delegations and their certificates")
@@ -576,3 +583,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (`| head`) has gone: say nothing more, and let no flush at exit complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as error:
+        print(f"voting: {error.filename + ': ' if error.filename else ''}{error.strerror or error}", file=sys.stderr)
+        return 1

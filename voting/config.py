@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from voting.errors import ConfigError
 from voting.mail.smtp import is_loopback
@@ -175,8 +187,27 @@ def deployment_root(config_path: Path) -> Path:
     return folder.parent if folder.name == "config" else folder
 
 
+OTHER_VARIABLES = frozenset({"VOTING_P12_PASSWORD"})
+"""Variables of the prefix that are not settings: the delegate's PKCS#12 password for `voting reply`."""
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """A misspelt override would be silently ignored; refuse it instead, naming it."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES:
+            continue
+        section, separator, key = name.removeprefix(ENV_PREFIX).lower().partition("__")
+        field = Settings.model_fields.get(section)
+        model = field.annotation if field is not None else None
+        known = model.model_fields if isinstance(model, type) and issubclass(model, Section) else {}
+        if not separator or key not in known:
+            raise ConfigError(f"environment variable {name} names no setting (write VOTING_<SECTION>__<KEY>,"
+                              " e.g. VOTING_SMTP__PORT)")
+
+
 def load_config(path: Path = DEFAULT_CONFIG) -> Config:
     """Read and validate the configuration; every problem is a ConfigError naming the file and the key."""
+    check_environment(os.environ)
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

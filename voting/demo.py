@@ -14,9 +14,9 @@ import json
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from voting.audit import audit_bundle, checks_json, render_checks
@@ -74,7 +74,6 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
     started = time.monotonic()
     talk = not as_json
     root = directory or Path(tempfile.mkdtemp(prefix="voting-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
     say(talk, f"Demo deployment in {root}")
     config = init_deployment(root, name="Security Council Affairs Division", address="votes@secretariat.example",
                              template="unsc-2020", port=free_port(), prefix="unsc")

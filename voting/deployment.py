@@ -7,12 +7,21 @@ and make one change each; the command line only parses and prints.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
-from voting.config import Config, load_config
+from pydantic import ValidationError
+
+from voting.config import (
+    Config,
+    SecretariatSection,
+    SmtpSection,
+    describe_validation_error,
+    load_config,
+)
 from voting.electorate import (
     add_delegation,
     load_electorate,
@@ -27,7 +36,9 @@ from voting.model import Electorate
 from voting.pki import (
     SecretariatKeys,
     fingerprint,
+    is_ca,
     issue_signing_certificate,
+    mailboxes,
     pkcs12_bytes,
     read_certificate,
 )
@@ -88,6 +99,13 @@ def init_deployment(
     config_path = directory / "config" / "voting.toml"
     if config_path.exists():
         raise UsageError(f"{config_path} exists already; refusing to overwrite a deployment")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is a file, not a folder for a deployment")
+    try:
+        SecretariatSection(name=name, address=address, vote_prefix=prefix)
+        SmtpSection(port=port)
+    except ValidationError as error:
+        raise UsageError(f"init: {describe_validation_error(error)}") from None
     electorate_file = Path("config/electorates") / f"{template or 'electorate'}.toml"
     electorate_text = packaged_electorate(template) if template else 'name = "Electorate"\n'
     parse_electorate(electorate_text)
@@ -107,7 +125,7 @@ def init_deployment(
         ).encode(),
         mode=0o644,
     )
-    write_file_atomically(directory / ".gitignore", b"secrets/\nvar/\n*.p12\n*.key\n", mode=0o644)
+    write_file_atomically(directory / ".gitignore", b"secrets/\nvar/\n*.p12\n*.p12.password\n*.key\n", mode=0o644)
     config = load_config(config_path)
     SecretariatKeys.create(config.keys_dir, name, name, address, password.encode())
     return config
@@ -132,6 +150,8 @@ def issue_delegation_key(
     legacy: bool = False,
     key_type: str = "rsa",
 ) -> IssuedCredential:
+    """Register (or extend) a delegation and issue it a certificate; earlier certificates stay valid until revoked."""
+    refuse_secretariat_address(config, [email])
     electorate = load_electorate(config.electorate_file)
     existing = electorate.get(code)
     electorate = add_delegation(
@@ -149,19 +169,35 @@ def issue_delegation_key(
     password = secrets.token_urlsafe(12)
     folder = config.keys_dir / "delegations"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    p12 = folder / f"{code}.p12"
+    pin = fingerprint(identity.certificate)
+    p12 = pkcs12_path(config, code, pin)
     write_file_atomically(
         p12, pkcs12_bytes(identity, password.encode(), friendly_name=f"{delegation.name} ({code})", legacy=legacy),
         mode=0o600,
     )
-    write_file_atomically(folder / f"{code}.p12.password", password.encode() + b"\n", mode=0o600)
+    write_file_atomically(p12.with_name(p12.name + ".password"), password.encode() + b"\n", mode=0o600)
     save_electorate(config.electorate_file, electorate)
-    return IssuedCredential(code, fingerprint(identity.certificate), p12, password)
+    return IssuedCredential(code, pin, p12, password)
+
+
+def pkcs12_path(config: Config, code: str, pin: str) -> Path:
+    """Where an issued PKCS#12 is kept: named by its certificate, so a new issue never replaces an earlier one."""
+    return config.keys_dir / "delegations" / f"{code}-{pin[:12]}.p12"
+
+
+def refuse_secretariat_address(config: Config, addresses: Sequence[str]) -> None:
+    """A delegation never gets the secretariat's address: its ballots and results would go to the secretariat."""
+    own = config.settings.secretariat.address.lower()
+    if own in (address.lower() for address in addresses):
+        raise UsageError(f"{own} is the secretariat's own address; a delegation cannot be registered with it")
 
 
 def import_delegation_certificate(config: Config, code: str, certificate_path: Path) -> str:
     electorate = load_electorate(config.electorate_file)
     certificate = read_certificate(certificate_path)
+    refuse_secretariat_address(config, mailboxes(certificate))
+    if is_ca(certificate):
+        raise UsageError(f"{certificate_path} is a CA certificate, not a delegate's signing certificate")
     electorate = register_certificate(electorate, code, certificate, issued_by_secretariat=False)
     save_electorate(config.electorate_file, electorate)
     return fingerprint(certificate)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from voting.errors import LedgerError, UsageError
+from voting.errors import ConfigError, LedgerError, UsageError
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
@@ -258,9 +258,9 @@ class Ledger:
                 # Only when it differs: opening an existing ledger then takes no write lock.
                 connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as error:
-            raise LedgerError(f"{path}: cannot open the ledger: {error}") from None
+            raise ConfigError(f"{path}: cannot open the ledger (service.database): {error}") from None
         except OSError as error:
-            raise LedgerError(f"{path}: cannot open the ledger: {error.strerror}") from None
+            raise ConfigError(f"{path}: cannot open the ledger (service.database): {error.strerror}") from None
         return cls(connection, path)
 
     def close(self) -> None:

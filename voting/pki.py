@@ -154,7 +154,8 @@ def _check_mailbox(address: str) -> str:
     return address.lower()
 
 
-def _is_ca(certificate: x509.Certificate) -> bool:
+def is_ca(certificate: x509.Certificate) -> bool:
+    """Whether basicConstraints marks it a CA: such a certificate issues others and never signs a ballot."""
     try:
         return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
@@ -182,7 +183,7 @@ def issue_signing_certificate(
     if not emails:
         raise UsageError("a signing certificate needs at least one email address")
     addresses = [_check_mailbox(address) for address in emails]
-    if not _is_ca(ca.certificate):
+    if not is_ca(ca.certificate):
         raise KeyMaterialError(f"{ca.certificate.subject.rfc4514_string()} is not a CA certificate")
     key: PrivateKey = (
         rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
@@ -392,7 +393,7 @@ CA_CERTIFICATE = "secretariat-ca.pem"
 CA_KEY = "secretariat-ca.key"
 SIGNER_CERTIFICATE = "secretariat.pem"
 SIGNER_KEY = "secretariat.key"
-IGNORED_IN_GIT = ("*.key", "*.p12")
+IGNORED_IN_GIT = ("*.key", "*.p12", "*.p12.password")
 
 
 class SecretariatKeys(NamedTuple):

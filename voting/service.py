@@ -23,20 +23,44 @@ from pathlib import Path
 from typing import Any
 
 from voting import ballot, rules
+from voting.bundle import published_bundle
 from voting.config import Config
 from voting.electorate import load_electorate, trust_of
 from voting.errors import ConfigError, MailError, UsageError
-from voting.ledger import DecisionRecord, DraftRecord, Ledger, StoredMessage, VoteRecord, utc_text
+from voting.ledger import (
+    DecisionRecord,
+    DraftRecord,
+    Ledger,
+    StoredMessage,
+    VoteRecord,
+    utc_text,
+)
 from voting.mail import maildir
-from voting.mail.compose import OutgoingMessage, message_id_in, signed_mail, text_as_html
-from voting.mail.imap import ImapError, ImapMailbox, batches, imap_settings, mailbox_label
+from voting.mail.compose import (
+    OutgoingMessage,
+    message_id_in,
+    signed_mail,
+    text_as_html,
+)
+from voting.mail.imap import (
+    ImapError,
+    ImapMailbox,
+    batches,
+    imap_settings,
+    mailbox_label,
+)
 from voting.mail.outbox import drain
 from voting.mail.server import MailServer
 from voting.model import Choice, Delegation, Electorate, Outcome
 from voting.pki import SecretariatKeys
 from voting.reasons import Reason
-from voting.bundle import export_bundle
-from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
+from voting.record import (
+    RejectedMessage,
+    VoteBoard,
+    build_board,
+    record_body,
+    record_text,
+)
 from voting.verdict import (
     BALLOT,
     REJECTED,
@@ -70,6 +94,8 @@ class PassReport:
     closed: list[str] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
+    mailbox_read: bool = True
+    """Whether the fetch read the whole mailbox; while it cannot, no vote closes."""
 
 
 def vote_electorate(vote: VoteRecord) -> Electorate:
@@ -228,7 +254,9 @@ class Service:
 
     def poll_once(self) -> PassReport:
         report = PassReport()
+        started = self.clock()
         report.fetched = self.fetch()
+        report.mailbox_read = self.fetched_through is not None and self.fetched_through >= started
         report.judgements = self.decide_pending()
         report.closed = self.close_due()
         report.sent, report.failed = self.send()
@@ -547,8 +575,8 @@ class Service:
                 },
                 now,
             )
-            bundle = export_bundle(self, vote_id, self.config.records_dir / f"{vote_id}.zip")
-            bundle_sha256 = hashlib.sha256(bundle.path.read_bytes()).hexdigest()
+            bundle = published_bundle(self, vote_id, self.config.records_dir)
+            bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
             board = self.board(vote_id)
             address, name = self.secretariat
             text = record_text(board, bundle_sha256)
