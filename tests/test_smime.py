@@ -7,6 +7,7 @@ import email
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -591,6 +592,64 @@ def test_damaged_signatures_and_arbitrary_bytes_never_crash_nor_mislead(fra: Ide
     # and leave the signature good; whatever is accepted is still the genuine signer and text.
     assert not result.valid or (result.signer == fra.certificate and result.signed_content == ENTITY)
     assert not verify_message(data.draw(st.binary(max_size=2000)), pinned(fra), NOW).valid
+
+
+HOSTILE_HEADER_TEXT = st.text(alphabet="()<>@,;:\\\".[]= \t*'%abc-_0123456789=?", max_size=300)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_hostile_headers_and_mime_parameters_never_crash_nor_mislead(fra: Identity, data: st.DataObject) -> None:
+    """Outer and inner headers changed at random: From, Content-Type parameters (RFC 2231 pieces), folding."""
+    message = signed_by_us(fra)
+    head, _, body = message.partition(b"\r\n\r\n")
+    where = data.draw(st.sampled_from(["from", "outer content-type", "inner content-type", "new header"]))
+    noise = data.draw(HOSTILE_HEADER_TEXT).encode()
+    if where == "from":
+        head = head.replace(f"From: {SENDER}".encode(), b"From: " + noise)
+    elif where == "outer content-type":
+        head = head.replace(b"Content-Type: multipart/signed;", b"Content-Type: multipart/signed; " + noise + b";")
+    elif where == "inner content-type":
+        body = body.replace(b"Content-Type: text/plain; charset=utf-8", b"Content-Type: text/plain; " + noise, 1)
+    else:
+        fold = data.draw(st.sampled_from([b"\r\n ", b"\r\n\t", b" "]))
+        head += b"\r\nX-Noise: " + noise.replace(b",", b"," + fold)
+    started = time.perf_counter()
+    result = verify_message(head + b"\r\n\r\n" + body, pinned(fra), NOW)
+    assert time.perf_counter() - started < 1.0, "verification must stay fast on hostile headers"
+    assert not result.valid or (result.owner == "FRA" and result.from_address == SENDER
+                                and result.signed_content == ENTITY), result
+
+
+def test_endless_header_lines_are_refused_quickly(fra: Identity) -> None:
+    message = signed_by_us(fra)
+    flood = b"".join(b"X-Line-%d: x\r\n" % n for n in range(60_000))
+    started = time.perf_counter()
+    result = verify_message(flood + message, pinned(fra), NOW)
+    assert (result.valid, result.reason) == (False, Reason.TOO_LARGE) and time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        x509.KeyUsage(False, False, True, False, False, False, False, False, False),
+        x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+    ],
+    ids=["key-encipherment-only", "certificate-signing-only"],
+)
+def test_a_certificate_whose_key_usage_does_not_allow_signing(usage: x509.KeyUsage) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SENDER)])
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(SENDER)]), critical=False)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    identity = Identity(key, certificate, certificate)
+    assert_rejected(verify_message(signed_by_us(identity), pinned(identity), NOW), Reason.NOT_FOR_EMAIL)
 
 
 # ---------------------------------------------------------------- voting verify-mail

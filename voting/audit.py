@@ -530,8 +530,8 @@ def _counted_checks(manifest: Manifest) -> tuple[dict[str, dict[str, Choice]], l
     """The counted ballot per delegation and draft, recomputed from the verified ballots."""
     view = _vote_view(manifest.vote, [d.symbol for d in manifest.drafts], manifest.ballot_tokens)
     ballots = [
-        (m.code, CountedBallot(m.sha256, m.received_at, m.choices))
-        for m in manifest.messages
+        (m.code, CountedBallot(m.sha256, m.received_at, m.choices, index))
+        for index, m in enumerate(manifest.messages)
         if m.verdict == BALLOT and m.vote_id == view.id and m.code and m.received_at < view.deadline
     ]
     latest_of = counted_ballots(ballots, view.drafts)

@@ -529,8 +529,8 @@ def text_of_entity(entity: bytes) -> str:
     """The readable text of a signed MIME entity (headers and body): its first text/plain, else its first HTML.
 
     Never raises: an entity the standard library's parser gives up on (nested
-    beyond its recursion limit, a NUL in a parameter) yields "", which the
-    reply then reports as naming no vote.
+    beyond its recursion limit, a NUL in a parameter, a contradictory RFC 2231
+    parameter) yields "", which the reply then reports as naming no vote.
     """
     try:
         message = email.message_from_bytes(entity, policy=email.policy.default)
@@ -540,5 +540,5 @@ def text_of_entity(entity: bytes) -> str:
             return _decoded(plain)
         markup = next(iter(leaves), None)
         return _html_to_text(_decoded(markup)) if markup is not None else ""
-    except (RecursionError, ValueError, IndexError, email.errors.MessageError):
+    except (RecursionError, ValueError, IndexError, TypeError, AttributeError, email.errors.MessageError):
         return ""

@@ -597,7 +597,7 @@ class Service:
 
     def _ballots(self, vote_id: str, deadline: datetime) -> list[tuple[str, CountedBallot]]:
         return [
-            (d.code, CountedBallot(d.sha256, d.received_at, d.choices))
+            (d.code, CountedBallot(d.sha256, d.received_at, d.choices, d.message))
             for d in self.ledger.decisions(vote_id)
             if d.verdict == BALLOT and d.code and d.received_at < deadline
         ]

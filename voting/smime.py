@@ -54,6 +54,10 @@ __all__ = [
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 MAX_MIME_DEPTH = 20
+MAX_HEADER_BYTES = 256 * 1024
+"""A header block larger than any a mail server would pass (Received chains included) is refused."""
+MAX_CONTENT_TYPE_CHARS = 4096
+MAX_FROM_CHARS = 2048
 MAX_MIME_PARTS = 1000
 MIN_RSA_BITS = 2048
 
@@ -242,24 +246,30 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def _split_entity(entity: bytes) -> tuple[Headers, bytes]:
-    """Headers (lowercased names, unfolded values) and body of a CRLF entity."""
+    """Headers (lowercased names, unfolded values) and body of a CRLF entity.
+
+    The header block is bounded (MAX_HEADER_BYTES) and unfolded in linear
+    time, so a message made of endless header lines costs no more than one.
+    """
     if entity.startswith(b"\r\n"):
         return (), entity[2:]
-    end = entity.find(b"\r\n\r\n")
+    end = entity.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES + 4)
+    if end < 0 and len(entity) > MAX_HEADER_BYTES:
+        raise _Rejected(Reason.TOO_LARGE)
     head, body = (entity, b"") if end < 0 else (entity[:end], entity[end + 4 :])
-    fields: list[list[str]] = []
+    fields: list[tuple[str, list[str]]] = []
     for line in head.split(b"\r\n"):
         text = line.decode("latin-1")
         if text[:1] in (" ", "\t"):
             if not fields:
                 raise _Rejected(Reason.MALFORMED_MIME)
-            fields[-1][1] += text
+            fields[-1][1].append(text)
             continue
         name, colon, value = text.partition(":")
         if not colon or not name or not name.isascii() or any(c in name for c in " \t"):
             raise _Rejected(Reason.MALFORMED_MIME)
-        fields.append([name.lower(), value])
-    return tuple((name, value.strip()) for name, value in fields), body
+        fields.append((name.lower(), [value]))
+    return tuple((name, "".join(pieces).strip()) for name, pieces in fields), body
 
 
 def _header(headers: Headers, name: str) -> str | None:
@@ -267,11 +277,22 @@ def _header(headers: Headers, name: str) -> str | None:
 
 
 def _content_type(headers: Headers) -> Message:
-    """A header-only `Message` for its Content-Type parsing (type, parameters, RFC 2231)."""
+    """A header-only `Message` for its Content-Type parsing (type, parameters, RFC 2231).
+
+    The value is bounded and parsed once here, so that a hostile parameter
+    list is a malformed message rather than an exception or a long stall later.
+    """
     message = Message()
     value = _header(headers, "content-type")
     if value is not None:
+        if len(value) > MAX_CONTENT_TYPE_CHARS:
+            raise _Rejected(Reason.MALFORMED_MIME)
         message["Content-Type"] = value
+        try:
+            message.get_params()
+            message.get_boundary()
+        except Exception:  # noqa: BLE001 - the standard library raises several kinds on hostile parameters
+            raise _Rejected(Reason.MALFORMED_MIME) from None
     return message
 
 
@@ -622,7 +643,7 @@ def _load_certificates(encoded: Sequence[bytes]) -> list[x509.Certificate]:
 def _find_signer(
     signer: _SignerInfo, carried: Sequence[x509.Certificate], trust: Trust
 ) -> x509.Certificate:
-    candidates = [*carried, *(entry.certificate for entry in trust.registered)]
+    candidates = [*(entry.certificate for entry in trust.registered), *carried]
     for certificate in candidates:
         if _matches(signer.signer_id, certificate):
             return certificate
@@ -658,14 +679,24 @@ def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content
 # ---------------------------------------------------------------- trust
 
 
-def _email_protection(certificate: x509.Certificate) -> bool:
+def _may_sign_mail(certificate: x509.Certificate) -> bool:
+    """RFC 8550 §4.4: not a CA; an extendedKeyUsage, if any, allows emailProtection; a keyUsage, if any, signing."""
+    extensions = certificate.extensions
     try:
-        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        if ExtendedKeyUsageOID.EMAIL_PROTECTION not in extensions.get_extension_for_class(x509.ExtendedKeyUsage).value:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return True
-    except ValueError:
-        return False
-    return ExtendedKeyUsageOID.EMAIL_PROTECTION in usages
+    return usage.digital_signature or usage.content_commitment
 
 
 def _mailboxes(certificate: x509.Certificate) -> tuple[str, ...]:
@@ -708,14 +739,21 @@ def _trusted_owner(
         raise _Rejected(Reason.CERTIFICATE_EXPIRED)
     if (entry is None or entry.chain_to_anchor) and not _chains_to_anchor(certificate, carried, trust.anchors, at):
         raise _Rejected(Reason.UNTRUSTED_CHAIN)
-    if not _email_protection(certificate):
+    try:
+        may_sign = _may_sign_mail(certificate)
+    except ValueError:
+        may_sign = False
+    if not may_sign:
         raise _Rejected(Reason.NOT_FOR_EMAIL)
     if not _mailboxes(certificate):
         raise _Rejected(Reason.NO_MAILBOX)
     return None if entry is None else entry.owner
 
 
-_MALFORMED_DER = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+_MALFORMED_DER = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
+    x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+)
 
 
 def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Trust, at: datetime) -> Verification:
@@ -933,11 +971,11 @@ def _from_address(headers: Headers) -> str | None:
     (the parser otherwise picks an address out of `a@x <b@y>`) gives None.
     """
     values = [value for name, value in headers if name == "from"]
-    if len(values) != 1:
+    if len(values) != 1 or len(values[0]) > MAX_FROM_CHARS:
         return None
     try:
         parsed = email_policy.default.header_factory("from", values[0])
-    except (ValueError, TypeError, IndexError):
+    except Exception:  # noqa: BLE001 - any failure to read one plain address is "not exactly one address"
         return None
     if any(not isinstance(defect, ObsoleteHeaderDefect) for defect in parsed.defects):
         return None
@@ -983,7 +1021,11 @@ def verify_message(
     decrypted first; one encrypted to anyone else is `Reason.ENCRYPTED`.
     """
     _require_aware(at)
-    return replace(_verify_message(raw, trust, at, decryption), checked_at=at)
+    try:
+        result = _verify_message(raw, trust, at, decryption)
+    except Exception:  # noqa: BLE001 - hostile input is rejected, never a crash; each known case has its reason
+        result = Verification(valid=False, reason=Reason.MALFORMED_MIME)
+    return replace(result, checked_at=at)
 
 
 def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity | ContentKey | None) -> Verification:

@@ -162,6 +162,12 @@ class CountedBallot:
     message: str
     received_at: datetime
     choices: Mapping[str, str]
+    order: int
+    """Where it stands among the messages taken in (ledger id, or place in the bundle): breaks ties of time.
+
+    Mailbox times may be whole seconds; two ballots of one second count in
+    the order they were judged, which is the order their receipts state.
+    """
 
 
 def counted_ballots(
@@ -174,7 +180,7 @@ def counted_ballots(
     changes only those.
     """
     counted: dict[str, dict[str, CountedBallot]] = {symbol: {} for symbol in drafts}
-    for code, ballot in sorted(ballots, key=lambda pair: (pair[1].received_at, pair[1].message)):
+    for code, ballot in sorted(ballots, key=lambda pair: (pair[1].received_at, pair[1].order)):
         for symbol in ballot.choices:
             counted[symbol][code] = ballot
     return counted
