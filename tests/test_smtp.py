@@ -303,7 +303,7 @@ def test_implicit_tls(implicit: int, pki: Pki, recorder: Recorder) -> None:
 
 def test_a_missing_ca_file_is_a_mail_error(tmp_path: Path) -> None:
     settings = SmtpSettings("127.0.0.1", 25, tls="starttls", ca_file=str(tmp_path / "missing.pem"))
-    with pytest.raises(MailError, match="CA file"):
+    with pytest.raises(MailError, match="cannot load smtp.ca_file"):
         SmtpConnection(settings).__enter__()
 
 
@@ -328,3 +328,13 @@ def test_a_message_needs_a_recipient(plain: int) -> None:
     with SmtpConnection(SmtpSettings("127.0.0.1", plain)) as connection, pytest.raises(SendFailure, match="recipient") as caught:
         connection.send("votes@secretariat.example", [], RAW)
     assert caught.value.permanent
+
+
+def test_the_ca_file_is_trusted_besides_the_system_authorities(pki: Pki) -> None:
+    import ssl
+
+    from voting.mail.tls import client_context
+
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    extended = client_context(str(pki.ca_file), "smtp.ca_file").cert_store_stats()["x509_ca"]
+    assert extended == system + 1

@@ -36,6 +36,7 @@ from imapclient.exceptions import CapabilityError, LoginError
 
 from voting.config import Config
 from voting.errors import MailError
+from voting.mail.tls import client_context
 
 IDLE_RENEW_SECONDS = 25 * 60
 """Leave IDLE and enter it again after this long: under the 29-minute limit of RFC 2177."""
@@ -146,12 +147,7 @@ class ImapSession:
         self._client: IMAPClient | None = None
 
     def _context(self) -> ssl.SSLContext:
-        try:
-            return ssl.create_default_context(cafile=self.settings.ca_file or None)
-        except OSError as error:
-            raise ImapError(f"cannot load mailbox.ca_file {self.settings.ca_file}: {error.strerror or error}") from None
-        except ssl.SSLError as error:
-            raise ImapError(f"mailbox.ca_file {self.settings.ca_file} holds no usable certificate: {error}") from None
+        return client_context(self.settings.ca_file, "mailbox.ca_file", ImapError)
 
     @property
     def client(self) -> IMAPClient:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Literal
 
 from voting.errors import MailError
+from voting.mail.tls import client_context
 
 _LINE_END = re.compile(rb"\r?\n")
 _CLOSING = 421  # the server closes the connection after this reply
@@ -95,10 +96,7 @@ class SmtpConnection:
         self._smtp: smtplib.SMTP | None = None
 
     def _context(self) -> ssl.SSLContext:
-        try:
-            return ssl.create_default_context(cafile=self._settings.ca_file or None)
-        except OSError as error:
-            raise MailError(f"cannot load the CA file {self._settings.ca_file}: {error}") from error
+        return client_context(self._settings.ca_file, "smtp.ca_file")
 
     def _connect(self, context: ssl.SSLContext | None) -> smtplib.SMTP:
         settings = self._settings
