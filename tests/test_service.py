@@ -375,3 +375,22 @@ def test_the_deadline_cannot_be_moved_once_it_has_passed_and_delegations_are_tol
     service.extend(moved, datetime.now(UTC) + timedelta(days=2))
     service.send()
     assert any(b"Subject: Deadline moved" in raw for raw in running.inbox_of("VNM"))
+
+
+def test_results_verify_with_openssl(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    service.close_now(vote_id)
+    service.send()
+    [results] = [raw for raw in running.inbox_of("USA") if b"Subject: Results" in raw]
+    assert_openssl_verifies(results, running, tmp_path)
+
+
+def test_ballots_of_the_same_second_count_in_the_order_they_were_judged() -> None:
+    from voting.verdict import CountedBallot, counted_ballots
+
+    second = datetime(2020, 7, 8, 11, 59, 59, tzinfo=UTC)
+    first = CountedBallot("f" * 64, second, {"S/1": "yes"}, order=1)
+    then = CountedBallot("0" * 64, second, {"S/1": "no"}, order=2)
+    assert counted_ballots([("FRA", then), ("FRA", first)], ["S/1"]) == {"S/1": {"FRA": then}}
