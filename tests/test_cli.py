@@ -157,3 +157,42 @@ def test_a_delegate_replies_with_voting_reply_and_the_service_counts_it(tmp_path
     assert json.loads(closed.stdout)["outcome"]["S/2020/1"]["adopted"] is True
     polled = voting("--json", "--config", config, "poll", "--once")
     assert polled.returncode == 0 and json.loads(polled.stdout)["fetched"] == 0
+
+
+def test_keys_import_pins_an_external_certificate_and_refuses_the_secretariats_own(tmp_path: Path) -> None:
+    assert voting("init", str(tmp_path / "d"), "--electorate", "unsc-2020").returncode == 0
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    key, certificate = tmp_path / "gbr.key", tmp_path / "gbr.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(certificate),
+         "-days", "30", "-subj", "/CN=United Kingdom", "-addext", "subjectAltName=email:gbr@delegations.example",
+         "-addext", "extendedKeyUsage=emailProtection", "-addext", "keyUsage=critical,digitalSignature",
+         "-addext", "basicConstraints=critical,CA:FALSE"],
+        capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    imported = voting("--json", "--config", config, "keys", "import", "GBR", str(certificate))
+    assert imported.returncode == 0, imported.stderr
+    pin = json.loads(imported.stdout)["sha256"]
+    listing = json.loads(voting("--json", "--config", config, "keys", "list").stdout)
+    [gbr] = [row for row in listing if row["code"] == "GBR"]
+    assert gbr["certificates"] == [{"sha256": pin, "issued_by_secretariat": False, "revoked": False,
+                                    "not_after": gbr["certificates"][0]["not_after"]}]
+    own = voting("--config", config, "keys", "import", "FRA", str(tmp_path / "d" / "keys" / "secretariat.pem"))
+    assert own.returncode == 2 and "secretariat's own address" in own.stderr
+    ca = voting("--config", config, "keys", "import", "FRA", str(tmp_path / "d" / "keys" / "secretariat-ca.pem"))
+    assert ca.returncode == 2 and ("names no email address" in ca.stderr or "CA certificate" in ca.stderr)
+
+
+def test_extend_on_the_command_line(tmp_path: Path) -> None:
+    assert voting("init", str(tmp_path / "d"), "--electorate", "unsc-2020", "--vote-prefix", "ga").returncode == 0
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    draft = tmp_path / "draft.txt"
+    draft.write_text("Decision under the silence procedure\n")
+    opened = voting("--json", "--config", config, "open", "--draft", f"A/74/L.1={draft}", "--rule", "silence",
+                    "--closes", "2999-01-01T00:00:00Z")
+    vote_id = json.loads(opened.stdout)["vote"]
+    assert vote_id == "ga-2999-0001"
+    moved = voting("--config", config, "extend", vote_id, "--closes", "2999-01-04T00:00:00Z")
+    assert moved.returncode == 0 and "2999-01-04T00:00:00Z" in moved.stdout
+    earlier = voting("--config", config, "extend", vote_id, "--closes", "2001-01-01T00:00:00Z")
+    assert earlier.returncode == 2 and "not in the future" in earlier.stderr
