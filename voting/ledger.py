@@ -337,6 +337,12 @@ class Ledger:
         ).fetchall()
         return [StoredMessage(r["id"], r["sha256"], parse_utc(r["received_at"]), r["source"]) for r in rows]
 
+    def message(self, message_id: int) -> StoredMessage:
+        row = self.db.execute("SELECT id, sha256, received_at, source FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no message {message_id} in the ledger")
+        return StoredMessage(row["id"], row["sha256"], parse_utc(row["received_at"]), row["source"])
+
     def raw_message(self, message_id: int) -> bytes:
         row = self.db.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
         if row is None:

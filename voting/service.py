@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from voting import ballot, rules
+from voting import ballot, letters, rules
 from voting.bundle import published_bundle
 from voting.config import Config
 from voting.electorate import load_electorate, trust_of
@@ -35,6 +35,7 @@ from voting.ledger import (
     VoteRecord,
     utc_text,
 )
+from voting.letters import Received
 from voting.mail import maildir
 from voting.mail.compose import (
     OutgoingMessage,
@@ -163,8 +164,6 @@ class Service:
         if silent:
             raise UsageError(f"delegations without an address cannot receive a ballot: {', '.join(silent)}")
         records = [self._draft_record(d, parties.get(d.symbol, ())) for d in drafts]
-        keys = self.keys
-        address, name = self.secretariat
         with self.ledger.transaction():
             if vote_id is None:
                 prefix = f"{self.config.settings.secretariat.vote_prefix}-{closes_at.year}-"
@@ -196,18 +195,9 @@ class Service:
                     drafts=tuple((r.symbol, r.title) for r in records),
                     title=title,
                 )
-                mail = signed_mail(
-                    keys.signer,
-                    sender=address,
-                    sender_name=name,
-                    recipients=delegation.addresses,
-                    subject=f"Ballot: {title} [{vote_id}]",
-                    text=ballot.render_ballot_text(content),
-                    html_body=ballot.render_ballot_html(content),
-                    sent_at=now,
-                )
+                mail = self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
+                                   ballot.render_ballot_html(content), "ballot", vote_id, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
-                self._queue(mail, "ballot", vote_id, delegation.addresses, now)
             self.ledger.append_event(
                 vote_id,
                 "vote-opened",
@@ -237,18 +227,6 @@ class Service:
             raise UsageError(f"--draft {draft.symbol}={draft.path}: not UTF-8 text") from None
         first_line = next((line.strip() for line in text.splitlines() if line.strip()), draft.symbol)
         return DraftRecord(draft.symbol, first_line[:200], text, hashlib.sha256(data).hexdigest(), parties)
-
-    def _queue(self, mail: OutgoingMessage, kind: str, vote_id: str | None, recipients: Sequence[str],
-               now: datetime) -> None:
-        self.ledger.queue_mail(
-            message_id=mail.message_id,
-            kind=kind,
-            vote_id=vote_id,
-            envelope_from=self.secretariat[0],
-            recipients=recipients,
-            raw=mail.raw,
-            now=now,
-        )
 
     # -- one pass --------------------------------------------------------------
 
@@ -415,9 +393,7 @@ class Service:
                 now=now,
             )
             if answer_to is not None:
-                mail = self._answer(message, outer, judgement, answer_to, now)
-                self._queue(mail, "receipt" if judgement.verdict != "rejected" else "rejection",
-                            judgement.vote_id, answer_to.addresses, now)
+                self._answer(message, outer, judgement, answer_to, now)
         who = judgement.code or "unknown sender"
         what = judgement.reason.value if judgement.reason else judgement.verdict
         self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
@@ -439,58 +415,70 @@ class Service:
         return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
 
     def _answer(self, message: StoredMessage, outer: OuterHeaders, judgement: Judgement, delegation: Delegation,
-                now: datetime) -> OutgoingMessage:
-        address, name = self.secretariat
-        incoming_id = outer.message_id
-        vote_id = judgement.vote_id
-        ballot_id = self.ledger.ballot_message_id(vote_id, delegation.code) if vote_id else None
-        lines = []
-        if judgement.verdict == BALLOT:
-            subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
-            lines.append(f"The ballot of {delegation.label} in vote {vote_id} was recorded:")
-            lines.append("")
-            lines.extend(f"  {symbol}: {choice.upper()}" for symbol, choice in judgement.choices.items())
-            if judgement.explanation:
-                lines.extend(["", "Explanation of vote:", judgement.explanation])
-        elif judgement.verdict == STATEMENT:
-            subject = f"Receipt: statement of {delegation.code} recorded [{vote_id}]"
-            lines.append(f"The statement of {delegation.label} in vote {vote_id} was recorded.")
-            lines.extend(["", judgement.detail, "", "Explanation of vote:", judgement.explanation])
-        else:
-            subject = f"Rejected: message from {delegation.code} not recorded as a ballot" + (
-                f" [{vote_id}]" if vote_id else "")
-            reason = judgement.reason or Reason.MALFORMED_MIME
-            lines.append(f"A message attributed to {delegation.label} was received but NOT counted.")
-            lines.extend(["", f"Reason: {reason.value}", judgement.detail])
-        lines.extend(
-            [
-                "",
-                f"SHA-256 of the message as received: {message.sha256}",
-                f"Received by the secretariat's mail server (UTC): {utc_text(message.received_at)}",
-            ]
+                now: datetime) -> None:
+        superseded = self.ledger.message(judgement.supersedes) if judgement.supersedes is not None else None
+        letter = letters.answer(
+            judgement,
+            delegation,
+            Received(message.sha256, message.received_at),
+            Received(superseded.sha256, superseded.received_at) if superseded else None,
         )
-        if judgement.supersedes is not None:
-            earlier = self.ledger.db.execute(
-                "SELECT sha256, received_at FROM messages WHERE id = ?", (judgement.supersedes,)
-            ).fetchone()
-            lines.append(
-                f"This ballot supersedes the ballot received at {earlier['received_at']} (SHA-256 {earlier['sha256']})."
-            )
-        text = "\n".join(lines) + "\n"
-        references = [ref for ref in (ballot_id, incoming_id) if ref]
-        return signed_mail(
+        ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
+        self._write(
+            delegation,
+            letter.subject,
+            letter.text,
+            text_as_html(letter.text),
+            "receipt" if judgement.verdict != REJECTED else "rejection",
+            judgement.vote_id,
+            now,
+            in_reply_to=outer.message_id or ballot_id,
+            references=[ref for ref in (ballot_id, outer.message_id) if ref],
+            auto_submitted="auto-replied",
+        )
+
+    def _write(
+        self,
+        delegation: Delegation,
+        subject: str,
+        text: str,
+        html_body: str,
+        kind: str,
+        vote_id: str | None,
+        now: datetime,
+        *,
+        in_reply_to: str | None = None,
+        references: Sequence[str] = (),
+        auto_submitted: str = "auto-generated",
+    ) -> OutgoingMessage:
+        """Sign a message from the secretariat to a delegation's registered addresses and queue it.
+
+        Call inside the transaction of what the message announces.
+        """
+        address, name = self.secretariat
+        mail = signed_mail(
             self.keys.signer,
             sender=address,
             sender_name=name,
             recipients=delegation.addresses,
             subject=subject,
             text=text,
-            html_body=text_as_html(text),
+            html_body=html_body,
             sent_at=now,
-            in_reply_to=incoming_id or ballot_id,
-            auto_submitted="auto-replied",
+            in_reply_to=in_reply_to,
             references=references,
+            auto_submitted=auto_submitted,
         )
+        self.ledger.queue_mail(
+            message_id=mail.message_id,
+            kind=kind,
+            vote_id=vote_id,
+            envelope_from=address,
+            recipients=delegation.addresses,
+            raw=mail.raw,
+            now=now,
+        )
+        return mail
 
     # -- closing -----------------------------------------------------------------
 
@@ -534,28 +522,15 @@ class Service:
                              " counted and cannot be extended")
         if closes_at <= now:
             raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
-        address, name = self.secretariat
-        text = (f"The deadline of vote {vote_id} ({vote.title}) has been moved from {utc_text(vote.closes_at)}"
-                f" to {utc_text(closes_at)} (UTC).\nYour ballot and its token are unchanged; a ballot already"
-                " recorded stands.\n")
+        letter = letters.deadline_moved(vote_id, vote.title, vote.closes_at, closes_at)
         with self.ledger.transaction():
             self.ledger.set_closes_at(vote_id, closes_at)
             self.ledger.append_event(
                 vote_id, "deadline-moved", {"from": utc_text(vote.closes_at), "to": utc_text(closes_at)}, now
             )
             for delegation in vote_electorate(vote).delegation:
-                mail = signed_mail(
-                    self.keys.signer,
-                    sender=address,
-                    sender_name=name,
-                    recipients=delegation.addresses,
-                    subject=f"Deadline moved: {vote.title} [{vote_id}]",
-                    text=text,
-                    html_body=text_as_html(text),
-                    sent_at=now,
-                    in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code),
-                )
-                self._queue(mail, "notice", vote_id, delegation.addresses, now)
+                self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "notice", vote_id, now,
+                            in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
 
     def close(self, vote_id: str, *, at: datetime) -> dict[str, Outcome]:
         """Tally under the vote's rule and queue the signed results, in one transaction."""
@@ -578,21 +553,11 @@ class Service:
             bundle = published_bundle(self, vote_id, self.config.records_dir)
             bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
             board = self.board(vote_id)
-            address, name = self.secretariat
             text = record_text(board, bundle_sha256)
             for delegation in electorate.delegation:
-                mail = signed_mail(
-                    self.keys.signer,
-                    sender=address,
-                    sender_name=name,
-                    recipients=delegation.addresses,
-                    subject=f"Results: {vote.title} [{vote_id}]",
-                    text=text,
-                    html_body=record_body(board, bundle_sha256),
-                    sent_at=now,
-                    in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code),
-                )
-                self._queue(mail, "results", vote_id, delegation.addresses, now)
+                self._write(delegation, f"Results: {vote.title} [{vote_id}]", text, record_body(board, bundle_sha256),
+                            "results", vote_id, now,
+                            in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
         return outcomes
 
     def _ballots(self, vote_id: str, deadline: datetime) -> list[tuple[str, CountedBallot]]:

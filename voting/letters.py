@@ -1,0 +1,68 @@
+"""What the secretariat writes to a delegation about one of its messages, or about a vote: pure text.
+
+Receipts quote what was recorded and the message's SHA-256, so that each
+delegation can find its own ballot in the published audit bundle; rejections
+say exactly why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from voting.ledger import utc_text
+from voting.model import Delegation
+from voting.reasons import Reason
+from voting.verdict import BALLOT, STATEMENT, Judgement
+
+
+@dataclass(frozen=True)
+class Letter:
+    subject: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message as the ledger holds it: its SHA-256 and the mail server's receipt time."""
+
+    sha256: str
+    received_at: datetime
+
+
+def answer(judgement: Judgement, delegation: Delegation, message: Received, superseded: Received | None) -> Letter:
+    """The receipt of a ballot or a statement, or the rejection of a message, for the delegation it concerns."""
+    vote_id = judgement.vote_id
+    if judgement.verdict == BALLOT:
+        subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
+        lines = [f"The ballot of {delegation.label} in vote {vote_id} was recorded:", ""]
+        lines.extend(f"  {symbol}: {choice.upper()}" for symbol, choice in judgement.choices.items())
+        if judgement.explanation:
+            lines.extend(["", "Explanation of vote:", judgement.explanation])
+    elif judgement.verdict == STATEMENT:
+        subject = f"Receipt: statement of {delegation.code} recorded [{vote_id}]"
+        lines = [f"The statement of {delegation.label} in vote {vote_id} was recorded.", "", judgement.detail,
+                 "", "Explanation of vote:", judgement.explanation]
+    else:
+        subject = f"Rejected: message from {delegation.code} not recorded as a ballot" + (
+            f" [{vote_id}]" if vote_id else "")
+        reason = judgement.reason or Reason.MALFORMED_MIME
+        lines = [f"A message attributed to {delegation.label} was received but NOT counted.", "",
+                 f"Reason: {reason.value}", judgement.detail]
+    lines.extend([
+        "",
+        f"SHA-256 of the message as received: {message.sha256}",
+        f"Received by the secretariat's mail server (UTC): {utc_text(message.received_at)}",
+    ])
+    if superseded is not None:
+        lines.append(f"This ballot supersedes the ballot received at {utc_text(superseded.received_at)}"
+                     f" (SHA-256 {superseded.sha256}).")
+    return Letter(subject, "\n".join(lines) + "\n")
+
+
+def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime) -> Letter:
+    return Letter(
+        f"Deadline moved: {title} [{vote_id}]",
+        f"The deadline of vote {vote_id} ({title}) has been moved from {utc_text(old)} to {utc_text(new)} (UTC).\n"
+        "Your ballot and its token are unchanged; a ballot already recorded stands.\n",
+    )
