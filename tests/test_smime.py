@@ -594,6 +594,21 @@ def test_damaged_signatures_and_arbitrary_bytes_never_crash_nor_mislead(fra: Ide
     assert not verify_message(data.draw(st.binary(max_size=2000)), pinned(fra), NOW).valid
 
 
+def self_signed(extension: x509.ExtensionType) -> Identity:
+    """A self-signed certificate for the sender's mailbox with one more extension (critical if a keyUsage)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SENDER)])
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(SENDER)]), critical=False)
+        .add_extension(extension, critical=isinstance(extension, x509.KeyUsage))
+        .sign(key, hashes.SHA256())
+    )
+    return Identity(key, certificate, certificate)
+
+
 HOSTILE_HEADER_TEXT = st.text(alphabet="()<>@,;:\\\".[]= \t*'%abc-_0123456789=?", max_size=300)
 
 
@@ -638,17 +653,7 @@ def test_endless_header_lines_are_refused_quickly(fra: Identity) -> None:
     ids=["key-encipherment-only", "certificate-signing-only"],
 )
 def test_a_certificate_whose_key_usage_does_not_allow_signing(usage: x509.KeyUsage) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SENDER)])
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(SENDER)]), critical=False)
-        .add_extension(usage, critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    identity = Identity(key, certificate, certificate)
+    identity = self_signed(usage)
     assert_rejected(verify_message(signed_by_us(identity), pinned(identity), NOW), Reason.NOT_FOR_EMAIL)
 
 
@@ -840,19 +845,9 @@ def test_a_certificate_registered_to_another_delegation_votes_for_that_one(fra: 
 
 
 def test_self_signed_where_the_ca_is_required() -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SENDER)])
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(SENDER)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    self_signed = Identity(key, certificate, certificate)
-    message = signed_by_us(self_signed)
-    assert verify_message(message, pinned(self_signed), NOW).valid, "pinned, it may vote"
-    required = Trust(registered=(TrustedCertificate(certificate, "FRA", chain_to_anchor=True),),
+    identity = self_signed(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]))
+    message = signed_by_us(identity)
+    assert verify_message(message, pinned(identity), NOW).valid, "pinned, it may vote"
+    required = Trust(registered=(TrustedCertificate(identity.certificate, "FRA", chain_to_anchor=True),),
                      anchors=(make_ca("Test Secretariat CA").certificate,))
     assert_rejected(verify_message(message, required, NOW), Reason.UNTRUSTED_CHAIN)
