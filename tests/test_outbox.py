@@ -111,3 +111,42 @@ def test_a_crash_between_sending_and_recording_resends_once_with_the_same_messag
     assert len(twice) == 1 and all(len(found) == 1 for code, found in ballots.items() if code not in twice)
     [(first, second)] = twice.values()
     assert first == second and message_from_bytes(first)["Message-ID"] == message_from_bytes(second)["Message-ID"]
+
+
+def test_a_relay_that_drops_the_connection_holds_the_rest_for_a_later_pass(deployment: Deployment,
+                                                                          tmp_path: Path) -> None:
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def relay_that_hangs_up() -> None:
+        """Speaks SMTP up to the first message's data, then hangs up; later connections are never answered."""
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rb") as lines:
+            connection.sendall(b"220 relay\r\n")
+            for line in lines:
+                if line.upper().startswith((b"EHLO", b"HELO")):
+                    connection.sendall(b"250 relay\r\n")
+                elif line.upper().startswith(b"DATA"):
+                    connection.sendall(b"354 go on\r\n")
+                    return
+                else:
+                    connection.sendall(b"250 ok\r\n")
+
+    threading.Thread(target=relay_that_hangs_up, daemon=True).start()
+    write_config(deployment, smtp={"kind": "smtp", "host": "127.0.0.1", "port": port, "tls": "none"})
+    service = Service(deployment.config, log=lambda line: None)
+    open_vote(service, tmp_path)
+    started = time.monotonic()
+    try:
+        sent, failed = service.send()
+    finally:
+        listener.close()
+    assert (sent, failed) == (0, 15)
+    assert time.monotonic() - started < 5, "one lost connection must not cost a timeout per message"
+    assert all(m.attempts == 1 and m.status == "queued" for m in service.ledger.outbox())

@@ -65,6 +65,9 @@ def drain(ledger: Ledger, config: Config, clock: Callable[[], datetime]) -> tupl
                         retry_at=clock() + backoff(mail.attempts),
                     )
                     failed += 1
+                    if failure.code is None and not failure.permanent:
+                        # The connection is gone: the rest wait for a later pass, not each for a timeout now.
+                        raise
                     continue
                 ledger.mark_sent(mail.id, clock())
                 sent += 1
