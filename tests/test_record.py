@@ -85,3 +85,15 @@ def test_the_record_renders_in_chromium(running: Deployment, tmp_path: Path) -> 
     width, height, pixels = png_pixels(shot)
     assert (width, height) == (412, 900)
     assert len(set(pixels[i:i + 3] for i in range(0, len(pixels), 997))) > 5, "the screenshot is blank"
+
+
+def test_a_record_written_elsewhere_quotes_the_published_bundle(running: Deployment, tmp_path: Path) -> None:
+    import hashlib
+
+    service, vote_id, published = closed_vote_record(running, tmp_path)
+    elsewhere = write_record(service, vote_id, tmp_path / "elsewhere")
+    assert published["bundle"] is not None and elsewhere["bundle"] is not None
+    assert published["bundle"].name == elsewhere["bundle"].name
+    assert published["bundle"].read_bytes() == elsewhere["bundle"].read_bytes()
+    quoted = hashlib.sha256(elsewhere["bundle"].read_bytes()).hexdigest()
+    assert quoted in Path(elsewhere["text"]).read_text()  # type: ignore[arg-type]

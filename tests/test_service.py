@@ -14,7 +14,7 @@ from voting.ballot import text_of_entity
 from voting.ledger import Ledger
 from voting.mail import maildir
 from voting.pki import create_ca, issue_signing_certificate
-from voting.service import Service
+from voting.service import MAILBOX_SETTLING, Service
 
 
 def decisions(service: Service, vote_id: str | None) -> list[tuple[str | None, str, str | None]]:
@@ -190,6 +190,7 @@ def test_the_deadline_is_the_servers_delivery_time(running: Deployment, tmp_path
     time.sleep(1.6)
     running.submit(running.reply("GBR", ["yes"]), "gbr@delegations.example")
     running.submit(running.reply("DEU", ["yes"], explanation="Germany explains its vote."), "deu@delegations.example")
+    time.sleep(MAILBOX_SETTLING.total_seconds())
     report = service.poll_once()
     assert report.closed == [vote_id]
     assert sorted(decisions(service, vote_id)) == [
@@ -218,7 +219,7 @@ def test_the_hash_chain_links_every_event(running: Deployment, tmp_path: Path) -
     service.poll_once()
     service.close_now(vote_id)
     events = service.ledger.events(vote_id)
-    assert [e.kind for e in events] == ["vote-opened", "decision", "vote-closed"]
+    assert [e.kind for e in events] == ["vote-opened", "decision", "deadline-moved", "vote-closed"]
     previous = GENESIS
     for event in events:
         assert event.prev_hash == previous
@@ -354,6 +355,7 @@ def test_a_vote_closes_only_after_a_fetch_that_began_past_its_deadline(running: 
     raw = running.reply("GBR", ["yes"])
     maildir.deliver(running.config.inbox, raw)
     assert service.close_due() == [], "the last fetch began before the deadline: it cannot have seen everything"
+    time.sleep(MAILBOX_SETTLING.total_seconds())
     report = service.poll_once()
     assert report.closed == [vote_id]
     assert decisions(service, vote_id)[-1][0] == "GBR"
@@ -394,3 +396,61 @@ def test_ballots_of_the_same_second_count_in_the_order_they_were_judged() -> Non
     first = CountedBallot("f" * 64, second, {"S/1": "yes"}, order=1)
     then = CountedBallot("0" * 64, second, {"S/1": "no"}, order=2)
     assert counted_ballots([("FRA", then), ("FRA", first)], ["S/1"]) == {"S/1": {"FRA": then}}
+
+
+def test_a_change_back_to_the_same_words_counts(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    for choice in ("yes", "no", "yes"):
+        running.submit(running.reply("FRA", [choice]), "fra@delegations.example")
+        service.poll_once()
+        time.sleep(1.1)  # a new signing time, as a person's second reply has
+    assert [d[1] for d in decisions(service, vote_id)] == ["ballot", "ballot", "ballot"]
+    vote = service.ledger.vote(vote_id)
+    assert service.counted(vote, vote.closes_at)["S/2020/654"] == {"FRA": "yes"}
+
+
+def test_closing_early_counts_what_came_before_and_nothing_after(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    service.close_now(vote_id)
+    running.submit(running.reply("GBR", ["yes"]), "gbr@delegations.example")
+    service.poll_once()
+    vote = service.ledger.vote(vote_id)
+    assert vote.closed_at == vote.closes_at and vote.outcome is not None
+    assert vote.outcome["S/2020/654"]["yes"] == 1
+    assert [(d.code, d.verdict, d.reason) for d in service.ledger.decisions(vote_id)] == [
+        ("FRA", "ballot", None), ("GBR", "rejected", "late")]
+
+
+def test_a_vote_waits_for_an_undecided_message_received_on_time(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path, seconds=1.0)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
+    time.sleep(1.0 + MAILBOX_SETTLING.total_seconds())
+    failing = service._record
+    service._record = lambda *args: (_ for _ in ()).throw(RuntimeError("disk full"))  # type: ignore[method-assign]
+    assert service.poll_once().closed == [], "an on-time message is still undecided"
+    service._record = failing  # type: ignore[method-assign]
+    assert service.poll_once().closed == [vote_id]
+    assert service.ledger.vote(vote_id).outcome["S/2020/654"]["yes"] == 1  # type: ignore[index]
+
+
+def test_a_ledger_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
+    from voting.ledger import SCHEMA, SCHEMA_VERSION
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA.replace("    signature_sha256 TEXT,\n", ""))
+    old.execute("PRAGMA user_version=1")
+    old.close()
+    with Ledger.open(path) as ledger:
+        columns = {row["name"] for row in ledger.db.execute("PRAGMA table_info(decisions)")}
+        assert "signature_sha256" in columns
+        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

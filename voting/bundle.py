@@ -115,15 +115,24 @@ def read_bundle(path: Path) -> bytes:
 def published_bundle(service: Service, vote_id: str, folder: Path) -> Path:
     """The bundle of a closed vote as of its chain's head, named after that head; written once, never replaced.
 
-    Closing a vote writes it and the results email quotes its SHA-256; the
-    record made later quotes the same file, unless statements received after
-    the close have moved the head on, which gives a new bundle beside it.
+    Closing a vote writes it under `service.records_dir` and the results
+    email quotes its SHA-256; a record made later quotes the same file (copied
+    when written elsewhere), unless statements received after the close have
+    moved the head on, which gives a new bundle beside it.
     """
-    head = service.ledger.events(vote_id)[-1].hash
-    path = folder / f"{vote_id}-{head[:12]}.zip"
-    if not path.exists():
-        export_bundle(service, vote_id, path)
-    return path
+    published = service.config.records_dir
+    with service.ledger.transaction():  # the head cannot move while its bundle is written
+        head = service.ledger.events(vote_id)[-1].hash
+        name = f"{vote_id}-{head[:12]}.zip"
+        if not (published / name).exists():
+            export_bundle(service, vote_id, published / name)
+    if folder.resolve() != published.resolve():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_file_atomically(folder / name, (published / name).read_bytes(), mode=0o644)
+        except OSError as error:
+            raise UsageError(f"{folder}: cannot write the bundle: {error.strerror or error}") from None
+    return folder / name
 
 
 def write_record(service: Service, vote_id: str, folder: Path) -> dict[str, Path | None]:

@@ -29,7 +29,7 @@ from voting.mail.outbox import smtp_settings
 from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, create_ca, issue_signing_certificate, load_pkcs12
 from voting.reply import build_reply
-from voting.service import DraftFile, Service, embedded_server
+from voting.service import MAILBOX_SETTLING, DraftFile, Service, embedded_server
 
 DRAFT_654 = "S/2020/654"
 DRAFT_658 = "S/2020/658"
@@ -120,6 +120,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
         say(talk, "Replies received and acknowledged; waiting for the deadline")
         time.sleep(max(0.0, (closes_at - datetime.now(UTC)).total_seconds()) + 0.5)
         reply(LATE, {DRAFT_654: "no", DRAFT_658: "yes"})
+        time.sleep(max(0.0, (closes_at + MAILBOX_SETTLING - datetime.now(UTC)).total_seconds()))
         report = service.poll_once()
         while service.ledger.outbox("queued"):
             service.send()

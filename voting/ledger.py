@@ -21,7 +21,8 @@ from typing import Any
 
 from voting.errors import ConfigError, LedgerError, UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature, to recognise copies of it."""
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -73,7 +74,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     choices_json TEXT NOT NULL DEFAULT '{}',
     explanation TEXT NOT NULL DEFAULT '',
     supersedes INTEGER REFERENCES messages(id),
-    signed_sha256 TEXT,
+    signature_sha256 TEXT,
     decided_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -209,7 +210,7 @@ class DecisionRecord:
     choices: dict[str, str]
     explanation: str
     supersedes: int | None
-    signed_sha256: str | None
+    signature_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class Ledger:
             connection.executescript(SCHEMA)
             if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 # Only when it differs: opening an existing ledger then takes no write lock.
-                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                _migrate(connection)
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{path}: cannot open the ledger (service.database): {error}") from None
         except OSError as error:
@@ -274,7 +275,13 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE … COMMIT: everything inside lands together or not at all."""
+        """BEGIN IMMEDIATE … COMMIT: everything inside lands together or not at all.
+
+        Inside a transaction already open, it joins that one.
+        """
+        if self.db.in_transaction:
+            yield
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -514,7 +521,7 @@ class Ledger:
         choices: dict[str, str],
         explanation: str,
         supersedes: int | None,
-        signed_sha256: str | None,
+        signature_sha256: str | None,
         also_in: Sequence[str] = (),
         now: datetime,
     ) -> None:
@@ -527,7 +534,7 @@ class Ledger:
         """
         self.db.execute(
             "INSERT INTO decisions (message, vote_id, code, verdict, reason, detail, choices_json, explanation,"
-            " supersedes, signed_sha256, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " supersedes, signature_sha256, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message.id,
                 vote_id,
@@ -538,7 +545,7 @@ class Ledger:
                 canonical_json(choices),
                 explanation,
                 supersedes,
-                signed_sha256,
+                signature_sha256,
                 utc_text(now),
             ),
         )
@@ -580,7 +587,7 @@ class Ledger:
                 json.loads(r["choices_json"]),
                 r["explanation"],
                 r["supersedes"],
-                r["signed_sha256"],
+                r["signature_sha256"],
             )
             for r in rows
         ]
@@ -629,6 +636,14 @@ class Ledger:
             "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
             ("failed" if permanent else "queued", error, utc_text(retry_at), mail_id),
         )
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring a ledger written by an earlier version up to this schema, keeping everything it holds."""
+    columns = {row["name"] for row in connection.execute("PRAGMA table_info(decisions)")}
+    if "signature_sha256" not in columns:
+        connection.execute("ALTER TABLE decisions ADD COLUMN signature_sha256 TEXT")
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def _vote_record(row: sqlite3.Row) -> VoteRecord:

@@ -11,6 +11,7 @@ import hashlib
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,11 @@ from voting.verdict import (
 )
 
 Clock = Callable[[], datetime]
+
+MAILBOX_SETTLING = timedelta(seconds=2)
+"""A mail server dates a message a moment before it shows it (a Maildir delivery sets the time, then moves
+the file into new/; an IMAP server sets INTERNALDATE, then completes the APPEND): a vote closes only after a
+fetch that began this long after its deadline."""
 
 
 def utcnow() -> datetime:
@@ -326,15 +332,20 @@ class Service:
         electorate = self.electorate()
         anchors = (self.keys.ca.certificate,)
         views = self._vote_views()
+        prior = self._prior_ballots()
         for message in pending:
             try:
                 raw = self.ledger.raw_message(message.id)
                 trust = trust_of(electorate, anchors, message.received_at)
-                judgement = judge(raw, message.received_at, views, trust, self._prior_ballots(), self.keys.signer)
-                self._record(message, raw, judgement, electorate, views)
+                judgement = self._record(message, raw, judge(raw, message.received_at, views, trust, prior,
+                                                             self.keys.signer), electorate, views)
             except Exception as error:  # noqa: BLE001 - one message must never stop the service
                 self.log(f"message {message.sha256[:16]} left undecided: {type(error).__name__}: {error}")
                 continue
+            if judgement.counted and judgement.vote_id and judgement.code:
+                prior.setdefault((judgement.vote_id, judgement.code), []).append(
+                    PriorBallot(message.id, judgement.signature_sha256 or "", frozenset(judgement.choices))
+                )
             judgements.append(judgement)
         return judgements
 
@@ -359,12 +370,13 @@ class Service:
             for d in self.ledger.decisions(vote.id):
                 if d.verdict == BALLOT and d.code:
                     prior.setdefault((vote.id, d.code), []).append(
-                        PriorBallot(d.message, d.signed_sha256 or "", frozenset(d.choices))
+                        PriorBallot(d.message, d.signature_sha256 or "", frozenset(d.choices))
                     )
         return prior
 
     def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate,
-                views: Mapping[str, VoteView]) -> None:
+                views: Mapping[str, VoteView]) -> Judgement:
+        """Record the judgement and queue its answer, in one transaction; returns what was recorded."""
         now = self.clock()
         view = views.get(judgement.vote_id or "")
         if judgement.counted and view is not None and view.closed_at is not None:
@@ -388,7 +400,7 @@ class Service:
                 choices={symbol: str(choice) for symbol, choice in judgement.choices.items()},
                 explanation=judgement.explanation,
                 supersedes=judgement.supersedes,
-                signed_sha256=judgement.signed_sha256 if judgement.counted else None,
+                signature_sha256=judgement.signature_sha256 if judgement.counted else None,
                 also_in=meant_for,
                 now=now,
             )
@@ -397,6 +409,7 @@ class Service:
         who = judgement.code or "unknown sender"
         what = judgement.reason.value if judgement.reason else judgement.verdict
         self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
+        return judgement
 
     def _answer_delegation(self, judgement: Judgement, outer: OuterHeaders, electorate: Electorate) -> Delegation | None:
         """Whom to answer: the signer's delegation, else the delegation whose registered address is in From.
@@ -483,32 +496,49 @@ class Service:
     # -- closing -----------------------------------------------------------------
 
     def close_due(self) -> list[str]:
-        """Close the votes whose deadline the latest complete fetch began after.
+        """Close the votes whose deadline had passed, by a settling moment, when the latest complete fetch began.
 
         Everything the mailbox received before the deadline was then in it,
-        and is in the ledger and decided: no ballot on time is left out of the
-        count. While the mailbox cannot be read, nothing closes.
+        and is in the ledger; a vote with a message received before its
+        deadline still undecided (one that failed this pass) waits for it. No
+        ballot on time is left out of the count. While the mailbox cannot be
+        read, nothing closes.
         """
         through = self.fetched_through
         if through is None:
             return []
-        due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= through]
+        undecided = [m.received_at for m in self.ledger.undecided_messages()]
+        due = [
+            v.id for v in self.ledger.votes()
+            if v.is_open and v.closes_at <= through - MAILBOX_SETTLING and not any(t < v.closes_at for t in undecided)
+        ]
         for vote_id in due:
             self.close(vote_id, at=self.ledger.vote(vote_id).closes_at)
         return due
 
     def close_now(self, vote_id: str) -> None:
-        """Close early: first take in everything already delivered, so nothing on time is left out."""
+        """Close early: the deadline becomes now, then one pass takes in what was delivered before it and counts.
+
+        Moving the deadline first means a message that arrives while the pass
+        runs is late by the same rule in the service and in the audit.
+        """
         vote = self.ledger.vote(vote_id)
         if not vote.is_open:
             raise UsageError(f"vote {vote_id} is already closed")
-        started = self.clock()
+        now = self.clock()
+        if now < vote.closes_at:
+            with self.ledger.transaction():
+                self.ledger.set_closes_at(vote_id, now)
+                self.ledger.append_event(
+                    vote_id, "deadline-moved", {"from": utc_text(vote.closes_at), "to": utc_text(now)}, now
+                )
+        time.sleep(max(0.0, (min(now, vote.closes_at) + MAILBOX_SETTLING - self.clock()).total_seconds()))
         self.fetch()
-        if self.fetched_through is None or self.fetched_through < started:
-            raise MailError(f"vote {vote_id} stays open: the mailbox could not be read, and a ballot delivered"
-                            " on time could be left out of the count (see voting status)")
         self.decide_pending()
-        self.close(vote_id, at=min(started, vote.closes_at))
+        if vote_id not in self.close_due():
+            raise MailError(f"vote {vote_id} closes at {utc_text(min(now, vote.closes_at))} but is not counted yet:"
+                            " the mailbox could not be read, or a message on time is still undecided (see voting"
+                            " status); the service counts it at its next pass")
 
     def extend(self, vote_id: str, closes_at: datetime) -> None:
         vote = self.ledger.vote(vote_id)

@@ -172,6 +172,9 @@ class Verification:
     """Set when the message was encrypted to us and opened: the signature checked is the one inside."""
     checked_at: datetime | None = None
     """The time the certificates were checked at (for a ballot, its receipt time)."""
+    signature_value: bytes | None = None
+    """The signer's signature value. Two signings differ (the signing time, and for ECDSA or PSS a random
+    nonce) even over the same text; a copy of a signed message does not."""
 
     def as_json(self) -> dict[str, Any]:
         """The `verify-mail --json` document (DESIGN §2), with the extra facts a reviewer wants.
@@ -766,6 +769,7 @@ def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Tr
                 digest_algorithm=signer.digest_name,
                 signature_algorithm=signer.family,
                 signing_time=signer.signing_time,
+                signature_value=signer.signature,
             )
             carried = _load_certificates(signer.certificates)
             certificate = _find_signer(signer, carried, trust)

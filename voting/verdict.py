@@ -54,8 +54,8 @@ class PriorBallot:
 
     message: int
     """Its id: the ledger's in the service, its place in the bundle in an audit."""
-    signed_sha256: str
-    """SHA-256 of the content it signed: another message carrying the same signed content is a copy."""
+    signature_sha256: str
+    """SHA-256 of its signature value: another message carrying the same signature is a copy of it."""
     drafts: frozenset[str]
     """The drafts it answered."""
 
@@ -78,10 +78,10 @@ class Judgement:
         return self.verdict == BALLOT
 
     @property
-    def signed_sha256(self) -> str | None:
-        """SHA-256 of the signed content, by which a later copy of this ballot is recognised."""
-        content = self.verification.signed_content if self.verification else None
-        return hashlib.sha256(content).hexdigest() if content is not None else None
+    def signature_sha256(self) -> str | None:
+        """SHA-256 of the signature value, by which a later copy of this ballot is recognised."""
+        value = self.verification.signature_value if self.verification else None
+        return hashlib.sha256(value).hexdigest() if value is not None else None
 
 
 def rejected(reason: Reason, code: str | None, verification: Verification | None, detail: str = "",
@@ -101,9 +101,9 @@ def judge(
 
     `previous_ballots` maps (vote, delegation) to the ballots already counted
     for it, oldest first. A new ballot supersedes the latest; a copy of any of
-    them (the same signed content under other outer headers, as a replay or a
+    them (the same signature under other outer headers, as a replay or a
     repeated delivery brings) is refused, so that an old ballot can never undo
-    a change of vote; when the vote was opened with the first ballot final, a
+    a change of vote, while a new signing of the same text (a change back) counts; when the vote was opened with the first ballot final, a
     draft already answered cannot be answered again. `decryption` opens a
     ballot encrypted to the secretariat: its identity in the service, the
     message's disclosed content key in an audit.
@@ -123,8 +123,8 @@ def judge(
     if vote.tokens.get(code) is None or binding.token != vote.tokens[code]:
         return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
     prior = previous_ballots.get((vote.id, code), ())
-    signed_sha256 = hashlib.sha256(verification.signed_content).hexdigest()
-    if any(ballot.signed_sha256 == signed_sha256 for ballot in prior):
+    signature_sha256 = hashlib.sha256(verification.signature_value or b"").hexdigest()
+    if any(ballot.signature_sha256 == signature_sha256 for ballot in prior):
         return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
     reply = parse_reply(text, vote.drafts)
