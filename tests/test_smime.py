@@ -430,42 +430,30 @@ def signed_then_encrypted(directory: Path, signer: Identity, recipient: x509.Cer
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("recipient", "options"),
     [
-        ("-aes256",),
-        ("-aes-128-cbc", "-keyid"),
-        ("-aes-256-gcm",),
-        ("-aes256", "-keyopt", "ecdh_kdf_md:sha256"),
-        ("-aes-192-cbc", "-keyopt", "ecdh_kdf_md:sha512"),
+        ("secretariat_ec", ("-aes256",)),
+        ("secretariat_ec", ("-aes-128-cbc", "-keyid")),
+        ("secretariat_ec", ("-aes-256-gcm",)),
+        ("secretariat_ec", ("-aes256", "-keyopt", "ecdh_kdf_md:sha256")),
+        ("secretariat_ec", ("-aes-192-cbc", "-keyopt", "ecdh_kdf_md:sha512")),
+        ("secretariat_rsa", ("-aes256",)),
+        ("secretariat_rsa", ("-aes256", "-keyopt", "rsa_padding_mode:oaep")),
+        ("secretariat_rsa", ("-aes-128-gcm", "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256")),
+        ("secretariat_rsa", ("-aes256", "-keyid")),
     ],
-    ids=["aes256-cbc", "aes128-cbc-keyid", "aes256-gcm", "kdf-sha256", "aes192-kdf-sha512"],
+    ids=["ec-aes256-cbc", "ec-aes128-cbc-keyid", "ec-aes256-gcm", "ec-kdf-sha256", "ec-aes192-kdf-sha512",
+         "rsa-pkcs1v15", "rsa-oaep-sha1", "rsa-oaep-sha256-gcm", "rsa-keyid"],
 )
-def test_reply_encrypted_to_an_ec_certificate_is_decrypted_then_verified(
-    tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity, options: tuple[str, ...]
+def test_a_reply_encrypted_to_the_secretariat_is_decrypted_then_verified(
+    tmp_path: Path, fra: Identity, recipient: str, options: tuple[str, ...], request: pytest.FixtureRequest
 ) -> None:
-    message = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, *options)
-    result = verify_message(message, pinned(fra), NOW, secretariat_ec)
+    secretariat: pki.Identity = request.getfixturevalue(recipient)
+    message = signed_then_encrypted(tmp_path, fra, secretariat.certificate, *options)
+    result = verify_message(message, pinned(fra), NOW, secretariat)
     assert result.valid and result.owner == "FRA" and result.signed_content == ENTITY, result
     assert result.decrypted is not None and result.from_address == SENDER
     assert result.as_json()["decrypted"] is True
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        ("-aes256",),
-        ("-aes256", "-keyopt", "rsa_padding_mode:oaep"),
-        ("-aes-128-gcm", "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"),
-        ("-aes256", "-keyid"),
-    ],
-    ids=["pkcs1v15", "oaep-sha1", "oaep-sha256-gcm", "keyid"],
-)
-def test_reply_encrypted_to_an_rsa_certificate_is_decrypted_then_verified(
-    tmp_path: Path, fra: Identity, secretariat_rsa: pki.Identity, options: tuple[str, ...]
-) -> None:
-    message = signed_then_encrypted(tmp_path, fra, secretariat_rsa.certificate, *options)
-    result = verify_message(message, pinned(fra), NOW, secretariat_rsa)
-    assert result.valid and result.owner == "FRA" and result.signed_content == ENTITY, result
 
 
 def test_encrypted_to_someone_else_is_unreadable(

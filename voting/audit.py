@@ -450,27 +450,16 @@ def _decrypted_checks(contents: _Contents, manifest: Manifest) -> list[Check]:
     return checks
 
 
-def _recorded(entry: MessageEntry) -> dict[str, Any]:
+def _facts(decided: MessageEntry | Judgement, supersedes: str | None) -> dict[str, Any]:
+    """What a verdict says, alike for one recorded in the manifest and one replayed, to compare them."""
     return {
-        "vote": entry.vote_id,
-        "delegation": entry.code,
-        "verdict": entry.verdict,
-        "reason": entry.reason.value if entry.reason else None,
-        "choices": {symbol: str(choice) for symbol, choice in entry.choices.items()},
-        "explanation": entry.explanation,
-        "supersedes": entry.supersedes,
-    }
-
-
-def _replayed(judgement: Judgement, order: Sequence[MessageEntry]) -> dict[str, Any]:
-    return {
-        "vote": judgement.vote_id,
-        "delegation": judgement.code,
-        "verdict": judgement.verdict,
-        "reason": judgement.reason.value if judgement.reason else None,
-        "choices": {symbol: str(choice) for symbol, choice in judgement.choices.items()},
-        "explanation": judgement.explanation,
-        "supersedes": order[judgement.supersedes].sha256 if judgement.supersedes is not None else None,
+        "vote": decided.vote_id,
+        "delegation": decided.code,
+        "verdict": decided.verdict,
+        "reason": decided.reason.value if decided.reason else None,
+        "choices": {symbol: str(choice) for symbol, choice in decided.choices.items()},
+        "explanation": decided.explanation,
+        "supersedes": supersedes,
     }
 
 
@@ -517,8 +506,9 @@ def _replay(
         judgement = judge(raw, entry.received_at, {view.id: view}, trust, previous, key)
     except Exception as error:  # noqa: BLE001 - a hostile bundle must end in a failed check, not a traceback
         return None, Check(name, False, f"cannot be replayed: {type(error).__name__}: {error}")
-    recorded = _recorded(entry)
-    replayed = _replayed(judgement, manifest.messages)
+    recorded = _facts(entry, entry.supersedes)
+    replayed = _facts(judgement, None if judgement.supersedes is None
+                      else manifest.messages[judgement.supersedes].sha256)
     differing = [key for key in recorded if recorded[key] != replayed[key]]
     if differing:
         return judgement, Check(name, False, f"recorded {_summary(recorded)}; replay gives {_summary(replayed)} "
