@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from tests.interop import THUNDERBIRD, corpus
 from voting.config import Config, load_config
 from voting.deployment import init_deployment, issue_delegation_key, pkcs12_path
 from voting.electorate import load_electorate
@@ -30,7 +31,11 @@ from voting.service import DraftFile, Service, embedded_server
 
 pytest_plugins = ["dovecot"]
 
-INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
+
+@pytest.fixture(scope="session")
+def thunderbird() -> Path:
+    """Thunderbird's S/MIME test corpus (see tests/interop.py)."""
+    return corpus(THUNDERBIRD)
 
 
 def free_port() -> int:

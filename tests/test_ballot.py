@@ -27,7 +27,6 @@ from voting.errors import UsageError
 from voting.model import Choice
 from voting.reasons import Reason
 
-INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 
 TOKEN = "Xq2s7w0F8xH1m9kz0bA1Rg"
 ONE = ("S/2020/654",)
@@ -322,8 +321,8 @@ def test_a_reply_with_no_text_at_all() -> None:
 # --- the text of a signed entity ----------------------------------------------------------------
 
 
-def test_thunderbird_signed_entity_from_the_interop_corpus() -> None:
-    raw = (INTEROP / "thunderbird-smime" / "alice.mime").read_bytes()
+def test_thunderbird_signed_entity_from_the_interop_corpus(thunderbird: Path) -> None:
+    raw = (thunderbird / "alice.mime").read_bytes()
     assert text_of_entity(raw).strip() == "This is a test message from Alice to Bob."
 
 

@@ -100,8 +100,8 @@ def test_init_keys_and_verify_mail(tmp_path: Path) -> None:
     assert json.loads(voting("--json", "--config", str(config), "keys", "list").stdout)[1]["certificates"][0]["revoked"]
 
 
-def test_verify_mail_on_the_thunderbird_corpus() -> None:
-    corpus = ROOT.parent / "shared" / "interop" / "thunderbird-smime"
+def test_verify_mail_on_the_thunderbird_corpus(thunderbird: Path) -> None:
+    corpus = thunderbird
     good = voting("--json", "verify-mail", str(corpus / "alice.dsig.SHA256.multipart.eml"), "--ca", str(corpus / "TestCA.pem"))
     bad = voting("--json", "verify-mail", str(corpus / "alice.dsig.SHA256.multipart.bad.eml"), "--ca", str(corpus / "TestCA.pem"))
     assert json.loads(bad.stdout)["reason"] == "bad-signature" and bad.returncode == 1

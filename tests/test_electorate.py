@@ -28,7 +28,6 @@ from voting.model import Delegation, Electorate
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "config" / "electorates" / "unsc-2020.toml"
 PACKAGED = ROOT / "voting" / "data" / "unsc-2020.toml"
-INTEROP = ROOT.parent / "shared" / "interop"
 WHEN = dt.datetime(2020, 7, 8, 12, 0, tzinfo=dt.UTC)
 
 
@@ -92,9 +91,11 @@ def test_committed_file_is_in_the_written_form(unsc: Electorate) -> None:
 # --- round trips -----------------------------------------------------------------------------------
 
 
-def test_round_trip_with_certificates(tmp_path: Path, ca: pki.Identity, france: x509.Certificate) -> None:
+def test_round_trip_with_certificates(
+    tmp_path: Path, ca: pki.Identity, france: x509.Certificate, thunderbird: Path
+) -> None:
     electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
-    alice = pki.load_pkcs12((INTEROP / "thunderbird-smime" / "Alice.p12").read_bytes(), b"nss").certificate
+    alice = pki.load_pkcs12((thunderbird / "Alice.p12").read_bytes(), b"nss").certificate
     electorate = register_certificate(electorate, "NER", alice, issued_by_secretariat=False)
     electorate = revoke(electorate, "NER", WHEN)
     path = tmp_path / "board.toml"
@@ -253,8 +254,8 @@ def test_revoke_marks_every_certificate_and_keeps_earlier_times(ca: pki.Identity
         revoke(electorate, "ZZZ", WHEN)
 
 
-def test_trust_of(ca: pki.Identity, france: x509.Certificate) -> None:
-    alice = pki.load_pkcs12((INTEROP / "thunderbird-smime" / "Alice.p12").read_bytes(), b"nss").certificate
+def test_trust_of(ca: pki.Identity, france: x509.Certificate, thunderbird: Path) -> None:
+    alice = pki.load_pkcs12((thunderbird / "Alice.p12").read_bytes(), b"nss").certificate
     electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
     electorate = revoke(register_certificate(electorate, "NER", alice, issued_by_secretariat=False), "NER", WHEN)
     trust = trust_of(electorate, [ca.certificate])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from tests.interop import JOHNNY, THUNDERBIRD, corpus, row_file, rows
 from tests.smime_fixtures import make_identity
 from voting.pki import Identity
 from voting.reasons import Reason
@@ -22,9 +22,6 @@ from voting.smime import (
     verify_message,
 )
 
-INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
-THUNDERBIRD = INTEROP / "thunderbird-smime"
-JOHNNY = INTEROP / "johnny-smime"
 JOHNNY_TIME = datetime(2020, 6, 1, tzinfo=UTC)
 
 # Johnny's eContent-confusion messages have the structure of Thunderbird's
@@ -39,16 +36,11 @@ ECONTENT_CONFUSION = {
 }
 
 
-def rows(folder: Path) -> list[dict[str, str]]:
-    with (folder / "EXPECTED.tsv").open(newline="") as table:
-        return list(csv.DictReader(table, delimiter="\t"))
-
-
 def nss_identity(name: str) -> Identity:
     with warnings.catch_warnings():
         # NSS writes its PKCS#12 in BER; cryptography reads it and warns that it may stop doing so.
         warnings.simplefilter("ignore", UserWarning)
-        key, certificate, _ = pkcs12.load_key_and_certificates((THUNDERBIRD / f"{name}.p12").read_bytes(), b"nss")
+        key, certificate, _ = pkcs12.load_key_and_certificates((corpus(THUNDERBIRD) / f"{name}.p12").read_bytes(), b"nss")
     assert certificate is not None and key is not None
     return Identity(key=key, certificate=certificate)  # type: ignore[arg-type]
 
@@ -58,27 +50,33 @@ def alice() -> x509.Certificate:
 
 
 def johnny_certificate(name: str) -> x509.Certificate:
-    data = (JOHNNY / f"assets__certificates__{name}@bigcorporation.crt").read_bytes()
+    data = (corpus(JOHNNY) / f"assets__certificates__{name}@bigcorporation.crt").read_bytes()
     return x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
 
 
-ALICE_TRUST = Trust(registered=(TrustedCertificate(alice(), owner="ALICE"),))
-JOHNNY_TRUST = Trust(
-    registered=(
-        TrustedCertificate(johnny_certificate("manager"), owner="MANAGER"),
-        TrustedCertificate(johnny_certificate("eve"), owner="EVE"),
+@pytest.fixture(scope="module")
+def alice_trust() -> Trust:
+    return Trust(registered=(TrustedCertificate(alice(), owner="ALICE"),))
+
+
+@pytest.fixture(scope="module")
+def johnny_trust() -> Trust:
+    return Trust(
+        registered=(
+            TrustedCertificate(johnny_certificate("manager"), owner="MANAGER"),
+            TrustedCertificate(johnny_certificate("eve"), owner="EVE"),
+        )
     )
-)
 
 
 def test_the_corpora_are_there() -> None:
-    assert len(rows(THUNDERBIRD)) == 66, THUNDERBIRD
-    assert len(rows(JOHNNY)) == 29, JOHNNY
+    assert len(rows(THUNDERBIRD)) == 66, corpus(THUNDERBIRD)
+    assert len(rows(JOHNNY)) == 29, corpus(JOHNNY)
 
 
 @pytest.mark.parametrize("row", rows(THUNDERBIRD), ids=lambda row: row["file"])
-def test_thunderbird(row: dict[str, str]) -> None:
-    result = verify_message((THUNDERBIRD / row["file"]).read_bytes(), ALICE_TRUST, datetime.now(UTC))
+def test_thunderbird(row: dict[str, str], alice_trust: Trust) -> None:
+    result = verify_message(row_file(row, THUNDERBIRD).read_bytes(), alice_trust, datetime.now(UTC))
     expected = row["expected_for_a_ballot_verifier"]
     if expected == "accept":
         assert result.valid and result.owner == "ALICE", result
@@ -91,19 +89,19 @@ def test_thunderbird(row: dict[str, str]) -> None:
     else:
         # policy:date-header-6h-after-signing-time. The Date header, like the
         # signing time, is the sender's claim and is never trusted for anything
-        # (DESIGN §4.5): the message verifies normally, i.e. it is accepted.
+        # (docs/design.md, "Time is the server's"): the message verifies normally, i.e. it is accepted.
         assert expected == "policy:date-header-6h-after-signing-time"
         assert result.valid and result.owner == "ALICE", result
 
 
-ENCRYPTED_ROWS = [row for row in rows(THUNDERBIRD) if row["expected_for_a_ballot_verifier"] == "reject:encrypted"]
+ENCRYPTED_ROWS = [row for row in rows(THUNDERBIRD) if row.get("expected_for_a_ballot_verifier", "reject:encrypted") == "reject:encrypted"]
 
 
 @pytest.mark.parametrize("row", ENCRYPTED_ROWS, ids=lambda row: row["file"])
-def test_thunderbird_encrypted_to_bob_stays_unreadable_to_the_secretariat(row: dict[str, str]) -> None:
+def test_thunderbird_encrypted_to_bob_stays_unreadable_to_the_secretariat(row: dict[str, str], alice_trust: Trust) -> None:
     secretariat = make_identity("votes@secretariat.example", key_kind="rsa2048")
     decryption = Identity(key=secretariat.key, certificate=secretariat.certificate)
-    result = verify_message((THUNDERBIRD / row["file"]).read_bytes(), ALICE_TRUST, datetime.now(UTC), decryption)
+    result = verify_message(row_file(row, THUNDERBIRD).read_bytes(), alice_trust, datetime.now(UTC), decryption)
     assert (result.valid, result.reason) == (False, Reason.ENCRYPTED), result
 
 
@@ -121,10 +119,10 @@ OPENED_BY_BOB = {
 
 
 @pytest.mark.parametrize("row", ENCRYPTED_ROWS, ids=lambda row: row["file"])
-def test_thunderbird_encrypted_opened_with_the_recipients_key(row: dict[str, str]) -> None:
-    raw = (THUNDERBIRD / row["file"]).read_bytes()
+def test_thunderbird_encrypted_opened_with_the_recipients_key(row: dict[str, str], alice_trust: Trust) -> None:
+    raw = row_file(row, THUNDERBIRD).read_bytes()
     bob = nss_identity("Bob")
-    result = verify_message(raw, ALICE_TRUST, datetime.now(UTC), bob)
+    result = verify_message(raw, alice_trust, datetime.now(UTC), bob)
     if row["file"] not in OPENED_BY_BOB:
         assert (result.valid, result.reason, decrypt_message(raw, bob)) == (False, Reason.ENCRYPTED, None), result
     elif (reason := OPENED_BY_BOB[row["file"]]) is None:
@@ -156,25 +154,25 @@ def check_johnny(result: Verification, kind: str, detail: str | None) -> None:
 
 
 @pytest.mark.parametrize("row", rows(JOHNNY), ids=lambda row: row["file"])
-def test_johnny(row: dict[str, str]) -> None:
-    result = verify_message((JOHNNY / row["file"]).read_bytes(), JOHNNY_TRUST, JOHNNY_TIME)
+def test_johnny(row: dict[str, str], johnny_trust: Trust) -> None:
+    result = verify_message(row_file(row, JOHNNY).read_bytes(), johnny_trust, JOHNNY_TIME)
     check_johnny(result, *expected_johnny(row))
 
 
-def test_johnny_only_the_managers_own_messages_count_for_the_manager() -> None:
+def test_johnny_only_the_managers_own_messages_count_for_the_manager(johnny_trust: Trust) -> None:
     counted = {
         row["file"]
         for row in rows(JOHNNY)
-        if (result := verify_message((JOHNNY / row["file"]).read_bytes(), JOHNNY_TRUST, JOHNNY_TIME)).valid
+        if (result := verify_message(row_file(row, JOHNNY).read_bytes(), johnny_trust, JOHNNY_TIME)).valid
         and result.owner == "MANAGER"
     }
     assert counted == {"01-cms__valid_email_from_manager.eml", "assets__valid-signed__manager-smime.eml"}
 
 
-def test_johnny_identity_attacks_with_a_from_naming_the_manager_are_from_mismatch() -> None:
+def test_johnny_identity_attacks_with_a_from_naming_the_manager_are_from_mismatch(johnny_trust: Trust) -> None:
     for row in rows(JOHNNY):
-        if row["file"].startswith("04-id") and "eve@" not in _from_lines(JOHNNY / row["file"]):
-            result = verify_message((JOHNNY / row["file"]).read_bytes(), JOHNNY_TRUST, JOHNNY_TIME)
+        if row["file"].startswith("04-id") and "eve@" not in _from_lines(row_file(row, JOHNNY)):
+            result = verify_message(row_file(row, JOHNNY).read_bytes(), johnny_trust, JOHNNY_TIME)
             assert result.reason is Reason.FROM_MISMATCH, (row["file"], result)
 
 
@@ -183,6 +181,7 @@ def _from_lines(path: Path) -> str:
     return " ".join(line.decode() for line in head.split(b"\n") if line.lower().startswith(b"from:"))
 
 
-def test_johnny_certificates_expired_since() -> None:
-    result = verify_message((JOHNNY / "assets__valid-signed__manager-smime.eml").read_bytes(), JOHNNY_TRUST, datetime.now(UTC))
+def test_johnny_certificates_expired_since(johnny_trust: Trust) -> None:
+    manager = corpus(JOHNNY) / "assets__valid-signed__manager-smime.eml"
+    result = verify_message(manager.read_bytes(), johnny_trust, datetime.now(UTC))
     assert (result.valid, result.reason) == (False, Reason.CERTIFICATE_EXPIRED)

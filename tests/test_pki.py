@@ -21,7 +21,6 @@ from cryptography.x509.verification import VerificationError
 from voting import pki
 from voting.errors import KeyMaterialError, UsageError
 
-INTEROP = Path(__file__).resolve().parents[1].parent / "shared" / "interop"
 PASSWORD = b"correct horse battery staple"
 
 
@@ -327,16 +326,16 @@ def test_pkcs12_without_a_password_is_refused(delegate: pki.Identity) -> None:
         pki.pkcs12_bytes(delegate, b"", friendly_name="France")
 
 
-def test_pkcs12_from_thunderbird_test_set_loads() -> None:
-    identity = pki.load_pkcs12((INTEROP / "thunderbird-smime" / "Alice.p12").read_bytes(), b"nss")
+def test_pkcs12_from_thunderbird_test_set_loads(thunderbird: Path) -> None:
+    identity = pki.load_pkcs12((thunderbird / "Alice.p12").read_bytes(), b"nss")
     assert pki.mailboxes(identity.certificate) == ("alice@example.com",)
     assert isinstance(identity.key, rsa.RSAPrivateKey)
-    test_ca = x509.load_pem_x509_certificate((INTEROP / "thunderbird-smime" / "TestCA.pem").read_bytes())
+    test_ca = x509.load_pem_x509_certificate((thunderbird / "TestCA.pem").read_bytes())
     assert identity.chain == (test_ca,)
 
 
-def test_pkcs12_ec_from_thunderbird_test_set_loads() -> None:
-    identity = pki.load_pkcs12((INTEROP / "thunderbird-smime" / "Alice-ec.p12").read_bytes(), b"nss")
+def test_pkcs12_ec_from_thunderbird_test_set_loads(thunderbird: Path) -> None:
+    identity = pki.load_pkcs12((thunderbird / "Alice-ec.p12").read_bytes(), b"nss")
     assert isinstance(identity.key, ec.EllipticCurvePrivateKey)
     assert identity.key.public_key() == identity.certificate.public_key()
 

@@ -491,11 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init", cmd_init, "create a new deployment: configuration, secretariat CA and signing key, electorate")
     p.add_argument("directory", nargs="?", default=".", help="deployment directory (default: current)")
-    p.add_argument("--name", default="Secretariat", help="the secretariat's name")
-    p.add_argument("--address", default="votes@secretariat.example", help="the secretariat's voting address")
+    p.add_argument("--name", help="the secretariat's name (default: Secretariat)")
+    p.add_argument("--address", help="the secretariat's voting address (default: votes@secretariat.example)")
     p.add_argument("--electorate", choices=TEMPLATES, help="start from a packaged electorate instead of an empty one")
-    p.add_argument("--port", type=int, default=8025, help="port of the embedded mail server")
-    p.add_argument("--vote-prefix", default="vote", help="vote ids are PREFIX-YEAR-NNNN (default %(default)s)")
+    p.add_argument("--port", type=int, help="port of the embedded mail server (default: 8025)")
+    p.add_argument("--vote-prefix", help="vote ids are PREFIX-YEAR-NNNN (default: vote)")
 
     keys = commands.add_parser("keys", help="register delegations and their certificates", parents=[common],
                                description="register delegations and their certificates")

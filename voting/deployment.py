@@ -31,9 +31,10 @@ from voting.electorate import (
     save_electorate,
 )
 from voting.errors import UsageError
-from voting.files import write_file_atomically
+from voting.files import add_lines, write_file_atomically
 from voting.model import Electorate
 from voting.pki import (
+    CA_CERTIFICATE,
     SecretariatKeys,
     fingerprint,
     is_ca,
@@ -44,6 +45,7 @@ from voting.pki import (
 )
 
 TEMPLATES = ("unsc-2020",)
+NOT_IN_GIT = ("secrets/", "var/", "handover/", "*.p12", "*.p12.password", "*.key")
 
 CONFIG_TEMPLATE = """\
 # Configuration of a voting deployment (see README). Relative paths are
@@ -89,18 +91,34 @@ def toml_string(value: str) -> str:
 def init_deployment(
     directory: Path,
     *,
-    name: str,
-    address: str,
+    name: str | None = None,
+    address: str | None = None,
     template: str | None = None,
-    port: int = 8025,
-    prefix: str = "vote",
+    port: int | None = None,
+    prefix: str | None = None,
 ) -> Config:
-    """A new deployment: configuration, secretariat CA and signing key, an electorate (empty, or a template)."""
-    config_path = directory / "config" / "voting.toml"
-    if config_path.exists():
-        raise UsageError(f"{config_path} exists already; refusing to overwrite a deployment")
+    """A new deployment: configuration, secretariat CA and signing key, an electorate (empty, or a template).
+
+    Where `config/voting.toml` exists but the secretariat has no keys yet (this
+    repository's own checkout is such a deployment), the keys are made for the
+    configuration as it stands.
+    """
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} is a file, not a folder for a deployment")
+    config_path = directory / "config" / "voting.toml"
+    if config_path.exists():
+        given = [option for option, value in (
+            ("--name", name), ("--address", address), ("--electorate", template), ("--port", port),
+            ("--vote-prefix", prefix)) if value is not None]
+        if given:
+            raise UsageError(
+                f"{config_path} exists already; edit it instead of giving {', '.join(given)}"
+            )
+        return _complete_deployment(config_path)
+    name = name or "Secretariat"
+    address = address or "votes@secretariat.example"
+    port = port or 8025
+    prefix = prefix or "vote"
     try:
         SecretariatSection(name=name, address=address, vote_prefix=prefix)
         SmtpSection(port=port)
@@ -109,10 +127,7 @@ def init_deployment(
     electorate_file = Path("config/electorates") / f"{template or 'electorate'}.toml"
     electorate_text = packaged_electorate(template) if template else 'name = "Electorate"\n'
     parse_electorate(electorate_text)
-    password = secrets.token_urlsafe(32)
     (directory / "config" / "electorates").mkdir(parents=True, exist_ok=True)
-    (directory / "secrets").mkdir(mode=0o700, exist_ok=True)
-    write_file_atomically(directory / "secrets" / "key-password", password.encode() + b"\n", mode=0o600)
     write_file_atomically(directory / electorate_file, electorate_text.encode(), mode=0o644)
     write_file_atomically(
         config_path,
@@ -125,9 +140,24 @@ def init_deployment(
         ).encode(),
         mode=0o644,
     )
-    write_file_atomically(directory / ".gitignore", b"secrets/\nvar/\n*.p12\n*.p12.password\n*.key\n", mode=0o644)
+    return _complete_deployment(config_path)
+
+
+def _complete_deployment(config_path: Path) -> Config:
+    """The secretariat's keys, and their password where none is kept yet, for an existing configuration."""
     config = load_config(config_path)
-    SecretariatKeys.create(config.keys_dir, name, name, address, password.encode())
+    if (config.keys_dir / CA_CERTIFICATE).exists():
+        raise UsageError(f"{config.root} is a deployment already ({config.keys_dir} holds keys); refusing to overwrite it")
+    secretariat = config.settings.secretariat
+    password_file = config.resolve(secretariat.key_password_file)
+    if not password_file.exists() and secretariat.key_password is None:
+        password_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file_atomically(password_file, secrets.token_urlsafe(32).encode() + b"\n", mode=0o600)
+    try:
+        add_lines(config.root / ".gitignore", NOT_IN_GIT)
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{config.root / '.gitignore'}: cannot update: {error}") from None
+    SecretariatKeys.create(config.keys_dir, secretariat.name, secretariat.name, secretariat.address, config.key_password())
     return config
 
 

@@ -21,6 +21,14 @@ def read_bounded(path: Path, limit: int, what: str, error: type[VotingError]) ->
     return data
 
 
+def add_lines(path: Path, lines: tuple[str, ...], *, mode: int = 0o644) -> None:
+    """Append the lines that `path` lacks, keeping what it has (a .gitignore the user may have written)."""
+    present = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    missing = [line for line in lines if line not in present]
+    if missing:
+        write_file_atomically(path, "".join(f"{line}\n" for line in (*present, *missing)).encode(), mode=mode)
+
+
 def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
     """Write through a temporary file in the same directory and rename it over `path`.
 
