@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,26 +22,40 @@ from voting import __version__
 from voting.config import DEFAULT_CONFIG, Config, load_config
 from voting.deployment import TEMPLATES
 from voting.errors import UsageError, VotingError
+from voting.files import read_bounded
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+RELATIVE = re.compile(r"\+(\d{1,5})([mhd])")
+UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
 def parse_when(text: str) -> datetime:
-    """An ISO 8601 instant; a time without a zone is refused rather than guessed."""
+    """An ISO 8601 instant, or a time from now such as +24h, +90m or +3d (whole seconds, UTC).
+
+    A time without a zone is refused rather than guessed.
+    """
+    if relative := RELATIVE.fullmatch(text.strip()):
+        now = datetime.now(UTC).replace(microsecond=0)
+        return now + int(relative.group(1)) * UNITS[relative.group(2)]
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         if moment.tzinfo is None:
             raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z for UTC or an offset such as +02:00")
         return moment.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2020-07-08T12:00:00Z") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time such as 2020-07-08T12:00:00Z, nor a time from now such as +24h"
+        ) from None
 
 
-def read_input(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise UsageError(f"{what} {path}: {error.strerror}") from None
+MAX_INPUT_BYTES = 32 << 20
+"""Larger than any message the service accepts, PKCS#12 file or votes file a person would give."""
+
+
+def read_input(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    return read_bounded(Path(path), limit, what, UsageError)
 
 
 def emit(args: argparse.Namespace, document: Any, text: str) -> None:
@@ -516,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("open", cmd_open, "open a vote and send the ballots")
     p.add_argument("--draft", action="append", required=True, metavar="SYMBOL=FILE", help="a draft and its text file")
     p.add_argument("--rule", required=True, help="unsc-substantive, unsc-procedural, simple-majority, two-thirds, unanimity, silence")
-    p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN", help="deadline, ISO 8601 with zone")
+    p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN", help="deadline: ISO 8601 with a zone (2020-07-08T12:00:00Z), or from now (+24h, +90m, +3d)")
     p.add_argument("--title", help="title of the vote")
     p.add_argument("--id", help="vote id (default: PREFIX-YEAR-NNNN)")
     p.add_argument("--quorum", type=int, help="members present and voting required (majority rules)")
