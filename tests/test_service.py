@@ -447,10 +447,10 @@ def test_a_ledger_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) -> N
 
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
-    old.executescript(SCHEMA.replace("    signature_sha256 TEXT,\n", ""))
+    old.executescript(SCHEMA.replace("    signed_sha256 TEXT,\n", ""))
     old.execute("PRAGMA user_version=1")
     old.close()
     with Ledger.open(path) as ledger:
         columns = {row["name"] for row in ledger.db.execute("PRAGMA table_info(decisions)")}
-        assert "signature_sha256" in columns
+        assert "signed_sha256" in columns
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

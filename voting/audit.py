@@ -481,7 +481,7 @@ def _verdict_checks(
         judgement, check = _replay(contents.messages.get(entry.sha256), entry, view, anchors, manifest, previous)
         if judgement is not None and judgement.verdict == BALLOT and judgement.vote_id and judgement.code:
             previous.setdefault((judgement.vote_id, judgement.code), []).append(
-                PriorBallot(index, judgement.signature_sha256 or "", frozenset(judgement.choices))
+                PriorBallot(index, judgement.signed_sha256 or "", frozenset(judgement.choices))
             )
         checks.append(check)
         if progress is not None:

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from voting.errors import ConfigError, LedgerError, UsageError
+from voting.smime import signed_sha256_of
 
-SCHEMA_VERSION = 2
-"""1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature, to recognise copies of it."""
+SCHEMA_VERSION = 3
+"""1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
+attributes instead, which recognise a copy whatever the encoding of its signature."""
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -74,7 +76,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     choices_json TEXT NOT NULL DEFAULT '{}',
     explanation TEXT NOT NULL DEFAULT '',
     supersedes INTEGER REFERENCES messages(id),
-    signature_sha256 TEXT,
+    signed_sha256 TEXT,
     decided_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -210,7 +212,8 @@ class DecisionRecord:
     choices: dict[str, str]
     explanation: str
     supersedes: int | None
-    signature_sha256: str | None
+    signed_sha256: str | None
+    """For a ballot, `Verification.signed_sha256`; None for one taken in before schema 3 that no key could read."""
 
 
 @dataclass(frozen=True)
@@ -521,7 +524,7 @@ class Ledger:
         choices: dict[str, str],
         explanation: str,
         supersedes: int | None,
-        signature_sha256: str | None,
+        signed_sha256: str | None,
         also_in: Sequence[str] = (),
         now: datetime,
     ) -> None:
@@ -534,7 +537,7 @@ class Ledger:
         """
         self.db.execute(
             "INSERT INTO decisions (message, vote_id, code, verdict, reason, detail, choices_json, explanation,"
-            " supersedes, signature_sha256, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " supersedes, signed_sha256, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message.id,
                 vote_id,
@@ -545,7 +548,7 @@ class Ledger:
                 canonical_json(choices),
                 explanation,
                 supersedes,
-                signature_sha256,
+                signed_sha256,
                 utc_text(now),
             ),
         )
@@ -587,7 +590,7 @@ class Ledger:
                 json.loads(r["choices_json"]),
                 r["explanation"],
                 r["supersedes"],
-                r["signature_sha256"],
+                r["signed_sha256"],
             )
             for r in rows
         ]
@@ -639,11 +642,33 @@ class Ledger:
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring a ledger written by an earlier version up to this schema, keeping everything it holds."""
-    columns = {row["name"] for row in connection.execute("PRAGMA table_info(decisions)")}
-    if "signature_sha256" not in columns:
-        connection.execute("ALTER TABLE decisions ADD COLUMN signature_sha256 TEXT")
-    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    """Bring a ledger written by an earlier version up to this schema, keeping everything it holds.
+
+    The SHA-256 of each ballot's signed attributes is recomputed from its raw
+    message; for a ballot encrypted to the secretariat it stays NULL, and the
+    service reads it with the secretariat's key when it needs it. The hash of
+    the signature value that schema 2 kept recognises no copy re-encoded, so
+    it goes.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row["name"] for row in connection.execute("PRAGMA table_info(decisions)")}
+        if "signed_sha256" not in columns:
+            connection.execute("ALTER TABLE decisions ADD COLUMN signed_sha256 TEXT")
+        if "signature_sha256" in columns:
+            connection.execute("ALTER TABLE decisions DROP COLUMN signature_sha256")
+        ballots = connection.execute(
+            "SELECT d.message, m.raw FROM decisions d JOIN messages m ON m.id = d.message"
+            " WHERE d.verdict = 'ballot' AND d.signed_sha256 IS NULL"
+        ).fetchall()
+        for row in ballots:
+            connection.execute("UPDATE decisions SET signed_sha256 = ? WHERE message = ?",
+                               (signed_sha256_of(bytes(row["raw"])), row["message"]))
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def _vote_record(row: sqlite3.Row) -> VoteRecord:

@@ -56,6 +56,7 @@ from voting.mail.server import MailServer
 from voting.model import Choice, Delegation, Electorate, Outcome
 from voting.pki import SecretariatKeys
 from voting.reasons import Reason
+from voting.smime import signed_sha256_of
 from voting.record import (
     RejectedMessage,
     VoteBoard,
@@ -344,7 +345,7 @@ class Service:
                 continue
             if judgement.counted and judgement.vote_id and judgement.code:
                 prior.setdefault((judgement.vote_id, judgement.code), []).append(
-                    PriorBallot(message.id, judgement.signature_sha256 or "", frozenset(judgement.choices))
+                    PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
                 )
             judgements.append(judgement)
         return judgements
@@ -370,7 +371,8 @@ class Service:
             for d in self.ledger.decisions(vote.id):
                 if d.verdict == BALLOT and d.code:
                     prior.setdefault((vote.id, d.code), []).append(
-                        PriorBallot(d.message, d.signature_sha256 or "", frozenset(d.choices))
+                        PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
+                            self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
                     )
         return prior
 
@@ -400,7 +402,7 @@ class Service:
                 choices={symbol: str(choice) for symbol, choice in judgement.choices.items()},
                 explanation=judgement.explanation,
                 supersedes=judgement.supersedes,
-                signature_sha256=judgement.signature_sha256 if judgement.counted else None,
+                signed_sha256=judgement.signed_sha256 if judgement.counted else None,
                 also_in=meant_for,
                 now=now,
             )

@@ -46,6 +46,7 @@ __all__ = [
     "TrustedCertificate",
     "Verification",
     "decrypt_message",
+    "signed_sha256_of",
     "sign_detached_der",
     "sign_entity",
     "verify_detached_der",
@@ -172,9 +173,13 @@ class Verification:
     """Set when the message was encrypted to us and opened: the signature checked is the one inside."""
     checked_at: datetime | None = None
     """The time the certificates were checked at (for a ballot, its receipt time)."""
-    signature_value: bytes | None = None
-    """The signer's signature value. Two signings differ (the signing time, and for ECDSA or PSS a random
-    nonce) even over the same text; a copy of a signed message does not."""
+    signed_sha256: str | None = None
+    """SHA-256 of the signed attributes exactly as signed: the digest of the content, the signing time.
+
+    Only the signer fixes them, so every copy of a signed message has the same value however its
+    signature is encoded (an ECDSA (r, s) is as valid as (r, n - s)); a new signing with a signing
+    time has another. The certificate is left out: the same signature under a certificate re-issued
+    for the same key is still a copy."""
 
     def as_json(self) -> dict[str, Any]:
         """The `verify-mail --json` document (DESIGN §2), with the extra facts a reviewer wants.
@@ -769,7 +774,7 @@ def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Tr
                 digest_algorithm=signer.digest_name,
                 signature_algorithm=signer.family,
                 signing_time=signer.signing_time,
-                signature_value=signer.signature,
+                signed_sha256=hashlib.sha256(signer.signed_attributes).hexdigest(),
             )
             carried = _load_certificates(signer.certificates)
             certificate = _find_signer(signer, carried, trust)
@@ -1013,6 +1018,17 @@ def _opened(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[_Sign
         except _Rejected as inner_rejected:
             raise _Rejected(inner_rejected.reason, decrypted=decrypted) from None
         return replace(inner, headers=rejected.known["headers"]), decrypted
+
+
+def signed_sha256_of(raw: bytes, decryption: Identity | ContentKey | None = None) -> str | None:
+    """`Verification.signed_sha256` of a message already judged, read without checking it again; None if unreadable."""
+    try:
+        signed, _ = _opened(raw, decryption)
+        content = _crlf(signed.content) if signed.detached else signed.content
+        attributes = _read_signer_info(signed.info, signed.detached, content).signed_attributes
+    except (_Rejected, *_MALFORMED_DER):
+        return None
+    return hashlib.sha256(attributes).hexdigest()
 
 
 def verify_message(

@@ -8,7 +8,6 @@ replays the same function over the bundle to check every recorded verdict.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,8 +53,8 @@ class PriorBallot:
 
     message: int
     """Its id: the ledger's in the service, its place in the bundle in an audit."""
-    signature_sha256: str
-    """SHA-256 of its signature value: another message carrying the same signature is a copy of it."""
+    signed_sha256: str
+    """SHA-256 of its signed attributes (`Verification.signed_sha256`): a message signed with the same is a copy."""
     drafts: frozenset[str]
     """The drafts it answered."""
 
@@ -78,10 +77,9 @@ class Judgement:
         return self.verdict == BALLOT
 
     @property
-    def signature_sha256(self) -> str | None:
-        """SHA-256 of the signature value, by which a later copy of this ballot is recognised."""
-        value = self.verification.signature_value if self.verification else None
-        return hashlib.sha256(value).hexdigest() if value is not None else None
+    def signed_sha256(self) -> str | None:
+        """SHA-256 of the signed attributes, by which a later copy of this ballot is recognised."""
+        return self.verification.signed_sha256 if self.verification else None
 
 
 def rejected(reason: Reason, code: str | None, verification: Verification | None, detail: str = "",
@@ -101,12 +99,14 @@ def judge(
 
     `previous_ballots` maps (vote, delegation) to the ballots already counted
     for it, oldest first. A new ballot supersedes the latest; a copy of any of
-    them (the same signature under other outer headers, as a replay or a
-    repeated delivery brings) is refused, so that an old ballot can never undo
-    a change of vote, while a new signing of the same text (a change back) counts; when the vote was opened with the first ballot final, a
-    draft already answered cannot be answered again. `decryption` opens a
-    ballot encrypted to the secretariat: its identity in the service, the
-    message's disclosed content key in an audit.
+    them (the same signed attributes, under other outer headers or another
+    encoding of the signature, as a replay or a repeated delivery brings) is
+    refused, so that an old ballot can never undo a change of vote, while a
+    new signing of the same text (a change back) counts; when the vote was
+    opened with the first ballot final, a draft already answered cannot be
+    answered again. `decryption` opens a ballot encrypted to the secretariat:
+    its identity in the service, the message's disclosed content key in an
+    audit.
     """
     verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
@@ -123,8 +123,7 @@ def judge(
     if vote.tokens.get(code) is None or binding.token != vote.tokens[code]:
         return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
     prior = previous_ballots.get((vote.id, code), ())
-    signature_sha256 = hashlib.sha256(verification.signature_value or b"").hexdigest()
-    if any(ballot.signature_sha256 == signature_sha256 for ballot in prior):
+    if any(ballot.signed_sha256 == verification.signed_sha256 for ballot in prior):
         return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
     reply = parse_reply(text, vote.drafts)
