@@ -170,7 +170,11 @@ def test_keys_import_pins_an_external_certificate_and_refuses_the_secretariats_o
          "-addext", "basicConstraints=critical,CA:FALSE"],
         capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
-    imported = voting("--json", "--config", config, "keys", "import", "GBR", str(certificate))
+    request = tmp_path / "gbr.csr"
+    made = subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=United Kingdom", "-out", str(request)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    imported = voting("--json", "--config", config, "keys", "import", "GBR", str(certificate), "--csr", str(request))
     assert imported.returncode == 0, imported.stderr
     pin = json.loads(imported.stdout)["sha256"]
     listing = json.loads(voting("--json", "--config", config, "keys", "list").stdout)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
+from conftest import voting
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +28,8 @@ from voting.electorate import (
     trust_of,
 )
 from voting.errors import ConfigError, UsageError
-from voting.model import Delegation, Electorate
+from voting.model import Delegation, Electorate, RegisteredCertificate
+from voting.smime import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "config" / "electorates" / "unsc-2020.toml"
@@ -264,3 +270,111 @@ def test_trust_of(ca: pki.Identity, france: x509.Certificate, thunderbird: Path)
         (france, "FRA", False, True),
         (alice, "NER", True, False),
     ]
+
+
+# --- one delegation's certificate never shadows another's, through the command line -----------------
+
+
+def certificate_for(key: pki.PrivateKey, public_key: object, email: str, *, issuer: x509.Name | None = None,
+                    serial: int | None = None, subject_key_id: bytes | None = None) -> x509.Certificate:
+    """A certificate signed by `key` that carries `public_key`, the issuer name, serial and key id asked for."""
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, email)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
+    )
+    if subject_key_id is not None:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier(subject_key_id), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def signed_mail(identity: pki.Identity, sender: str) -> bytes:
+    entity = sign_entity(b"Content-Type: text/plain\r\n\r\nWith the compliments of the mission.\r\n",
+                         identity.key, identity.certificate)
+    return f"From: {sender}\r\nTo: votes@secretariat.example\r\nSubject: note\r\n".encode() + entity
+
+
+@pytest.fixture(scope="module")
+def france_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pki.Identity]:
+    """A deployment whose France holds a secretariat-issued certificate, and that identity."""
+    root = tmp_path_factory.mktemp("keys")
+    assert voting("init", str(root / "d"), "--electorate", "unsc-2020").returncode == 0
+    config = root / "d" / "config" / "voting.toml"
+    issued = voting("--json", "--config", str(config), "keys", "issue", "FRA", "--email", "fra@delegations.example")
+    assert issued.returncode == 0, issued.stderr
+    p12 = json.loads(issued.stdout)
+    return config, pki.load_pkcs12(Path(p12["pkcs12"]).read_bytes(), p12["password"].encode())
+
+
+@pytest.mark.parametrize("shared", ["public key", "issuer and serial number", "subject key identifier"])
+def test_keys_import_refuses_a_certificate_that_could_be_taken_for_another_delegations(
+    tmp_path: Path, france_deployment: tuple[Path, pki.Identity], shared: str
+) -> None:
+    template, france = france_deployment
+    shutil.copytree(template.parents[1], tmp_path / "d")
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    niger = pki.issue_signing_certificate(pki.create_ca("Niger CA", "Niger"), common_name="Niger",
+                                          emails=["ner@delegations.example"])
+    if shared == "public key":
+        # Niger cannot sign with France's key, but a France-signed mail is public and "proves" that key.
+        rogue = certificate_for(niger.key, france.certificate.public_key(), "ner@delegations.example")
+        proof = signed_mail(france, "fra@delegations.example")
+    elif shared == "issuer and serial number":
+        rogue = certificate_for(niger.key, niger.key.public_key(), "ner@delegations.example",
+                                issuer=france.certificate.issuer, serial=france.certificate.serial_number)
+        proof = signed_mail(pki.Identity(niger.key, rogue), "ner@delegations.example")
+    else:
+        france_ski = france.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        rogue = certificate_for(niger.key, niger.key.public_key(), "ner@delegations.example",
+                                subject_key_id=france_ski)
+        proof = signed_mail(pki.Identity(niger.key, rogue), "ner@delegations.example")
+    (tmp_path / "rogue.pem").write_text(pki.certificate_pem(rogue))
+    (tmp_path / "proof.eml").write_bytes(proof)
+    electorate_file = tmp_path / "d" / "config" / "electorates" / "unsc-2020.toml"
+    before = electorate_file.read_bytes()
+    refused = voting("--config", config, "keys", "import", "NER", str(tmp_path / "rogue.pem"),
+                     "--proof", str(tmp_path / "proof.eml"))
+    assert refused.returncode == 2
+    assert f"has the same {shared} as FRA's certificate" in refused.stderr
+    assert "NER" in refused.stderr and refused.stderr.count("\n") == 1
+    assert electorate_file.read_bytes() == before
+
+    # The same pair written into the electorate by hand is a configuration error naming both delegations.
+    electorate = load_electorate(electorate_file)
+    ner = electorate.get("NER")
+    assert ner is not None
+    ner.certificates.append(RegisteredCertificate(sha256=pki.fingerprint(rogue), pem=pki.certificate_pem(rogue)))
+    electorate_file.write_text(dump_electorate(electorate))
+    listed = voting("--config", config, "keys", "list")
+    assert listed.returncode == 2
+    assert re.search(rf"NER's certificate [0-9a-f]{{16}}… has the same {shared} as FRA's certificate", listed.stderr)
+
+
+def test_keys_import_requires_proof_of_possession(tmp_path: Path, france_deployment: tuple[Path, pki.Identity]) -> None:
+    template, france = france_deployment
+    shutil.copytree(template.parents[1], tmp_path / "d")
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    niger = pki.issue_signing_certificate(pki.create_ca("Niger CA", "Niger"), common_name="Niger",
+                                          emails=["ner@delegations.example"])
+    (tmp_path / "ner.pem").write_text(pki.certificate_pem(niger.certificate))
+    bare = voting("--config", config, "keys", "import", "NER", str(tmp_path / "ner.pem"))
+    assert bare.returncode == 2 and "--proof" in bare.stderr and "openssl cms -sign" in bare.stderr
+    (tmp_path / "france.eml").write_bytes(signed_mail(france, "fra@delegations.example"))
+    (tmp_path / "plain.eml").write_bytes(b"From: ner@delegations.example\r\nSubject: hi\r\n\r\nunsigned\r\n")
+    for other in ("france.eml", "plain.eml"):
+        wrong = voting("--config", config, "keys", "import", "NER", str(tmp_path / "ner.pem"),
+                       "--proof", str(tmp_path / other))
+        assert wrong.returncode == 2 and ("proves nothing" in wrong.stderr or "another key" in wrong.stderr)
+    listing = json.loads(voting("--json", "--config", config, "keys", "list").stdout)
+    assert next(row for row in listing if row["code"] == "NER")["certificates"] == []
+    (tmp_path / "ner.eml").write_bytes(signed_mail(niger, "ner@delegations.example"))
+    proven = voting("--config", config, "keys", "import", "NER", str(tmp_path / "ner.pem"),
+                    "--proof", str(tmp_path / "ner.eml"))
+    assert proven.returncode == 0, proven.stderr

@@ -112,9 +112,10 @@ def cmd_keys_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_import(args: argparse.Namespace) -> int:
-    from voting.deployment import import_delegation_certificate
+    from voting.deployment import Proof, import_delegation_certificate
 
-    pin = import_delegation_certificate(config_of(args), args.code, Path(args.certificate))
+    proof = Proof("message", Path(args.proof)) if args.proof else Proof("csr", Path(args.csr)) if args.csr else None
+    pin = import_delegation_certificate(config_of(args), args.code, Path(args.certificate), proof)
     emit(args, {"code": args.code, "sha256": pin}, f"Registered certificate {pin} to {args.code}")
     return 0
 
@@ -524,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("import", cmd_keys_import, "register an externally issued certificate, pinned by its SHA-256", key_commands)
     p.add_argument("code")
     p.add_argument("certificate", help="PEM file")
+    proofs = p.add_mutually_exclusive_group()
+    proofs.add_argument("--proof", metavar="SIGNED.eml", help="an email signed with the certificate's key")
+    proofs.add_argument("--csr", metavar="REQUEST.pem", help="a certificate signing request made with the same key")
     p = command("revoke", cmd_keys_revoke, "revoke every certificate of a delegation from now on", key_commands)
     p.add_argument("code")
     command("list", cmd_keys_list, "list delegations and certificates", key_commands)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
+from cryptography import x509
 from pydantic import ValidationError
 
 from voting.config import (
@@ -30,19 +32,23 @@ from voting.electorate import (
     revoke,
     save_electorate,
 )
-from voting.errors import UsageError
-from voting.files import add_lines, write_file_atomically
+from voting.errors import KeyMaterialError, UsageError
+from voting.files import add_lines, read_bounded, write_file_atomically
 from voting.model import Electorate
 from voting.pki import (
     CA_CERTIFICATE,
     SecretariatKeys,
+    check_csr_proves,
+    same_key,
     fingerprint,
     is_ca,
     issue_signing_certificate,
     mailboxes,
     pkcs12_bytes,
     read_certificate,
+    read_csr,
 )
+from voting.smime import Trust, TrustedCertificate, verify_message
 
 TEMPLATES = ("unsc-2020",)
 NOT_IN_GIT = ("secrets/", "var/", "handover/", "*.p12", "*.p12.password", "*.key")
@@ -222,12 +228,54 @@ def refuse_secretariat_address(config: Config, addresses: Sequence[str]) -> None
         raise UsageError(f"{own} is the secretariat's own address; a delegation cannot be registered with it")
 
 
-def import_delegation_certificate(config: Config, code: str, certificate_path: Path) -> str:
+MAX_PROOF_BYTES = 32 << 20
+"""Largest signed message read as a proof of possession: a mail with attachments, not an archive."""
+
+HOW_TO_PROVE = (
+    "--proof MESSAGE.eml, any email the delegation signed with that certificate (a signed mail it sent, saved"
+    " with its headers, or `openssl cms -sign -in note.txt -signer CERT.pem -inkey KEY.pem -out MESSAGE.eml`),"
+    " or --csr REQUEST.pem, a request made with the same key (`openssl req -new -key KEY.pem -out REQUEST.pem`)"
+)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Evidence that whoever registers a certificate holds its private key: a signed message, or a CSR."""
+
+    kind: Literal["message", "csr"]
+    path: Path
+
+
+def check_possession(certificate: x509.Certificate, proof: Proof) -> None:
+    """The proof was signed by the certificate's key; KeyMaterialError says why not.
+
+    A certificate is public: without this, anyone could register a
+    delegation's certificate, or one naming its key, as their own.
+    """
+    if proof.kind == "csr":
+        check_csr_proves(read_csr(proof.path), certificate, str(proof.path))
+        return
+    raw = read_bounded(proof.path, MAX_PROOF_BYTES, "signed message", KeyMaterialError)
+    trust = Trust(registered=(TrustedCertificate(certificate),), anchors_admit_unregistered=False)
+    checked = verify_message(raw, trust, datetime.now(UTC))
+    if not checked.signature_intact or checked.signer is None:
+        raise KeyMaterialError(
+            f"{proof.path}: not a message with an intact S/MIME signature ({checked.reason}); it proves nothing"
+        )
+    if not same_key(checked.signer, certificate):
+        raise KeyMaterialError(f"{proof.path}: signed by another key than the certificate's")
+
+
+def import_delegation_certificate(config: Config, code: str, certificate_path: Path, proof: Proof | None) -> str:
+    """Register a certificate the delegation made or obtained itself, once it has shown it holds the key."""
     electorate = load_electorate(config.electorate_file)
     certificate = read_certificate(certificate_path)
     refuse_secretariat_address(config, mailboxes(certificate))
     if is_ca(certificate):
         raise UsageError(f"{certificate_path} is a CA certificate, not a delegate's signing certificate")
+    if proof is None:
+        raise UsageError(f"registering a certificate needs proof that {code} holds its private key: {HOW_TO_PROVE}")
+    check_possession(certificate, proof)
     electorate = register_certificate(electorate, code, certificate, issued_by_secretariat=False)
     save_electorate(config.electorate_file, electorate)
     return fingerprint(certificate)

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from voting.errors import ConfigError, KeyMaterialError, UsageError
@@ -68,6 +70,44 @@ def _check_pins(electorate: Electorate) -> None:
                 )
 
 
+SignerIdentifier = tuple[str, object]
+"""What names a certificate's signer, labelled for an error: ('public key', DER), ('issuer and serial', ...)."""
+
+
+def _signer_identifiers(certificate: x509.Certificate) -> list[SignerIdentifier]:
+    """The key a signature is checked with, and every way a CMS signature may name its signer's certificate.
+
+    Two delegations' certificates sharing any of these could have one's
+    signatures matched to the other's certificate: a ballot counted for the
+    wrong delegation, or rejected.
+    """
+    parsed = asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+    tbs = parsed["tbs_certificate"]
+    identifiers: list[SignerIdentifier] = [
+        ("public key", tbs["subject_public_key_info"].dump()),
+        ("issuer and serial number", (tbs["issuer"].hashable, tbs["serial_number"].native)),
+        ("subject key identifier", tbs["subject_public_key_info"].sha1),
+    ]
+    if parsed.key_identifier is not None:
+        identifiers.append(("subject key identifier", parsed.key_identifier))
+    return identifiers
+
+
+def shared_signer(electorate: Electorate) -> str | None:
+    """Why two delegations' certificates could be taken for each other, or None when none can."""
+    seen: dict[SignerIdentifier, tuple[str, str]] = {}
+    for delegation in electorate.delegation:
+        for registered in delegation.certificates:
+            for identifier in _signer_identifiers(load_pem_certificate(registered.pem)):
+                owner, pin = seen.setdefault(identifier, (delegation.code, registered.sha256))
+                if owner != delegation.code:
+                    return (
+                        f"{delegation.code}'s certificate {registered.sha256[:16]}… has the same {identifier[0]}"
+                        f" as {owner}'s certificate {pin[:16]}…; a signature of one would be taken for the other"
+                    )
+    return None
+
+
 def parse_electorate(text: str) -> Electorate:
     """The electorate in a TOML text; ValueError says where and why it is wrong."""
     try:
@@ -81,6 +121,8 @@ def parse_electorate(text: str) -> Electorate:
     except ValidationError as error:
         raise ValueError(_describe(error)) from None
     _check_pins(electorate)
+    if (conflict := shared_signer(electorate)) is not None:
+        raise ValueError(conflict)
     return electorate
 
 
@@ -217,7 +259,10 @@ def register_certificate(
         )
     except ValidationError as error:
         raise UsageError(f"certificate of {code}: {_describe(error)}") from None
-    return _replace(electorate, updated)
+    result = _replace(electorate, updated)
+    if (conflict := shared_signer(result)) is not None:
+        raise UsageError(f"refusing to register the certificate: {conflict}")
+    return result
 
 
 def revoke(electorate: Electorate, code: str, at: datetime) -> Electorate:

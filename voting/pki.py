@@ -387,6 +387,36 @@ def read_certificate(path: Path) -> x509.Certificate:
         raise KeyMaterialError(f"{path}: not a PEM or DER certificate") from None
 
 
+def same_key(one: x509.Certificate | x509.CertificateSigningRequest, other: x509.Certificate) -> bool:
+    """Whether both carry the same public key; a key of a type cryptography cannot load matches nothing."""
+    try:
+        return bool(one.public_key() == other.public_key())
+    except UnsupportedAlgorithm:
+        return False
+
+
+def load_csr(data: bytes, where: str) -> x509.CertificateSigningRequest:
+    """A PEM or DER certificate signing request whose signature is intact: it proves its maker holds the key."""
+    try:
+        csr = x509.load_pem_x509_csr(data) if b"-----BEGIN" in data else x509.load_der_x509_csr(data)
+        intact = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyMaterialError(f"{where}: not a PEM or DER certificate signing request") from None
+    if not intact:
+        raise KeyMaterialError(f"{where}: the request's signature does not verify; it proves nothing")
+    return csr
+
+
+def read_csr(path: Path) -> x509.CertificateSigningRequest:
+    return load_csr(read_bounded(path, MAX_FILE_BYTES, "certificate signing request", KeyMaterialError), str(path))
+
+
+def check_csr_proves(csr: x509.CertificateSigningRequest, certificate: x509.Certificate, where: str) -> None:
+    """The request was signed by the certificate's key (its own signature was checked when it was read)."""
+    if not same_key(csr, certificate):
+        raise KeyMaterialError(f"{where}: the request is signed by another key than the certificate's")
+
+
 # --- the secretariat's keys ------------------------------------------------------------------------
 
 CA_CERTIFICATE = "secretariat-ca.pem"
