@@ -77,7 +77,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_+/=-]{16,128}")
 _BOX = re.compile(r"\[\s*([xX✓✔×])?\s*\]\s*([^\[\]|]*)")
 _EDGE_MARKS = " \t*_\"'“”«».,;!。！，、،؛"
 _ATTRIBUTION = re.compile(
-    r"(wrote|writes|a écrit|escribió|schrieb|написал|написала|написал\(а\)|пишет|写道|寫道|كتب)\s*[:：]$", re.IGNORECASE
+    r"(wrote|writes|reads|a écrit|escribió|schrieb|написал|написала|написал\(а\)|пишет|写道|寫道|كتب)\s*[:：]$", re.IGNORECASE
 )
 _ATTRIBUTION_OPENER = re.compile(r"^(on|le|el|am|в|在|في)\s", re.IGNORECASE)
 _ORIGINAL_MESSAGE = re.compile(
