@@ -26,7 +26,7 @@ from voting.mail.outbox import smtp_settings
 from voting.mail.server import MailServer
 from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, load_pkcs12
-from voting.reply import build_reply
+from voting.reply import Secretariat, build_reply
 from voting.service import DraftFile, Service, embedded_server
 
 pytest_plugins = ["dovecot"]
@@ -67,7 +67,8 @@ class Deployment:
     def reply(self, code: str, votes: list[str], *, explanation: str = "", identity: Identity | None = None,
               ballot: bytes | None = None) -> bytes:
         message, _ = build_reply(ballot or self.ballot_of(code), identity or self.identities[code], votes,
-                                 explanation=explanation, now=datetime.now(UTC))
+                                 secretariat=Secretariat.of_deployment(self.config), explanation=explanation,
+                                 now=datetime.now(UTC))
         return message.raw
 
     def submit(self, raw: bytes, sender: str) -> None:

@@ -181,7 +181,7 @@ def outlook(choice_lines: str, separator: str) -> bytes:
 
 @pytest.mark.parametrize("separator", ["-----Original Message-----", "_" * 32, ""])
 def test_outlook_reply_with_unquoted_original(separator: str) -> None:
-    text = text_of_entity(outlook("Against.\r\nThe Russian Federation’s position is well known.", separator))
+    text = text_of_entity(outlook("Vote: Against.\r\nThe Russian Federation’s position is well known.", separator))
     assert "Original Message" in text or separator != "-----Original Message-----"
     reply = parse_reply(text, ONE)
     assert (reply.vote_id, reply.token) == ("unsc-2020-0007", TOKEN)
@@ -226,10 +226,8 @@ def test_template_line_copied_unquoted_is_neither_choice_nor_explanation() -> No
         ("**S/2020/654: no**", Choice.NO),
         ("VOTE: yes", Choice.YES),
         ("Vote : Yes!", Choice.YES),
-        ("[X] YES", Choice.YES),
-        ("[x] abstain", Choice.ABSTAIN),
         ("S/2020/654: [ ] YES [x] NO [ ] ABSTAIN", Choice.NO),
-        ("Yes.", Choice.YES),
+        ("VOTE: [X] YES", Choice.YES),
     ],
 )
 def test_one_draft_choice_in_every_language_and_form(line: str, choice: Choice) -> None:
@@ -259,7 +257,7 @@ def test_some_drafts_may_be_left_unanswered() -> None:
     assert reply.choices == {"S/2020/658": Choice.ABSTAIN} and reply.problem is None
 
 
-@pytest.mark.parametrize("line", ["VOTE: yes", "[X] YES", "yes"])
+@pytest.mark.parametrize("line", ["VOTE: yes", "Vote: [X] YES"])
 def test_a_choice_naming_no_draft_on_a_two_draft_ballot_is_unknown_draft(line: str) -> None:
     reply = parse_reply(f"S/2020/654: no\n{line}\n{quoted(ballot(SYRIA))}", TWO)
     assert reply.problem is Reason.UNKNOWN_DRAFT
@@ -269,11 +267,30 @@ def test_a_choice_naming_no_draft_on_a_two_draft_ballot_is_unknown_draft(line: s
 def test_a_draft_not_on_the_ballot_is_named() -> None:
     reply = parse_reply("S/2020/654: yes\nS/2020/999: no\n", ONE)
     assert reply.problem is Reason.UNKNOWN_DRAFT
-    assert reply.problem_detail == "S/2020/999 is not on this ballot (S/2020/654)"
+    assert reply.problem_detail == (
+        'the line "S/2020/999: no" was not understood: S/2020/999 is not a draft on this ballot (S/2020/654)'
+    )
+
+
+@pytest.mark.parametrize("line", ["Our vote: against", "Position de la France : contre", "Ответ: за"])
+def test_a_choice_under_any_other_key_is_refused_as_not_understood(line: str) -> None:
+    for text in (f"{line}\n", f"VOTE: YES\n{line}\n"):
+        reply = parse_reply(text, ONE)
+        assert reply.problem is Reason.UNKNOWN_DRAFT
+        assert reply.problem_detail and f'the line "{line}" was not understood' in reply.problem_detail
+
+
+@pytest.mark.parametrize("line", ["for.", "Yes", "[X] YES", "[x] abstain", "Contre.", "赞成", "نعم", "*NO*"])
+def test_a_word_alone_on_a_line_is_never_a_choice(line: str) -> None:
+    reply = parse_reply(f"VOTE: NO\n\nWe regret that we cannot vote\n{line}\n\n{quoted(ballot())}", ONE)
+    assert reply.choices == {"S/2020/654": Choice.NO} and reply.problem is None
+    alone = parse_reply(f"{line}\n\n{quoted(ballot())}", ONE)
+    assert alone.choices == {} and alone.problem is Reason.NO_CHOICE
+    assert alone.problem_detail and f'the line "{line}" was not understood as a choice' in alone.problem_detail
 
 
 def test_conflicting_choices_name_the_draft_but_repeating_one_is_fine() -> None:
-    assert parse_reply("S/2020/654: yes\nVOTE: Pour\n[X] in favour\n", ONE).problem is None
+    assert parse_reply("S/2020/654: yes\nVOTE: Pour\nVote: [X] in favour\n", ONE).problem is None
     reply = parse_reply("S/2020/654: yes\nS/2020/658: no\nS/2020/654: против\n", TWO)
     assert reply.problem is Reason.CONFLICTING_CHOICES
     assert reply.problem_detail == "S/2020/654: YES and NO"

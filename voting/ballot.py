@@ -74,11 +74,10 @@ _QUOTE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)+")
 _BINDING = re.compile(r"(vote-id|ballot-token)\s*[:：]\s*([A-Za-z0-9._+/=-]+)", re.IGNORECASE)
 _VOTE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _TOKEN = re.compile(r"[A-Za-z0-9_+/=-]{16,128}")
-_SYMBOL_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/.()-]*")
 _BOX = re.compile(r"\[\s*([xX✓✔×])?\s*\]\s*([^\[\]|]*)")
 _EDGE_MARKS = " \t*_\"'“”«».,;!。！，、،؛"
 _ATTRIBUTION = re.compile(
-    r"(wrote|writes|a écrit|escribió|schrieb|написал|написала|написал\(а\)|пишет|写道|寫道|كتب)\s*[:：]$", re.IGNORECASE
+    r"(wrote|writes|reads|a écrit|escribió|schrieb|написал|написала|написал\(а\)|пишет|写道|寫道|كتب)\s*[:：]$", re.IGNORECASE
 )
 _ATTRIBUTION_OPENER = re.compile(r"^(on|le|el|am|в|在|في)\s", re.IGNORECASE)
 _ORIGINAL_MESSAGE = re.compile(
@@ -254,6 +253,7 @@ def _split_key(line: str) -> tuple[str | None, str]:
 class _Mark:
     """A line that states a choice: the draft it names (None: it names none), as written."""
 
+    line: str
     draft: str | None
     named: str
     choices: frozenset[Choice]
@@ -261,21 +261,33 @@ class _Mark:
 
 
 def _read_choice(line: str, drafts: Mapping[str, str]) -> _Mark | None:
-    """The choice a line states, an empty mark for a copied template, or None when the line is text."""
+    """The choice a choice line states, an empty mark for a copied template, or None when the line is no choice line.
+
+    A choice line is "KEY: CHOICE", as the ballot offers it: KEY is a draft's
+    symbol or VOTE (in any of the six languages), CHOICE a choice word or the
+    template with one box marked. Any other key before a choice ("Our vote:
+    against", "S/2020/999: NO") is a mark not on the ballot, which the reply
+    refuses rather than guess at. A line without a key is never a choice.
+    """
     key, value = _split_key(line.strip(_EDGE_MARKS))
-    on_ballot = True
     if key is None:
-        draft, named = None, ""
-    elif _symbol_key(key) in drafts:
-        draft, named = drafts[_symbol_key(key)], key
-    elif key.casefold() in _VOTE_KEYS:
-        draft, named = None, key
-    elif _SYMBOL_LIKE.fullmatch(key) and any(c.isdigit() for c in key) and ("/" in key or "-" in key):
-        draft, named, on_ballot = key, key, False
-    else:
         return None
     choices = _value_choices(value)
-    return None if choices is None else _Mark(draft, named, choices, on_ballot)
+    if choices is None:
+        return None
+    if _symbol_key(key) in drafts:
+        return _Mark(line, drafts[_symbol_key(key)], key, choices)
+    if key.casefold() in _VOTE_KEYS:
+        return _Mark(line, None, key, choices)
+    return _Mark(line, key, key, choices, on_ballot=False)
+
+
+def _looks_like_choice(line: str, drafts: Mapping[str, str]) -> bool:
+    """Whether a line that is no choice line was probably meant as one: a choice word alone, or a draft's key."""
+    key, value = _split_key(line.strip(_EDGE_MARKS))
+    if key is None:
+        return bool(_value_choices(value))
+    return _symbol_key(key) in drafts or key.casefold() in _VOTE_KEYS
 
 
 def _quoted(line: str) -> bool:
@@ -324,11 +336,12 @@ def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
 def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     """Read a reply: its binding to a vote, its choices, its explanation of vote, and the first problem found.
 
-    A choice that names no draft ("VOTE: YES", "[X] YES", a bare "YES") counts
-    only when the ballot has one draft; with several it is UNKNOWN_DRAFT,
-    since silently dropping it would lose a vote its sender believes was
-    cast. A copied, unmarked template line ("S/2020/654: YES | NO | ABSTAIN")
-    is neither a choice nor explanation. With no drafts, only the binding is
+    A choice is read only from a choice line (see `_read_choice`), never from
+    a word alone on a line: a hard-wrapped sentence may leave "for." or "No"
+    on a line of its own. "VOTE: YES" counts only when the ballot has one
+    draft; with several it is UNKNOWN_DRAFT, since silently dropping it would
+    lose a vote its sender believes was cast. A copied, unmarked template line
+    ("S/2020/654: YES | NO | ABSTAIN") is neither a choice nor explanation. With no drafts, only the binding is
     read (the service uses that to find the vote first).
     """
     by_key = _check_drafts(drafts)
@@ -341,6 +354,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
         problem = (Reason.WRONG_BALLOT_TOKEN, "the text holds more than one Ballot-Token")
     choices: dict[str, Choice] = {}
     explanation: list[str] = []
+    unread_choice: str | None = None
     previous = -2
     for i, line in _own_lines(lines):
         clean = _clean(line)
@@ -355,14 +369,18 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
             continue
         mark = _read_choice(clean, by_key) if short and drafts else None
         if mark is None:
+            if unread_choice is None and short and _looks_like_choice(clean, by_key):
+                unread_choice = clean
             explanation.append(line.strip())
             previous = i
             continue
         found = _apply(mark, choices, drafts)
         problem = problem or found
     if problem is None and not choices:
-        hint = f'write "{drafts[0]}: YES", NO or ABSTAIN above the quoted ballot' if drafts else "no draft to vote on"
-        problem = (Reason.NO_CHOICE, hint)
+        hint = f'write "{drafts[0]}: YES", NO or ABSTAIN on a line of its own above the quoted ballot' if drafts else ""
+        if unread_choice is not None:
+            hint = f'the line "{unread_choice}" was not understood as a choice: {hint}'
+        problem = (Reason.NO_CHOICE, hint or "no draft to vote on")
     return Reply(
         vote_id=vote_id,
         token=token,
@@ -378,12 +396,12 @@ def _apply(mark: _Mark, choices: dict[str, Choice], drafts: Sequence[str]) -> tu
     if not mark.choices:
         return None
     if not mark.on_ballot:
-        return (Reason.UNKNOWN_DRAFT, f"{mark.named} is not on this ballot ({', '.join(drafts)})")
+        return (Reason.UNKNOWN_DRAFT, f'the line "{mark.line}" was not understood: '
+                                      f"{mark.named} is not a draft on this ballot ({', '.join(drafts)})")
     if mark.draft is None and len(drafts) != 1:
-        said = f"{mark.named}: " if mark.named else ""
         return (
             Reason.UNKNOWN_DRAFT,
-            f"a choice ({said}{'/'.join(c.upper() for c in Choice if c in mark.choices)}) names no draft, "
+            f"a choice ({mark.named}: {'/'.join(c.upper() for c in Choice if c in mark.choices)}) names no draft, "
             f'and this ballot has {len(drafts)}: write it as "{drafts[0]}: YES"',
         )
     draft = mark.draft or drafts[0]

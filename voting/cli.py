@@ -398,8 +398,8 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
 def cmd_reply(args: argparse.Namespace) -> int:
     from voting.mail.outbox import smtp_settings
     from voting.mail.smtp import SmtpConnection
-    from voting.pki import load_pkcs12, mailboxes
-    from voting.reply import build_reply
+    from voting.pki import load_pkcs12, mailboxes, read_certificate
+    from voting.reply import Secretariat, build_reply
 
     if args.password_file:
         password = read_input(args.password_file, "--password-file").strip()
@@ -407,10 +407,18 @@ def cmd_reply(args: argparse.Namespace) -> int:
         password = os.environ.get("VOTING_P12_PASSWORD", "").encode()
     if not password:
         raise UsageError("give the PKCS#12 password with --password-file FILE or VOTING_P12_PASSWORD")
+    if args.secretariat_cert:
+        secretariat = Secretariat(read_certificate(Path(args.secretariat_cert)), args.secretariat_address)
+    elif args.config.exists():
+        secretariat = Secretariat.of_deployment(config_of(args))
+    else:
+        raise UsageError("give --secretariat-cert PEM, the secretariat's certificate that came with your delegation's "
+                         "certificate (ask the secretariat for it if it did not), so that the ballot's signature can be "
+                         "checked before anything is signed; or --config of the deployment")
     identity = load_pkcs12(read_input(args.p12, "--p12"), password)
     explanation = read_input(args.explanation, "--explanation").decode("utf-8", "replace") if args.explanation else ""
-    reply, to = build_reply(read_input(args.ballot, "ballot"), identity, args.vote, explanation=explanation,
-                            now=datetime.now(UTC))
+    reply, to = build_reply(read_input(args.ballot, "ballot"), identity, args.vote, secretariat=secretariat,
+                            explanation=explanation, now=datetime.now(UTC))
     if args.out:
         try:
             Path(args.out).write_bytes(reply.raw)
@@ -584,6 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vote", action="append", required=True, metavar="CHOICE",
                    help="yes, no or abstain for every draft, or SYMBOL=CHOICE for one")
     p.add_argument("--explanation", help="a text file: the explanation of vote")
+    p.add_argument("--secretariat-cert", metavar="PEM",
+                   help="the secretariat's signing certificate, or its CA (then with --secretariat-address), against "
+                        "which the ballot's signature is checked (default: the keys of the --config deployment)")
+    p.add_argument("--secretariat-address", metavar="ADDRESS",
+                   help="the secretariat's address, from which ballots come (needed with a CA as --secretariat-cert)")
     p.add_argument("--out", help="write the signed reply here")
     p.add_argument("--send", action="store_true", help="send it through the configured SMTP server")
 

@@ -28,7 +28,7 @@ from voting.mail import maildir
 from voting.mail.outbox import smtp_settings
 from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, create_ca, issue_signing_certificate, load_pkcs12
-from voting.reply import build_reply
+from voting.reply import Secretariat, build_reply
 from voting.service import MAILBOX_SETTLING, DraftFile, Service, embedded_server
 
 DRAFT_654 = "S/2020/654"
@@ -105,7 +105,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
             message, to = build_reply(
                 maildir.read(ballot), identity or identities[code],
                 [f"{symbol}={choice}" for symbol, choice in votes.items()],
-                explanation=explanation, now=datetime.now(UTC),
+                secretariat=Secretariat.of_deployment(config), explanation=explanation, now=datetime.now(UTC),
             )
             sender = addresses[code]
             with SmtpConnection(smtp_settings(config)) as connection:

@@ -35,3 +35,7 @@ class LedgerError(VotingError):
 
 class MailError(VotingError):
     """A mail server could not be reached or refused the connection."""
+
+
+class UnverifiedError(VotingError):
+    """A message that must come signed from a known party (a ballot from the secretariat) does not verify."""

@@ -81,7 +81,7 @@ _DESCRIPTIONS: dict[Reason, str] = {
     Reason.WRONG_BALLOT_TOKEN: (
         "The signed text does not carry this delegation's ballot token for this vote."
     ),
-    Reason.NO_CHOICE: "No choice was found: write YES, NO or ABSTAIN on its own line.",
+    Reason.NO_CHOICE: 'No choice was found: write each choice on a line of its own as "SYMBOL: YES", NO or ABSTAIN.',
     Reason.CONFLICTING_CHOICES: "Two different choices were given for the same draft.",
     Reason.UNKNOWN_DRAFT: "A choice names a draft that is not on the ballot.",
     Reason.REPLAYED: (

@@ -3,24 +3,34 @@
 The reply quotes the ballot (its Vote-ID and Ballot-Token bind the reply to
 this vote and this delegation), states one choice per draft, and is signed
 with the delegation's PKCS#12 identity, exactly as a mail client would.
+
+What it signs comes only from the delegate and from the ballot's signed
+content, after the ballot's signature is checked against the secretariat's
+certificate: outer headers are anyone's to edit on the way, and a line break
+hidden in them would otherwise put words into a signed reply.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from email.policy import SMTP, default
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import format_datetime, make_msgid
 
-from voting.ballot import choice_word, text_of_entity
-from voting.errors import UsageError
+from cryptography import x509
+
+from voting.ballot import choice_word, parse_reply, text_of_entity
+from voting.config import Config
+from voting.errors import UnverifiedError, UsageError
 from voting.mail.compose import OutgoingMessage, message_id_in
 from voting.model import Choice
-from voting.pki import Identity, mailboxes
-from voting.smime import sign_entity
+from voting.pki import SIGNER_CERTIFICATE, Identity, is_ca, mailboxes, read_certificate
+from voting.smime import Trust, TrustedCertificate, Verification, sign_entity, verify_message
 
 DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULTILINE)
 
@@ -53,38 +63,108 @@ def reply_choices(drafts: list[str], votes: list[str]) -> dict[str, Choice]:
     return choices
 
 
+@dataclass(frozen=True)
+class Secretariat:
+    """Whom a ballot must come from: the secretariat's signing certificate, or its CA and the secretariat's address.
+
+    Delegations hold certificates of the same CA, so the CA alone cannot tell
+    the secretariat from a delegation: with it, the address is required.
+    """
+
+    certificate: x509.Certificate
+    address: str | None = None
+
+    @classmethod
+    def of_deployment(cls, config: Config) -> Secretariat:
+        """The configured deployment's signing certificate and address (no private key is read)."""
+        return cls(read_certificate(config.keys_dir / SIGNER_CERTIFICATE), config.settings.secretariat.address)
+
+
+def authentic_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime) -> Verification:
+    """The ballot's verification, if it is signed by the secretariat and sent from its address; else refused."""
+    issuer = is_ca(secretariat.certificate)
+    if issuer and secretariat.address is None:
+        raise UsageError("with the secretariat's CA certificate, give the secretariat's address too "
+                         "(--secretariat-address), or give its signing certificate secretariat.pem instead")
+    trust = (
+        Trust(anchors=(secretariat.certificate,))
+        if issuer
+        else Trust(registered=(TrustedCertificate(secretariat.certificate, owner="secretariat"),),
+                   anchors_admit_unregistered=False)
+    )
+    verification = verify_message(ballot_raw, trust, now)
+    who = secretariat.certificate.subject.rfc4514_string()
+    if not verification.valid:
+        reason = verification.reason.describe() if verification.reason else "it is not validly signed"
+        raise UnverifiedError(f"this ballot is not signed by the secretariat ({who}), so no reply is signed: {reason}")
+    sender = (verification.from_address or "").lower()
+    if issuer and sender != (secretariat.address or "").lower():
+        raise UnverifiedError(f"this ballot is not signed by the secretariat ({secretariat.address}) but by "
+                              f"{verification.from_address}, so no reply is signed")
+    return verification
+
+
+_UNSAFE = frozenset({"Cc", "Zl", "Zp"})
+_REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def printable_lines(text: str) -> list[str]:
+    """The text's lines, split only at line feeds, without control, line- or paragraph-separator characters.
+
+    A vertical tab, form feed, NEL, U+2028 or U+2029 is a line break to some
+    readers (Python's own `splitlines` among them): left in a quoted line, it
+    would start an unquoted one there. Tabs become spaces; bidirectional
+    overrides, which make a line display other than it reads, go too.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    return [
+        "".join(c for c in _REORDERING.sub("", line.replace("\t", " ")) if unicodedata.category(c) not in _UNSAFE)
+        for line in lines
+    ]
+
+
+def _outer_header(message: Message, name: str) -> str:
+    """An outer header of the ballot, for the reply's own headers only (never its signed text); "" if unreadable."""
+    try:
+        return str(message.get(name, ""))
+    except Exception:  # noqa: BLE001 - a malformed header is one that is not there
+        return ""
+
+
 def build_reply(
     ballot_raw: bytes,
     identity: Identity,
     votes: list[str],
     *,
+    secretariat: Secretariat,
     explanation: str = "",
     now: datetime,
 ) -> tuple[OutgoingMessage, str]:
-    """The signed reply and the address it goes to (the ballot's sender)."""
+    """The signed reply and the address it goes to: the secretariat's, from which the ballot verifiably came."""
     try:
-        ballot = BytesParser(policy=default).parsebytes(ballot_raw)
+        ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
     except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
         raise UsageError(f"the ballot could not be read as an email: {error}") from None
-    ballot_text = text_of_entity(ballot_raw)
+    verification = authentic_ballot(ballot_raw, secretariat, now)
+    assert verification.signed_content is not None and verification.from_address is not None
+    ballot_text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
     drafts = ballot_drafts(ballot_text)
-    if "Ballot-Token:" not in ballot_text or not drafts:
-        raise UsageError("this email is not a ballot: it has no Ballot-Token line or no draft to vote on")
+    vote_id = parse_reply(ballot_text, ()).vote_id
+    if vote_id is None or "Ballot-Token:" not in ballot_text or not drafts:
+        raise UsageError("this email is not a ballot: it has no Vote-ID or Ballot-Token line, or no draft to vote on")
     choices = reply_choices(drafts, votes)
     own = mailboxes(identity.certificate)
     if not own:
         raise UsageError("the certificate in the PKCS#12 file names no email address")
-    senders = [a for _, a in getaddresses([str(ballot.get("From", ""))]) if a]
-    if len(senders) != 1:
-        raise UsageError("the ballot's From header does not name one address to reply to")
 
     lines = [f"VOTE: {choices[drafts[0]].upper()}"] if len(drafts) == 1 else [
         f"{symbol}: {choice.upper()}" for symbol, choice in choices.items()
     ]
-    if explanation.strip():
-        lines.extend(["", explanation.strip()])
-    lines.extend(["", f"On {ballot.get('Date', 'the ballot')}, {senders[0]} wrote:"])
-    lines.extend(f"> {line}" if line else ">" for line in ballot_text.splitlines())
+    written = "\n".join(printable_lines(explanation)).strip()
+    if written:
+        lines.extend(["", written])
+    lines.extend(["", f"The ballot of {vote_id} reads:"])
+    lines.extend(f"> {line}" if line else ">" for line in ballot_text.split("\n"))
     content = MIMEPart(policy=SMTP)
     content.set_content("\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable")
     signed = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
@@ -92,14 +172,14 @@ def build_reply(
     message_id = make_msgid(domain=own[0].rpartition("@")[2])
     headers = EmailMessage(policy=SMTP)
     headers["From"] = Address(addr_spec=own[0])
-    headers["To"] = senders[0]
-    subject = str(ballot.get("Subject", "Ballot"))
+    headers["To"] = verification.from_address
+    subject = " ".join("".join(printable_lines(_outer_header(ballot, "Subject"))).split())[:200] or "Ballot"
     headers["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
     headers["Date"] = format_datetime(now)
     headers["Message-ID"] = message_id
-    ballot_id = message_id_in(str(ballot.get("Message-ID", "")))
+    ballot_id = message_id_in(_outer_header(ballot, "Message-ID"))
     if ballot_id:
         headers["In-Reply-To"] = ballot_id
         headers["References"] = ballot_id
     head = b"".join(headers.policy.fold_binary(k, v) for k, v in headers.items())
-    return OutgoingMessage(message_id, head + signed), senders[0]
+    return OutgoingMessage(message_id, head + signed), verification.from_address
