@@ -236,7 +236,7 @@ class GnuPG:
         return result
 
     def import_pkcs12(self, data: bytes, password: bytes) -> str:
-        """Import a PKCS#12 file (DESIGN §9's non-interactive recipe); returns the key's fingerprint."""
+        """Import a PKCS#12 file (the non-interactive recipe of docs/smime.md, mutt section); returns the key's fingerprint."""
         path = self.home / "identity.p12"
         path.write_bytes(data)
         self.gpgsm("--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", path, stdin=password + b"\n")

@@ -1,4 +1,4 @@
-"""`voting export` and `voting audit` (DESIGN §7): a real vote exported, then every kind of tampering caught."""
+"""`voting export` and `voting audit` (docs/audit.md): a real vote exported, then every kind of tampering caught."""
 
 from __future__ import annotations
 

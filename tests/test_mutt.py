@@ -3,7 +3,7 @@ through the embedded SMTP server, and the service counts the reply.
 
 mutt signs only when driven interactively (its batch mode sends unsigned mail), so it runs in a tmux pane: the
 test types into the compose menu with send-keys and reads the screen, pinentry-curses' passphrase prompt
-included, with capture-pane (DESIGN §9).
+included, with capture-pane (docs/smime.md, mutt section).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pipeline of DESIGN §4 end to end: real SMTP server, Maildirs, SQLite, certificates and signatures."""
+"""The pipeline of docs/design.md §2 end to end: real SMTP server, Maildirs, SQLite, certificates and signatures."""
 
 from __future__ import annotations
 

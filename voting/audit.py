@@ -1,4 +1,4 @@
-"""The audit bundle's pure core (DESIGN §7): build the manifest, and verify a bundle.
+"""The audit bundle's pure core (docs/design.md §6, docs/audit.md): build the manifest, and verify a bundle.
 
 `build_manifest` turns what the ledger holds about a closed vote into a
 `Manifest`. `audit_bundle` takes a bundle's bytes and returns one `Check` per
@@ -710,7 +710,7 @@ def _closing_check(manifest: Manifest) -> Check:
 def audit_bundle(
     data: bytes, secretariat_ca: x509.Certificate | None = None, progress: Progress | None = None
 ) -> list[Check]:
-    """Every check of DESIGN §7 on a bundle's bytes; a bundle that cannot be read gives one failed check."""
+    """Every check of docs/audit.md on a bundle's bytes; a bundle that cannot be read gives one failed check."""
     try:
         contents = _unpack(data)
     except _Unreadable as error:

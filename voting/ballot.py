@@ -121,7 +121,7 @@ def _check_drafts(drafts: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Ballot:
-    """What one delegation's ballot email says (DESIGN §5)."""
+    """What one delegation's ballot email says (docs/design.md §3)."""
 
     vote_id: str
     token: str

@@ -1,4 +1,4 @@
-"""The `voting` command: argument parsing and printing only (DESIGN §2).
+"""The `voting` command: argument parsing and printing only (README, "Commands").
 
 Exit status: 0 success, 1 what was checked is invalid or rejected, 2 a usage
 or configuration error, with a one-line reason on stderr.
@@ -78,6 +78,16 @@ def service_of(args: argparse.Namespace) -> Any:
 # -- commands ---------------------------------------------------------------------
 
 
+def next_steps(config: Config) -> list[str]:
+    """What to do after `voting init`, in the words of the README's step-by-step deployment."""
+    here = config.root.resolve() == Path.cwd().resolve()
+    return [
+        *([] if here else [f"cd {config.root}"]),
+        "voting keys issue CODE --email ADDRESS",
+        "voting keys import CODE CERT.pem --csr REQUEST.pem",
+    ]
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from voting.deployment import init_deployment
 
@@ -87,10 +97,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     emit(
         args,
-        {"directory": str(config.root), "config": str(config.path), "keys": str(config.keys_dir)},
+        {"directory": str(config.root), "config": str(config.path), "keys": str(config.keys_dir),
+         "next": next_steps(config)},
         f"New deployment in {config.root}\n  configuration: {config.path}\n  keys: {config.keys_dir}\n"
         f"  electorate: {config.electorate_file}\n"
-        f"Next: voting --config {config.path} keys issue CODE --email ADDRESS",
+        + "\n".join(f"Next: {step}" for step in next_steps(config)),
     )
     return 0
 

@@ -1,4 +1,4 @@
-"""The deployment's configuration (DESIGN §3): TOML read into pydantic models.
+"""The deployment's configuration (README, "Configuration"): TOML read into pydantic models.
 
 Any key can be overridden by an environment variable `VOTING_<SECTION>__<KEY>`.
 Relative paths are relative to the deployment directory: the folder that

@@ -1,4 +1,4 @@
-"""The audit bundle's manifest.json, defined once (DESIGN §7, contract).
+"""The audit bundle's manifest.json, defined once (docs/audit.md).
 
 These pydantic models are the format: `voting export` writes them, `voting
 audit` reads them, and `docs/audit-manifest.schema.json` is generated from
@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 class VoteInfo(_Strict):
     id: str
     title: str
-    rule: str = Field(description="Rule name of DESIGN §6, e.g. unsc-substantive")
+    rule: str = Field(description="Rule name of docs/design.md §4, e.g. unsc-substantive")
     opened_at: AwareDatetime
     closes_at: AwareDatetime = Field(description="The deadline in force when the vote closed")
     closed_at: AwareDatetime = Field(description="When the vote was closed; choices count if received before it")

@@ -34,7 +34,7 @@ from voting.errors import KeyMaterialError, UsageError
 from voting.files import read_bounded, write_file_atomically
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-"""The key types the product signs with (DESIGN §4.2: RSA ≥ 2048 and ECDSA)."""
+"""The key types the product signs with (docs/design.md §2.2: RSA ≥ 2048 and ECDSA)."""
 
 MAX_FILE_BYTES = 1 << 20
 """Largest key, certificate or PKCS#12 file read: real ones are a few kilobytes."""

@@ -1,4 +1,4 @@
-"""The service: one pass of DESIGN §4 over the mailbox, closing and tallying due votes, sending mail.
+"""The service: one pass of docs/design.md §2 over the mailbox, closing and tallying due votes, sending mail.
 
 This is the imperative shell around the pure core (`verdict.judge`,
 `rules.decide`, `ballot`, `smime`): it reads the mailbox and the electorate

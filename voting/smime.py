@@ -182,7 +182,7 @@ class Verification:
     for the same key is still a copy."""
 
     def as_json(self) -> dict[str, Any]:
-        """The `verify-mail --json` document (DESIGN §2), with the extra facts a reviewer wants.
+        """The `verify-mail --json` document (README, "Commands"), with the extra facts a reviewer wants.
 
         `signed_content` is the signed entity as text (undecodable bytes
         replaced); `signed_content_base64` is the same bytes exactly.

@@ -1,4 +1,4 @@
-"""What one incoming message means (DESIGN §4 points 2 to 8), as a pure function.
+"""What one incoming message means (docs/design.md §2.2 to §2.6), as a pure function.
 
 `judge` takes the raw bytes, the server's receipt time, the open votes and the
 trust in force at that time, and returns a `Judgement`; nothing here reads a

@@ -2,7 +2,7 @@
 
 This module only talks IMAP: it lists, fetches, moves and waits. What to
 fetch and when a message may leave the folder is decided by the service,
-which commits the raw bytes to the ledger first (DESIGN §4, point 1).
+which commits the raw bytes to the ledger first (docs/design.md §2.1, "Raw first").
 
 - `ImapSession` is one authenticated connection: TLS per the configuration
   (implicit or STARTTLS, certificate verification always on, `ca_file` for a
