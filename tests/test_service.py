@@ -432,10 +432,12 @@ def test_a_vote_waits_for_an_undecided_message_received_on_time(running: Deploym
     service.send()
     running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
     time.sleep(1.0 + MAILBOX_SETTLING.total_seconds())
-    failing = service._record
-    service._record = lambda *args: (_ for _ in ()).throw(RuntimeError("disk full"))  # type: ignore[method-assign]
+    failing = service._record, service._record_unreadable
+    # The ledger itself fails (a full disk): not even the failure can be recorded.
+    service._record = service._record_unreadable = (  # type: ignore[method-assign]
+        lambda *args: (_ for _ in ()).throw(RuntimeError("disk full")))
     assert service.poll_once().closed == [], "an on-time message is still undecided"
-    service._record = failing  # type: ignore[method-assign]
+    service._record, service._record_unreadable = failing  # type: ignore[method-assign]
     assert service.poll_once().closed == [vote_id]
     assert service.ledger.vote(vote_id).outcome["S/2020/654"]["yes"] == 1  # type: ignore[index]
 

@@ -516,14 +516,22 @@ def _param(part: Message, name: str) -> str:
     return collapse_rfc2231_value(value).lower() if isinstance(value, (str, tuple)) else ""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _decoded(part: Message) -> str:
-    """The part's text: transfer encoding undone, charset decoded leniently (unknown charsets read as UTF-8)."""
+    """The part's text: transfer encoding undone, charset decoded leniently (unknown charsets read as UTF-8).
+
+    Some decoders (UTF-7's) yield lone surrogates, which no UTF-8 store or
+    mail can hold: each becomes U+FFFD, so every text judged can be recorded.
+    """
     payload = part.get_payload(decode=True)
     data = payload[:TEXT_LIMIT] if isinstance(payload, bytes) else b""
     try:
         text = data.decode(part.get_content_charset() or "utf-8", errors="replace")
     except (LookupError, ValueError):
         text = data.decode("utf-8", errors="replace")
+    text = _SURROGATE.sub("\ufffd", text)
     if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
         text = _unflow(text, _param(part, "delsp") == "yes")
     return text

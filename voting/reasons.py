@@ -40,6 +40,7 @@ class Reason(StrEnum):
     REPLAYED = "replayed"
     LATE = "late"
     BALLOT_FINAL = "ballot-final"
+    UNREADABLE = "unreadable"
 
     def describe(self) -> str:
         """The sentence a delegation reads in its rejection email."""
@@ -90,5 +91,9 @@ _DESCRIPTIONS: dict[Reason, str] = {
     Reason.LATE: "The message was received after the vote closed.",
     Reason.BALLOT_FINAL: (
         "This vote was opened with the first ballot final, and a ballot was already recorded for this draft."
+    ),
+    Reason.UNREADABLE: (
+        "The secretariat could not process this message. It is kept as received; if it was a ballot, send it "
+        "again before the deadline as plain text, signed."
     ),
 }

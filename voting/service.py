@@ -75,6 +75,7 @@ from voting.verdict import (
     counted_ballots,
     counted_choices,
     judge,
+    rejected,
 )
 
 Clock = Callable[[], datetime]
@@ -340,9 +341,12 @@ class Service:
                 trust = trust_of(electorate, anchors, message.received_at)
                 judgement = self._record(message, raw, judge(raw, message.received_at, views, trust, prior,
                                                              self.keys.signer), electorate, views)
-            except Exception as error:  # noqa: BLE001 - one message must never stop the service
-                self.log(f"message {message.sha256[:16]} left undecided: {type(error).__name__}: {error}")
-                continue
+            except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
+                try:
+                    judgement = self._record_unreadable(message, views, error)
+                except Exception as failure:  # noqa: BLE001 - the ledger itself fails: retried next pass
+                    self.log(f"message {message.sha256[:16]} left undecided: {type(failure).__name__}: {failure}")
+                    continue
             if judgement.counted and judgement.vote_id and judgement.code:
                 prior.setdefault((judgement.vote_id, judgement.code), []).append(
                     PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
@@ -411,6 +415,24 @@ class Service:
         who = judgement.code or "unknown sender"
         what = judgement.reason.value if judgement.reason else judgement.verdict
         self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
+        return judgement
+
+    def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView], error: Exception) -> Judgement:
+        """A message that failed to be judged or recorded is decided all the same, as `unreadable`.
+
+        Left undecided, it would hold every vote open at its receipt time open
+        for ever. The raw bytes stay in the ledger; the failure is chained into
+        those votes, so their status and audit show it.
+        """
+        judgement = rejected(Reason.UNREADABLE, None, None, f"{type(error).__name__}: {error}"[:500])
+        meant_for = [view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until]
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                message, vote_id=None, code=None, verdict=REJECTED, reason=Reason.UNREADABLE.value,
+                detail=judgement.detail.encode("utf-8", "replace").decode("utf-8"), choices={}, explanation="",
+                supersedes=None, signed_sha256=None, also_in=meant_for, now=self.clock(),
+            )
+        self.log(f"{utc_text(message.received_at)} {message.sha256[:12]}: unreadable ({judgement.detail})")
         return judgement
 
     def _answer_delegation(self, judgement: Judgement, outer: OuterHeaders, electorate: Electorate) -> Delegation | None:
