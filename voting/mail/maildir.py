@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,8 +54,19 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _create(maildir: Path) -> None:
+    """Made whole or not at all, so that a reader never finds the folder without its new/ and cur/."""
+    if _is_maildir(maildir):
+        return
+    maildir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=maildir.parent, prefix=f".{maildir.name}."))
     for sub in _SUBDIRS:
-        (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        (staging / sub).mkdir(mode=0o700)
+    try:
+        staging.rename(maildir)
+    except OSError:  # another process made it meanwhile, or an incomplete one is there already
+        shutil.rmtree(staging, ignore_errors=True)
+        for sub in _SUBDIRS:
+            (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def deliver(maildir: Path, raw: bytes) -> Path:
