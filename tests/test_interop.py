@@ -105,12 +105,14 @@ def test_thunderbird_encrypted_to_bob_stays_unreadable_to_the_secretariat(row: d
     assert (result.valid, result.reason) == (False, Reason.ENCRYPTED), result
 
 
-# Thunderbird (NSS) encrypted these to Bob, RSA key transport. Held by Bob's key, the decryptor
-# opens an envelope that is the whole message, and judges the signed entity inside by the usual
-# rules; an envelope under a signature is never opened.
+# Thunderbird (NSS) encrypted these to Bob, RSA key transport, AES-CBC. Held by Bob's key, the
+# decryptor opens an envelope that is the whole message, and judges the signed entity inside by the
+# usual rules; an envelope under a signature is never opened. CBC proves nothing about the plaintext,
+# so whatever fails before the signature is found intact (no signature, a SHA-1 one) is answered
+# `encrypted`, like a ciphertext that does not open: one answer, no padding oracle.
 OPENED_BY_BOB = {
-    "alice.env.eml": Reason.NOT_SIGNED,
-    **{f"alice.{kind}.SHA1.{form}.env.eml": Reason.WEAK_DIGEST
+    "alice.env.eml": Reason.ENCRYPTED,
+    **{f"alice.{kind}.SHA1.{form}.env.eml": Reason.ENCRYPTED
        for kind, form in (("dsig", "multipart"), ("sig", "opaque"), ("html.sig", "opaque"))},
     **{f"alice.{kind}.{digest}.{form}.env.eml": None
        for kind, form in (("dsig", "multipart"), ("sig", "opaque"), ("html.sig", "opaque"))

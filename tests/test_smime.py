@@ -478,11 +478,42 @@ def test_triple_des_is_unreadable(tmp_path: Path, fra: Identity, secretariat_ec:
     assert_rejected(verify_message(message, pinned(fra), NOW, secretariat_ec), Reason.ENCRYPTED)
 
 
-def test_encrypted_but_unsigned_is_not_signed(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:
-    message = headers() + openssl_encrypt(tmp_path, ENTITY, secretariat_ec.certificate, "-aes256")
-    result = verify_message(message, pinned(fra), NOW, secretariat_ec)
+def test_encrypted_but_unsigned_is_not_signed_only_under_gcm(
+    tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity
+) -> None:
+    gcm = headers() + openssl_encrypt(tmp_path, ENTITY, secretariat_ec.certificate, "-aes-256-gcm")
+    result = verify_message(gcm, pinned(fra), NOW, secretariat_ec)
     assert_rejected(result, Reason.NOT_SIGNED)
     assert result.decrypted is not None and result.decrypted.entity.endswith(b"S/2020/654: YES\r\n")
+    cbc = headers() + openssl_encrypt(tmp_path, ENTITY, secretariat_ec.certificate, "-aes256")
+    assert_rejected(verify_message(cbc, pinned(fra), NOW, secretariat_ec), Reason.ENCRYPTED)
+
+
+def _with_ciphertext_block_flipped(message: bytes, block_from_end: int, byte: int) -> bytes:
+    """The message with one byte of its CBC ciphertext changed, `block_from_end` 16-byte blocks from the end."""
+    head, _, body = message.partition(b"\r\n\r\n") if b"\r\n\r\n" in message else message.partition(b"\n\n")
+    info = cms.ContentInfo.load(base64.b64decode(body))
+    encrypted = info["content"]["encrypted_content_info"]
+    data = bytearray(encrypted["encrypted_content"].native)
+    data[len(data) - 16 * block_from_end + 15] ^= byte
+    encrypted["encrypted_content"] = bytes(data)
+    separator = b"\r\n\r\n" if b"\r\n\r\n" in message else b"\n\n"
+    return head + separator + base64.encodebytes(info.dump(force=True))
+
+
+def test_cbc_ballots_give_one_answer_whatever_the_padding(
+    tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity
+) -> None:
+    """A padding oracle needs two answers; every altered CBC ciphertext gets the same one."""
+    message = signed_then_encrypted(tmp_path, fra, secretariat_ec.certificate, "-aes256")
+    assert verify_message(message, pinned(fra), NOW, secretariat_ec).valid
+    # Flipping the last byte of the last-but-one block changes the padding byte: one value keeps it valid
+    # (0x01 after xor), the others make it invalid. Inside the ciphertext, a flip garbles the entity instead.
+    altered = [_with_ciphertext_block_flipped(message, 2, byte) for byte in range(1, 256)]
+    altered += [_with_ciphertext_block_flipped(message, blocks, 0x20) for blocks in (3, 5, 8)]
+    answers = {(r.valid, r.reason, r.as_json()["reason"]) for r in
+               (verify_message(raw, pinned(fra), NOW, secretariat_ec) for raw in altered)}
+    assert answers == {(False, Reason.ENCRYPTED, "encrypted")}
 
 
 def test_the_outer_from_is_the_one_checked(tmp_path: Path, fra: Identity, secretariat_ec: pki.Identity) -> None:

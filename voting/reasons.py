@@ -55,7 +55,10 @@ _DESCRIPTIONS: dict[Reason, str] = {
         "The signature does not cover the whole message: the signed part is wrapped in, "
         "or sits beside, unsigned content."
     ),
-    Reason.ENCRYPTED: "The message is encrypted and cannot be read by the secretariat.",
+    Reason.ENCRYPTED: (
+        "The message is encrypted and could not be opened into a signed ballot: encrypt it to the secretariat's"
+        " certificate with AES (GCM preferred), after signing it."
+    ),
     Reason.BAD_CMS_STRUCTURE: (
         "The signature is not a well-formed CMS SignedData with exactly one signer "
         "(or carries embedded content in a detached signature)."

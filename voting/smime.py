@@ -149,6 +149,8 @@ class Decrypted:
 
     entity: bytes
     content_key: bytes
+    authenticated: bool
+    """AES-GCM (authenveloped-data) proves the ciphertext intact; AES-CBC (enveloped-data) proves nothing."""
 
 
 @dataclass(frozen=True)
@@ -957,7 +959,7 @@ def _open_envelope(info: cms.ContentInfo, decryption: Identity | ContentKey) -> 
         )
     except (_Undecryptable, InvalidTag, InvalidUnwrap, UnsupportedAlgorithm, *_MALFORMED_DER):
         raise _Rejected(Reason.ENCRYPTED) from None
-    return Decrypted(entity=entity, content_key=key)
+    return Decrypted(entity=entity, content_key=key, authenticated=mac is not None)
 
 
 def decrypt_message(raw: bytes, decryption: Identity | ContentKey) -> Decrypted | None:
@@ -1045,7 +1047,22 @@ def verify_message(
         result = _verify_message(raw, trust, at, decryption)
     except Exception:  # noqa: BLE001 - hostile input is rejected, never a crash; each known case has its reason
         result = Verification(valid=False, reason=Reason.MALFORMED_MIME)
-    return replace(result, checked_at=at)
+    return replace(_one_answer_for_unauthenticated_plaintext(result), checked_at=at)
+
+
+def _one_answer_for_unauthenticated_plaintext(result: Verification) -> Verification:
+    """Every failure to open an AES-CBC envelope into an intact signature gets the one answer `encrypted`.
+
+    CBC has no integrity: an insider who captured another delegation's
+    encrypted ballot could alter its ciphertext and, if the answers told bad
+    padding from a garbled entity inside, recover the ballot byte by byte
+    before the close. Once the signature is intact, the plaintext is exactly
+    what its signer wrote, and the later reasons (who signed, From) reveal
+    nothing about the ciphertext.
+    """
+    if result.valid or result.signature_intact or result.decrypted is None or result.decrypted.authenticated:
+        return result
+    return Verification(valid=False, reason=Reason.ENCRYPTED, decrypted=result.decrypted)
 
 
 def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity | ContentKey | None) -> Verification:
