@@ -12,6 +12,8 @@ import pytest
 from conftest import voting
 
 from voting.cli import build_parser
+from voting.pki import load_pkcs12
+from voting.smime import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"
@@ -200,3 +202,28 @@ def test_extend_on_the_command_line(tmp_path: Path) -> None:
     assert moved.returncode == 0 and "2999-01-04T00:00:00Z" in moved.stdout
     earlier = voting("--config", config, "extend", vote_id, "--closes", "2001-01-01T00:00:00Z")
     assert earlier.returncode == 2 and "not in the future" in earlier.stderr
+
+
+def _signed_by(p12: str, password: str, sender: str) -> bytes:
+    identity = load_pkcs12(Path(p12).read_bytes(), password.encode())
+    entity = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nVOTE: YES\r\n"
+    return f"From: {sender}\r\nSubject: test\r\n".encode() + sign_entity(entity, identity.key, identity.certificate)
+
+
+def test_reissuing_a_certificate_retires_the_earlier_ones(tmp_path: Path) -> None:
+    assert voting("init", str(tmp_path / "d")).returncode == 0
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    issue = ("--json", "--config", config, "keys", "issue", "FRA", "--email", "fra@delegations.example")
+    first = json.loads(voting(*issue).stdout)
+    kept = json.loads(voting(*issue, "--keep-old").stdout)
+    assert kept["retired"] == []
+    second = voting(*issue[1:])
+    assert second.returncode == 0, second.stderr
+    assert "retired from " in second.stdout and first["sha256"] in second.stdout and kept["sha256"] in second.stdout
+    listed = json.loads(voting("--json", "--config", config, "keys", "list").stdout)
+    france = next(row for row in listed if row["code"] == "FRA")
+    assert [c["revoked"] for c in france["certificates"]] == [True, True, False]
+    old = tmp_path / "old.eml"
+    old.write_bytes(_signed_by(first["pkcs12"], first["password"], "fra@delegations.example"))
+    checked = voting("--json", "--config", config, "verify-mail", str(old))
+    assert json.loads(checked.stdout)["reason"] == "revoked-certificate", checked.stdout

@@ -110,14 +110,21 @@ def cmd_keys_issue(args: argparse.Namespace) -> int:
     from voting.deployment import issue_delegation_key
 
     issued = issue_delegation_key(
-        config_of(args), args.code, email=args.email, name=args.name, permanent=args.permanent, legacy=args.legacy
+        config_of(args), args.code, email=args.email, name=args.name, permanent=args.permanent, legacy=args.legacy,
+        keep_old=args.keep_old,
     )
+    retired_at = f"{issued.retired_at:%Y-%m-%dT%H:%M:%SZ}" if issued.retired_at else None
+    retired = [f"  retired from {retired_at} (ballots it signed before stay valid): {pin}" for pin in issued.retired]
     emit(
         args,
-        {"code": issued.code, "sha256": issued.sha256, "pkcs12": str(issued.pkcs12_path), "password": issued.password},
-        f"Issued a signing certificate to {issued.code} (SHA-256 {issued.sha256})\n"
-        f"  PKCS#12 for the delegate's mail client: {issued.pkcs12_path}\n"
-        f"  its password (send it by another channel): {issued.password}",
+        {"code": issued.code, "sha256": issued.sha256, "pkcs12": str(issued.pkcs12_path), "password": issued.password,
+         "retired": list(issued.retired), "retired_at": retired_at},
+        "\n".join([
+            f"Issued a signing certificate to {issued.code} (SHA-256 {issued.sha256})",
+            f"  PKCS#12 for the delegate's mail client: {issued.pkcs12_path}",
+            f"  its password (send it by another channel): {issued.password}",
+            *retired,
+        ]),
     )
     return 0
 
@@ -541,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the delegation's name (for a new delegation)")
     p.add_argument("--permanent", action="store_true", help="a permanent member")
     p.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Outlook, macOS and gpgsm")
+    p.add_argument("--keep-old", action="store_true",
+                   help="keep the delegation's earlier certificates valid (by default they are retired from now)")
     p = command("import", cmd_keys_import, "register an externally issued certificate, pinned by its SHA-256", key_commands)
     p.add_argument("code")
     p.add_argument("certificate", help="PEM file")

@@ -174,6 +174,9 @@ class IssuedCredential:
     pkcs12_path: Path
     password: str
     """The PKCS#12 transport password, shown once and kept in a 0600 file beside it."""
+    retired: tuple[str, ...] = ()
+    """Fingerprints of the delegation's earlier certificates, revoked from the moment of this issue."""
+    retired_at: datetime | None = None
 
 
 def issue_delegation_key(
@@ -185,11 +188,25 @@ def issue_delegation_key(
     permanent: bool,
     legacy: bool = False,
     key_type: str = "rsa",
+    keep_old: bool = False,
+    now: datetime | None = None,
 ) -> IssuedCredential:
-    """Register (or extend) a delegation and issue it a certificate; earlier certificates stay valid until revoked."""
+    """Register (or extend) a delegation and issue it a certificate.
+
+    A new certificate replaces the delegation's earlier ones: they are revoked
+    from now (ballots they signed before stay valid), so a key that was lost
+    or handed over can no longer vote. `keep_old` keeps them, for a second
+    mail client of the same delegation.
+    """
     refuse_secretariat_address(config, [email])
     electorate = load_electorate(config.electorate_file)
     existing = electorate.get(code)
+    retired_at = (now or datetime.now(UTC)).replace(microsecond=0)
+    retired = () if keep_old or existing is None else tuple(
+        c.sha256 for c in existing.certificates if not c.revoked
+    )
+    if retired:
+        electorate = revoke(electorate, code, retired_at)
     electorate = add_delegation(
         electorate, code, name or (existing.name if existing else code), email=email,
         permanent=permanent or bool(existing and existing.permanent),
@@ -213,7 +230,7 @@ def issue_delegation_key(
     )
     write_file_atomically(p12.with_name(p12.name + ".password"), password.encode() + b"\n", mode=0o600)
     save_electorate(config.electorate_file, electorate)
-    return IssuedCredential(code, pin, p12, password)
+    return IssuedCredential(code, pin, p12, password, retired, retired_at if retired else None)
 
 
 def pkcs12_path(config: Config, code: str, pin: str) -> Path:
