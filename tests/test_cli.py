@@ -227,3 +227,12 @@ def test_reissuing_a_certificate_retires_the_earlier_ones(tmp_path: Path) -> Non
     old.write_bytes(_signed_by(first["pkcs12"], first["password"], "fra@delegations.example"))
     checked = voting("--json", "--config", config, "verify-mail", str(old))
     assert json.loads(checked.stdout)["reason"] == "revoked-certificate", checked.stdout
+
+
+def test_the_ledger_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    script = (f"umask 022 && {sys.executable} -m voting init {tmp_path / 'd'} >/dev/null && "
+              f"{sys.executable} -m voting --config {tmp_path / 'd' / 'config' / 'voting.toml'} poll --once")
+    assert subprocess.run(["sh", "-c", script], capture_output=True).returncode == 0
+    ledger = [p for p in (tmp_path / "d" / "var").iterdir() if p.name.startswith("voting.sqlite3")]
+    assert ledger and {p.stat().st_mode & 0o777 for p in ledger} == {0o600}, ledger
+    assert (tmp_path / "d" / "var").stat().st_mode & 0o077 == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -251,7 +252,9 @@ class Ledger:
     @classmethod
     def open(cls, path: Path) -> Ledger:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Owner only, whatever the umask: SQLite gives its -wal and -shm files the database's mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             connection = sqlite3.connect(path, isolation_level=None, timeout=30)
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA journal_mode=WAL")
