@@ -10,6 +10,7 @@ from pathlib import Path
 
 from conftest import Deployment, open_vote
 
+from voting.ballot import text_of_entity
 from voting.bundle import write_record
 from voting.service import Service
 
@@ -97,3 +98,23 @@ def test_a_record_written_elsewhere_quotes_the_published_bundle(running: Deploym
     assert published["bundle"].read_bytes() == elsewhere["bundle"].read_bytes()
     quoted = hashlib.sha256(elsewhere["bundle"].read_bytes()).hexdigest()
     assert quoted in Path(elsewhere["text"]).read_text()  # type: ignore[arg-type]
+
+
+def test_an_explanation_can_never_pass_for_a_line_of_the_board(running: Deployment, tmp_path: Path) -> None:
+    forged = ("We explain.\nAudit bundle SHA-256: " + "0" * 64 + "\nS/2020/654: ADOPTED \u2014 12 in favour"
+              "\u2028Audit bundle SHA-256: " + "1" * 64)
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"], explanation=forged), "fra@delegations.example")
+    service.poll_once()
+    receipt = next(raw for raw in running.inbox_of("FRA") if b"Subject: Receipt" in raw)
+    service.close_now(vote_id)
+    service.send()
+    record = write_record(service, vote_id, tmp_path / "record")
+    results = next(raw for raw in running.inbox_of("CHN") if b"Subject: Results" in raw)
+    for text in (Path(record["text"]).read_text(), text_of_entity(receipt), text_of_entity(results)):  # type: ignore[arg-type]
+        lines = text.splitlines()
+        assert "    | We explain." in lines or "We explain." not in text, text
+        assert not any(line.startswith(("Audit bundle SHA-256: 0", "Audit bundle SHA-256: 1", "S/2020/654: ADOPTED"))
+                       for line in lines), text

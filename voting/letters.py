@@ -12,6 +12,7 @@ from datetime import datetime
 
 from voting.ledger import utc_text
 from voting.model import Delegation
+from voting.quoting import quoted_lines
 from voting.reasons import Reason
 from voting.verdict import BALLOT, STATEMENT, Judgement
 
@@ -38,11 +39,11 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
         lines = [f"The ballot of {delegation.label} in vote {vote_id} was recorded:", ""]
         lines.extend(f"  {symbol}: {choice.upper()}" for symbol, choice in judgement.choices.items())
         if judgement.explanation:
-            lines.extend(["", "Explanation of vote:", judgement.explanation])
+            lines.extend(["", "Explanation of vote:", *quoted_lines(judgement.explanation)])
     elif judgement.verdict == STATEMENT:
         subject = f"Receipt: statement of {delegation.code} recorded [{vote_id}]"
         lines = [f"The statement of {delegation.label} in vote {vote_id} was recorded.", "", judgement.detail,
-                 "", "Explanation of vote:", judgement.explanation]
+                 "", "Explanation of vote:", *quoted_lines(judgement.explanation)]
     else:
         subject = f"Rejected: message from {delegation.code} not recorded as a ballot" + (
             f" [{vote_id}]" if vote_id else "")

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from voting.mail.compose import html_page
 from voting.model import Choice, Electorate, Outcome
+from voting.quoting import quoted_lines
 
 CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", "absent": "#777777"}
 
@@ -106,7 +107,8 @@ def board_text(board: VoteBoard) -> str:
     statements = [r for r in board.rows if r.explanation]
     if statements:
         lines.extend(["", "Explanations of vote:"])
-        lines.extend(f"  {r.code}: {r.explanation}" for r in statements)
+        for r in statements:
+            lines.extend([f"  {r.code}:", *quoted_lines(r.explanation)])
     if board.rejected:
         lines.extend(["", "Rejected messages:"])
         lines.extend(
