@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import time
 import zipfile
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Deployment, copy_deployment, open_vote
+from conftest import Deployment, copy_deployment, open_vote, voting
 from cryptography import x509
 
 from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
@@ -521,3 +522,23 @@ def test_a_rejected_message_bound_to_no_vote_cannot_be_removed_unnoticed(exporte
     del bundle[f"messages/{unbound}.eml"]
     failed = failures(audit_bundle(repack(bundle)))
     assert "does not list" in failed["decisions"], failed
+
+
+def test_a_bundle_forged_and_signed_by_a_delegation_fails_the_readme_s_audit(exported: Exported, tmp_path: Path) -> None:
+    """A delegation holds a key the secretariat CA certified; the signing certificate pinned is the secretariat's own."""
+    france = exported.deployment.identities["FRA"]
+
+    def adopt(document: dict[str, Any]) -> None:
+        document["vote"]["title"] = "Forged by a delegation"
+
+    contents = members(edit_manifest(exported, adopt, resign=False))
+    contents["manifest.json.p7s"] = sign_detached_der(contents["manifest.json"], france.key, france.certificate,
+                                                      france.chain)
+    forged = tmp_path / "forged.zip"
+    forged.write_bytes(repack(contents))
+    pinned = exported.deployment.config.keys_dir / "secretariat.pem"
+    result = voting("audit", str(forged), "--secretariat-cert", str(pinned))
+    assert result.returncode == 1 and re.search(r"(?m)^FAIL\s+signature", result.stdout), result.stdout
+    honest = tmp_path / "honest.zip"
+    honest.write_bytes(exported.bundle)
+    assert voting("audit", str(honest), "--secretariat-cert", str(pinned)).returncode == 0
