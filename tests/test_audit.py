@@ -542,3 +542,14 @@ def test_a_bundle_forged_and_signed_by_a_delegation_fails_the_readme_s_audit(exp
     honest = tmp_path / "honest.zip"
     honest.write_bytes(exported.bundle)
     assert voting("audit", str(honest), "--secretariat-cert", str(pinned)).returncode == 0
+
+
+def test_a_counted_choice_for_an_unknown_draft_is_a_failed_check_not_a_crash(exported: Exported) -> None:
+    def invent(document: dict[str, Any]) -> None:
+        ballot = next(m for m in document["messages"] if m["verdict"] == "ballot")
+        ballot["choices"]["S/9999/1"] = "yes"
+        code = ballot["code"]
+        document["counted"]["S/9999/1"] = {code: {**next(iter(document["counted"].values()))[code], "choice": "yes"}}
+
+    failed = failures(audit_bundle(edit_manifest(exported, invent)))
+    assert failed, "an invented draft must fail the audit"

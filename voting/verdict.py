@@ -176,12 +176,14 @@ def counted_ballots(
 
     `ballots` are (delegation, ballot) pairs of valid ballots received before
     the deadline, in any order. A later ballot that answers only some drafts
-    changes only those.
+    changes only those. A choice for a draft not on the vote counts for
+    nothing (only a tampered bundle holds one, and its verdict check fails).
     """
     counted: dict[str, dict[str, CountedBallot]] = {symbol: {} for symbol in drafts}
     for code, ballot in sorted(ballots, key=lambda pair: (pair[1].received_at, pair[1].order)):
         for symbol in ballot.choices:
-            counted[symbol][code] = ballot
+            if symbol in counted:
+                counted[symbol][code] = ballot
     return counted
 
 
