@@ -553,3 +553,23 @@ def test_a_counted_choice_for_an_unknown_draft_is_a_failed_check_not_a_crash(exp
 
     failed = failures(audit_bundle(edit_manifest(exported, invent)))
     assert failed, "an invented draft must fail the audit"
+
+
+def test_a_zip_bomb_is_refused_before_it_is_expanded(exported: Exported, tmp_path: Path) -> None:
+    """A bundle of well under a megabyte whose manifest inflates to hundreds: one failed check, little memory."""
+    import resource
+
+    contents = members(exported.bundle)
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("manifest.json", "w", force_zip64=True) as manifest:
+            manifest.write(contents["manifest.json"][:-2])
+            for _ in range(400):
+                manifest.write(b" " * (1 << 20))
+            manifest.write(b"}\n")
+        archive.writestr("manifest.json.p7s", contents["manifest.json.p7s"])
+    assert path.stat().st_size < 1 << 20
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest earlier child, in KiB
+    result = voting("audit", str(path))
+    assert result.returncode == 1 and "zip bomb" in result.stdout, result.stdout
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < max(before, 300_000), "more than 300 MB used"

@@ -81,6 +81,10 @@ MAX_MANIFEST_BYTES = 512 << 20
 MAX_SIGNATURE_BYTES = 1 << 20
 MAX_MESSAGE_BYTES = 64 << 20
 MAX_MEMBERS = 1_000_000
+MAX_EXPANSION = 100
+"""Members may hold at most this many times the bundle's size (plus EXPANSION_SLACK): mail and JSON deflate
+by a few times, a zip bomb by thousands."""
+EXPANSION_SLACK = 16 << 20
 """Limits far above any real vote, so a hostile zip (a bomb, a million members) is refused early."""
 
 _MESSAGE_NAME = re.compile(re.escape(MESSAGES_DIRECTORY) + r"([0-9a-f]{64})\.eml")
@@ -234,18 +238,30 @@ class _Contents:
     member_problems: tuple[str, ...]
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    """A member's bytes, never more than `limit` whatever the zip's headers claim."""
-    if info.file_size > limit:
-        raise _Unreadable(f"{info.filename} is larger than {limit} bytes")
-    try:
-        with archive.open(info) as stream:
-            data = stream.read(limit + 1)
-    except _ZIP_ERRORS as error:
-        raise _Unreadable(f"{info.filename} cannot be read: {error}") from None
-    if len(data) > limit:
-        raise _Unreadable(f"{info.filename} is larger than {limit} bytes")
-    return data
+class _Budget:
+    """What the members may still expand to, so that a small bundle never takes much memory to read."""
+
+    def __init__(self, bundle_size: int) -> None:
+        self.total = min(MAX_BUNDLE_BYTES, MAX_EXPANSION * bundle_size + EXPANSION_SLACK)
+        self.left = self.total
+
+    def read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+        """A member's bytes, never more than `limit` or the budget left, whatever the zip's headers claim."""
+        if info.file_size > limit:
+            raise _Unreadable(f"{info.filename} is larger than {limit} bytes")
+        allowed = min(limit, self.left)
+        try:
+            with archive.open(info) as stream:
+                data = stream.read(allowed + 1)
+        except _ZIP_ERRORS as error:
+            raise _Unreadable(f"{info.filename} cannot be read: {error}") from None
+        if len(data) > limit:
+            raise _Unreadable(f"{info.filename} is larger than {limit} bytes")
+        if len(data) > allowed:
+            raise _Unreadable(f"its members expand to more than {self.total} bytes, over {MAX_EXPANSION} times the"
+                              " bundle's size: refused as a zip bomb")
+        self.left -= len(data)
+        return data
 
 
 def _unpack(data: bytes) -> _Contents:
@@ -272,19 +288,16 @@ def _unpack(data: bytes) -> _Contents:
             and not _DECRYPTED_NAME.fullmatch(name)
         ]
         by_name = {info.filename: info for info in infos}
-        manifest = _read_member(archive, by_name[MANIFEST_MEMBER], MAX_MANIFEST_BYTES)
-        signature = _read_member(archive, by_name[SIGNATURE_MEMBER], MAX_SIGNATURE_BYTES)
+        budget = _Budget(len(data))
+        manifest = budget.read(archive, by_name[MANIFEST_MEMBER], MAX_MANIFEST_BYTES)
+        signature = budget.read(archive, by_name[SIGNATURE_MEMBER], MAX_SIGNATURE_BYTES)
         messages: dict[str, bytes] = {}
         decrypted: dict[str, bytes] = {}
-        total = len(manifest) + len(signature)
         for name, info in by_name.items():
             for pattern, into in ((_MESSAGE_NAME, messages), (_DECRYPTED_NAME, decrypted)):
                 found = pattern.fullmatch(name)
                 if found:
-                    into[found.group(1)] = _read_member(archive, info, MAX_MESSAGE_BYTES)
-                    total += len(into[found.group(1)])
-                    if total > MAX_BUNDLE_BYTES:
-                        raise _Unreadable(f"its members hold more than {MAX_BUNDLE_BYTES} bytes")
+                    into[found.group(1)] = budget.read(archive, info, MAX_MESSAGE_BYTES)
     return _Contents(manifest, signature, messages, decrypted, tuple(problems))
 
 
