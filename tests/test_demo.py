@@ -61,7 +61,7 @@ def test_the_demo_bundle_audits_on_the_command_line_and_a_changed_byte_fails(dem
 
     folder, _ = demo
     [bundle] = (folder / "var" / "records").glob("*.zip")
-    ca = folder / "keys" / "secretariat-ca.pem"
+    ca = folder / "keys" / "secretariat.pem"
     audited = subprocess.run([sys.executable, "-m", "voting", "--json", "audit", str(bundle), "--secretariat-cert",
                               str(ca)], capture_output=True, text=True, timeout=60)
     report = json.loads(audited.stdout)

@@ -128,7 +128,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
     record = write_record(service, vote_id, config.records_dir)
     bundle = record["bundle"]
     assert bundle is not None
-    checks = audit_bundle(bundle.read_bytes(), service.keys.ca.certificate)
+    checks = audit_bundle(bundle.read_bytes(), service.keys.signer.certificate)
     status = service.status(vote_id)
     seconds = time.monotonic() - started
     audited = all(check.ok for check in checks)
@@ -166,7 +166,7 @@ def files_written(vote_id: str, config: Config, record: Mapping[str, Path | None
             f"  keys              {config.keys_dir}",
             f"  ledger            {config.database}",
             f"  mailboxes         {config.resolve(config.settings.mailbox.root)}",
-            f"Check it again:     voting audit {record['bundle']} --secretariat-cert {config.keys_dir / 'secretariat-ca.pem'}",
+            f"Check it again:     voting audit {record['bundle']} --secretariat-cert {config.keys_dir / 'secretariat.pem'}",
             f"Status:             voting --config {config.path} status {vote_id}",
         ]
     )
