@@ -57,7 +57,9 @@ def html_page(title: str, body_html: str) -> str:
 
 
 def text_as_html(text: str) -> str:
-    return f"<pre style=\"white-space: pre-wrap; font-family: monospace\">{html.escape(text)}</pre>"
+    # overflow-wrap breaks a SHA-256 on a phone's 390 px instead of scrolling the whole letter sideways.
+    style = "white-space: pre-wrap; overflow-wrap: anywhere; font-family: monospace"
+    return f"<pre style=\"{style}\">{html.escape(text)}</pre>"
 
 
 def signed_mail(
