@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Deployment, copy_deployment, open_vote, voting
+from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 from cryptography import x509
 
 from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
@@ -573,3 +574,31 @@ def test_a_zip_bomb_is_refused_before_it_is_expanded(exported: Exported, tmp_pat
     result = voting("audit", str(path))
     assert result.returncode == 1 and "zip bomb" in result.stdout, result.stdout
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < max(before, 300_000), "more than 300 MB used"
+
+
+def test_a_ballot_dated_on_time_but_taken_in_after_the_count_is_late_in_service_and_audit(
+        unsc_template: Path, tmp_path: Path) -> None:
+    """An IMAP APPEND may date a message at any time: one dated before the deadline that the service only
+    sees after it counted is late, and the honest bundle that records it so passes its audit."""
+    deployment = copy_deployment(unsc_template, tmp_path / "deployment")
+    service = Service(deployment.config)
+    vote_id = open_vote(service, tmp_path)
+    with embedded_server(deployment.config, required=True):
+        service.send()
+        deployment.submit(deployment.reply("FRA", ["yes"]), "fra@delegations.example")
+        service.poll_once()
+        service.close_now(vote_id)
+        deadline = service.ledger.vote(vote_id).closes_at
+        inbox = deployment.config.inbox
+        before = {path for path in inbox.rglob("*") if path.is_file()}
+        deployment.submit(deployment.reply("USA", ["no"]), "usa@delegations.example")
+        wait_for(lambda: {path for path in inbox.rglob("*") if path.is_file()} - before, "the USA reply")
+        for path in {path for path in inbox.rglob("*") if path.is_file()} - before:
+            dated = (deadline.timestamp() - 60,) * 2
+            os.utime(path, dated)
+        service.poll_once()
+    usa = next(d for d in service.ledger.decisions(vote_id) if d.code == "USA")
+    assert (usa.verdict, usa.reason) == ("rejected", "late") and usa.received_at < deadline
+    out = tmp_path / "bundle.zip"
+    export_bundle(service, vote_id, out)
+    assert failures(audit_bundle(read_bundle(out))) == {}

@@ -104,8 +104,9 @@ class Check:
 # ------------------------------------------------------------------ building
 
 
-def _vote_view(vote: VoteInfo, drafts: Sequence[str], tokens: Mapping[str, str]) -> VoteView:
-    """The closed vote as `verdict.judge` sees it, for export (the statements window) and replay alike."""
+def _vote_view(vote: VoteInfo, drafts: Sequence[str], tokens: Mapping[str, str], *, counted: bool = True) -> VoteView:
+    """The closed vote as `verdict.judge` sees it, for export (the statements window) and replay alike;
+    `counted`: as a message judged after the count saw it."""
     return VoteView(
         id=vote.id,
         opened_at=vote.opened_at,
@@ -115,6 +116,7 @@ def _vote_view(vote: VoteInfo, drafts: Sequence[str], tokens: Mapping[str, str])
         statement_hours=vote.statement_hours,
         first_ballot_final=vote.first_ballot_final,
         tokens=tokens,
+        counted=counted,
     )
 
 
@@ -485,12 +487,20 @@ def _summary(facts: Mapping[str, Any]) -> str:
 def _verdict_checks(
     contents: _Contents, manifest: Manifest, ca: x509.Certificate | None, progress: Progress | None
 ) -> list[Check]:
-    """Replay `judge` over every message in the order received, as the service decided them."""
-    view = _vote_view(manifest.vote, [d.symbol for d in manifest.drafts], manifest.ballot_tokens)
+    """Replay `judge` over every message in the order received, as the service decided them.
+
+    A message decided after the vote-closed event in the chain was judged
+    against a vote already counted, whatever its date, and is replayed so.
+    """
+    drafts = [d.symbol for d in manifest.drafts]
+    before_count = _vote_view(manifest.vote, drafts, manifest.ballot_tokens, counted=False)
+    after_count = _vote_view(manifest.vote, drafts, manifest.ballot_tokens)
+    decided_after_count = _decided_after_count(manifest)
     anchors = (ca,) if ca is not None else ()
     previous: dict[tuple[str, str], list[PriorBallot]] = {}
     checks = []
     for index, entry in enumerate(manifest.messages):
+        view = after_count if entry.sha256 in decided_after_count else before_count
         judgement, check = _replay(contents.messages.get(entry.sha256), entry, view, anchors, manifest, previous)
         if judgement is not None and judgement.verdict == BALLOT and judgement.vote_id and judgement.code:
             previous.setdefault((judgement.vote_id, judgement.code), []).append(
@@ -611,6 +621,15 @@ def _snapshot(manifest: Manifest) -> tuple[Electorate | None, Check]:
                                f"the snapshot hashes to {actual}, but the vote-opened event records {recorded}")
     return snapshot, Check("electorate snapshot", True,
                            f"{len(snapshot.delegation)} delegations, as recorded when the vote opened")
+
+
+def _decided_after_count(manifest: Manifest) -> set[str]:
+    """SHA-256 of the messages whose decision follows the vote-closed event in the chain."""
+    closing = _event(manifest, "vote-closed")
+    return {
+        str(e.data.get("message")) for e in manifest.chain.events
+        if closing is not None and e.seq > closing.seq and e.kind == "decision"
+    }
 
 
 def _event(manifest: Manifest, kind: str) -> EventEntry | None:

@@ -365,6 +365,7 @@ class Service:
                 statement_hours=vote.statement_hours,
                 first_ballot_final=vote.first_ballot_final,
                 tokens=self.ledger.ballot_tokens(vote.id),
+                counted=vote.closed_at is not None,
             )
             for vote in self.ledger.votes()
         }
@@ -384,12 +385,6 @@ class Service:
                 views: Mapping[str, VoteView]) -> Judgement:
         """Record the judgement and queue its answer, in one transaction; returns what was recorded."""
         now = self.clock()
-        view = views.get(judgement.vote_id or "")
-        if judgement.counted and view is not None and view.closed_at is not None:
-            # Dated before the deadline by the mailbox but taken in after the count (an IMAP APPEND may set
-            # any INTERNALDATE): never acknowledge as counted what the result does not hold.
-            judgement = replace(judgement, verdict=REJECTED, reason=Reason.LATE, choices={}, supersedes=None,
-                                detail="The message was taken in after the vote was counted.")
         outer = OuterHeaders.of(raw)
         answer_to = self._answer_delegation(judgement, outer, electorate)
         meant_for = [] if judgement.vote_id else [

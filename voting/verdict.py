@@ -36,6 +36,9 @@ class VoteView:
     first_ballot_final: bool
     tokens: Mapping[str, str]
     """Delegation code -> its ballot token for this vote."""
+    counted: bool
+    """The count was made before this message is judged, so nothing judged now can count, whatever its date:
+    the service knows it from the ledger, the audit from the order of the vote's hash chain."""
 
     @property
     def deadline(self) -> datetime:
@@ -127,14 +130,16 @@ def judge(
         return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
     reply = parse_reply(text, vote.drafts)
-    if received_at >= vote.deadline:
+    if received_at >= vote.deadline or vote.counted:
+        after = "received after the deadline" if received_at >= vote.deadline else "taken in after the vote was counted"
         if received_at < vote.statements_until and reply.explanation:
             detail = "Explanation of vote recorded after the vote closed"
             if reply.choices:
-                detail += "; choices received after the deadline are not counted"
+                detail += f"; choices {after} are not counted"
             return Judgement(STATEMENT, None, detail + ".", vote.id, code, explanation=reply.explanation,
                              verification=verification)
-        return rejected(Reason.LATE, code, verification, vote_id=vote.id)
+        detail = "" if received_at >= vote.deadline else "The message was taken in after the vote was counted."
+        return rejected(Reason.LATE, code, verification, detail, vote_id=vote.id)
     if reply.problem is not None:
         detail = reply.problem.describe() + (f" ({reply.problem_detail})" if reply.problem_detail else "")
         return rejected(reply.problem, code, verification, detail, vote_id=vote.id)
