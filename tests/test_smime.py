@@ -870,3 +870,38 @@ def test_self_signed_where_the_ca_is_required() -> None:
     required = Trust(registered=(TrustedCertificate(identity.certificate, "FRA", chain_to_anchor=True),),
                      anchors=(make_ca("Test Secretariat CA").certificate,))
     assert_rejected(verify_message(message, required, NOW), Reason.UNTRUSTED_CHAIN)
+
+
+# ---------------------------------------------------------------- which registered certificate signed
+
+
+def renewed(identity: Identity, ca: Identity) -> Identity:
+    """The same key certified again by the same CA, as a renewal that keeps the key gives it."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(identity.certificate.subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(identity.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(identity.certificate.not_valid_before_utc)
+        .not_valid_after(identity.certificate.not_valid_after_utc)
+    )
+    for extension in identity.certificate.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    return Identity(identity.key, builder.sign(ca.key, hashes.SHA256()), ca.certificate)
+
+
+@pytest.mark.parametrize("identifier", [(), ("-keyid",)], ids=["issuer-and-serial", "subject-key-identifier"])
+def test_the_signer_is_the_registered_certificate_the_message_carries(tmp_path: Path,
+                                                                      identifier: tuple[str, ...]) -> None:
+    """A delegation that renewed its certificate on the same key has two registered certificates that one
+    key identifier names; the retired one listed first must not stand for the one the message carries."""
+    ca = make_ca()
+    retired = make_identity(SENDER, ca=ca)
+    current = renewed(retired, ca)
+    trust = Trust(registered=(TrustedCertificate(retired.certificate, owner="FRA", revoked=True),
+                              TrustedCertificate(current.certificate, owner="FRA")))
+    result = verify_message(openssl_sign(tmp_path, current, *identifier), trust, NOW)
+    assert (result.valid, result.owner, result.signer) == (True, "FRA", current.certificate)
+    assert_rejected(verify_message(openssl_sign(tmp_path, retired, *identifier), trust, NOW),
+                    Reason.REVOKED_CERTIFICATE)

@@ -653,11 +653,22 @@ def _load_certificates(encoded: Sequence[bytes]) -> list[x509.Certificate]:
 def _find_signer(
     signer: _SignerInfo, carried: Sequence[x509.Certificate], trust: Trust
 ) -> x509.Certificate:
-    candidates = [*(entry.certificate for entry in trust.registered), *carried]
-    for certificate in candidates:
-        if _matches(signer.signer_id, certificate):
-            return certificate
-    raise _Rejected(Reason.NO_SIGNER_CERTIFICATE)
+    """The certificate whose key must verify the signature, matched whole where it can be.
+
+    A key identifier may name several registered certificates (a renewal
+    that kept its key): the one the message carries, byte for byte, is the
+    signer's; failing that, a current one before a retired one; a carried
+    certificate that is not registered comes last (trusted only by an anchor).
+    """
+    named = [c for c in carried if _matches(signer.signer_id, c)]
+    registered = sorted(
+        (entry for entry in trust.registered if _matches(signer.signer_id, entry.certificate)),
+        key=lambda entry: (entry.certificate not in named, entry.revoked),
+    )
+    found = [entry.certificate for entry in registered] + named
+    if not found:
+        raise _Rejected(Reason.NO_SIGNER_CERTIFICATE)
+    return found[0]
 
 
 def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content: bytes) -> None:
