@@ -84,7 +84,7 @@ def test_ballot_text_carries_the_contract_lines() -> None:
         assert f"    {title}" in lines
         assert not any(symbol in line and title in line for line in lines)
     assert "S/MIME" in text and "quoted" in text and '"S/2020/654: YES"' in text
-    assert "explanation of vote" in text
+    assert '"Explanation:"' in text and "not published" in text
     assert "VOTE: YES" not in text, "VOTE: is only offered on a ballot with one draft"
     assert '"VOTE: YES"' in ballot()
 
@@ -135,6 +135,7 @@ def test_ballot_refuses_values_a_reply_could_not_carry(overrides: dict[str, obje
 THUNDERBIRD = (
     "S/2020/654: YES\n"
     "\n"
+    "Explanation:\n"
     "France votes in favour: the cross-border mechanism is a lifeline for \n"
     "millions of Syrians.\n"
     "\n"
@@ -186,14 +187,14 @@ def test_outlook_reply_with_unquoted_original(separator: str) -> None:
     reply = parse_reply(text, ONE)
     assert (reply.vote_id, reply.token) == ("unsc-2020-0007", TOKEN)
     assert reply.choices == {"S/2020/654": Choice.NO}
-    assert reply.explanation == "The Russian Federation’s position is well known."
+    assert reply.explanation == "" and reply.ignored == "The Russian Federation’s position is well known."
     assert reply.problem is None
 
 
 def test_outlook_template_line_below_the_original_is_not_a_choice() -> None:
     reply = parse_reply(text_of_entity(outlook("Thank you.", "-----Original Message-----")), ONE)
     assert reply.choices == {} and reply.problem is Reason.NO_CHOICE
-    assert reply.vote_id == "unsc-2020-0007" and reply.explanation == "Thank you."
+    assert reply.vote_id == "unsc-2020-0007" and (reply.explanation, reply.ignored) == ("", "Thank you.")
 
 
 def test_template_line_copied_unquoted_is_neither_choice_nor_explanation() -> None:
@@ -300,21 +301,22 @@ def test_conflicting_choices_name_the_draft_but_repeating_one_is_fine() -> None:
 def test_quoted_choice_lines_do_not_count() -> None:
     reply = parse_reply("I agree with the below.\n> S/2020/654: YES\n  >> VOTE: yes\n> > [X] YES\n", ONE)
     assert reply.choices == {} and reply.problem is Reason.NO_CHOICE
-    assert reply.explanation == "I agree with the below."
+    assert (reply.explanation, reply.ignored) == ("", "I agree with the below.")
 
 
-def test_choice_below_the_quote_counts_and_other_text_is_explanation() -> None:
-    text = f"{quoted(ballot())}\n\nOur explanation:\nthe draft falls short.\nS/2020/654: abstain\n\nVote-ID: unsc-2020-0007\n"
+def test_choice_below_the_quote_counts_and_only_marked_text_is_explanation() -> None:
+    text = (f"{quoted(ballot())}\n\nDear colleagues,\nExplanation of vote: the draft\nfalls short.\n"
+            "S/2020/654: abstain\n\nVote-ID: unsc-2020-0007\n")
     reply = parse_reply(text, ONE)
     assert reply.choices == {"S/2020/654": Choice.ABSTAIN}
-    assert reply.explanation == "Our explanation:\nthe draft falls short."
+    assert (reply.explanation, reply.ignored) == ("the draft\nfalls short.", "Dear colleagues,")
     assert reply.vote_id == "unsc-2020-0007"
 
 
-def test_text_that_merely_mentions_a_choice_is_explanation() -> None:
+def test_text_that_merely_mentions_a_choice_is_no_choice() -> None:
     reply = parse_reply("S/2020/654: yes, with reservations\nNo objection in principle.\n", ONE)
     assert reply.choices == {} and reply.problem is Reason.NO_CHOICE
-    assert reply.explanation == "S/2020/654: yes, with reservations\nNo objection in principle."
+    assert reply.ignored == "S/2020/654: yes, with reservations\nNo objection in principle."
 
 
 def test_two_vote_ids_or_tokens_bind_to_nothing() -> None:
@@ -385,7 +387,7 @@ def test_html_only_reply_keeps_its_blockquote_quoted() -> None:
     reply = parse_reply(text, ONE)
     assert (reply.vote_id, reply.token) == ("unsc-2020-0007", TOKEN)
     assert reply.choices == {"S/2020/654": Choice.YES}
-    assert reply.explanation == "La France vote pour."
+    assert (reply.explanation, reply.ignored) == ("", "La France vote pour.")
 
 
 def test_outlook_html_reply_with_header_block() -> None:
@@ -446,3 +448,14 @@ def test_any_text_gives_a_reply_never_an_exception(text: str) -> None:
     reply = parse_reply(text, TWO)
     assert reply.problem is not None or reply.choices
     assert set(reply.choices) <= set(TWO)
+
+
+@pytest.mark.parametrize("opener", ["Explanation:", "EXPLANATION OF VOTE:", "Explication de vote :", "Explicación:",
+                                    "Объяснение мотивов голосования:", "解释：", "تعليل التصويت:"])
+def test_an_explanation_is_only_what_the_delegate_marks_in_any_official_language(opener: str) -> None:
+    text = (f"S/2020/654: NO\nWith the compliments of the Permanent Mission.\n{opener}\nThe text falls short.\n\n"
+            "-- \nFirst Secretary, +1 212 555 0100\nThis email is confidential.\n")
+    reply = parse_reply(text, ONE)
+    assert reply.choices == {"S/2020/654": Choice.NO}
+    assert reply.explanation == "The text falls short."
+    assert reply.ignored == "With the compliments of the Permanent Mission."

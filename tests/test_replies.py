@@ -156,3 +156,32 @@ def test_voting_reply_without_a_deployment_checks_the_ballot_and_is_counted(runn
     running.submit((tmp_path / "reply.eml").read_bytes(), running.address("FRA"))
     service.poll_once()
     assert [(d.verdict, d.choices) for d in service.ledger.decisions(vote_id)] == [("ballot", {"S/2020/654": "no"})]
+
+
+def test_only_a_marked_explanation_is_published(running: Deployment, tmp_path: Path) -> None:
+    """A signature block, a phone number or a disclaimer is a government's private text, not its position."""
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    submit_all(running, {
+        "FRA": "VOTE: YES\n\nExplanation:\nFrance supports the cross-border mechanism.\n\nMarie Dupont\n"
+               "-- \nFirst Secretary, +1 212 555 0100",
+        "GBR": "VOTE: NO\n\nBest regards,\nJohn Smith, tel. +1 212 555 0199\n"
+               "This email and any attachment are confidential.",
+    })
+    service.poll_once()
+    decided = {d.code: d for d in service.ledger.decisions(vote_id)}
+    assert decided["FRA"].explanation == "France supports the cross-border mechanism.\nMarie Dupont"
+    assert (decided["GBR"].verdict, decided["GBR"].explanation) == ("ballot", "")
+    receipt = letters_to(running, "GBR", "Receipt")[0]
+    assert "not published" in receipt and "John Smith, tel. +1 212 555 0199" in receipt
+    assert "not published" not in letters_to(running, "FRA", "Receipt")[0]
+    service.close_now(vote_id)
+    assert voting("--config", str(running.config.path), "record", vote_id).returncode == 0
+    for page in (running.config.records_dir / f"{vote_id}.txt", running.config.records_dir / f"{vote_id}.html"):
+        published = page.read_text()
+        assert "France supports the cross-border mechanism." in published
+        assert "212 555" not in published and "confidential" not in published
+    service.send()
+    results = letters_to(running, "GBR", "Results")[0]
+    assert "212 555" not in results and "confidential" not in results

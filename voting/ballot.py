@@ -66,6 +66,16 @@ CHOICE_WORDS: Mapping[str, Choice] = MappingProxyType(
 _VOTE_KEYS = frozenset({"vote", "voto", "голос", "投票", "تصويت"})
 """'VOTE: YES' in each language: a choice that names no draft, valid when the ballot has one."""
 
+_EXPLANATION_KEYS = frozenset({
+    "explanation", "explanation of vote",
+    "explication", "explication de vote",
+    "explicación", "explicacion", "explicación de voto", "explicacion de voto",
+    "объяснение", "объяснение голосования", "объяснение мотивов голосования",
+    "解释", "解释性发言", "解釋", "解釋性發言",
+    "تعليل", "تعليل التصويت", "شرح", "شرح التصويت",
+})  # fmt: skip
+"""'Explanation:' in each language: the line that opens the explanation of vote, the only text published."""
+
 _LINE_LIMIT = 1000
 """Longer lines are never choice or binding lines: they are only kept as explanation."""
 
@@ -168,7 +178,9 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         guide.append('As this ballot has one draft, "VOTE: YES" also works.')
     guide += [
         "Choices may be written in any official UN language (for example POUR, A FAVOR, ЗА, 赞成, نعم).",
-        "Any other text you write is recorded as your explanation of vote.",
+        'To explain your vote, write "Explanation:" on a line and your explanation below it: only that text is'
+        " published with the result; other text (a signature block, a disclaimer) is kept with your reply but not"
+        " published.",
         "A signed receipt confirms what was recorded; replies received after the closing time are not counted.",
     ]
     return block, guide
@@ -206,8 +218,11 @@ class Reply:
     token: str | None
     choices: dict[str, Choice]
     explanation: str
+    """The text below an "Explanation:" line: the explanation of vote, published."""
     problem: Reason | None
     problem_detail: str | None
+    ignored: str = ""
+    """The delegate's other own text, neither a choice nor marked as explanation: kept with the reply, not published."""
 
 
 def _clean(line: str) -> str:
@@ -290,6 +305,14 @@ def _looks_like_choice(line: str, drafts: Mapping[str, str]) -> bool:
     return _symbol_key(key) in drafts or key.casefold() in _VOTE_KEYS
 
 
+def _opens_explanation(line: str) -> tuple[bool, str]:
+    """Whether the line is "Explanation: …" (in any of the six languages), and the text after its colon."""
+    key, value = _split_key(line)
+    if key is None or " ".join(key.split()).casefold() not in _EXPLANATION_KEYS:
+        return False, ""
+    return True, value.strip()
+
+
 def _quoted(line: str) -> bool:
     return line.lstrip(" \t").startswith(">")
 
@@ -336,6 +359,11 @@ def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
 def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     """Read a reply: its binding to a vote, its choices, its explanation of vote, and the first problem found.
 
+    The explanation is only what the delegate marks as one: the own lines
+    below an "Explanation:" line. Other own text (a greeting, a signature
+    block without "-- ", a disclaimer) is `ignored`: kept with the reply in
+    the ledger, never published as a government's position.
+
     A choice is read only from a choice line (see `_read_choice`), never from
     a word alone on a line: a hard-wrapped sentence may leave "for." or "No"
     on a line of its own. "VOTE: YES" counts only when the ballot has one
@@ -354,6 +382,8 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
         problem = (Reason.WRONG_BALLOT_TOKEN, "the text holds more than one Ballot-Token")
     choices: dict[str, Choice] = {}
     explanation: list[str] = []
+    ignored: list[str] = []
+    explanation_opened = False
     unread_choice: str | None = None
     previous = -2
     for i, line in _own_lines(lines):
@@ -361,17 +391,23 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
         if not clean:
             continue
         short = len(clean) <= _LINE_LIMIT
+        kept = explanation if explanation_opened else ignored
         if short and _ATTRIBUTION.search(clean):
-            if explanation and previous == i - 1 and _ATTRIBUTION_OPENER.match(explanation[-1]):
-                explanation.pop()
+            if kept and previous == i - 1 and _ATTRIBUTION_OPENER.match(kept[-1]):
+                kept.pop()
             continue
         if short and _BINDING.fullmatch(clean.strip("*")):
             continue
         mark = _read_choice(clean, by_key) if short and drafts else None
         if mark is None:
+            opens, rest = _opens_explanation(clean.strip("*")) if short else (False, "")
+            if opens:
+                explanation_opened = True
+                explanation.extend([rest] if rest else [])
+                continue
             if unread_choice is None and short and _looks_like_choice(clean, by_key):
                 unread_choice = clean
-            explanation.append(line.strip())
+            kept.append(line.strip())
             previous = i
             continue
         found = _apply(mark, choices, drafts)
@@ -388,6 +424,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
         explanation="\n".join(explanation).strip(),
         problem=problem[0] if problem else None,
         problem_detail=problem[1] if problem else None,
+        ignored="\n".join(ignored).strip(),
     )
 
 

@@ -50,6 +50,9 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
         reason = judgement.reason or Reason.MALFORMED_MIME
         lines = [f"A message attributed to {delegation.label} was received but NOT counted.", "",
                  f"Reason: {reason.value}", judgement.detail]
+    if judgement.ignored:
+        lines.extend(["", 'Other text of your reply, not under an "Explanation:" line, is kept with it but was not'
+                          " published:", *quoted_lines(_first_lines(judgement.ignored))])
     lines.extend([
         "",
         f"SHA-256 of the message as received: {message.sha256}",
@@ -59,6 +62,13 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
         lines.append(f"This ballot supersedes the ballot received at {utc_text(superseded.received_at)}"
                      f" (SHA-256 {superseded.sha256}).")
     return Letter(subject, "\n".join(lines) + "\n")
+
+
+def _first_lines(text: str, count: int = 3, width: int = 200) -> str:
+    """Enough of a text for its writer to recognise it."""
+    lines = text.splitlines()
+    shown = [line if len(line) <= width else line[:width] + "…" for line in lines[:count]]
+    return "\n".join(shown + (["…"] if len(lines) > count else []))
 
 
 def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime) -> Letter:

@@ -162,7 +162,7 @@ def build_reply(
     ]
     written = "\n".join(printable_lines(explanation)).strip()
     if written:
-        lines.extend(["", written])
+        lines.extend(["", "Explanation:", written])
     lines.extend(["", f"The ballot of {vote_id} reads:"])
     lines.extend(f"> {line}" if line else ">" for line in ballot_text.split("\n"))
     content = MIMEPart(policy=SMTP)

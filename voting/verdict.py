@@ -72,6 +72,8 @@ class Judgement:
     """The delegation the message is attributed to, or may be answered as; None when nobody is known."""
     choices: dict[str, Choice] = field(default_factory=dict)
     explanation: str = ""
+    ignored: str = ""
+    """The reply's own text that is neither a choice nor marked as explanation: not published, and the receipt says so."""
     supersedes: int | None = None
     verification: Verification | None = None
 
@@ -137,7 +139,7 @@ def judge(
             if reply.choices:
                 detail += f"; choices {after} are not counted"
             return Judgement(STATEMENT, None, detail + ".", vote.id, code, explanation=reply.explanation,
-                             verification=verification)
+                             ignored=reply.ignored, verification=verification)
         detail = "" if received_at >= vote.deadline else "The message was taken in after the vote was counted."
         return rejected(Reason.LATE, code, verification, detail, vote_id=vote.id)
     if reply.problem is not None:
@@ -156,6 +158,7 @@ def judge(
         code,
         choices=dict(reply.choices),
         explanation=reply.explanation,
+        ignored=reply.ignored,
         supersedes=previous,
         verification=verification,
     )
