@@ -76,7 +76,7 @@ def test_ballot_text_carries_the_contract_lines() -> None:
     text = ballot(SYRIA, closes=datetime(2020, 7, 8, 14, 0, tzinfo=timezone(timedelta(hours=2))))
     lines = text.splitlines()
     header = ["Vote-ID: unsc-2020-0007", f"Ballot-Token: {TOKEN}", "Delegation: FRA (France)",
-              "Closes: 2020-07-08T12:00:00Z", "", "S/2020/654: YES | NO | ABSTAIN"]  # fmt: skip
+              "Closes: Wednesday 8 July 2020, 12:00 UTC", "", "S/2020/654: YES | NO | ABSTAIN"]  # fmt: skip
     start = lines.index(header[0])
     assert lines[start : start + len(header)] == header
     assert "S/2020/658: YES | NO | ABSTAIN" in lines

@@ -18,7 +18,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from html.parser import HTMLParser
@@ -27,6 +27,7 @@ from types import MappingProxyType
 from voting.errors import UsageError
 from voting.model import CODE_PATTERN, Choice
 from voting.reasons import Reason
+from voting.times import readable_time
 
 TEXT_LIMIT = 1 << 20
 """Characters of text read from a reply; anything beyond is ignored."""
@@ -142,6 +143,9 @@ class Ballot:
     """(symbol, title) per draft, in ballot order."""
     title: str
     instructions: bool = True
+    first_ballot_final: bool = False
+    zones: tuple[str | None, ...] = ()
+    """Time zones where the delegation and the secretariat are: the deadline is also given in each."""
 
 
 def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
@@ -162,7 +166,7 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         f"Vote-ID: {ballot.vote_id}",
         f"Ballot-Token: {ballot.token}",
         f"Delegation: {ballot.delegation_code} ({_one_line(ballot.delegation_name)})",
-        f"Closes: {ballot.closes.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}",
+        f"Closes: {readable_time(ballot.closes)}",
     ]
     for symbol, title in drafts:
         block += ["", f"{symbol}: YES | NO | ABSTAIN"] + ([f"    {_one_line(title)}"] if title.strip() else [])
@@ -170,6 +174,7 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         return block, []
     example = drafts[0][0]
     guide = [
+        f"Reply by {readable_time(ballot.closes, ballot.zones)}.",
         "To vote, reply to this email from your mail client and sign the reply with your S/MIME certificate.",
         "Keep this ballot quoted in your reply: it binds your reply to this vote.",
         f'Write each choice on a line of its own, for example "{example}: YES" (or NO, or ABSTAIN).',
@@ -182,6 +187,8 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         " published with the result; other text (a signature block, a disclaimer) is kept with your reply but not"
         " published.",
         "A signed receipt confirms what was recorded; replies received after the closing time are not counted.",
+        "Your first ballot on a draft is final: it cannot be changed." if ballot.first_ballot_final else
+        "You may change your vote until the closing time by replying again: your last ballot counts.",
     ]
     return block, guide
 
@@ -205,8 +212,11 @@ def render_ballot_html(ballot: Ballot) -> str:
     block, guide = _ballot_parts(ballot)
     heading = html.escape(_one_line(ballot.title))
     body = "\n".join(html.escape(line) for line in block)
-    paragraphs = "".join(f"<p>{html.escape(line)}</p>\n" for line in guide)
-    return f"<h1 style=\"font-size:1.3em\">{heading}</h1>\n<pre>{body}</pre>\n{paragraphs}"
+    deadline, *rest = guide or [""]
+    paragraphs = (f"<p><strong>{html.escape(deadline)}</strong></p>\n" if deadline else "") + "".join(
+        f"<p>{html.escape(line)}</p>\n" for line in rest)
+    return (f"<h1 style=\"font-size:1.3em\">{heading}</h1>\n"
+            f"<pre style=\"white-space:pre-wrap;overflow-wrap:anywhere\">{body}</pre>\n{paragraphs}")
 
 
 # --- reading a reply ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from voting.errors import ConfigError
+from voting.model import TimeZoneName
 from voting.mail.smtp import is_loopback
 
 DEFAULT_CONFIG = Path("config/voting.toml")
@@ -48,6 +49,8 @@ class SecretariatSection(Section):
     key_password_file: Path = Path("secrets/key-password")
     key_password: SecretStr | None = None
     vote_prefix: str = Field(default="vote", pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    timezone: TimeZoneName | None = None
+    """The secretariat's time zone: letters and the record show its local time beside UTC."""
 
 
 class ElectorateSection(Section):

@@ -168,6 +168,7 @@ def _delegation_table(delegation: Delegation) -> str:
             _line("name", delegation.name),
             _line("permanent", delegation.permanent),
             _line("addresses", delegation.addresses),
+            _line("timezone", delegation.timezone) if delegation.timezone else "",
         ]
     )
     return "\n".join([head, *(_certificate_table(c) for c in delegation.certificates)])

@@ -7,13 +7,14 @@ say exactly why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from voting.ledger import utc_text
 from voting.model import Delegation
 from voting.quoting import quoted_lines
 from voting.reasons import Reason
+from voting.times import readable_time
 from voting.verdict import BALLOT, STATEMENT, Judgement
 
 
@@ -31,8 +32,10 @@ class Received:
     received_at: datetime
 
 
-def answer(judgement: Judgement, delegation: Delegation, message: Received, superseded: Received | None) -> Letter:
-    """The receipt of a ballot or a statement, or the rejection of a message, for the delegation it concerns."""
+def answer(judgement: Judgement, delegation: Delegation, message: Received, superseded: Received | None,
+           zones: Sequence[str | None] = ()) -> Letter:
+    """The receipt of a ballot or a statement, or the rejection of a message, for the delegation it concerns;
+    times also in each of `zones` (the delegation's, the secretariat's)."""
     vote_id = judgement.vote_id
     if judgement.verdict == BALLOT:
         subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
@@ -56,10 +59,10 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
     lines.extend([
         "",
         f"SHA-256 of the message as received: {message.sha256}",
-        f"Received by the secretariat's mail server (UTC): {utc_text(message.received_at)}",
+        f"Received by the secretariat's mail server: {readable_time(message.received_at, zones)}",
     ])
     if superseded is not None:
-        lines.append(f"This ballot supersedes the ballot received at {utc_text(superseded.received_at)}"
+        lines.append(f"This ballot supersedes the ballot received {readable_time(superseded.received_at, zones)}"
                      f" (SHA-256 {superseded.sha256}).")
     return Letter(subject, "\n".join(lines) + "\n")
 
@@ -71,9 +74,11 @@ def _first_lines(text: str, count: int = 3, width: int = 200) -> str:
     return "\n".join(shown + (["…"] if len(lines) > count else []))
 
 
-def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime) -> Letter:
+def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime, zones: Sequence[str | None] = ()) -> Letter:
     return Letter(
         f"Deadline moved: {title} [{vote_id}]",
-        f"The deadline of vote {vote_id} ({title}) has been moved from {utc_text(old)} to {utc_text(new)} (UTC).\n"
+        f"The deadline of vote {vote_id} ({title}) has been moved.\n\n"
+        f"New deadline: {readable_time(new, zones)}\n"
+        f"It was: {readable_time(old, zones)}\n\n"
         "Your ballot and its token are unchanged; a ballot already recorded stands.\n",
     )

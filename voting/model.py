@@ -10,10 +10,16 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from voting.times import zone_name
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9-]{1,15}$"
+
+TimeZoneName = Annotated[str, AfterValidator(zone_name)]
+"""An IANA time zone name ("Europe/Paris"): where a reader is, so times are also shown in its local time."""
 
 
 class Choice(StrEnum):
@@ -42,6 +48,7 @@ class Delegation(BaseModel):
     permanent: bool = False
     addresses: list[str] = Field(default_factory=list)
     certificates: list[RegisteredCertificate] = Field(default_factory=list)
+    timezone: TimeZoneName | None = None
 
     @field_validator("addresses")
     @classmethod

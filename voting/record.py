@@ -14,6 +14,7 @@ from datetime import datetime
 from voting.mail.compose import html_page
 from voting.model import Choice, Electorate, Outcome
 from voting.quoting import quoted_lines
+from voting.times import readable_time
 
 CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", "absent": "#777777"}
 
@@ -46,6 +47,11 @@ class VoteBoard:
     rows: tuple[BoardRow, ...]
     outcomes: Mapping[str, Outcome] | None
     rejected: tuple[RejectedMessage, ...] = ()
+    timezone: str | None = None
+    """The secretariat's time zone: its local time is shown beside UTC."""
+
+    def when(self, moment: datetime | None) -> str:
+        return readable_time(moment, [self.timezone]) if moment else "-"
 
 
 def build_board(
@@ -61,6 +67,7 @@ def build_board(
     explanations: Mapping[str, str],
     outcomes: Mapping[str, Outcome] | None,
     rejected: Sequence[RejectedMessage] = (),
+    timezone: str | None = None,
 ) -> VoteBoard:
     rows = tuple(
         BoardRow(
@@ -72,11 +79,7 @@ def build_board(
         )
         for d in electorate.delegation
     )
-    return VoteBoard(vote_id, title, rule, closes_at, tuple(drafts), rows, outcomes, tuple(rejected))
-
-
-def utc_minute(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+    return VoteBoard(vote_id, title, rule, closes_at, tuple(drafts), rows, outcomes, tuple(rejected), timezone)
 
 
 def outcome_line(symbol: str, outcome: Outcome) -> str:
@@ -93,14 +96,14 @@ def board_text(board: VoteBoard) -> str:
     header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
     lines = [
         f"{board.title} [{board.vote_id}]",
-        f"Rule: {board.rule}; closes {utc_minute(board.closes_at)}",
+        f"Rule: {board.rule}; closes {board.when(board.closes_at)}",
         "",
         header,
         "-" * len(header),
     ]
     for row in board.rows:
         cells = "  ".join(f"{row.choices[s].upper():<{symbol_width}}" for s in board.drafts)
-        lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {utc_minute(row.received_at)}")
+        lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {board.when(row.received_at)}")
     if board.outcomes:
         lines.append("")
         lines.extend(outcome_line(s, board.outcomes[s]) for s in board.drafts)
@@ -112,7 +115,7 @@ def board_text(board: VoteBoard) -> str:
     if board.rejected:
         lines.extend(["", "Rejected messages:"])
         lines.extend(
-            f"  {utc_minute(m.received_at)}  {m.code or 'unknown sender'}: {m.reason}  (SHA-256 {m.sha256})"
+            f"  {board.when(m.received_at)}  {m.code or 'unknown sender'}: {m.reason}  (SHA-256 {m.sha256})"
             for m in board.rejected
         )
     return "\n".join(lines) + "\n"
@@ -132,7 +135,7 @@ def record_body(board: VoteBoard, bundle_sha256: str | None) -> str:
         f"<li><b>{e(r.code)} {e(r.name)}</b>: {e(r.explanation)}</li>" for r in board.rows if r.explanation
     )
     rejected = "".join(
-        f"<li>{e(utc_minute(m.received_at))} — {e(m.code or 'unknown sender')}: <code>{e(m.reason)}</code>"
+        f"<li>{e(board.when(m.received_at))} — {e(m.code or 'unknown sender')}: <code>{e(m.reason)}</code>"
         f" <small>(SHA-256 <code style=\"word-break:break-all\">{e(m.sha256)}</code>)</small></li>"
         for m in board.rejected
     )
@@ -164,7 +167,7 @@ def board_html(board: VoteBoard) -> str:
     def received(moment: datetime | None) -> str:
         if moment is None:
             return f"<td style=\"{pad};color:#777\">-</td>"
-        return (f"<td style=\"{pad};white-space:nowrap;font-size:.8em\" title=\"{e(utc_minute(moment))}\">"
+        return (f"<td style=\"{pad};white-space:nowrap;font-size:.8em\" title=\"{e(board.when(moment))}\">"
                 f"{moment:%d %b}<br>{moment:%H:%M:%S}</td>")
 
     def verdict(symbol: str, outcome: Outcome) -> str:
@@ -186,7 +189,7 @@ def board_html(board: VoteBoard) -> str:
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
     return (
         f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
-        f"<p>Rule: {e(board.rule)}; closes {e(utc_minute(board.closes_at))}</p>"
+        f"<p>Rule: {e(board.rule)}; closes {e(board.when(board.closes_at))}</p>"
         f"{outcomes}"
         "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse;width:100%\">"
         f"<tr><th style=\"text-align:left;{pad}\">Delegation</th>{head}<th style=\"{pad};font-size:.85em\">Received (UTC)</th></tr>"

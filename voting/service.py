@@ -202,6 +202,8 @@ class Service:
                     closes=closes_at,
                     drafts=tuple((r.symbol, r.title) for r in records),
                     title=title,
+                    first_ballot_final=first_ballot_final,
+                    zones=self._zones(delegation),
                 )
                 mail = self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
                                    ballot.render_ballot_html(content), "ballot", vote_id, now)
@@ -454,6 +456,7 @@ class Service:
             delegation,
             Received(message.sha256, message.received_at),
             Received(superseded.sha256, superseded.received_at) if superseded else None,
+            self._zones(delegation),
         )
         ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
         self._write(
@@ -468,6 +471,10 @@ class Service:
             references=[ref for ref in (ballot_id, outer.message_id) if ref],
             auto_submitted="auto-replied",
         )
+
+    def _zones(self, delegation: Delegation) -> tuple[str | None, ...]:
+        """Where a letter to the delegation is read, and where the secretariat is: its times are also given there."""
+        return delegation.timezone, self.config.settings.secretariat.timezone
 
     def _write(
         self,
@@ -571,13 +578,13 @@ class Service:
                              " counted and cannot be extended")
         if closes_at <= now:
             raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
-        letter = letters.deadline_moved(vote_id, vote.title, vote.closes_at, closes_at)
         with self.ledger.transaction():
             self.ledger.set_closes_at(vote_id, closes_at)
             self.ledger.append_event(
                 vote_id, "deadline-moved", {"from": utc_text(vote.closes_at), "to": utc_text(closes_at)}, now
             )
             for delegation in vote_electorate(vote).delegation:
+                letter = letters.deadline_moved(vote_id, vote.title, vote.closes_at, closes_at, self._zones(delegation))
                 self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "notice", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
 
@@ -670,6 +677,7 @@ class Service:
             explanations=explanations,
             outcomes=outcomes,
             rejected=rejected,
+            timezone=self.config.settings.secretariat.timezone,
         )
 
     # -- sending -----------------------------------------------------------------

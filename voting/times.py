@@ -1,0 +1,44 @@
+"""Instants as people read them: one form in every letter, page and message of the command line.
+
+The ledger and the bundle keep ISO 8601 with microseconds (`ledger.utc_text`);
+a person reads "Wednesday 8 July 2020, 12:00 UTC", and beside it the same
+instant where the reader is, when a time zone is known for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def zone_name(name: str) -> str:
+    """A checked IANA time zone name, e.g. "America/New_York", for the configuration and electorate files."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not an IANA time zone name such as Europe/Paris or America/New_York") from None
+    return name
+
+
+def _clock(moment: datetime) -> str:
+    return f"{moment:%H:%M}" if moment.second == 0 else f"{moment:%H:%M:%S}"
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+
+
+def readable_time(moment: datetime, zones: Iterable[str | None] = ()) -> str:
+    """ "Wednesday 8 July 2020, 12:00 UTC (08:00 in New York)": seconds only when not zero, never fractions.
+
+    Each named zone adds the local time, with its day when that differs.
+    """
+    utc = moment.astimezone(UTC)
+    local = []
+    for name in dict.fromkeys(z for z in zones if z and z != "UTC"):
+        there = utc.astimezone(ZoneInfo(name))
+        place = name.rpartition("/")[2].replace("_", " ")
+        day = "" if there.date() == utc.date() else f"{there:%A} {there.day} {there:%B}, "
+        local.append(f"{day}{_clock(there)} in {place}")
+    return f"{_day(utc)}, {_clock(utc)} UTC" + (f" ({'; '.join(local)})" if local else "")
