@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email.message import MIMEPart
 from email.policy import SMTP
@@ -185,3 +186,27 @@ def test_only_a_marked_explanation_is_published(running: Deployment, tmp_path: P
     service.send()
     results = letters_to(running, "GBR", "Results")[0]
     assert "212 555" not in results and "confidential" not in results
+
+
+def test_every_answer_states_the_vote_as_it_now_stands(running: Deployment, tmp_path: Path) -> None:
+    """A delegate reads one receipt, not the history of its receipts, to know what counts."""
+    service = Service(running.config)
+    open_vote(service, tmp_path, ("S/2020/654", "S/2020/658"))
+    service.send()
+    running.submit(running.reply("FRA", ["S/2020/654=yes"]), running.address("FRA"))
+    service.poll_once()
+    first = letters_to(running, "FRA", "Receipt")[0]
+    assert "S/2020/654: YES  (this message)" in first and "S/2020/658: no choice yet" in first
+    assert "This message changed: S/2020/654 (was no choice, now YES)." in first
+    assert "you may change your vote" in first and "The vote closes " in first
+    running.submit(running.reply("FRA", ["S/2020/658=abstain"]), running.address("FRA"))
+    service.poll_once()
+    second = [letter for letter in letters_to(running, "FRA", "Receipt") if letter != first][0]
+    assert re.search(r"S/2020/654: YES  \(your ballot received \w+day .* UTC, SHA-256 [0-9a-f]{16}…\)", second)
+    assert "S/2020/658: ABSTAIN  (this message)" in second
+    assert "This message changed: S/2020/658 (was no choice, now ABSTAIN)." in second
+    running.submit(signed_reply(running, "FRA", "S/2020/654: maybe"), running.address("FRA"))
+    service.poll_once()
+    rejection = letters_to(running, "FRA", "Rejected")[0]
+    assert "S/2020/654: YES  (your ballot received" in rejection and "S/2020/658: ABSTAIN" in rejection
+    assert "reply to the ballot again" in rejection and "This message changed" not in rejection

@@ -572,9 +572,13 @@ class Ledger:
         for chain in [vote_id] if vote_id else ["", *also_in]:
             self.append_event(chain, "decision", data, now)
 
-    def decisions(self, vote_id: str | None) -> list[DecisionRecord]:
+    def decisions(self, vote_id: str | None, code: str | None = None) -> list[DecisionRecord]:
+        """The decisions bound to the vote (or to none), in order of receipt; only the delegation's if `code`."""
         clause = "d.vote_id = ?" if vote_id is not None else "d.vote_id IS NULL"
         params: tuple[Any, ...] = (vote_id,) if vote_id is not None else ()
+        if code is not None:
+            clause += " AND d.code = ?"
+            params += (code,)
         rows = self.db.execute(
             "SELECT d.*, m.sha256, m.received_at FROM decisions d JOIN messages m ON m.id = d.message"
             f" WHERE {clause} ORDER BY m.received_at, m.id",

@@ -7,7 +7,7 @@ say exactly why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,10 +32,60 @@ class Received:
     received_at: datetime
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A delegation's vote as it stands once a message is decided: what its answer states, so that a
+    delegate never has to work out from several receipts which choice counts."""
+
+    drafts: tuple[str, ...]
+    before: Mapping[str, tuple[str, Received]]
+    """Draft -> (choice, ballot) that counted before this message."""
+    after: Mapping[str, tuple[str, Received]]
+    """Draft -> (choice, ballot) that counts now."""
+    closes_at: datetime
+    first_ballot_final: bool
+    counted: bool
+    """The vote was already counted: nothing can change."""
+
+
+def _standing_lines(standing: Standing, message: Received, zones: Sequence[str | None]) -> list[str]:
+    if not standing.after:
+        lines = ["No ballot of yours counts in this vote yet."]
+    else:
+        lines = ["Your vote as it now stands (what counts at the close):"]
+        for symbol in standing.drafts:
+            if symbol not in standing.after:
+                lines.append(f"  {symbol}: no choice yet")
+                continue
+            choice, ballot = standing.after[symbol]
+            source = "this message" if ballot.sha256 == message.sha256 else (
+                f"your ballot received {readable_time(ballot.received_at, zones)}, SHA-256 {ballot.sha256[:16]}…")
+            lines.append(f"  {symbol}: {choice.upper()}  ({source})")
+    changed = [
+        f"{symbol} (was {standing.before[symbol][0].upper() if symbol in standing.before else 'no choice'},"
+        f" now {standing.after[symbol][0].upper()})"
+        for symbol in standing.drafts
+        if symbol in standing.after and standing.after[symbol][1].sha256 == message.sha256
+        and standing.before.get(symbol, ("", None))[0] != standing.after[symbol][0]
+    ]
+    if changed:
+        lines.extend(["", "This message changed: " + "; ".join(changed) + "."])
+    if standing.counted:
+        return lines + ["", "The vote has been counted; nothing can change it now."]
+    deadline = readable_time(standing.closes_at, zones)
+    lines.extend(["", f"The vote closes {deadline}."])
+    if standing.first_ballot_final:
+        lines.append("The first ballot on each draft is final: a draft already answered cannot be answered again.")
+    else:
+        lines.append("Until then you may change your vote by replying to the ballot again: your last ballot counts.")
+    return lines
+
+
 def answer(judgement: Judgement, delegation: Delegation, message: Received, superseded: Received | None,
-           zones: Sequence[str | None] = ()) -> Letter:
+           zones: Sequence[str | None] = (), standing: Standing | None = None) -> Letter:
     """The receipt of a ballot or a statement, or the rejection of a message, for the delegation it concerns;
-    times also in each of `zones` (the delegation's, the secretariat's)."""
+    times also in each of `zones` (the delegation's, the secretariat's); for a message bound to a vote, the
+    delegation's vote as it then stands."""
     vote_id = judgement.vote_id
     if judgement.verdict == BALLOT:
         subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
@@ -53,6 +103,11 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
         reason = judgement.reason or Reason.MALFORMED_MIME
         lines = [f"A message attributed to {delegation.label} was received but NOT counted.", "",
                  f"Reason: {reason.value}", judgement.detail]
+        if standing is not None and not standing.counted:
+            lines.extend(["", "To vote, reply to the ballot again with a signed reply that corrects this,"
+                              f" before {readable_time(standing.closes_at, zones)}."])
+    if standing is not None and judgement.verdict != STATEMENT:
+        lines.extend(["", *_standing_lines(standing, message, zones)])
     if judgement.ignored:
         lines.extend(["", 'Other text of your reply, not under an "Explanation:" line, is kept with it but was not'
                           " published:", *quoted_lines(_first_lines(judgement.ignored))])

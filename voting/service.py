@@ -457,6 +457,7 @@ class Service:
             Received(message.sha256, message.received_at),
             Received(superseded.sha256, superseded.received_at) if superseded else None,
             self._zones(delegation),
+            self._standing(judgement.vote_id, delegation.code, message.sha256) if judgement.vote_id else None,
         )
         ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
         self._write(
@@ -470,6 +471,29 @@ class Service:
             in_reply_to=outer.message_id or ballot_id,
             references=[ref for ref in (ballot_id, outer.message_id) if ref],
             auto_submitted="auto-replied",
+        )
+
+    def _standing(self, vote_id: str, code: str, sha256: str) -> letters.Standing:
+        """The delegation's vote once the message `sha256` is recorded, and as it stood before it."""
+        vote = self.ledger.vote(vote_id)
+        deadline = vote.closed_at or vote.closes_at
+        drafts = tuple(d.symbol for d in self.ledger.drafts(vote_id))
+        ballots = self._ballots(vote_id, deadline, code)
+
+        def standing(of: list[tuple[str, CountedBallot]]) -> dict[str, tuple[str, Received]]:
+            counted = counted_ballots(of, drafts)
+            return {
+                symbol: (str(ballot.choices[symbol]), Received(ballot.message, ballot.received_at))
+                for symbol, per in counted.items() for ballot in per.values()
+            }
+
+        return letters.Standing(
+            drafts=drafts,
+            before=standing([pair for pair in ballots if pair[1].message != sha256]),
+            after=standing(ballots),
+            closes_at=deadline,
+            first_ballot_final=vote.first_ballot_final,
+            counted=not vote.is_open,
         )
 
     def _zones(self, delegation: Delegation) -> tuple[str | None, ...]:
@@ -616,10 +640,10 @@ class Service:
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
         return outcomes
 
-    def _ballots(self, vote_id: str, deadline: datetime) -> list[tuple[str, CountedBallot]]:
+    def _ballots(self, vote_id: str, deadline: datetime, code: str | None = None) -> list[tuple[str, CountedBallot]]:
         return [
             (d.code, CountedBallot(d.sha256, d.received_at, d.choices, d.message))
-            for d in self.ledger.decisions(vote_id)
+            for d in self.ledger.decisions(vote_id, code)
             if d.verdict == BALLOT and d.code and d.received_at < deadline
         ]
 
