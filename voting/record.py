@@ -14,6 +14,7 @@ from datetime import datetime
 from voting.mail.compose import html_page
 from voting.model import Choice, Electorate, Outcome
 from voting.quoting import quoted_lines
+from voting.rules import RULES
 from voting.times import readable_time
 
 CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", "absent": "#777777"}
@@ -90,13 +91,19 @@ def outcome_line(symbol: str, outcome: Outcome) -> str:
     )
 
 
+def _rule_in_words(name: str) -> str:
+    rule = RULES.get(name)
+    return f"{rule.summary} ({name})" if rule else name
+
+
 def board_text(board: VoteBoard) -> str:
     width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
     symbol_width = max((len(s) for s in board.drafts), default=7)
     header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
     lines = [
         f"{board.title} [{board.vote_id}]",
-        f"Rule: {board.rule}; closes {board.when(board.closes_at)}",
+        f"Rule: {_rule_in_words(board.rule)}",
+        f"Closes: {board.when(board.closes_at)}",
         "",
         header,
         "-" * len(header),
@@ -165,10 +172,10 @@ def board_html(board: VoteBoard) -> str:
         return f"<td style=\"background:{CHOICE_COLOURS[choice]};color:#fff;text-align:center;{pad}\">{e(choice.upper())}</td>"
 
     def received(moment: datetime | None) -> str:
+        """Under the delegation's name, not in a column of its own: the board fits a phone's width."""
         if moment is None:
-            return f"<td style=\"{pad};color:#777\">-</td>"
-        return (f"<td style=\"{pad};white-space:nowrap;font-size:.8em\" title=\"{e(board.when(moment))}\">"
-                f"{moment:%d %b}<br>{moment:%H:%M:%S}</td>")
+            return ""
+        return f"<br><small style=\"color:#555;font-weight:normal\">{e(board.when(moment))}</small>"
 
     def verdict(symbol: str, outcome: Outcome) -> str:
         colour = CHOICE_COLOURS["yes" if outcome.adopted else "no"]
@@ -180,18 +187,18 @@ def board_html(board: VoteBoard) -> str:
     head = "".join(f"<th style=\"{pad};font-size:.85em\">{e(s)}</th>" for s in board.drafts)
     rows = "".join(
         f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;{pad}\">{e(r.name)}"
-        f" <small style=\"color:#555\">{e(r.code)}</small></th>"
+        f" <small style=\"color:#555\">{e(r.code)}</small>{received(r.received_at)}</th>"
         + "".join(cell(r.choices[s]) for s in board.drafts)
-        + received(r.received_at)
         + "</tr>"
         for r in board.rows
     )
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
     return (
         f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
-        f"<p>Rule: {e(board.rule)}; closes {e(board.when(board.closes_at))}</p>"
+        f"<p>Rule: {e(_rule_in_words(board.rule))}<br>Closes: {e(board.when(board.closes_at))}</p>"
         f"{outcomes}"
         "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse;width:100%\">"
-        f"<tr><th style=\"text-align:left;{pad}\">Delegation</th>{head}<th style=\"{pad};font-size:.85em\">Received (UTC)</th></tr>"
+        f"<tr><th style=\"text-align:left;{pad}\">Delegation <small style=\"font-weight:normal\">(last ballot)</small>"
+        f"</th>{head}</tr>"
         f"{rows}</table></div>"
     )

@@ -131,7 +131,8 @@ RULES: Mapping[str, Rule] = {
     for rule in (
         Rule(
             "unsc-substantive",
-            "required affirmative votes and no negative vote of a permanent member",
+            "UN Charter Article 27(3): the required affirmative votes (nine in the Security Council),"
+            " including the concurring votes of the permanent members; a party to a dispute abstains",
             _unsc_substantive,
             needs_required_yes=True,
             recuses_parties=True,
@@ -139,7 +140,7 @@ RULES: Mapping[str, Rule] = {
         ),
         Rule(
             "unsc-procedural",
-            "required affirmative votes",
+            "UN Charter Article 27(2): the required affirmative votes (nine in the Security Council)",
             _unsc_procedural,
             needs_required_yes=True,
             extendable=False,
