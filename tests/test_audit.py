@@ -624,7 +624,8 @@ class Published:
 @pytest.fixture(scope="module")
 def published(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -> Published:
     deployment = exported.deployment
-    [bundle] = deployment.config.records_dir.glob(f"{exported.vote_id}-*.zip")
+    closing = next(e for e in exported.service.ledger.events(exported.vote_id) if e.kind == "vote-closed")
+    bundle = deployment.config.records_dir / f"{exported.vote_id}-{closing.hash[:12]}.zip"
     wait_for(lambda: any(b"Subject: Results:" in raw for raw in deployment.inbox_of("FRA")), "the results email")
     raw = next(raw for raw in deployment.inbox_of("FRA") if b"Subject: Results:" in raw)
     results = tmp_path_factory.mktemp("results") / "results.eml"
