@@ -22,13 +22,17 @@ from cryptography import x509
 
 from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
 from voting.audit import Check, audit_bundle, checks_json, render_checks
+from voting.ballot import text_of_entity
 from voting.bundle import export_bundle, read_bundle
 from voting.errors import UsageError
+from voting.mail.compose import signed_mail, text_as_html
 from voting.manifest import schema_text
 from voting.pki import (
+    Identity,
     SecretariatKeys,
     certificate_pem,
     create_ca,
+    fingerprint,
     issue_signing_certificate,
 )
 from voting.service import Service, embedded_server
@@ -345,10 +349,11 @@ def test_a_manifest_changed_without_signing_again_fails_the_signature(exported: 
 def test_a_manifest_signed_by_another_key_fails_against_the_secretariat_certificate(exported: Exported) -> None:
     rogue_ca = create_ca("Rogue CA", "Nobody")
     rogue = issue_signing_certificate(rogue_ca, common_name="Secretariat", emails=["votes@secretariat.example"],
-                                      key_type="ec")
+                                      key_type="ec", secretariat_role=True)
     contents = members(exported.bundle)
     document = json.loads(contents["manifest.json"])
     document["secretariat_ca_pem"] = certificate_pem(rogue_ca.certificate)
+    document["signer_sha256"] = fingerprint(rogue.certificate)
     contents["manifest.json"] = json.dumps(document, indent=2).encode()
     contents["manifest.json.p7s"] = sign_detached_der(contents["manifest.json"], rogue.key, rogue.certificate)
     forged = repack(contents)
@@ -602,3 +607,166 @@ def test_a_ballot_dated_on_time_but_taken_in_after_the_count_is_late_in_service_
     out = tmp_path / "bundle.zip"
     export_bundle(service, vote_id, out)
     assert failures(audit_bundle(read_bundle(out))) == {}
+
+
+# -- the results email and the signer's role --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    """The bundle written when the vote closed, and the results email as FRA's mailbox received it."""
+
+    bundle: Path
+    results: Path
+    results_text: str
+
+
+@pytest.fixture(scope="module")
+def published(exported: Exported, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    deployment = exported.deployment
+    closing = next(e for e in exported.service.ledger.events(exported.vote_id) if e.kind == "vote-closed")
+    bundle = deployment.config.records_dir / f"{exported.vote_id}-{closing.hash[:12]}.zip"
+    wait_for(lambda: any(b"Subject: Results:" in raw for raw in deployment.inbox_of("FRA")), "the results email")
+    raw = next(raw for raw in deployment.inbox_of("FRA") if b"Subject: Results:" in raw)
+    results = tmp_path_factory.mktemp("results") / "results.eml"
+    results.write_bytes(raw)
+    checked = verify_message(raw, Trust(registered=(TrustedCertificate(exported.keys.signer.certificate),)),
+                             datetime.now(UTC))
+    assert checked.valid and checked.signed_content is not None
+    return Published(bundle, results, text_of_entity(checked.signed_content))
+
+
+def audited(bundle: Path, *options: str) -> dict[str, tuple[bool, str]]:
+    """`voting audit` as a user runs it: check name -> (passed, detail), from its printed lines."""
+    result = voting("audit", str(bundle), *options)
+    checks = {m["name"]: (m["status"] == "ok", m["detail"])
+              for m in re.finditer(r"(?m)^(?P<status>ok|FAIL)\s+(?P<name>[^:]+): (?P<detail>.*)$", result.stdout)}
+    assert result.returncode == (0 if all(ok for ok, _ in checks.values()) else 1), result.stdout + result.stderr
+    return checks
+
+
+def keys_file(exported: Exported, name: str) -> str:
+    return str(exported.deployment.config.keys_dir / name)
+
+
+def test_the_results_email_a_delegation_received_names_the_bundle_and_passes_the_audit(
+        exported: Exported, published: Published) -> None:
+    for pin in ("secretariat.pem", "secretariat-ca.pem"):
+        checks = audited(published.bundle, "--secretariat-cert", keys_file(exported, pin),
+                         "--results", str(published.results))
+        assert all(ok for ok, _ in checks.values()), checks
+        assert {"results signature", "results bundle SHA-256", "results chain head"} <= set(checks)
+    alone = audited(published.bundle, "--results", str(published.results))
+    assert all(ok for ok, _ in alone.values()) and "same signer as the results email" in alone["signature"][1]
+
+
+def test_without_a_pin_or_the_results_the_audit_says_the_signer_is_only_the_bundle_s_own(
+        published: Published) -> None:
+    checks = audited(published.bundle)
+    assert all(ok for ok, _ in checks.values())
+    assert "carried in the bundle itself only" in checks["signature"][1]
+    assert "not who made it" in checks["signature"][1]
+
+
+def test_the_results_email_does_not_name_a_bundle_made_after_the_head_moved(exported: Exported,
+                                                                           published: Published,
+                                                                           tmp_path: Path) -> None:
+    """A statement after the close moved the chain on: the later export is another bundle with another head."""
+    later = tmp_path / "later.zip"
+    later.write_bytes(exported.bundle)
+    checks = audited(later, "--secretariat-cert", keys_file(exported, "secretariat.pem"),
+                     "--results", str(published.results))
+    assert checks["results signature"][0]
+    assert not checks["results bundle SHA-256"][0] and hashlib.sha256(exported.bundle).hexdigest() in \
+        checks["results bundle SHA-256"][1]
+    assert not checks["results chain head"][0]
+
+
+def results_signed_by(identity: Identity, sender: str, text: str) -> bytes:
+    return signed_mail(identity, sender=sender, sender_name="Results", recipients=["fra@delegations.example"],
+                       subject="Results", text=text, html_body=text_as_html(text), sent_at=datetime.now(UTC)).raw
+
+
+def test_a_results_email_signed_by_a_delegation_fails(exported: Exported, published: Published,
+                                                     tmp_path: Path) -> None:
+    """FRA's certificate comes from the same CA, and its signature is intact: it lacks the secretariat's role."""
+    forged = tmp_path / "results.eml"
+    forged.write_bytes(results_signed_by(exported.deployment.identities["FRA"], "fra@delegations.example",
+                                         published.results_text))
+    checks = audited(published.bundle, "--secretariat-cert", keys_file(exported, "secretariat-ca.pem"),
+                     "--results", str(forged))
+    assert checks["signature"][0]
+    assert not checks["results signature"][0] and "lacks the secretariat's signing role" in \
+        checks["results signature"][1]
+    assert not checks["results bundle SHA-256"][0] and not checks["results chain head"][0]
+    pinned = audited(published.bundle, "--secretariat-cert", keys_file(exported, "secretariat.pem"),
+                     "--results", str(forged))
+    assert not pinned["results signature"][0] and "does not verify" in pinned["results signature"][1]
+
+
+def test_a_results_email_quoting_another_bundle_hash_fails(exported: Exported, published: Published,
+                                                           tmp_path: Path) -> None:
+    """Signed by the secretariat itself, it names another bundle: a dishonest secretariat's two versions."""
+    actual = hashlib.sha256(published.bundle.read_bytes()).hexdigest()
+    other = tmp_path / "results.eml"
+    other.write_bytes(results_signed_by(exported.keys.signer, "votes@secretariat.example",
+                                        published.results_text.replace(actual, "0" * 64)))
+    checks = audited(published.bundle, "--secretariat-cert", keys_file(exported, "secretariat.pem"),
+                     "--results", str(other))
+    assert checks["results signature"][0] and checks["results chain head"][0]
+    assert not checks["results bundle SHA-256"][0]
+    assert f"Audit bundle SHA-256: {'0' * 64}" in checks["results bundle SHA-256"][1]
+
+
+def test_a_bundle_forged_by_a_delegation_fails_against_the_secretariat_ca(exported: Exported, tmp_path: Path) -> None:
+    """The CA certified FRA too; pinning it, only a signer with the secretariat's role passes."""
+    france = exported.deployment.identities["FRA"]
+    for pinned in (fingerprint(exported.keys.signer.certificate), fingerprint(france.certificate)):
+        def adopt(document: dict[str, Any], pin: str = pinned) -> None:
+            document["vote"]["title"] = "Forged by a delegation"
+            document["signer_sha256"] = pin
+
+        contents = members(edit_manifest(exported, adopt, resign=False))
+        contents["manifest.json.p7s"] = sign_detached_der(contents["manifest.json"], france.key, france.certificate,
+                                                          france.chain)
+        forged = tmp_path / "forged.zip"
+        forged.write_bytes(repack(contents))
+        checks = audited(forged, "--secretariat-cert", keys_file(exported, "secretariat-ca.pem"))
+        assert not checks["signature"][0] and "lacks the secretariat's signing role" in checks["signature"][1]
+
+
+def test_a_bundle_signed_by_the_secretariat_but_pinning_another_signer_fails(exported: Exported) -> None:
+    def repin(document: dict[str, Any]) -> None:
+        document["signer_sha256"] = fingerprint(exported.deployment.identities["FRA"].certificate)
+
+    failed = failures(audit_bundle(edit_manifest(exported, repin), secretariat_ca=exported.keys.ca.certificate))
+    assert "not the signer the manifest pins" in failed["signature"]
+
+
+def test_one_hash_names_a_bundle_in_the_results_export_record_and_audit(exported: Exported, published: Published,
+                                                                        tmp_path: Path) -> None:
+    config = str(exported.deployment.config.path)
+    labelled = re.compile(r"(?m)^Audit bundle SHA-256: ([0-9a-f]{64})$")
+
+    def named(text: str) -> str:
+        [sha256] = labelled.findall(text.replace("\r\n", "\n"))
+        return str(sha256)
+
+    def audit_names(bundle: Path) -> str:
+        result = voting("audit", str(bundle))
+        assert result.returncode == 0, result.stdout
+        return named(result.stdout)
+
+    closed_with = hashlib.sha256(published.bundle.read_bytes()).hexdigest()
+    assert named(published.results_text) == audit_names(published.bundle) == closed_with
+    exported_file = tmp_path / "export.zip"
+    export = voting("--config", config, "export", exported.vote_id, "--out", str(exported_file))
+    assert export.returncode == 0, export.stderr
+    assert named(export.stdout) == audit_names(exported_file) == hashlib.sha256(exported_file.read_bytes()).hexdigest()
+    record = voting("--config", config, "record", exported.vote_id, "--out", str(tmp_path / "record"))
+    assert record.returncode == 0, record.stderr
+    [recorded] = (tmp_path / "record").glob("*.zip")
+    assert named(record.stdout) == audit_names(recorded) == named((tmp_path / "record" / f"{exported.vote_id}.txt")
+                                                                  .read_text())
+    as_json = json.loads(voting("--json", "audit", str(recorded)).stdout)
+    assert as_json["bundle_sha256"] == named(record.stdout)

@@ -12,7 +12,17 @@ import pytest
 from conftest import voting
 
 from voting.cli import build_parser
-from voting.pki import load_pkcs12
+from voting.config import load_config
+from voting.pki import (
+    SECRETARIAT_SIGNING,
+    SecretariatKeys,
+    certificate_pem,
+    fingerprint,
+    has_secretariat_role,
+    issue_signing_certificate,
+    load_pkcs12,
+    read_certificate,
+)
 from voting.smime import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +197,49 @@ def test_keys_import_pins_an_external_certificate_and_refuses_the_secretariats_o
     assert own.returncode == 2 and "secretariat's own address" in own.stderr
     ca = voting("--config", config, "keys", "import", "FRA", str(tmp_path / "d" / "keys" / "secretariat-ca.pem"))
     assert ca.returncode == 2 and ("names no email address" in ca.stderr or "CA certificate" in ca.stderr)
+
+
+def test_a_certificate_with_the_secretariat_s_signing_role_is_never_a_delegation_s(tmp_path: Path) -> None:
+    """Only the secretariat's signer carries the role; a delegation may not import a certificate claiming it."""
+    assert voting("init", str(tmp_path / "d"), "--electorate", "unsc-2020").returncode == 0
+    config = str(tmp_path / "d" / "config" / "voting.toml")
+    keys = tmp_path / "d" / "keys"
+    assert has_secretariat_role(read_certificate(keys / "secretariat.pem"))
+    issued = json.loads(voting("--json", "--config", config, "keys", "issue", "FRA", "--email",
+                               "fra@delegations.example").stdout)
+    france = load_pkcs12(Path(issued["pkcs12"]).read_bytes(), issued["password"].encode())
+    assert not has_secretariat_role(france.certificate)
+    key, certificate, request = tmp_path / "gbr.key", tmp_path / "gbr.pem", tmp_path / "gbr.csr"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         str(key), "-out", str(certificate), "-days", "30", "-subj", "/CN=United Kingdom",
+         "-addext", "subjectAltName=email:gbr@delegations.example",
+         "-addext", f"extendedKeyUsage=emailProtection,{SECRETARIAT_SIGNING.dotted_string}",
+         "-addext", "basicConstraints=critical,CA:FALSE"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    made = subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=United Kingdom", "-out",
+                           str(request)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    imported = voting("--config", config, "keys", "import", "GBR", str(certificate), "--csr", str(request))
+    assert imported.returncode == 2 and "secretariat's signing role" in imported.stderr, imported.stderr
+
+
+def test_a_signer_made_before_the_role_is_refused_until_rotated(tmp_path: Path) -> None:
+    assert voting("init", str(tmp_path / "d")).returncode == 0
+    config = load_config(tmp_path / "d" / "config" / "voting.toml")
+    keys = SecretariatKeys.load(config.keys_dir, config.key_password())
+    old = issue_signing_certificate(keys.ca, common_name="Secretariat", emails=["votes@secretariat.example"],
+                                    encryption=True, key=keys.signer.key)
+    (config.keys_dir / "secretariat.pem").write_text(certificate_pem(old.certificate))
+    issue = ("--config", str(config.path), "keys", "issue", "FRA", "--email", "fra@delegations.example")
+    refused = voting(*issue)
+    assert refused.returncode == 2 and "voting keys rotate-signer" in refused.stderr, refused.stderr
+    rotated = voting("--json", "--config", str(config.path), "keys", "rotate-signer")
+    assert rotated.returncode == 0, rotated.stderr
+    signer = SecretariatKeys.load(config.keys_dir, config.key_password()).signer.certificate
+    assert has_secretariat_role(signer) and json.loads(rotated.stdout)["sha256"] == fingerprint(signer)
+    assert signer.public_key() == old.certificate.public_key() and signer.subject == old.certificate.subject
+    assert voting(*issue).returncode == 0
 
 
 def test_extend_on_the_command_line(tmp_path: Path) -> None:

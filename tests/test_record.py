@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import Deployment, open_vote
 
 from voting.ballot import text_of_entity
-from voting.bundle import write_record
+from voting.bundle import Record, write_record
 from voting.service import Service
 
 CHROMIUM_FLAGS = [
@@ -42,7 +42,7 @@ def png_pixels(path: Path) -> tuple[int, int, bytes]:
     return width, height, zlib.decompress(chunks)
 
 
-def closed_vote_record(running: Deployment, tmp_path: Path) -> tuple[Service, str, dict[str, Path | None]]:
+def closed_vote_record(running: Deployment, tmp_path: Path) -> tuple[Service, str, Record]:
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path, ("S/2020/654", "S/2020/658"))
     service.send()
@@ -58,20 +58,20 @@ def test_the_record_lists_every_delegation_and_the_bundle_hash(running: Deployme
     import hashlib
 
     service, vote_id, record = closed_vote_record(running, tmp_path)
-    text = Path(record["text"]).read_text()  # type: ignore[arg-type]
-    bundle = record["bundle"]
-    assert bundle is not None and hashlib.sha256(bundle.read_bytes()).hexdigest() in text
+    text = record.text.read_text()
+    bundle = record.bundle
+    assert bundle is not None and hashlib.sha256(bundle.path.read_bytes()).hexdigest() in text
     for delegation in service.electorate().delegation:
         assert delegation.name in text
     assert "France explains." in text
-    html = Path(record["html"]).read_text()  # type: ignore[arg-type]
+    html = record.html.read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert 'name="viewport"' in html
 
 
 def test_the_record_renders_in_chromium(running: Deployment, tmp_path: Path) -> None:
     service, vote_id, record = closed_vote_record(running, tmp_path)
-    page = Path(record["html"]).resolve()  # type: ignore[arg-type]
+    page = record.html.resolve()
     profile = tmp_path / "chromium-profile"
     dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
@@ -93,11 +93,11 @@ def test_a_record_written_elsewhere_quotes_the_published_bundle(running: Deploym
 
     service, vote_id, published = closed_vote_record(running, tmp_path)
     elsewhere = write_record(service, vote_id, tmp_path / "elsewhere")
-    assert published["bundle"] is not None and elsewhere["bundle"] is not None
-    assert published["bundle"].name == elsewhere["bundle"].name
-    assert published["bundle"].read_bytes() == elsewhere["bundle"].read_bytes()
-    quoted = hashlib.sha256(elsewhere["bundle"].read_bytes()).hexdigest()
-    assert quoted in Path(elsewhere["text"]).read_text()  # type: ignore[arg-type]
+    assert published.bundle is not None and elsewhere.bundle is not None
+    assert published.bundle.path.name == elsewhere.bundle.path.name
+    assert published.bundle.path.read_bytes() == elsewhere.bundle.path.read_bytes()
+    quoted = hashlib.sha256(elsewhere.bundle.path.read_bytes()).hexdigest()
+    assert quoted in elsewhere.text.read_text()
 
 
 def test_an_explanation_can_never_pass_for_a_line_of_the_board(running: Deployment, tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_an_explanation_can_never_pass_for_a_line_of_the_board(running: Deployme
     service.send()
     record = write_record(service, vote_id, tmp_path / "record")
     results = next(raw for raw in running.inbox_of("CHN") if b"Subject: Results" in raw)
-    for text in (Path(record["text"]).read_text(), text_of_entity(receipt), text_of_entity(results)):  # type: ignore[arg-type]
+    for text in (record.text.read_text(), text_of_entity(receipt), text_of_entity(results)):
         lines = text.splitlines()
         assert "    | We explain." in lines or "We explain." not in text, text
         assert not any(line.startswith(("Audit bundle SHA-256: " + "0" * 64, "Audit bundle SHA-256: " + "1" * 64,

@@ -6,7 +6,6 @@ reads the ledger into values, signs, and writes or reads the zip.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from collections.abc import Mapping
@@ -25,6 +24,8 @@ from voting.manifest import (
     manifest_bytes,
     message_member,
 )
+from voting.pki import fingerprint
+from voting.publication import Publication, bundle_sha256
 from voting.smime import decrypt_message, sign_detached_der
 
 if TYPE_CHECKING:
@@ -37,9 +38,14 @@ class ExportSummary:
     vote_id: str
     messages: int
     bytes: int
-    manifest_sha256: str
-    head: str
-    """The vote's hash-chain head, worth publishing beside the result so the bundle can be tied to it."""
+    publication: Publication
+    """The bundle's SHA-256, the vote's hash-chain head and the signer, as the results email states them."""
+
+
+@dataclass(frozen=True)
+class PublishedBundle:
+    path: Path
+    publication: Publication
 
 
 def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: datetime,
@@ -82,6 +88,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
         tokens=ledger.ballot_tokens(vote_id),
         electorate=service.electorate(),
         secretariat_ca=keys.ca.certificate,
+        signer=keys.signer.certificate,
         events=events,
         exported_at=service.clock(),
     )
@@ -102,8 +109,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
         vote_id=vote_id,
         messages=len(raws),
         bytes=len(data),
-        manifest_sha256=hashlib.sha256(document).hexdigest(),
-        head=manifest.chain.head,
+        publication=Publication(bundle_sha256(data), manifest.chain.head, manifest.signer_sha256),
     )
 
 
@@ -112,7 +118,7 @@ def read_bundle(path: Path) -> bytes:
     return read_bounded(path, MAX_BUNDLE_BYTES, "bundle", UsageError)
 
 
-def published_bundle(service: Service, vote_id: str, folder: Path) -> Path:
+def published_bundle(service: Service, vote_id: str, folder: Path) -> PublishedBundle:
     """The bundle of a closed vote as of its chain's head, named after that head; written once, never replaced.
 
     Closing a vote writes it under `service.records_dir` and the results
@@ -126,28 +132,38 @@ def published_bundle(service: Service, vote_id: str, folder: Path) -> Path:
         name = f"{vote_id}-{head[:12]}.zip"
         if not (published / name).exists():
             export_bundle(service, vote_id, published / name)
+    data = (published / name).read_bytes()
     if folder.resolve() != published.resolve():
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            write_file_atomically(folder / name, (published / name).read_bytes(), mode=0o644)
+            write_file_atomically(folder / name, data, mode=0o644)
         except OSError as error:
             raise UsageError(f"{folder}: cannot write the bundle: {error.strerror or error}") from None
-    return folder / name
+    publication = Publication(bundle_sha256(data), head, fingerprint(service.keys.signer.certificate))
+    return PublishedBundle(folder / name, publication)
 
 
-def write_record(service: Service, vote_id: str, folder: Path) -> dict[str, Path | None]:
+@dataclass(frozen=True)
+class Record:
+    html: Path
+    text: Path
+    bundle: PublishedBundle | None
+    """None while the vote is open."""
+
+
+def write_record(service: Service, vote_id: str, folder: Path) -> Record:
     """The public record in HTML and text; for a closed vote, with the bundle of the vote as it now stands."""
     from voting.record import record_html, record_text
 
     vote = service.ledger.vote(vote_id)
     bundle = None if vote.is_open else published_bundle(service, vote_id, folder)
-    bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest() if bundle else None
+    publication = bundle.publication if bundle else None
     board = service.board(vote_id)
     paths = {"html": folder / f"{vote_id}.html", "text": folder / f"{vote_id}.txt"}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_file_atomically(paths["html"], record_html(board, bundle_sha256).encode(), mode=0o644)
-        write_file_atomically(paths["text"], record_text(board, bundle_sha256).encode(), mode=0o644)
+        write_file_atomically(paths["html"], record_html(board, publication).encode(), mode=0o644)
+        write_file_atomically(paths["text"], record_text(board, publication).encode(), mode=0o644)
     except OSError as error:
         raise UsageError(f"{folder}: cannot write the record: {error.strerror or error}") from None
-    return {**paths, "bundle": bundle}
+    return Record(paths["html"], paths["text"], bundle)

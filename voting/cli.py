@@ -23,6 +23,7 @@ from voting.config import DEFAULT_CONFIG, Config, load_config
 from voting.deployment import TEMPLATES
 from voting.errors import UsageError, VotingError
 from voting.files import read_bounded
+from voting.publication import Publication
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -144,6 +145,19 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     at = datetime.now(UTC)
     revoke_delegation(config_of(args), args.code, at)
     emit(args, {"code": args.code, "revoked_at": at.isoformat()}, f"Revoked every certificate of {args.code} from {at:%Y-%m-%d %H:%M:%S} UTC")
+    return 0
+
+
+def cmd_keys_rotate_signer(args: argparse.Namespace) -> int:
+    from voting.pki import SIGNER_CERTIFICATE, SecretariatKeys, fingerprint
+
+    config = config_of(args)
+    signer = SecretariatKeys.rotate_signer(config.keys_dir, config.key_password()).signer
+    pin = fingerprint(signer.certificate)
+    path = config.keys_dir / SIGNER_CERTIFICATE
+    emit(args, {"certificate": str(path), "sha256": pin},
+         f"New signing certificate {path} (SHA-256 {pin}), with the secretariat's signing role;"
+         " publish it to the delegations in place of the old one")
     return 0
 
 
@@ -460,27 +474,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     emit(
         args,
         {"bundle": str(summary.path), "vote": summary.vote_id, "messages": summary.messages, "bytes": summary.bytes,
-         "manifest_sha256": summary.manifest_sha256, "head": summary.head},
-        f"Wrote {summary.path}: {summary.messages} messages, {summary.bytes} bytes\n"
-        f"  manifest SHA-256 {summary.manifest_sha256}\n  hash-chain head  {summary.head}",
+         **publication_json(summary.publication)},
+        "\n".join([f"Wrote {summary.path}: {summary.messages} messages, {summary.bytes} bytes",
+                   *summary.publication.lines()]),
     )
     return 0
+
+
+def publication_json(publication: Publication) -> dict[str, str]:
+    """The `--json` keys of `voting.publication.Publication`, as `export`, `record` and `audit` print them."""
+    return {"bundle_sha256": publication.bundle_sha256, "head": publication.chain_head,
+            "signer_sha256": publication.signer_sha256}
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from voting.audit import audit_bundle, checks_json, render_checks
     from voting.bundle import read_bundle
     from voting.pki import read_certificate
+    from voting.publication import BUNDLE_SHA256, bundle_sha256, line
 
     anchor = read_certificate(Path(args.secretariat_cert)) if args.secretariat_cert else None
+    results = read_input(args.results, "results email") if args.results else None
     show_progress = not args.json and sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
         if show_progress:
             print(f"\rverifying messages: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    checks = audit_bundle(read_bundle(Path(args.bundle)), anchor, progress)
-    emit(args, checks_json(checks), "\n".join(render_checks(checks)))
+    bundle = read_bundle(Path(args.bundle))
+    checks = audit_bundle(bundle, anchor, progress, results)
+    sha256 = bundle_sha256(bundle)
+    emit(args, {"bundle_sha256": sha256, **checks_json(checks)},
+         "\n".join([line(BUNDLE_SHA256, sha256), *render_checks(checks)]))
     return 0 if all(check.ok for check in checks) else 1
 
 
@@ -488,9 +513,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     from voting.bundle import write_record
 
     service = service_of(args)
-    written = write_record(service, args.vote, Path(args.out) if args.out else service.config.records_dir)
-    emit(args, {k: str(v) if v else None for k, v in written.items()},
-         "\n".join(f"  {kind:<6} {path}" for kind, path in written.items() if path))
+    record = write_record(service, args.vote, Path(args.out) if args.out else service.config.records_dir)
+    bundle = record.bundle
+    emit(args,
+         {"html": str(record.html), "text": str(record.text), "bundle": str(bundle.path) if bundle else None,
+          **(publication_json(bundle.publication) if bundle else {})},
+         "\n".join([f"  html   {record.html}", f"  text   {record.text}",
+                    *([f"  bundle {bundle.path}", *bundle.publication.lines()] if bundle else [])]))
     return 0
 
 
@@ -559,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("revoke", cmd_keys_revoke, "revoke every certificate of a delegation from now on", key_commands)
     p.add_argument("code")
     command("list", cmd_keys_list, "list delegations and certificates", key_commands)
+    command("rotate-signer", cmd_keys_rotate_signer,
+            "certify the secretariat's signing key anew, with the secretariat's signing role", key_commands)
 
     p = command("open", cmd_open, "open a vote and send the ballots")
     p.add_argument("--draft", action="append", required=True, metavar="SYMBOL=FILE", help="a draft and its text file")
@@ -588,7 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("audit", cmd_audit, "verify an audit bundle offline; one line per check")
     p.add_argument("bundle")
     p.add_argument("--secretariat-cert", metavar="PEM",
-                   help="the secretariat's certificate, obtained independently (default: the CA in the bundle)")
+                   help="the secretariat's signing certificate, or its CA, obtained independently (default: the CA"
+                        " in the bundle); the signer must carry the secretariat's signing role")
+    p.add_argument("--results", metavar="RESULTS.eml",
+                   help="the signed results email as a delegation received it: it must be signed by the bundle's"
+                        " signer and quote this bundle's SHA-256 and hash-chain head")
     p = command("record", cmd_record, "write the public record: an HTML vote board and a plain-text version")
     p.add_argument("vote")
     p.add_argument("--out", metavar="DIR", help="folder to write to (default: service.records_dir)")

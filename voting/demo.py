@@ -14,7 +14,6 @@ import json
 import socket
 import tempfile
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,22 +125,22 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
             service.send()
 
     record = write_record(service, vote_id, config.records_dir)
-    bundle = record["bundle"]
-    assert bundle is not None
-    checks = audit_bundle(bundle.read_bytes(), service.keys.signer.certificate)
+    assert record.bundle is not None
+    checks = audit_bundle(record.bundle.path.read_bytes(), service.keys.signer.certificate)
     status = service.status(vote_id)
     seconds = time.monotonic() - started
     audited = all(check.ok for check in checks)
     if as_json:
         print(json.dumps({"directory": str(root), "vote": vote_id, "status": status, "audit": checks_json(checks),
-                          "record": {k: str(v) for k, v in record.items()}, "seconds": round(seconds, 1)},
+                          "record": {"html": str(record.html), "text": str(record.text), "bundle": str(record.bundle.path)},
+                          "seconds": round(seconds, 1)},
                          indent=2, default=str))
     else:
         say(talk, f"Closed {', '.join(report.closed) or '-'}; results emailed to every delegation\n")
-        print(Path(record["text"]).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        print(record.text.read_text(encoding="utf-8"))
         print(render_checks(checks)[-1].replace("all", "Audit of the bundle:", 1) if audited else
               "\n".join(render_checks(checks)))
-        print(files_written(vote_id, config, record))
+        print(files_written(vote_id, config, record.html, record.text, record.bundle.path))
         print(f"Finished in {seconds:.1f} s")
     service.close_ledger()
     outcomes: dict[str, Any] = status["outcome"] or {}
@@ -154,19 +153,19 @@ def forged_identity(address: str) -> Identity:
     return issue_signing_certificate(rogue, common_name="United States (forged)", emails=[address])
 
 
-def files_written(vote_id: str, config: Config, record: Mapping[str, Path | None]) -> str:
+def files_written(vote_id: str, config: Config, html: Path, text: Path, bundle: Path) -> str:
     return "\n".join(
         [
             "Written:",
-            f"  record (HTML)     {record['html']}",
-            f"  record (text)     {record['text']}",
-            f"  audit bundle      {record['bundle']}",
+            f"  record (HTML)     {html}",
+            f"  record (text)     {text}",
+            f"  audit bundle      {bundle}",
             f"  configuration     {config.path}",
             f"  electorate        {config.electorate_file}",
             f"  keys              {config.keys_dir}",
             f"  ledger            {config.database}",
             f"  mailboxes         {config.resolve(config.settings.mailbox.root)}",
-            f"Check it again:     voting audit {record['bundle']} --secretariat-cert {config.keys_dir / 'secretariat.pem'}",
+            f"Check it again:     voting audit {bundle} --secretariat-cert {config.keys_dir / 'secretariat.pem'}",
             f"Status:             voting --config {config.path} status {vote_id}",
         ]
     )

@@ -25,7 +25,14 @@ from pydantic import ValidationError
 from voting.errors import ConfigError, KeyMaterialError, UsageError
 from voting.files import read_bounded, write_file_atomically
 from voting.model import Delegation, Electorate, RegisteredCertificate
-from voting.pki import certificate_pem, fingerprint, load_pem_certificate, mailboxes
+from voting.pki import (
+    SECRETARIAT_SIGNING,
+    certificate_pem,
+    fingerprint,
+    has_secretariat_role,
+    load_pem_certificate,
+    mailboxes,
+)
 from voting.smime import Trust, TrustedCertificate
 
 MAX_ELECTORATE_BYTES = 16 << 20
@@ -231,10 +238,17 @@ def register_certificate(
     """The certificate pinned to the delegation, and its mailboxes added to the delegation's addresses.
 
     Registering a certificate the delegation already holds changes nothing (a
-    revoked one stays revoked).
+    revoked one stays revoked). Every way in (`keys issue`, `keys import`)
+    comes here, so a certificate with the secretariat's signing role is
+    refused for all of them.
     """
     delegation = _delegation(electorate, code)
     pin = fingerprint(certificate)
+    if has_secretariat_role(certificate):
+        raise UsageError(
+            f"certificate {pin[:16]}… carries the secretariat's signing role (extended key usage"
+            f" {SECRETARIAT_SIGNING.dotted_string}); no delegation may hold it"
+        )
     owner = next((d.code for d in electorate.delegation for c in d.certificates if c.sha256 == pin), None)
     if owner == code:
         return electorate

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from voting.model import Choice, Electorate
+from voting.pki import SECRETARIAT_SIGNING
 from voting.reasons import Reason
 
 FORMAT: Final = "voting-audit-bundle/1"
@@ -136,6 +137,11 @@ class Manifest(_Strict):
     drafts: list[DraftEntry]
     electorate: ElectorateInfo
     secretariat_ca_pem: str = Field(description="The secretariat CA certificate, PEM")
+    signer_sha256: Sha256 = Field(
+        description="SHA-256 of the DER certificate of the secretariat's signing identity, the one certificate "
+        "that signs manifest.json.p7s and the results email; it carries the secretariat's signing role "
+        f"(extended key usage {SECRETARIAT_SIGNING.dotted_string})"
+    )
     ballot_tokens: dict[str, str] = Field(
         description="Delegation code -> its ballot token; each hashes to the vote-opened event's "
         "ballot_tokens_sha256 entry"

@@ -45,6 +45,12 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 LEGACY_PKCS12_ROUNDS = 2048
 """Iterations of the legacy profile: what `openssl pkcs12 -export -legacy` uses."""
 
+SECRETARIAT_SIGNING = x509.ObjectIdentifier("2.25.157778840078424389692498156723365091939")
+"""The extended key usage of the secretariat's signing role (docs/audit.md): it signs the audit bundles and
+the results. A UUID-based OID (ITU-T X.667, arc 2.25), the project's own; only `SecretariatKeys` puts it in a
+certificate, and no delegation's certificate may carry it, so the role tells the secretariat from a delegation
+whose certificate the same CA issued."""
+
 _MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
@@ -172,22 +178,27 @@ def issue_signing_certificate(
     key_type: Literal["rsa", "ec"] = "rsa",
     not_before: dt.datetime | None = None,
     encryption: bool = False,
+    secretariat_role: bool = False,
+    key: PrivateKey | None = None,
 ) -> Identity:
     """A new key and an S/MIME signing certificate for it, in the modern profile (RFC 8550/8551, CA/B S/MIME BR).
 
     RSA-2048 by default because every mail client imports it; "ec" gives P-256.
     `encryption` also lets mail clients encrypt to it (keyEncipherment for
     RSA, keyAgreement for EC): the secretariat's certificate needs that, so
-    that a delegation may send its ballot encrypted.
+    that a delegation may send its ballot encrypted. `secretariat_role` adds
+    the SECRETARIAT_SIGNING usage, for the secretariat's signer only. `key`
+    certifies an existing key instead of making one.
     """
     if not emails:
         raise UsageError("a signing certificate needs at least one email address")
     addresses = [_check_mailbox(address) for address in emails]
     if not is_ca(ca.certificate):
         raise KeyMaterialError(f"{ca.certificate.subject.rfc4514_string()} is not a CA certificate")
-    key: PrivateKey = (
-        rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
-    )
+    if key is None:
+        key = rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    rsa_key = isinstance(key, rsa.RSAPrivateKey)
+    usages = [ExtendedKeyUsageOID.EMAIL_PROTECTION, *([SECRETARIAT_SIGNING] if secretariat_role else [])]
     start, end = _validity(not_before, days)
     certificate = (
         x509.CertificateBuilder()
@@ -202,18 +213,26 @@ def issue_signing_certificate(
             _key_usage(
                 digital_signature=True,
                 non_repudiation=True,
-                key_encipherment=encryption and key_type == "rsa",
-                key_agreement=encryption and key_type == "ec",
+                key_encipherment=encryption and rsa_key,
+                key_agreement=encryption and not rsa_key,
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(a) for a in addresses]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
         .sign(ca.key, hashes.SHA384() if isinstance(ca.key, ec.EllipticCurvePrivateKey) else hashes.SHA256())
     )
     return Identity(key=key, certificate=certificate, chain=(ca.certificate, *ca.chain))
+
+
+def has_secretariat_role(certificate: x509.Certificate) -> bool:
+    """Whether the certificate's extendedKeyUsage lists SECRETARIAT_SIGNING; an unreadable one does not."""
+    try:
+        return SECRETARIAT_SIGNING in certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return False
 
 
 def _require_email_protection(
@@ -446,7 +465,8 @@ class SecretariatKeys(NamedTuple):
             raise KeyMaterialError(f"{directory}: already holds {', '.join(existing)}; refusing to replace keys")
         ca = create_ca(f"{name} CA", organization)
         signer = issue_signing_certificate(
-            ca, common_name=name, emails=[address], organization=organization, key_type="ec", encryption=True
+            ca, common_name=name, emails=[address], organization=organization, key_type="ec", encryption=True,
+            secretariat_role=True,
         )
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -463,14 +483,53 @@ class SecretariatKeys(NamedTuple):
 
     @classmethod
     def load(cls, directory: Path, password: bytes) -> SecretariatKeys:
-        """Both identities, checked to be key/certificate pairs and the signer issued by the CA."""
+        """Both identities, checked to be key/certificate pairs, the signer issued by the CA and holding its role.
+
+        A signer without the role (made before the role existed) is refused:
+        what it signs would not pass `voting audit`.
+        """
+        ca, signer = cls._read(directory, password)
+        if not has_secretariat_role(signer.certificate):
+            raise KeyMaterialError(
+                f"{directory / SIGNER_CERTIFICATE}: does not carry the secretariat's signing role (extended key usage"
+                f" {SECRETARIAT_SIGNING.dotted_string}), which `voting audit` requires of whoever signs the bundles"
+                " and results; run `voting keys rotate-signer` to certify the signing key with it"
+            )
+        return cls(ca=ca, signer=signer)
+
+    @classmethod
+    def rotate_signer(cls, directory: Path, password: bytes) -> SecretariatKeys:
+        """A new signing certificate with the secretariat's role, for the same key, name and address.
+
+        The key stays, so ballots encrypted to the old certificate still open;
+        the new certificate replaces `secretariat.pem`, to be published anew.
+        """
+        ca, old = cls._read(directory, password)
+        def attribute(oid: x509.ObjectIdentifier) -> str | None:
+            found = old.certificate.subject.get_attributes_for_oid(oid)
+            return str(found[0].value) if found else None
+
+        signer = issue_signing_certificate(
+            ca,
+            common_name=attribute(NameOID.COMMON_NAME) or "Secretariat",
+            emails=mailboxes(old.certificate),
+            organization=attribute(NameOID.ORGANIZATION_NAME),
+            encryption=True,
+            secretariat_role=True,
+            key=old.key,
+        )
+        write_certificate(directory / SIGNER_CERTIFICATE, signer.certificate)
+        return cls(ca=ca, signer=signer)
+
+    @staticmethod
+    def _read(directory: Path, password: bytes) -> tuple[Identity, Identity]:
         ca = _read_identity(directory / CA_KEY, directory / CA_CERTIFICATE, password, ())
         signer = _read_identity(directory / SIGNER_KEY, directory / SIGNER_CERTIFICATE, password, (ca.certificate,))
         try:
             signer.certificate.verify_directly_issued_by(ca.certificate)
         except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
             raise KeyMaterialError(f"{directory / SIGNER_CERTIFICATE}: not issued by {CA_CERTIFICATE}") from None
-        return cls(ca=ca, signer=signer)
+        return ca, signer
 
 
 def _read_identity(

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from voting.mail.compose import html_page
 from voting.model import Choice, Electorate, Outcome
+from voting.publication import Publication
 from voting.quoting import quoted_lines
 from voting.rules import RULES
 from voting.times import readable_time
@@ -128,14 +129,14 @@ def board_text(board: VoteBoard) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_text(board: VoteBoard, bundle_sha256: str | None) -> str:
-    """The plain-text public record: the board, then where to check it."""
-    tail = (f"\nAudit bundle SHA-256: {bundle_sha256}\n" if bundle_sha256 else
+def record_text(board: VoteBoard, publication: Publication | None) -> str:
+    """The plain-text public record: the board, then where to check it (`voting audit --results` reads these lines)."""
+    tail = ("\n" + "".join(f"{line}\n" for line in publication.lines()) if publication else
             "\nProvisional: the vote is still open; the audit bundle is published when it closes.\n")
     return board_text(board) + tail
 
 
-def record_body(board: VoteBoard, bundle_sha256: str | None) -> str:
+def record_body(board: VoteBoard, publication: Publication | None) -> str:
     """The public record as an HTML fragment: the board, explanations, rejections, the bundle's hash."""
     e = html.escape
     statements = "".join(
@@ -152,15 +153,16 @@ def record_body(board: VoteBoard, bundle_sha256: str | None) -> str:
     if rejected:
         parts.append(f"<h2 style=\"font-size:1.1em\">Rejected messages</h2><ul>{rejected}</ul>")
     parts.append(
-        f"<p>Audit bundle SHA-256: <code style=\"word-break:break-all\">{e(bundle_sha256)}</code></p>"
-        if bundle_sha256 else "<p><b>Provisional</b>: the vote is still open.</p>"
+        "".join(f"<p>{e(label)}: <code style=\"word-break:break-all\">{e(value)}</code></p>"
+                for label, _, value in (line.partition(": ") for line in publication.lines()))
+        if publication else "<p><b>Provisional</b>: the vote is still open.</p>"
     )
     return "".join(parts)
 
 
-def record_html(board: VoteBoard, bundle_sha256: str | None) -> str:
+def record_html(board: VoteBoard, publication: Publication | None) -> str:
     """The public record as one self-contained page, readable on a phone."""
-    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, bundle_sha256))
+    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, publication))
 
 
 def board_html(board: VoteBoard) -> str:

@@ -630,12 +630,11 @@ class Service:
                 },
                 now,
             )
-            bundle = published_bundle(self, vote_id, self.config.records_dir)
-            bundle_sha256 = hashlib.sha256(bundle.read_bytes()).hexdigest()
+            publication = published_bundle(self, vote_id, self.config.records_dir).publication
             board = self.board(vote_id)
-            text = record_text(board, bundle_sha256)
+            text = record_text(board, publication)
             for delegation in electorate.delegation:
-                self._write(delegation, f"Results: {vote.title} [{vote_id}]", text, record_body(board, bundle_sha256),
+                self._write(delegation, f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
                             "results", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
         return outcomes
