@@ -126,7 +126,10 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
 
     record = write_record(service, vote_id, config.records_dir)
     assert record.bundle is not None
-    checks = audit_bundle(record.bundle.path.read_bytes(), service.keys.signer.certificate)
+    results_email = next(m.path for m in maildir.messages(config.resolve(config.settings.mailbox.root) / addresses["FRA"])
+                         if b"\nSubject: Results" in maildir.read(m))
+    checks = audit_bundle(record.bundle.path.read_bytes(), service.keys.signer.certificate,
+                          results=results_email.read_bytes())
     status = service.status(vote_id)
     seconds = time.monotonic() - started
     audited = all(check.ok for check in checks)
@@ -140,7 +143,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
         print(record.text.read_text(encoding="utf-8"))
         print(render_checks(checks)[-1].replace("all", "Audit of the bundle:", 1) if audited else
               "\n".join(render_checks(checks)))
-        print(files_written(vote_id, config, record.html, record.text, record.bundle.path))
+        print(files_written(vote_id, config, record.html, record.text, record.bundle.path, results_email))
         print(f"Finished in {seconds:.1f} s")
     service.close_ledger()
     outcomes: dict[str, Any] = status["outcome"] or {}
@@ -153,7 +156,7 @@ def forged_identity(address: str) -> Identity:
     return issue_signing_certificate(rogue, common_name="United States (forged)", emails=[address])
 
 
-def files_written(vote_id: str, config: Config, html: Path, text: Path, bundle: Path) -> str:
+def files_written(vote_id: str, config: Config, html: Path, text: Path, bundle: Path, results: Path) -> str:
     return "\n".join(
         [
             "Written:",
@@ -165,7 +168,9 @@ def files_written(vote_id: str, config: Config, html: Path, text: Path, bundle: 
             f"  keys              {config.keys_dir}",
             f"  ledger            {config.database}",
             f"  mailboxes         {config.resolve(config.settings.mailbox.root)}",
-            f"Check it again:     voting audit {bundle} --secretariat-cert {config.keys_dir / 'secretariat.pem'}",
+            f"  France's results  {results}",
+            f"Check it again:     voting audit {bundle} --secretariat-cert {config.keys_dir / 'secretariat.pem'}"
+            f" --results {results}",
             f"Status:             voting --config {config.path} status {vote_id}",
         ]
     )
