@@ -210,3 +210,20 @@ def test_every_answer_states_the_vote_as_it_now_stands(running: Deployment, tmp_
     rejection = letters_to(running, "FRA", "Rejected")[0]
     assert "S/2020/654: YES  (your ballot received" in rejection and "S/2020/658: ABSTAIN" in rejection
     assert "reply to the ballot again" in rejection and "This message changed" not in rejection
+
+
+def test_a_rejection_and_the_status_attribute_an_unsigned_message_alike(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(b"From: fra@delegations.example\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n\r\n"
+                   b"VOTE: YES\r\n", running.address("FRA"))
+    service.poll_once()
+    service.send()
+    rejection = letters_to(running, "FRA", "Rejected")[0]
+    assert "sent from an address of FRA (France), but not signed" in rejection
+    assert "attributed to no delegation" in rejection and "signed by FRA" not in rejection
+    [rejected] = service.status(vote_id)["rejected"]
+    assert rejected["code"] is None and rejected["reason"] == "not-signed"
+    shown = voting("--config", str(running.config.path), "status", vote_id)
+    assert "unknown sender" in shown.stdout and "FRA: not-signed" not in shown.stdout

@@ -101,7 +101,10 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
         subject = f"Rejected: message from {delegation.code} not recorded as a ballot" + (
             f" [{vote_id}]" if vote_id else "")
         reason = judgement.reason or Reason.MALFORMED_MIME
-        lines = [f"A message attributed to {delegation.label} was received but NOT counted.", "",
+        who = (f"A message signed by {delegation.label}" if judgement.code == delegation.code else
+               f"A message sent from an address of {delegation.label}, but not signed with a certificate registered"
+               " to it, so attributed to no delegation,")
+        lines = [f"{who} was received but NOT counted.", "",
                  f"Reason: {reason.value}", judgement.detail]
         if standing is not None and not standing.counted:
             lines.extend(["", "To vote, reply to the ballot again with a signed reply that corrects this,"
