@@ -1,0 +1,108 @@
+"""The service: one pass of docs/design.md §2 over the mailbox, closing and tallying due votes, sending mail.
+
+Each stage lives in the module named after it (`opening`, `intake`,
+`judging`, `closing`, on the shared `base`); `Service` is all of them, run
+in order by `poll_once`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from voting.config import Config
+from voting.errors import MailError
+from voting.ledger import utc_text
+from voting.mail.server import MailServer
+from voting.service.base import Clock, utcnow, vote_electorate
+from voting.service.closing import MAILBOX_SETTLING, Closing
+from voting.service.opening import DraftFile
+from voting.verdict import Judgement
+
+__all__ = ["MAILBOX_SETTLING", "Clock", "DraftFile", "PassReport", "Service", "embedded_server", "utcnow",
+           "vote_electorate"]
+
+
+@dataclass
+class PassReport:
+    fetched: int = 0
+    judgements: list[Judgement] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    sent: int = 0
+    failed: int = 0
+    mailbox_read: bool = True
+    """Whether the fetch read the whole mailbox; while it cannot, no vote closes."""
+
+
+class Service(Closing):
+    def poll_once(self) -> PassReport:
+        report = PassReport()
+        started = self.clock()
+        report.fetched = self.fetch()
+        report.mailbox_read = self.fetched_through is not None and self.fetched_through >= started
+        report.judgements = self.decide_pending()
+        report.closed = self.close_due()
+        report.sent, report.failed = self.send()
+        return report
+
+    def status(self, vote_id: str) -> dict[str, Any]:
+        vote = self.ledger.vote(vote_id)
+        now = self.clock()
+        board = self.board(vote_id)
+        return {
+            "vote": vote.id,
+            "title": vote.title,
+            "rule": vote.rule,
+            "state": "open" if vote.is_open else "closed",
+            "closes_at": utc_text(vote.closes_at),
+            "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
+            "seconds_left": max(0, int((vote.closes_at - now).total_seconds())) if vote.is_open else 0,
+            "voted": {r.code: dict(r.choices) for r in board.rows if r.received_at},
+            "not_voted": [r.code for r in board.rows if not r.received_at],
+            "rejected": [
+                {"sha256": d.sha256, "received_at": utc_text(d.received_at), "code": d.code, "reason": d.reason,
+                 "detail": d.detail}
+                for d in self.rejections(vote)
+            ],
+            "outcome": vote.outcome,
+            "outbox": {
+                status: len(self.ledger.outbox(status)) for status in ("queued", "sent", "failed")
+            },
+            "outbox_failures": [
+                {"message_id": m.message_id, "recipients": list(m.recipients), "error": m.last_error}
+                for m in self.ledger.outbox("failed")
+            ],
+            "outbox_retrying": [
+                {"message_id": m.message_id, "attempts": m.attempts, "error": m.last_error}
+                for m in self.ledger.outbox("queued") if m.attempts
+            ],
+            "mailbox": self._mailbox_status(),
+        }
+
+
+@contextmanager
+def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | None]:
+    """Run the built-in SMTP server for the duration, when the deployment uses it.
+
+    For one pass (`required=False`), a server already listening on the port,
+    such as a running `voting serve`, is used instead.
+    """
+    if config.settings.smtp.kind != "embedded":
+        yield None
+        return
+    smtp = config.settings.smtp
+    server = MailServer(config.resolve(config.settings.mailbox.root), host=smtp.host, port=smtp.port,
+                        max_message_bytes=config.settings.service.max_message_bytes)
+    try:
+        server.start()
+    except MailError:
+        if required:
+            raise
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,117 @@
+"""What every stage of the service shares: the configuration, the ledger, the keys, and writing mail.
+
+The service is the imperative shell around the pure core (`verdict.judge`,
+`rules.decide`, `ballot`, `smime`). It is built in stages, each a class in the
+module named after it that builds on the ones before, in the order a vote
+lives: `opening`, `intake` (taking mail in), `judging`, `closing`; `Service`
+(in `voting.service`) runs one pass over them and reports status.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import cached_property
+
+from voting.config import Config
+from voting.electorate import load_electorate
+from voting.ledger import Ledger, VoteRecord
+from voting.mail.compose import OutgoingMessage, signed_mail
+from voting.mail.outbox import drain
+from voting.model import Delegation, Electorate
+from voting.pki import SecretariatKeys
+from voting.verdict import BALLOT, CountedBallot
+
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def vote_electorate(vote: VoteRecord) -> Electorate:
+    """The membership snapshot taken when the vote opened."""
+    return Electorate.model_validate_json(vote.electorate_json)
+
+
+class ServiceBase:
+    def __init__(self, config: Config, *, clock: Clock = utcnow, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.ledger = Ledger.open(config.database)
+        self.log = log or (lambda line: print(line, file=sys.stderr))
+
+    def close_ledger(self) -> None:
+        self.ledger.close()
+
+    @cached_property
+    def keys(self) -> SecretariatKeys:
+        return SecretariatKeys.load(self.config.keys_dir, self.config.key_password())
+
+    def electorate(self) -> Electorate:
+        """Read afresh each time: certificates issued or revoked meanwhile take effect at once."""
+        return load_electorate(self.config.electorate_file)
+
+    @property
+    def secretariat(self) -> tuple[str, str]:
+        s = self.config.settings.secretariat
+        return s.address, s.name
+
+    def _zones(self, delegation: Delegation) -> tuple[str | None, ...]:
+        """Where a letter to the delegation is read, and where the secretariat is: its times are also given there."""
+        return delegation.timezone, self.config.settings.secretariat.timezone
+
+    def _write(
+        self,
+        delegation: Delegation,
+        subject: str,
+        text: str,
+        html_body: str,
+        kind: str,
+        vote_id: str | None,
+        now: datetime,
+        *,
+        in_reply_to: str | None = None,
+        references: Sequence[str] = (),
+        auto_submitted: str = "auto-generated",
+    ) -> OutgoingMessage:
+        """Sign a message from the secretariat to a delegation's registered addresses and queue it.
+
+        Call inside the transaction of what the message announces.
+        """
+        address, name = self.secretariat
+        mail = signed_mail(
+            self.keys.signer,
+            sender=address,
+            sender_name=name,
+            recipients=delegation.addresses,
+            subject=subject,
+            text=text,
+            html_body=html_body,
+            sent_at=now,
+            in_reply_to=in_reply_to,
+            references=references,
+            auto_submitted=auto_submitted,
+        )
+        self.ledger.queue_mail(
+            message_id=mail.message_id,
+            kind=kind,
+            vote_id=vote_id,
+            envelope_from=address,
+            recipients=delegation.addresses,
+            raw=mail.raw,
+            now=now,
+        )
+        return mail
+
+    def send(self) -> tuple[int, int]:
+        return drain(self.ledger, self.config, self.clock)
+
+    def _ballots(self, vote_id: str, deadline: datetime, code: str | None = None) -> list[tuple[str, CountedBallot]]:
+        return [
+            (d.code, CountedBallot(d.sha256, d.received_at, d.choices, d.message))
+            for d in self.ledger.decisions(vote_id, code)
+            if d.verdict == BALLOT and d.code and d.received_at < deadline
+        ]

@@ -1,0 +1,233 @@
+"""Judging what was taken in: each message decided once, recorded with its answer, never left undecided."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+from voting import letters
+from voting.electorate import trust_of
+from voting.ledger import StoredMessage, utc_text
+from voting.letters import Received
+from voting.mail.compose import message_id_in, text_as_html
+from voting.model import Delegation, Electorate
+from voting.reasons import Reason
+from voting.service.intake import Intake
+from voting.smime import signed_sha256_of
+from voting.verdict import (
+    BALLOT,
+    REJECTED,
+    CountedBallot,
+    Judgement,
+    PriorBallot,
+    VoteView,
+    counted_ballots,
+    judge,
+    rejected,
+)
+
+
+@dataclass(frozen=True)
+class OuterHeaders:
+    """The unsigned outer headers, read once: for threading, for whom to warn, and for not answering robots.
+
+    They are never trusted for anything that counts.
+    """
+
+    message_id: str | None
+    from_address: str | None
+    """The From header's one address, lowercased; None when it has none or several."""
+    automatic: bool
+    """RFC 3834 Auto-Submitted other than "no", or a bulk/list/auto-reply Precedence: a robot wrote it."""
+
+    @classmethod
+    def of(cls, raw: bytes) -> OuterHeaders:
+        try:
+            headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: 256 * 1024])
+        except Exception:  # noqa: BLE001 - unreadable headers are simply absent
+            return cls(None, None, False)
+
+        def value(name: str) -> str:
+            return " ".join(str(headers.get(name, "")).split())
+
+        addresses = [address for _, address in getaddresses([value("From")]) if address]
+        auto_submitted = (value("Auto-Submitted") or "no").split(";")[0].strip().lower()
+        return cls(
+            message_id=message_id_in(value("Message-ID")),
+            from_address=addresses[0].lower() if len(addresses) == 1 else None,
+            automatic=auto_submitted != "no" or value("Precedence").lower() in ("bulk", "junk", "list", "auto_reply"),
+        )
+
+
+class Judging(Intake):
+    def decide_pending(self) -> list[Judgement]:
+        judgements: list[Judgement] = []
+        pending = self.ledger.undecided_messages()
+        if not pending:
+            return judgements
+        electorate = self.electorate()
+        anchors = (self.keys.ca.certificate,)
+        views = self._vote_views()
+        prior = self._prior_ballots()
+        for message in pending:
+            try:
+                raw = self.ledger.raw_message(message.id)
+                trust = trust_of(electorate, anchors, message.received_at)
+                judgement = self._record(message, raw, judge(raw, message.received_at, views, trust, prior,
+                                                             self.keys.signer), electorate, views)
+            except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
+                try:
+                    judgement = self._record_unreadable(message, views, error)
+                except Exception as failure:  # noqa: BLE001 - the ledger itself fails: retried next pass
+                    self.log(f"message {message.sha256[:16]} left undecided: {type(failure).__name__}: {failure}")
+                    continue
+            if judgement.counted and judgement.vote_id and judgement.code:
+                prior.setdefault((judgement.vote_id, judgement.code), []).append(
+                    PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
+                )
+            judgements.append(judgement)
+        return judgements
+
+    def _vote_views(self) -> dict[str, VoteView]:
+        return {
+            vote.id: VoteView(
+                id=vote.id,
+                opened_at=vote.opened_at,
+                drafts=tuple(d.symbol for d in self.ledger.drafts(vote.id)),
+                closes_at=vote.closes_at,
+                closed_at=vote.closed_at,
+                statement_hours=vote.statement_hours,
+                first_ballot_final=vote.first_ballot_final,
+                tokens=self.ledger.ballot_tokens(vote.id),
+                counted=vote.closed_at is not None,
+            )
+            for vote in self.ledger.votes()
+        }
+
+    def _prior_ballots(self) -> dict[tuple[str, str], list[PriorBallot]]:
+        prior: dict[tuple[str, str], list[PriorBallot]] = {}
+        for vote in self.ledger.votes():
+            for d in self.ledger.decisions(vote.id):
+                if d.verdict == BALLOT and d.code:
+                    prior.setdefault((vote.id, d.code), []).append(
+                        PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
+                            self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
+                    )
+        return prior
+
+    def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate,
+                views: Mapping[str, VoteView]) -> Judgement:
+        """Record the judgement and queue its answer, in one transaction; returns what was recorded."""
+        now = self.clock()
+        outer = OuterHeaders.of(raw)
+        answer_to = self._answer_delegation(judgement, outer, electorate)
+        meant_for = [] if judgement.vote_id else [
+            view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until
+        ]
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                message,
+                vote_id=judgement.vote_id,
+                code=judgement.code,
+                verdict=judgement.verdict,
+                reason=judgement.reason.value if judgement.reason else None,
+                detail=judgement.detail,
+                choices={symbol: str(choice) for symbol, choice in judgement.choices.items()},
+                explanation=judgement.explanation,
+                supersedes=judgement.supersedes,
+                signed_sha256=judgement.signed_sha256 if judgement.counted else None,
+                also_in=meant_for,
+                now=now,
+            )
+            if answer_to is not None:
+                self._answer(message, outer, judgement, answer_to, now)
+        who = judgement.code or "unknown sender"
+        what = judgement.reason.value if judgement.reason else judgement.verdict
+        self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
+        return judgement
+
+    def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView], error: Exception) -> Judgement:
+        """A message that failed to be judged or recorded is decided all the same, as `unreadable`.
+
+        Left undecided, it would hold every vote open at its receipt time open
+        for ever. The raw bytes stay in the ledger; the failure is chained into
+        those votes, so their status and audit show it.
+        """
+        judgement = rejected(Reason.UNREADABLE, None, None, f"{type(error).__name__}: {error}"[:500])
+        meant_for = [view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until]
+        with self.ledger.transaction():
+            self.ledger.record_decision(
+                message, vote_id=None, code=None, verdict=REJECTED, reason=Reason.UNREADABLE.value,
+                detail=judgement.detail.encode("utf-8", "replace").decode("utf-8"), choices={}, explanation="",
+                supersedes=None, signed_sha256=None, also_in=meant_for, now=self.clock(),
+            )
+        self.log(f"{utc_text(message.received_at)} {message.sha256[:12]}: unreadable ({judgement.detail})")
+        return judgement
+
+    def _answer_delegation(self, judgement: Judgement, outer: OuterHeaders, electorate: Electorate) -> Delegation | None:
+        """Whom to answer: the signer's delegation, else the delegation whose registered address is in From.
+
+        Never an unregistered address: a forged message gets no answer at all
+        unless it names a delegation's address, which then learns of it. An
+        automatic message (RFC 3834 Auto-Submitted, an out-of-office notice, a
+        bounce) that is rejected gets no answer either, so that two robots
+        never write to each other for ever.
+        """
+        if judgement.verdict == "rejected" and outer.automatic:
+            return None
+        if judgement.code is not None:
+            return electorate.get(judgement.code)
+        sender = outer.from_address
+        return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
+
+    def _answer(self, message: StoredMessage, outer: OuterHeaders, judgement: Judgement, delegation: Delegation,
+                now: datetime) -> None:
+        superseded = self.ledger.message(judgement.supersedes) if judgement.supersedes is not None else None
+        letter = letters.answer(
+            judgement,
+            delegation,
+            Received(message.sha256, message.received_at),
+            Received(superseded.sha256, superseded.received_at) if superseded else None,
+            self._zones(delegation),
+            self._standing(judgement.vote_id, delegation.code, message.sha256) if judgement.vote_id else None,
+        )
+        ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
+        self._write(
+            delegation,
+            letter.subject,
+            letter.text,
+            text_as_html(letter.text),
+            "receipt" if judgement.verdict != REJECTED else "rejection",
+            judgement.vote_id,
+            now,
+            in_reply_to=outer.message_id or ballot_id,
+            references=[ref for ref in (ballot_id, outer.message_id) if ref],
+            auto_submitted="auto-replied",
+        )
+
+    def _standing(self, vote_id: str, code: str, sha256: str) -> letters.Standing:
+        """The delegation's vote once the message `sha256` is recorded, and as it stood before it."""
+        vote = self.ledger.vote(vote_id)
+        deadline = vote.closed_at or vote.closes_at
+        drafts = tuple(d.symbol for d in self.ledger.drafts(vote_id))
+        ballots = self._ballots(vote_id, deadline, code)
+
+        def standing(of: list[tuple[str, CountedBallot]]) -> dict[str, tuple[str, Received]]:
+            counted = counted_ballots(of, drafts)
+            return {
+                symbol: (str(ballot.choices[symbol]), Received(ballot.message, ballot.received_at))
+                for symbol, per in counted.items() for ballot in per.values()
+            }
+
+        return letters.Standing(
+            drafts=drafts,
+            before=standing([pair for pair in ballots if pair[1].message != sha256]),
+            after=standing(ballots),
+            closes_at=deadline,
+            first_ballot_final=vote.first_ballot_final,
+            counted=not vote.is_open,
+        )
