@@ -65,7 +65,12 @@ def test_a_key_made_by_the_delegation_votes_and_the_audit_says_the_secretariat_n
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path)
     service.send()
-    running.submit(running.reply("FRA", ["yes"], identity=identity), running.address("FRA"))
+    (desk / "ballot.eml").write_bytes(running.ballot_of("FRA"))
+    replied = voting("reply", "ballot.eml", "--p12", str(bundled["pkcs12"]), "--vote", "yes", "--out", "reply.eml",
+                     "--secretariat-cert", str(running.config.keys_dir / "secretariat.pem"), cwd=desk,
+                     env={"VOTING_P12_PASSWORD": str(requested["password"])})
+    assert replied.returncode == 0, replied.stderr
+    running.submit((desk / "reply.eml").read_bytes(), running.address("FRA"))
     service.poll_once()
     [decision] = service.ledger.decisions(vote_id)
     assert (decision.code, decision.verdict, decision.choices) == ("FRA", "ballot", {"S/2020/654": "yes"})
