@@ -167,8 +167,15 @@ def test_a_request_that_proves_nothing_or_names_another_delegations_key_is_refus
     one_line_refusal(keys(deployment, "sign", str(weak)), "RSA of 2048 bits or more")
     assert deployment.config.electorate_file.read_bytes() == before
 
-    assert keys(deployment, "sign", str(desk / "USA-request.pem")).returncode == 0
+    signed = as_json(keys(deployment, "--json", "sign", str(desk / "USA-request.pem")))
     signed_once = deployment.config.electorate_file.read_bytes()
+    bundle = ("keys", "bundle", "--key", str(desk / "USA.key"), "--out", str(desk / "USA.p12"))
+    one_line_refusal(voting(*bundle, str(signed["certificate"]), env={"VOTING_KEY_PASSWORD": "not it"}),
+                     "wrong password")
+    one_line_refusal(voting(*bundle, str(deployment.config.keys_dir / "secretariat.pem"),
+                            env={"VOTING_KEY_PASSWORD": str(requested["password"])}),
+                     "the private key does not belong to the certificate")
+    assert not (desk / "USA.p12").exists()
     same_key = tmp_path / "gbr-request.pem"
     made = subprocess.run(["openssl", "req", "-new", "-key", str(desk / "USA.key"), "-passin",
                            f"pass:{requested['password']}", "-subj", "/CN=GBR",
