@@ -19,7 +19,7 @@ import tomli_w
 
 from tests.interop import THUNDERBIRD, corpus
 from voting.config import Config, load_config
-from voting.deployment import init_deployment, issue_delegation_key, pkcs12_path
+from voting.deployment import init_deployment, issue_delegation_key
 from voting.electorate import load_electorate
 from voting.mail import maildir
 from voting.mail.outbox import smtp_settings
@@ -83,9 +83,20 @@ def make_deployment(root: Path, codes: tuple[str, ...]) -> Deployment:
     identities = {}
     for code in codes:
         issued = issue_delegation_key(config, code, email=f"{code.lower()}@delegations.example", name=None,
-                                      permanent=False)
+                                      permanent=False, out=handed_over(config))
+        handed_over_password(issued.pkcs12_path).write_text(issued.password)
         identities[code] = load_pkcs12(issued.pkcs12_path.read_bytes(), issued.password.encode())
     return Deployment(config, identities)
+
+
+def handed_over(config: Config) -> Path:
+    """Where the tests' delegations receive the PKCS#12 files the secretariat issued for them."""
+    return config.root.parent / f"{config.root.name}-delegations"
+
+
+def handed_over_password(p12: Path) -> Path:
+    """The delegation's note of its PKCS#12 password, which `keys issue` printed and wrote nowhere."""
+    return p12.with_name(p12.name + ".password")
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +117,7 @@ def deployment(unsc_template: Path, tmp_path: Path) -> Deployment:
 def copy_deployment(template: Path, root: Path) -> Deployment:
     """A deployment of its own, copied from the session's template, with a fresh port for its mail server."""
     shutil.copytree(template, root)
+    shutil.copytree(template.parent / f"{template.name}-delegations", root.parent / f"{root.name}-delegations")
     config_path = root / "config" / "voting.toml"
     old_port = load_config(config_path).settings.smtp.port
     config_path.write_text(config_path.read_text().replace(f"port = {old_port}", f"port = {free_port()}"))
@@ -114,13 +126,16 @@ def copy_deployment(template: Path, root: Path) -> Deployment:
 
 
 def issued_identities(config: Config) -> dict[str, Identity]:
-    """Each delegation's identity, from the PKCS#12 that `keys issue` wrote for its certificate."""
+    """Each delegation's identity, from the PKCS#12 that `keys issue` handed over for its certificate."""
     identities = {}
     for d in load_electorate(config.electorate_file).delegation:
-        p12 = pkcs12_path(config, d.code, d.certificates[-1].sha256)
-        password = p12.with_name(p12.name + ".password").read_bytes().strip()
-        identities[d.code] = load_pkcs12(p12.read_bytes(), password)
+        p12 = handed_over_p12(config, d.code, d.certificates[-1].sha256)
+        identities[d.code] = load_pkcs12(p12.read_bytes(), handed_over_password(p12).read_bytes().strip())
     return identities
+
+
+def handed_over_p12(config: Config, code: str, pin: str) -> Path:
+    return handed_over(config) / f"{code}-{pin[:12]}.p12"
 
 
 @pytest.fixture

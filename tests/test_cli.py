@@ -191,7 +191,8 @@ def test_keys_import_pins_an_external_certificate_and_refuses_the_secretariats_o
     pin = json.loads(imported.stdout)["sha256"]
     listing = json.loads(voting("--json", "--config", config, "keys", "list").stdout)
     [gbr] = [row for row in listing if row["code"] == "GBR"]
-    assert gbr["certificates"] == [{"sha256": pin, "issued_by_secretariat": False, "revoked": False,
+    assert gbr["certificates"] == [{"sha256": pin, "issued_by_secretariat": False, "secretariat_held_key": False,
+                                    "key_copy_in_keys": None, "revoked": False,
                                     "not_after": gbr["certificates"][0]["not_after"]}]
     own = voting("--config", config, "keys", "import", "FRA", str(tmp_path / "d" / "keys" / "secretariat.pem"))
     assert own.returncode == 2 and "secretariat's own address" in own.stderr

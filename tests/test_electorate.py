@@ -100,9 +100,9 @@ def test_committed_file_is_in_the_written_form(unsc: Electorate) -> None:
 def test_round_trip_with_certificates(
     tmp_path: Path, ca: pki.Identity, france: x509.Certificate, thunderbird: Path
 ) -> None:
-    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True, secretariat_held_key=True)
     alice = pki.load_pkcs12((thunderbird / "Alice.p12").read_bytes(), b"nss").certificate
-    electorate = register_certificate(electorate, "NER", alice, issued_by_secretariat=False)
+    electorate = register_certificate(electorate, "NER", alice, issued_by_secretariat=False, secretariat_held_key=False)
     electorate = revoke(electorate, "NER", WHEN)
     path = tmp_path / "board.toml"
     save_electorate(path, electorate)
@@ -111,6 +111,17 @@ def test_round_trip_with_certificates(
     text = path.read_text()
     assert "pem = '''\n-----BEGIN CERTIFICATE-----\n" in text
     assert "revoked_at = 2020-07-08 12:00:00+00:00" in text
+
+
+def test_custody_of_a_key_is_kept_and_read_from_files_that_predate_it(
+    tmp_path: Path, france: x509.Certificate
+) -> None:
+    certified = register_certificate(small(), "FRA", france, issued_by_secretariat=True, secretariat_held_key=False)
+    text = dump_electorate(certified)
+    assert "issued_by_secretariat = true\nsecretariat_held_key = false\n" in text
+    assert load_electorate(write(tmp_path, text)) == certified
+    earlier = load_electorate(write(tmp_path, text.replace("secretariat_held_key = false\n", "")))
+    assert [c.secretariat_held_key for c in earlier.get("FRA").certificates] == [True]  # type: ignore[union-attr]
 
 
 def test_save_replaces_the_file_atomically(tmp_path: Path) -> None:
@@ -164,7 +175,8 @@ def test_bad_file_names_the_key(tmp_path: Path, text: str, message: str) -> None
 
 
 def test_certificate_pinned_to_two_delegations(tmp_path: Path, france: x509.Certificate) -> None:
-    text = dump_electorate(register_certificate(small(), "FRA", france, issued_by_secretariat=True))
+    text = dump_electorate(register_certificate(small(), "FRA", france, issued_by_secretariat=True,
+                                                secretariat_held_key=True))
     start = text.index("[[delegation.certificates]]")
     table = text[start : text.index("[[delegation]]", start)]
     path = write(tmp_path, text + table)
@@ -173,7 +185,8 @@ def test_certificate_pinned_to_two_delegations(tmp_path: Path, france: x509.Cert
 
 
 def test_pin_must_match_the_pem(tmp_path: Path, france: x509.Certificate) -> None:
-    text = dump_electorate(register_certificate(small(), "FRA", france, issued_by_secretariat=True))
+    text = dump_electorate(register_certificate(small(), "FRA", france, issued_by_secretariat=True,
+                                                secretariat_held_key=True))
     path = write(tmp_path, text.replace(pki.fingerprint(france), "0" * 64))
     with pytest.raises(ConfigError, match=r"delegation\[0\]\.certificates\[0\]\.sha256: does not match the pem"):
         load_electorate(path)
@@ -195,7 +208,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 def test_register_pins_and_adds_mailboxes(france: x509.Certificate) -> None:
     before = small()
-    after = register_certificate(before, "FRA", france, issued_by_secretariat=True)
+    after = register_certificate(before, "FRA", france, issued_by_secretariat=True, secretariat_held_key=True)
     assert before == small(), "the input is not changed"
     fra = after.get("FRA")
     assert fra is not None
@@ -204,22 +217,22 @@ def test_register_pins_and_adds_mailboxes(france: x509.Certificate) -> None:
         (pki.fingerprint(france), True, False)
     ]
     assert pki.load_pem_certificate(fra.certificates[0].pem) == france
-    assert register_certificate(after, "FRA", france, issued_by_secretariat=True) == after
+    assert register_certificate(after, "FRA", france, issued_by_secretariat=True, secretariat_held_key=True) == after
 
 
 def test_register_refuses_a_certificate_of_another_delegation(france: x509.Certificate) -> None:
-    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True, secretariat_held_key=True)
     with pytest.raises(UsageError, match="already registered to FRA"):
-        register_certificate(electorate, "NER", france, issued_by_secretariat=False)
+        register_certificate(electorate, "NER", france, issued_by_secretariat=False, secretariat_held_key=False)
 
 
 def test_register_refuses_an_unknown_code_or_a_certificate_without_mailbox(
     ca: pki.Identity, france: x509.Certificate
 ) -> None:
     with pytest.raises(UsageError, match="no delegation 'ZZZ'"):
-        register_certificate(small(), "ZZZ", france, issued_by_secretariat=True)
+        register_certificate(small(), "ZZZ", france, issued_by_secretariat=True, secretariat_held_key=True)
     with pytest.raises(UsageError, match="names no email address"):
-        register_certificate(small(), "FRA", ca.certificate, issued_by_secretariat=False)
+        register_certificate(small(), "FRA", ca.certificate, issued_by_secretariat=False, secretariat_held_key=False)
 
 
 def test_add_delegation_new_and_existing() -> None:
@@ -245,10 +258,11 @@ def test_add_delegation_refuses_bad_values(code: str, email: str, message: str) 
 
 
 def test_revoke_marks_every_certificate_and_keeps_earlier_times(ca: pki.Identity, france: x509.Certificate) -> None:
-    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True, secretariat_held_key=True)
     electorate = revoke(electorate, "FRA", WHEN)
     second = pki.issue_signing_certificate(ca, common_name="France", emails=["fra@x.example"], key_type="ec")
-    electorate = register_certificate(electorate, "FRA", second.certificate, issued_by_secretariat=True)
+    electorate = register_certificate(electorate, "FRA", second.certificate, issued_by_secretariat=True,
+                                      secretariat_held_key=True)
     later = WHEN + dt.timedelta(days=1)
     electorate = revoke(electorate, "FRA", later)
     fra = electorate.get("FRA")
@@ -262,8 +276,9 @@ def test_revoke_marks_every_certificate_and_keeps_earlier_times(ca: pki.Identity
 
 def test_trust_of(ca: pki.Identity, france: x509.Certificate, thunderbird: Path) -> None:
     alice = pki.load_pkcs12((thunderbird / "Alice.p12").read_bytes(), b"nss").certificate
-    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True)
-    electorate = revoke(register_certificate(electorate, "NER", alice, issued_by_secretariat=False), "NER", WHEN)
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True, secretariat_held_key=True)
+    electorate = register_certificate(electorate, "NER", alice, issued_by_secretariat=False, secretariat_held_key=False)
+    electorate = revoke(electorate, "NER", WHEN)
     trust = trust_of(electorate, [ca.certificate])
     assert trust.anchors == (ca.certificate,)
     assert [(t.certificate, t.owner, t.revoked, t.chain_to_anchor) for t in trust.registered] == [

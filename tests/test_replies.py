@@ -10,10 +10,9 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, open_vote, voting
+from conftest import Deployment, handed_over_p12, handed_over_password, open_vote, voting
 
 from voting.ballot import text_of_entity
-from voting.deployment import pkcs12_path
 from voting.errors import UnverifiedError
 from voting.pki import Identity, fingerprint
 from voting.reply import Secretariat
@@ -123,8 +122,8 @@ def test_a_ballot_not_signed_by_the_secretariat_is_refused(running: Deployment, 
     with pytest.raises(UnverifiedError):
         running.reply("FRA", ["yes"], ballot=forgeries["a delegation's ballot"])
     keys = running.config.keys_dir
-    p12 = pkcs12_path(running.config, "FRA", fingerprint(running.identities["FRA"].certificate))
-    password = {"VOTING_P12_PASSWORD": p12.with_name(p12.name + ".password").read_text().strip()}
+    p12 = handed_over_p12(running.config, "FRA", fingerprint(running.identities["FRA"].certificate))
+    password = {"VOTING_P12_PASSWORD": handed_over_password(p12).read_text().strip()}
     by_ca = ["--secretariat-cert", str(keys / "secretariat-ca.pem"), "--secretariat-address", "votes@secretariat.example"]
     for what, forged in forgeries.items():
         path = tmp_path / "forged.eml"
@@ -147,8 +146,8 @@ def test_voting_reply_without_a_deployment_checks_the_ballot_and_is_counted(runn
     vote_id = open_vote(service, tmp_path)
     service.send()
     keys = running.config.keys_dir
-    p12 = pkcs12_path(running.config, "FRA", fingerprint(running.identities["FRA"].certificate))
-    password = {"VOTING_P12_PASSWORD": p12.with_name(p12.name + ".password").read_text().strip()}
+    p12 = handed_over_p12(running.config, "FRA", fingerprint(running.identities["FRA"].certificate))
+    password = {"VOTING_P12_PASSWORD": handed_over_password(p12).read_text().strip()}
     (tmp_path / "ballot.eml").write_bytes(running.ballot_of("FRA"))
     made = voting("reply", "ballot.eml", "--p12", str(p12), "--vote", "contre", "--out", "reply.eml",
                   "--secretariat-cert", str(keys / "secretariat-ca.pem"),

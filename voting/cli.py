@@ -84,6 +84,7 @@ def next_steps(config: Config) -> list[str]:
     here = config.root.resolve() == Path.cwd().resolve()
     return [
         *([] if here else [f"cd {config.root}"]),
+        "voting keys sign REQUEST.pem",
         "voting keys issue CODE --email ADDRESS",
         "voting keys import CODE CERT.pem --csr REQUEST.pem",
     ]
@@ -112,21 +113,96 @@ def cmd_keys_issue(args: argparse.Namespace) -> int:
 
     issued = issue_delegation_key(
         config_of(args), args.code, email=args.email, name=args.name, permanent=args.permanent, legacy=args.legacy,
-        keep_old=args.keep_old,
+        keep_old=args.keep_old, out=Path(args.out) if args.out else None,
     )
-    retired_at = f"{issued.retired_at:%Y-%m-%dT%H:%M:%SZ}" if issued.retired_at else None
-    retired = [f"  retired from {retired_at} (ballots it signed before stay valid): {pin}" for pin in issued.retired]
     emit(
         args,
         {"code": issued.code, "sha256": issued.sha256, "pkcs12": str(issued.pkcs12_path), "password": issued.password,
-         "retired": list(issued.retired), "retired_at": retired_at},
+         "secretariat_held_key": True, **retirement_json(issued.retired, issued.retired_at)},
         "\n".join([
             f"Issued a signing certificate to {issued.code} (SHA-256 {issued.sha256})",
-            f"  PKCS#12 for the delegate's mail client: {issued.pkcs12_path}",
-            f"  its password (send it by another channel): {issued.password}",
-            *retired,
+            f"  the one copy of its PKCS#12: {issued.pkcs12_path}",
+            "  hand it to the delegation, then delete it here; nothing else the secretariat keeps can sign for it",
+            f"  its password, written nowhere (send it by another channel): {issued.password}",
+            "  registered as a certificate whose key the secretariat held (`voting keys request` and "
+            "`voting keys sign` make one it never holds)",
+            *retirement_lines(issued.retired, issued.retired_at),
         ]),
     )
+    return 0
+
+
+def retirement_json(retired: Sequence[str], at: datetime | None) -> dict[str, Any]:
+    return {"retired": list(retired), "retired_at": f"{at:%Y-%m-%dT%H:%M:%SZ}" if at else None}
+
+
+def retirement_lines(retired: Sequence[str], at: datetime | None) -> list[str]:
+    return [f"  retired from {at:%Y-%m-%dT%H:%M:%SZ} (ballots it signed before stay valid): {pin}" for pin in retired]
+
+
+def password_of(args: argparse.Namespace, variable: str) -> bytes:
+    """The password in --password-file, else in the environment variable; empty when neither gives one."""
+    if args.password_file:
+        return read_input(args.password_file, "--password-file").strip()
+    return os.environ.get(variable, "").encode()
+
+
+def cmd_keys_request(args: argparse.Namespace) -> int:
+    from voting.delegate import make_request
+
+    made = make_request(Path(args.out or "."), args.code, args.email, password_of(args, "VOTING_KEY_PASSWORD"))
+    shown = made.password.decode() if made.generated else None
+    emit(
+        args,
+        {"code": args.code, "key": str(made.key_path), "request": str(made.request_path),
+         "key_sha256": made.key_sha256, "password": shown},
+        "\n".join([
+            f"Made {args.code}'s signing key on this machine; it never leaves it",
+            f"  private key (keep it here): {made.key_path}",
+            *([f"  its passphrase, written nowhere (keep it safe): {shown}"] if shown else []),
+            f"  request to send to the secretariat: {made.request_path}",
+            f"  the key's SHA-256, to read to the secretariat by telephone: {made.key_sha256}",
+            f"When the certificate comes back: voting keys bundle CERT.pem --key {made.key_path}",
+        ]),
+    )
+    return 0
+
+
+def cmd_keys_sign(args: argparse.Namespace) -> int:
+    from voting.deployment import sign_delegation_request
+
+    signed = sign_delegation_request(
+        config_of(args), Path(args.request), code=args.code, confirmed=args.email, name=args.name,
+        permanent=args.permanent, keep_old=args.keep_old, out=Path(args.out) if args.out else None,
+    )
+    emit(
+        args,
+        {"code": signed.code, "sha256": signed.sha256, "key_sha256": signed.key_sha256,
+         "addresses": list(signed.addresses), "certificate": str(signed.certificate_path),
+         "secretariat_held_key": False, **retirement_json(signed.retired, signed.retired_at)},
+        "\n".join([
+            f"Issued a signing certificate to {signed.code} <{', '.join(signed.addresses)}> (SHA-256 {signed.sha256})",
+            f"  for the key with SHA-256 {signed.key_sha256}: the delegation must read you the same by telephone",
+            f"  certificate to send back to the delegation: {signed.certificate_path}",
+            "  registered as a certificate whose key the secretariat never held",
+            *retirement_lines(signed.retired, signed.retired_at),
+        ]),
+    )
+    return 0
+
+
+def cmd_keys_bundle(args: argparse.Namespace) -> int:
+    from voting.delegate import bundle_pkcs12
+    from voting.pki import fingerprint
+
+    password = password_of(args, "VOTING_KEY_PASSWORD")
+    if not password:
+        raise UsageError("give the key's passphrase with --password-file FILE or VOTING_KEY_PASSWORD")
+    key_path = Path(args.key)
+    out = Path(args.out) if args.out else key_path.with_suffix(".p12")
+    identity = bundle_pkcs12(Path(args.certificate), key_path, out, password, legacy=args.legacy)
+    emit(args, {"pkcs12": str(out), "sha256": fingerprint(identity.certificate)},
+         f"Wrote {out} for the mail client, protected by the key's passphrase")
     return 0
 
 
@@ -162,10 +238,12 @@ def cmd_keys_rotate_signer(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
+    from voting.deployment import kept_pkcs12_path
     from voting.electorate import load_electorate
     from voting.pki import load_pem_certificate
 
-    electorate = load_electorate(config_of(args).electorate_file)
+    config = config_of(args)
+    electorate = load_electorate(config.electorate_file)
     rows: list[dict[str, Any]] = []
     for d in electorate.delegation:
         certificates: list[dict[str, Any]] = []
@@ -175,6 +253,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 {
                     "sha256": c.sha256,
                     "issued_by_secretariat": c.issued_by_secretariat,
+                    "secretariat_held_key": c.secretariat_held_key,
+                    "key_copy_in_keys": str(kept) if (kept := kept_pkcs12_path(config, d.code, c.sha256)).exists()
+                    else None,
                     "revoked": c.revoked,
                     "not_after": certificate.not_valid_after_utc.isoformat(),
                 }
@@ -189,6 +270,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
             f"      {c['sha256'][:16]}…  until {c['not_after'][:10]}"
             + ("  REVOKED" if c["revoked"] else "")
             + ("" if c["issued_by_secretariat"] else "  imported")
+            + ("  key held by the secretariat" if c["secretariat_held_key"] else "  key made by the delegation")
+            + (f"  a copy of the key is still in {c['key_copy_in_keys']}: hand it over and delete it"
+               if c["key_copy_in_keys"] else "")
             for c in row["certificates"]
         )
         if not row["certificates"]:
@@ -433,10 +517,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
     from voting.pki import load_pkcs12, mailboxes, read_certificate
     from voting.reply import Secretariat, build_reply
 
-    if args.password_file:
-        password = read_input(args.password_file, "--password-file").strip()
-    else:
-        password = os.environ.get("VOTING_P12_PASSWORD", "").encode()
+    password = password_of(args, "VOTING_P12_PASSWORD")
     if not password:
         raise UsageError("give the PKCS#12 password with --password-file FILE or VOTING_P12_PASSWORD")
     if args.secretariat_cert:
@@ -579,6 +660,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Outlook, macOS and gpgsm")
     p.add_argument("--keep-old", action="store_true",
                    help="keep the delegation's earlier certificates valid (by default they are retired from now)")
+    p.add_argument("--out", metavar="DIR|FILE.p12",
+                   help="where to write the one copy of the PKCS#12 (default: handover/, never keys/)")
+    p = command("request", cmd_keys_request,
+                "for a delegate: make the delegation's key and a certificate request on this machine", key_commands)
+    p.add_argument("code", help="delegation code, e.g. FRA")
+    p.add_argument("--email", required=True, help="the delegation's mailbox, which the certificate will name")
+    p.add_argument("--out", metavar="DIR", help="folder for CODE.key and CODE-request.pem (default: current)")
+    p.add_argument("--password-file", help="the key's passphrase (or VOTING_KEY_PASSWORD; default: a new one, printed)")
+    p = command("sign", cmd_keys_sign,
+                "certify a delegation's request: its key stays with the delegation", key_commands)
+    p.add_argument("request", help="the delegation's certificate signing request (PEM or DER)")
+    p.add_argument("--code", help="the delegation (default: the code the request names)")
+    p.add_argument("--email", action="append", default=[], metavar="ADDR",
+                   help="an address of the request that the delegation has not registered yet, confirmed")
+    p.add_argument("--name", help="the delegation's name (for a new delegation)")
+    p.add_argument("--permanent", action="store_true", help="a permanent member")
+    p.add_argument("--keep-old", action="store_true",
+                   help="keep the delegation's earlier certificates valid (by default they are retired from now)")
+    p.add_argument("--out", metavar="DIR|FILE.pem", help="where to write the certificate (default: handover/)")
+    p = command("bundle", cmd_keys_bundle,
+                "for a delegate: the key and its certificate as a PKCS#12 for the mail client", key_commands)
+    p.add_argument("certificate", help="the certificate PEM the secretariat sent back (with its CA)")
+    p.add_argument("--key", required=True, help="the private key `voting keys request` made")
+    p.add_argument("--password-file",
+                   help="the key's passphrase (or VOTING_KEY_PASSWORD); it also protects the PKCS#12")
+    p.add_argument("--out", metavar="FILE.p12", help="the PKCS#12 to write (default: the key's name with .p12)")
+    p.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Outlook, macOS and gpgsm")
     p = command("import", cmd_keys_import, "register an externally issued certificate, pinned by its SHA-256", key_commands)
     p.add_argument("code")
     p.add_argument("certificate", help="PEM file")

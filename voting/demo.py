@@ -21,7 +21,7 @@ from typing import Any
 from voting.audit import audit_bundle, checks_json, render_checks
 from voting.bundle import write_record
 from voting.config import Config
-from voting.deployment import init_deployment, issue_delegation_key
+from voting.deployment import HANDOVER_DIRECTORY, init_deployment, issue_delegation_key
 from voting.electorate import load_electorate
 from voting.mail import maildir
 from voting.mail.outbox import smtp_settings
@@ -82,7 +82,8 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
         issued = issue_delegation_key(config, delegation.code, email=delegation.addresses[0], name=None,
                                       permanent=delegation.permanent)
         identities[delegation.code] = load_pkcs12(issued.pkcs12_path.read_bytes(), issued.password.encode())
-    say(talk, f"Issued S/MIME certificates to {len(identities)} delegations")
+    say(talk, f"Issued S/MIME certificates to {len(identities)} delegations; their keys, handed over, sign from"
+              f" {root / HANDOVER_DIRECTORY}")
 
     drafts = []
     for symbol, text in DRAFTS.items():
@@ -166,6 +167,7 @@ def files_written(vote_id: str, config: Config, html: Path, text: Path, bundle: 
             f"  configuration     {config.path}",
             f"  electorate        {config.electorate_file}",
             f"  keys              {config.keys_dir}",
+            f"  handed over       {config.root / HANDOVER_DIRECTORY}",
             f"  ledger            {config.database}",
             f"  mailboxes         {config.resolve(config.settings.mailbox.root)}",
             f"  France's results  {results}",

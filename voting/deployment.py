@@ -6,6 +6,7 @@ and make one change each; the command line only parses and prints.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 from voting.config import (
@@ -34,19 +36,24 @@ from voting.electorate import (
 )
 from voting.errors import KeyMaterialError, UsageError
 from voting.files import add_lines, read_bounded, write_file_atomically
-from voting.model import Electorate
+from voting.model import CODE_PATTERN, Electorate
 from voting.pki import (
     CA_CERTIFICATE,
     SecretariatKeys,
+    certify_key,
     check_csr_proves,
-    same_key,
     fingerprint,
     is_ca,
     issue_signing_certificate,
+    key_sha256,
+    load_pem_certificate,
     mailboxes,
     pkcs12_bytes,
     read_certificate,
     read_csr,
+    same_key,
+    signing_key,
+    write_certificate,
 )
 from voting.smime import Trust, TrustedCertificate, verify_message
 
@@ -172,11 +179,87 @@ class IssuedCredential:
     code: str
     sha256: str
     pkcs12_path: Path
+    """The one copy of the PKCS#12, outside the keys directory, to be handed over and then deleted here."""
     password: str
-    """The PKCS#12 transport password, shown once and kept in a 0600 file beside it."""
+    """The PKCS#12 transport password, shown once and written nowhere."""
     retired: tuple[str, ...] = ()
     """Fingerprints of the delegation's earlier certificates, revoked from the moment of this issue."""
     retired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    code: str
+    sha256: str
+    key_sha256: str
+    """The request's key, for the secretariat to compare with what the delegation reads it by another channel."""
+    addresses: tuple[str, ...]
+    certificate_path: Path
+    """The certificate followed by the secretariat CA, to send back to the delegation."""
+    retired: tuple[str, ...] = ()
+    retired_at: datetime | None = None
+
+
+HANDOVER_DIRECTORY = "handover"
+"""Where `keys issue` and `keys sign` write what goes to a delegation, unless told otherwise: outside `keys/`."""
+
+
+def handover_path(config: Config, out: Path | None, code: str, pin: str, suffix: str) -> Path:
+    """`out` itself when it names a `suffix` file, else a file named by the certificate in `out` (or handover/).
+
+    Never under the keys directory: nothing there may hold what lets a delegation sign.
+    """
+    if out is not None and out.suffix == suffix:
+        path = out
+    else:
+        path = (out or config.root / HANDOVER_DIRECTORY) / f"{code}-{pin[:12]}{suffix}"
+    if path.resolve().is_relative_to(config.keys_dir.resolve()):
+        raise UsageError(
+            f"{path} is in the secretariat's keys directory {config.keys_dir}; write what is handed over elsewhere"
+        )
+    if path.exists():
+        raise UsageError(f"{path} exists already; refusing to replace it")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{path.parent}: cannot create the folder: {error.strerror or error}") from None
+    return path
+
+
+@dataclass(frozen=True)
+class _Registration:
+    electorate: Electorate
+    name: str
+    retired: tuple[str, ...]
+    retired_at: datetime | None
+
+
+def _prepare_registration(
+    config: Config, code: str, *, emails: Sequence[str], name: str | None, permanent: bool, keep_old: bool,
+    now: datetime | None,
+) -> _Registration:
+    """The electorate with the delegation registered, or given `emails`, and its certificates retired from now.
+
+    Unless `keep_old`: once a new certificate is issued, a key that was lost
+    or mishandled can no longer vote (ballots it signed before stay valid).
+    """
+    refuse_secretariat_address(config, emails)
+    electorate = load_electorate(config.electorate_file)
+    existing = electorate.get(code)
+    retired_at = (now or datetime.now(UTC)).replace(microsecond=0)
+    retired = () if keep_old or existing is None else tuple(
+        c.sha256 for c in existing.certificates if not c.revoked
+    )
+    if retired:
+        electorate = revoke(electorate, code, retired_at)
+    for email in emails:
+        electorate = add_delegation(
+            electorate, code, name or (existing.name if existing else code), email=email,
+            permanent=permanent or bool(existing and existing.permanent),
+        )
+    delegation = electorate.get(code)
+    assert delegation is not None
+    return _Registration(electorate, delegation.name, retired, retired_at if retired else None)
 
 
 def issue_delegation_key(
@@ -189,52 +272,124 @@ def issue_delegation_key(
     legacy: bool = False,
     key_type: str = "rsa",
     keep_old: bool = False,
+    out: Path | None = None,
     now: datetime | None = None,
 ) -> IssuedCredential:
-    """Register (or extend) a delegation and issue it a certificate.
+    """Register (or extend) a delegation, make it a key and certificate, and write the one PKCS#12 to hand over.
 
-    A new certificate replaces the delegation's earlier ones: they are revoked
-    from now (ballots they signed before stay valid), so a key that was lost
-    or handed over can no longer vote. `keep_old` keeps them, for a second
-    mail client of the same delegation.
+    The PKCS#12 goes to `out` (default handover/), never to the keys
+    directory, and its password is returned, not written: once the file is
+    handed over, nothing the secretariat keeps can sign as the delegation. The
+    certificate is registered as one whose key the secretariat held. `keep_old`
+    keeps earlier certificates valid, for a second mail client.
     """
-    refuse_secretariat_address(config, [email])
-    electorate = load_electorate(config.electorate_file)
-    existing = electorate.get(code)
-    retired_at = (now or datetime.now(UTC)).replace(microsecond=0)
-    retired = () if keep_old or existing is None else tuple(
-        c.sha256 for c in existing.certificates if not c.revoked
-    )
-    if retired:
-        electorate = revoke(electorate, code, retired_at)
-    electorate = add_delegation(
-        electorate, code, name or (existing.name if existing else code), email=email,
-        permanent=permanent or bool(existing and existing.permanent),
-    )
-    delegation = electorate.get(code)
-    assert delegation is not None
+    registration = _prepare_registration(config, code, emails=[email], name=name, permanent=permanent,
+                                         keep_old=keep_old, now=now)
     keys = SecretariatKeys.load(config.keys_dir, config.key_password())
+    label = f"{registration.name} ({code})"
     identity = issue_signing_certificate(
-        keys.ca, common_name=f"{delegation.name} ({code})", emails=[email],
-        organization=delegation.name, key_type=key_type,  # type: ignore[arg-type]
+        keys.ca, common_name=label, emails=[email], organization=registration.name,
+        key_type=key_type,  # type: ignore[arg-type]
     )
-    electorate = register_certificate(electorate, code, identity.certificate, issued_by_secretariat=True)
+    electorate = register_certificate(registration.electorate, code, identity.certificate, issued_by_secretariat=True,
+                                      secretariat_held_key=True)
     password = secrets.token_urlsafe(12)
-    folder = config.keys_dir / "delegations"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     pin = fingerprint(identity.certificate)
-    p12 = pkcs12_path(config, code, pin)
-    write_file_atomically(
-        p12, pkcs12_bytes(identity, password.encode(), friendly_name=f"{delegation.name} ({code})", legacy=legacy),
-        mode=0o600,
-    )
-    write_file_atomically(p12.with_name(p12.name + ".password"), password.encode() + b"\n", mode=0o600)
+    p12 = handover_path(config, out, code, pin, ".p12")
+    write_file_atomically(p12, pkcs12_bytes(identity, password.encode(), friendly_name=label, legacy=legacy),
+                          mode=0o600)
     save_electorate(config.electorate_file, electorate)
-    return IssuedCredential(code, pin, p12, password, retired, retired_at if retired else None)
+    return IssuedCredential(code, pin, p12, password, registration.retired, registration.retired_at)
 
 
-def pkcs12_path(config: Config, code: str, pin: str) -> Path:
-    """Where an issued PKCS#12 is kept: named by its certificate, so a new issue never replaces an earlier one."""
+def sign_delegation_request(
+    config: Config,
+    request: Path,
+    *,
+    code: str | None,
+    confirmed: Sequence[str] = (),
+    name: str | None = None,
+    permanent: bool = False,
+    keep_old: bool = False,
+    out: Path | None = None,
+    now: datetime | None = None,
+) -> SignedRequest:
+    """Certify the key of a request the delegation made on its own machine: the secretariat never holds that key.
+
+    The request's signature proves its maker holds the key. It must name the
+    delegation (`code`, or its common name) and mailboxes the delegation has
+    registered or the secretariat `confirmed`; a key already registered to
+    another delegation is refused. The certificate is registered as one whose
+    key the secretariat never held, and written with the CA to hand back.
+    """
+    csr = read_csr(request)
+    public_key = signing_key(csr, str(request))
+    code = _requested_code(csr, code, request)
+    addresses = mailboxes(csr)
+    if not addresses:
+        raise UsageError(f"{request}: the request names no email address, so no ballot could match its certificate")
+    electorate = load_electorate(config.electorate_file)
+    _check_requested_addresses(electorate, code, addresses, confirmed, request)
+    _refuse_another_delegations_key(electorate, code, csr, request)
+    registration = _prepare_registration(config, code, emails=addresses, name=name, permanent=permanent,
+                                         keep_old=keep_old, now=now)
+    keys = SecretariatKeys.load(config.keys_dir, config.key_password())
+    certificate = certify_key(keys.ca, public_key, common_name=f"{registration.name} ({code})", emails=addresses,
+                              organization=registration.name)
+    electorate = register_certificate(registration.electorate, code, certificate, issued_by_secretariat=True,
+                                      secretariat_held_key=False)
+    pin = fingerprint(certificate)
+    path = handover_path(config, out, code, pin, ".pem")
+    write_certificate(path, certificate, keys.ca.certificate)
+    save_electorate(config.electorate_file, electorate)
+    return SignedRequest(code, pin, key_sha256(csr), addresses, path, registration.retired, registration.retired_at)
+
+
+def _requested_code(csr: x509.CertificateSigningRequest, code: str | None, request: Path) -> str:
+    """The delegation a request is for: `code`, which a request naming a delegation code must agree with."""
+    names = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    named = next((n for n in names if re.fullmatch(CODE_PATTERN, n)), None)
+    if code is None and named is None:
+        raise UsageError(f"{request}: the request names no delegation code; give --code CODE")
+    if code is not None and named is not None and named != code:
+        raise UsageError(f"{request}: the request is for {named}, not {code}")
+    return code or str(named)
+
+
+def _check_requested_addresses(
+    electorate: Electorate, code: str, addresses: Sequence[str], confirmed: Sequence[str], request: Path
+) -> None:
+    """Each mailbox of the request is one the delegation has, or one the secretariat names on the command line.
+
+    A request travels by mail: whoever swaps it must not get ballots and
+    results sent to an address of their choosing without the secretariat
+    saying so.
+    """
+    delegation = electorate.get(code)
+    known = {*(delegation.addresses if delegation else ()), *(a.lower() for a in confirmed)}
+    unknown = [a for a in addresses if a not in known]
+    if unknown:
+        raise UsageError(
+            f"{request}: asks for {', '.join(unknown)}, not an address of {code}; if that is where {code} writes from, "
+            f"sign with --email {unknown[0]}"
+        )
+
+
+def _refuse_another_delegations_key(
+    electorate: Electorate, code: str, csr: x509.CertificateSigningRequest, request: Path
+) -> None:
+    """A key votes for one delegation: a request for a key registered to another, even revoked, is refused."""
+    for delegation in electorate.delegation:
+        for registered in delegation.certificates:
+            if delegation.code != code and same_key(csr, load_pem_certificate(registered.pem)):
+                raise UsageError(
+                    f"{request}: its key is already registered to {delegation.code} (certificate "
+                    f"{registered.sha256[:16]}…); a key signs for one delegation, so this request cannot be {code}'s"
+                )
+
+
+def kept_pkcs12_path(config: Config, code: str, pin: str) -> Path:
+    """Where earlier versions of `keys issue` kept a delegation's PKCS#12, which `keys list` points out."""
     return config.keys_dir / "delegations" / f"{code}-{pin[:12]}.p12"
 
 
@@ -293,7 +448,8 @@ def import_delegation_certificate(config: Config, code: str, certificate_path: P
     if proof is None:
         raise UsageError(f"registering a certificate needs proof that {code} holds its private key: {HOW_TO_PROVE}")
     check_possession(certificate, proof)
-    electorate = register_certificate(electorate, code, certificate, issued_by_secretariat=False)
+    electorate = register_certificate(electorate, code, certificate, issued_by_secretariat=False,
+                                      secretariat_held_key=False)
     save_electorate(config.electorate_file, electorate)
     return fingerprint(certificate)
 

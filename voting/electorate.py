@@ -160,6 +160,7 @@ def _certificate_table(registered: RegisteredCertificate) -> str:
         _line("sha256", registered.sha256),
         _pem_line(registered.pem),
         _line("issued_by_secretariat", registered.issued_by_secretariat),
+        _line("secretariat_held_key", registered.secretariat_held_key),
         _line("revoked", registered.revoked),
     ]
     if registered.revoked_at is not None:
@@ -233,7 +234,8 @@ def add_delegation(electorate: Electorate, code: str, name: str, *, email: str, 
 
 
 def register_certificate(
-    electorate: Electorate, code: str, certificate: x509.Certificate, *, issued_by_secretariat: bool
+    electorate: Electorate, code: str, certificate: x509.Certificate, *, issued_by_secretariat: bool,
+    secretariat_held_key: bool,
 ) -> Electorate:
     """The certificate pinned to the delegation, and its mailboxes added to the delegation's addresses.
 
@@ -262,7 +264,8 @@ def register_certificate(
             f"certificate {certificate.subject.rfc4514_string()} names no email address, so no ballot could match it"
         )
     registered = RegisteredCertificate(
-        sha256=pin, pem=certificate_pem(certificate), issued_by_secretariat=issued_by_secretariat
+        sha256=pin, pem=certificate_pem(certificate), issued_by_secretariat=issued_by_secretariat,
+        secretariat_held_key=secretariat_held_key,
     )
     try:
         updated = Delegation.model_validate(

@@ -36,8 +36,21 @@ class RegisteredCertificate(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     pem: str
     issued_by_secretariat: bool = False
+    secretariat_held_key: bool = Field(
+        description="Whether the secretariat ever held the certificate's private key: it generated the key "
+        "(`keys issue`), so whoever held its keys could have signed as the delegation. False when the delegation "
+        "made the key and proved holding it (`keys sign`, `keys import`); each delegation can check its own"
+    )
     revoked: bool = False
     revoked_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _custody_of_earlier_files(cls, data: object) -> object:
+        """Files written before custody was recorded: every certificate the secretariat issued, it made the key of."""
+        if isinstance(data, dict) and "secretariat_held_key" not in data:
+            return {**data, "secretariat_held_key": bool(data.get("issued_by_secretariat", False))}
+        return data
 
 
 class Delegation(BaseModel):

@@ -8,6 +8,7 @@ certificates.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import secrets
 import warnings
@@ -35,6 +36,12 @@ from voting.files import read_bounded, write_file_atomically
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 """The key types the product signs with (docs/design.md §2.2: RSA ≥ 2048 and ECDSA)."""
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+MIN_RSA_BITS = 2048
+SIGNING_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+"""The keys a delegation's request may carry: those whose signatures the service accepts."""
 
 MAX_FILE_BYTES = 1 << 20
 """Largest key, certificate or PKCS#12 file read: real ones are a few kilobytes."""
@@ -68,8 +75,8 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def mailboxes(certificate: x509.Certificate) -> tuple[str, ...]:
-    """The certificate's email addresses, lowercased.
+def mailboxes(certificate: x509.Certificate | x509.CertificateSigningRequest) -> tuple[str, ...]:
+    """The certificate's (or a request's) email addresses, lowercased.
 
     The subjectAltName rfc822Names when the extension is present; otherwise,
     for older certificates (the Thunderbird test set among them), the
@@ -190,21 +197,44 @@ def issue_signing_certificate(
     the SECRETARIAT_SIGNING usage, for the secretariat's signer only. `key`
     certifies an existing key instead of making one.
     """
+    if key is None:
+        key = rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    certificate = certify_key(
+        ca, key.public_key(), common_name=common_name, emails=emails, organization=organization, days=days,
+        not_before=not_before, encryption=encryption, secretariat_role=secretariat_role,
+    )
+    return Identity(key=key, certificate=certificate, chain=(ca.certificate, *ca.chain))
+
+
+def certify_key(
+    ca: Identity,
+    public_key: PublicKey,
+    *,
+    common_name: str,
+    emails: Sequence[str],
+    organization: str | None = None,
+    days: int = 825,
+    not_before: dt.datetime | None = None,
+    encryption: bool = False,
+    secretariat_role: bool = False,
+) -> x509.Certificate:
+    """An S/MIME signing certificate for a key the CA never sees: the one a delegation's request carries.
+
+    `secretariat_role` adds the SECRETARIAT_SIGNING usage, for the secretariat's signer only.
+    """
     if not emails:
         raise UsageError("a signing certificate needs at least one email address")
     addresses = [_check_mailbox(address) for address in emails]
     if not is_ca(ca.certificate):
         raise KeyMaterialError(f"{ca.certificate.subject.rfc4514_string()} is not a CA certificate")
-    if key is None:
-        key = rsa.generate_private_key(65537, 2048) if key_type == "rsa" else ec.generate_private_key(ec.SECP256R1())
-    rsa_key = isinstance(key, rsa.RSAPrivateKey)
     usages = [ExtendedKeyUsageOID.EMAIL_PROTECTION, *([SECRETARIAT_SIGNING] if secretariat_role else [])]
     start, end = _validity(not_before, days)
-    certificate = (
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    return (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organization))
         .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(_serial())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -213,18 +243,17 @@ def issue_signing_certificate(
             _key_usage(
                 digital_signature=True,
                 non_repudiation=True,
-                key_encipherment=encryption and rsa_key,
-                key_agreement=encryption and not rsa_key,
+                key_encipherment=encryption and is_rsa,
+                key_agreement=encryption and not is_rsa,
             ),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(a) for a in addresses]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
         .sign(ca.key, hashes.SHA384() if isinstance(ca.key, ec.EllipticCurvePrivateKey) else hashes.SHA256())
     )
-    return Identity(key=key, certificate=certificate, chain=(ca.certificate, *ca.chain))
 
 
 def has_secretariat_role(certificate: x509.Certificate) -> bool:
@@ -393,8 +422,10 @@ def load_pem_certificate(text: str | bytes) -> x509.Certificate:
         raise KeyMaterialError("not a PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
 
 
-def write_certificate(path: Path, certificate: x509.Certificate) -> None:
-    _write(path, certificate_pem(certificate).encode("ascii"), mode=0o644, what="certificate")
+def write_certificate(path: Path, certificate: x509.Certificate, *chain: x509.Certificate) -> None:
+    """PEM, the certificate first, then any issuers given, as mail clients and `keys bundle` read a chain."""
+    text = "".join(certificate_pem(c) for c in (certificate, *chain))
+    _write(path, text.encode("ascii"), mode=0o644, what="certificate")
 
 
 def read_certificate(path: Path) -> x509.Certificate:
@@ -404,6 +435,21 @@ def read_certificate(path: Path) -> x509.Certificate:
         return load_pem_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
     except (KeyMaterialError, ValueError):
         raise KeyMaterialError(f"{path}: not a PEM or DER certificate") from None
+
+
+def read_certificate_chain(path: Path) -> tuple[x509.Certificate, ...]:
+    """Every certificate of a PEM file, in order: the certificate, then its issuers."""
+    data = read_bounded(path, MAX_FILE_BYTES, "certificate", KeyMaterialError)
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise KeyMaterialError(f"{path}: not a PEM certificate (expected -----BEGIN CERTIFICATE-----)") from None
+
+
+def identity_of(key: PrivateKey, certificates: Sequence[x509.Certificate], where: str) -> Identity:
+    """The key with the first certificate, which must be the key's, and the rest as its chain."""
+    _check_pair(key, certificates[0], where)
+    return Identity(key=key, certificate=certificates[0], chain=_ordered_chain(certificates[0], certificates[1:]))
 
 
 def same_key(one: x509.Certificate | x509.CertificateSigningRequest, other: x509.Certificate) -> bool:
@@ -428,6 +474,49 @@ def load_csr(data: bytes, where: str) -> x509.CertificateSigningRequest:
 
 def read_csr(path: Path) -> x509.CertificateSigningRequest:
     return load_csr(read_bounded(path, MAX_FILE_BYTES, "certificate signing request", KeyMaterialError), str(path))
+
+
+def key_sha256(holder: x509.Certificate | x509.CertificateSigningRequest) -> str:
+    """SHA-256 of the public key (DER SubjectPublicKeyInfo), lowercase hex.
+
+    The delegation reads it to the secretariat by another channel than the one
+    the request travelled by, so that a request swapped on the way is not signed.
+    """
+    der = holder.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def signing_key(csr: x509.CertificateSigningRequest, where: str) -> PublicKey:
+    """The request's key, if the service accepts its signatures: RSA of 2048 bits or more, or ECDSA on P-256/384/521."""
+    try:
+        key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_BITS:
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, SIGNING_CURVES):
+        return key
+    raise KeyMaterialError(
+        f"{where}: the request's key is not one whose signatures are accepted (RSA of {MIN_RSA_BITS} bits or more, "
+        "or ECDSA on P-256, P-384 or P-521)"
+    )
+
+
+def new_request(code: str, email: str) -> tuple[PrivateKey, x509.CertificateSigningRequest]:
+    """A new RSA-2048 key (every mail client imports it) and a request for it naming the delegation and its mailbox."""
+    address = _check_mailbox(email)
+    key = rsa.generate_private_key(65537, 2048)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(code, None))
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, csr
+
+
+def write_request(path: Path, csr: x509.CertificateSigningRequest) -> None:
+    _write(path, csr.public_bytes(serialization.Encoding.PEM), mode=0o644, what="certificate signing request")
 
 
 def check_csr_proves(csr: x509.CertificateSigningRequest, certificate: x509.Certificate, where: str) -> None:

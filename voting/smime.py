@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from voting.pki import Identity, fingerprint, mailboxes, smime_verifier
+from voting.pki import MIN_RSA_BITS, SIGNING_CURVES, Identity, fingerprint, mailboxes, smime_verifier
 from voting.reasons import Reason
 
 __all__ = [
@@ -60,7 +60,6 @@ MAX_HEADER_BYTES = 256 * 1024
 MAX_CONTENT_TYPE_CHARS = 4096
 MAX_FROM_CHARS = 2048
 MAX_MIME_PARTS = 1000
-MIN_RSA_BITS = 2048
 
 _SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 _OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
@@ -102,7 +101,6 @@ _SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "1.2.840.10045.4.3.3": (_ECDSA, "sha384"),
     "1.2.840.10045.4.3.4": (_ECDSA, "sha512"),
 }
-_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _MICALG = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
 
 
@@ -688,7 +686,7 @@ def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content
             scheme = signer.pss or padding.PKCS1v15()
             key.verify(signer.signature, signer.signed_attributes, scheme, signer.signature_hash())
         elif isinstance(key, ec.EllipticCurvePublicKey) and signer.family == _ECDSA:
-            if not isinstance(key.curve, _CURVES):
+            if not isinstance(key.curve, SIGNING_CURVES):
                 raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
             key.verify(signer.signature, signer.signed_attributes, ec.ECDSA(signer.signature_hash()))
         else:

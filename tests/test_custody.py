@@ -1,0 +1,207 @@
+"""Key custody: a delegation's key made on its own machine, or handed over; nothing in keys/ can sign for it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+from conftest import Deployment, open_vote, voting
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from voting.config import load_config
+from voting.electorate import load_electorate
+from voting.pki import fingerprint, load_pem_certificate, load_pkcs12
+from voting.service import Service
+
+
+def keys(deployment: Deployment, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return voting("--config", str(deployment.config.path), "keys", *args, env=env)
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def one_line_refusal(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def request(desk: Path, code: str, email: str) -> dict[str, object]:
+    """`voting keys request` as the delegate runs it, with no deployment at all."""
+    return as_json(voting("--json", "keys", "request", code, "--email", email, "--out", str(desk), cwd=desk.parent))
+
+
+def test_a_key_made_by_the_delegation_votes_and_the_audit_says_the_secretariat_never_held_it(
+    running: Deployment, tmp_path: Path
+) -> None:
+    desk = tmp_path / "fra-desk"
+    requested = request(desk, "FRA", "fra@delegations.example")
+    assert {p.name for p in desk.iterdir()} == {"FRA.key", "FRA-request.pem"}
+    assert b"ENCRYPTED PRIVATE KEY" in (desk / "FRA.key").read_bytes()
+    old_pin = load_electorate(running.config.electorate_file).get("FRA").certificates[-1].sha256  # type: ignore[union-attr]
+
+    signed = as_json(keys(running, "--json", "sign", str(desk / "FRA-request.pem"), "--out", str(desk / "FRA.pem")))
+    assert signed["key_sha256"] == requested["key_sha256"] and signed["retired"] == [old_pin]
+    assert signed["secretariat_held_key"] is False
+
+    password = {"VOTING_KEY_PASSWORD": str(requested["password"])}
+    bundled = as_json(voting("--json", "keys", "bundle", str(desk / "FRA.pem"), "--key", str(desk / "FRA.key"),
+                             env=password))
+    identity = load_pkcs12(Path(str(bundled["pkcs12"])).read_bytes(), str(requested["password"]).encode())
+    assert bundled["sha256"] == signed["sha256"] and identity.chain[0] == running.identities["FRA"].chain[0]
+
+    listed = as_json(keys(running, "--json", "list"))
+    [fra] = [row for row in listed if row["code"] == "FRA"]  # type: ignore[attr-defined, index]
+    assert [(c["secretariat_held_key"], c["revoked"]) for c in fra["certificates"]] == [(True, True), (False, False)]
+    assert "key made by the delegation" in keys(running, "list").stdout
+
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    (desk / "ballot.eml").write_bytes(running.ballot_of("FRA"))
+    replied = voting("reply", "ballot.eml", "--p12", str(bundled["pkcs12"]), "--vote", "yes", "--out", "reply.eml",
+                     "--secretariat-cert", str(running.config.keys_dir / "secretariat.pem"), cwd=desk,
+                     env={"VOTING_P12_PASSWORD": str(requested["password"])})
+    assert replied.returncode == 0, replied.stderr
+    running.submit((desk / "reply.eml").read_bytes(), running.address("FRA"))
+    service.poll_once()
+    [decision] = service.ledger.decisions(vote_id)
+    assert (decision.code, decision.verdict, decision.choices) == ("FRA", "ballot", {"S/2020/654": "yes"})
+    service.close_now(vote_id)
+
+    bundle = tmp_path / "bundle.zip"
+    assert voting("--config", str(running.config.path), "export", vote_id, "--out", str(bundle)).returncode == 0
+    with zipfile.ZipFile(bundle) as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+    custody = {(d["code"], c["sha256"]): c["secretariat_held_key"]
+               for d in manifest["electorate"]["current"]["delegation"] for c in d["certificates"]}
+    assert custody[("FRA", signed["sha256"])] is False and custody[("FRA", old_pin)] is True
+    assert all(custody[key] for key in custody if key != ("FRA", signed["sha256"]))
+
+    audited = voting("audit", str(bundle), "--secretariat-cert", str(running.config.keys_dir / "secretariat.pem"))
+    assert audited.returncode == 0, audited.stdout
+    lines = {line.split(":", 1)[0]: line for line in audited.stdout.splitlines()}
+    assert "key made by the delegation; the secretariat never held it" in lines[f"ok   certificate FRA {signed['sha256'][:16]}…"]
+    assert "key generated by the secretariat" in lines[f"ok   certificate FRA {old_pin[:16]}…"]
+
+
+def secretariat_keys_only(deployment: Deployment) -> None:
+    """keys/ holds the secretariat's own files, and no private key there belongs to a delegation's certificate."""
+    folder = deployment.config.keys_dir
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*")} == {
+        ".gitignore", "secretariat-ca.key", "secretariat-ca.pem", "secretariat.key", "secretariat.pem"}
+    delegations = [load_pem_certificate(c.pem).public_key()
+                   for d in load_electorate(deployment.config.electorate_file).delegation for c in d.certificates]
+    for path in folder.glob("*.key"):
+        key = serialization.load_pem_private_key(path.read_bytes(), deployment.config.key_password())
+        assert key.public_key() not in delegations, path
+
+
+def test_keys_issue_hands_over_the_one_copy_and_keeps_nothing_that_signs(tmp_path: Path) -> None:
+    assert voting("init", str(tmp_path / "d"), "--electorate", "unsc-2020").returncode == 0
+    deployment = Deployment(load_config(tmp_path / "d" / "config" / "voting.toml"), {})
+    issued = as_json(keys(deployment, "--json", "issue", "FRA", "--email", "fra@delegations.example",
+                          "--out", str(tmp_path / "fra-desk")))
+    default = as_json(keys(deployment, "--json", "issue", "CHN", "--email", "chn@delegations.example"))
+    assert Path(str(default["pkcs12"])).parent == tmp_path / "d" / "handover"
+    assert Path(str(issued["pkcs12"])).parent == tmp_path / "fra-desk"
+    for made in (issued, default):
+        identity = load_pkcs12(Path(str(made["pkcs12"])).read_bytes(), str(made["password"]).encode())
+        assert fingerprint(identity.certificate) == made["sha256"] and made["secretariat_held_key"] is True
+    secretariat_keys_only(deployment)
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "d").rglob("*") if p.is_file())
+    assert str(issued["password"]).encode() not in everything and str(default["password"]).encode() not in everything
+
+    text = keys(deployment, "issue", "GBR", "--email", "gbr@delegations.example", "--out", str(tmp_path / "gbr"))
+    assert "the one copy of its PKCS#12: " in text.stdout and "written nowhere" in text.stdout
+    assert "key held by the secretariat" in keys(deployment, "list").stdout
+
+    into_keys = keys(deployment, "issue", "RUS", "--email", "rus@delegations.example",
+                     "--out", str(tmp_path / "d" / "keys" / "rus.p12"))
+    one_line_refusal(into_keys, "keys directory")
+    existing = tmp_path / "taken.p12"
+    existing.write_bytes(b"someone's file")
+    one_line_refusal(keys(deployment, "issue", "RUS", "--email", "rus@delegations.example", "--out", str(existing)),
+                     "exists already")
+    assert existing.read_bytes() == b"someone's file"
+    secretariat_keys_only(deployment)
+
+
+def corrupt_signature(pem: bytes) -> bytes:
+    """The request with one bit of its signature changed: the rest still parses."""
+    der = bytearray(x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01
+    return x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
+
+
+def test_a_request_that_proves_nothing_or_names_another_delegations_key_is_refused(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    desk = tmp_path / "usa-desk"
+    requested = request(desk, "USA", "usa@delegations.example")
+    before = deployment.config.electorate_file.read_bytes()
+
+    broken = tmp_path / "broken.pem"
+    broken.write_bytes(corrupt_signature((desk / "USA-request.pem").read_bytes()))
+    one_line_refusal(keys(deployment, "sign", str(broken)), "signature does not verify")
+
+    one_line_refusal(keys(deployment, "sign", str(desk / "USA-request.pem"), "--code", "GBR"),
+                     "the request is for USA, not GBR")
+    other_address = tmp_path / "elsewhere"
+    request(other_address, "USA", "usa@elsewhere.example")
+    one_line_refusal(keys(deployment, "sign", str(other_address / "USA-request.pem")),
+                     "usa@elsewhere.example", "--email usa@elsewhere.example")
+
+    weak = tmp_path / "weak.pem"
+    made = subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", str(tmp_path / "w.key"),
+                           "-subj", "/CN=USA", "-addext", "subjectAltName=email:usa@delegations.example",
+                           "-out", str(weak)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    one_line_refusal(keys(deployment, "sign", str(weak)), "RSA of 2048 bits or more")
+    assert deployment.config.electorate_file.read_bytes() == before
+
+    signed = as_json(keys(deployment, "--json", "sign", str(desk / "USA-request.pem")))
+    signed_once = deployment.config.electorate_file.read_bytes()
+    bundle = ("keys", "bundle", "--key", str(desk / "USA.key"), "--out", str(desk / "USA.p12"))
+    one_line_refusal(voting(*bundle, str(signed["certificate"]), env={"VOTING_KEY_PASSWORD": "not it"}),
+                     "wrong password")
+    one_line_refusal(voting(*bundle, str(deployment.config.keys_dir / "secretariat.pem"),
+                            env={"VOTING_KEY_PASSWORD": str(requested["password"])}),
+                     "the private key does not belong to the certificate")
+    assert not (desk / "USA.p12").exists()
+    same_key = tmp_path / "gbr-request.pem"
+    made = subprocess.run(["openssl", "req", "-new", "-key", str(desk / "USA.key"), "-passin",
+                           f"pass:{requested['password']}", "-subj", "/CN=GBR",
+                           "-addext", "subjectAltName=email:gbr@delegations.example", "-out", str(same_key)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    one_line_refusal(keys(deployment, "sign", str(same_key)), "its key is already registered to USA")
+    assert deployment.config.electorate_file.read_bytes() == signed_once
+    assert {p.name for p in (deployment.config.root / "handover").iterdir()} == {
+        f"USA-{load_electorate(deployment.config.electorate_file).get('USA').certificates[-1].sha256[:12]}.pem"}  # type: ignore[union-attr]
+
+
+def test_keys_list_names_certificates_whose_key_the_secretariat_held_in_an_earlier_deployment(
+    deployment: Deployment
+) -> None:
+    """An electorate written before custody was recorded, and a PKCS#12 still kept in keys/ as then."""
+    path = deployment.config.electorate_file
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.startswith("secretariat_held_key")))
+    pin = load_electorate(path).get("FRA").certificates[-1].sha256  # type: ignore[union-attr]
+    kept = deployment.config.keys_dir / "delegations" / f"FRA-{pin[:12]}.p12"
+    kept.parent.mkdir()
+    kept.write_bytes(b"an old PKCS#12")
+    listed = keys(deployment, "list")
+    assert listed.returncode == 0, listed.stderr
+    [fra] = [line for line in listed.stdout.splitlines() if pin[:16] in line]
+    assert "key held by the secretariat" in fra and f"a copy of the key is still in {kept}" in fra
+    rows = as_json(keys(deployment, "--json", "list"))
+    assert all(c["secretariat_held_key"] for row in rows for c in row["certificates"])  # type: ignore[attr-defined]
