@@ -23,7 +23,6 @@ from voting.model import Delegation, Electorate
 from voting.pki import SecretariatKeys
 from voting.verdict import BALLOT, CountedBallot
 
-
 Clock = Callable[[], datetime]
 
 

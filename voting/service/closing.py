@@ -11,22 +11,10 @@ from voting.errors import MailError, UsageError
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
 from voting.mail.compose import text_as_html
 from voting.model import Choice, Outcome
-from voting.record import (
-    RejectedMessage,
-    VoteBoard,
-    build_board,
-    record_body,
-    record_text,
-)
+from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
 from voting.service.base import vote_electorate
 from voting.service.judging import Judging
-from voting.verdict import (
-    BALLOT,
-    STATEMENT,
-    counted_ballots,
-    counted_choices,
-)
-
+from voting.verdict import BALLOT, STATEMENT, counted_ballots, counted_choices
 
 MAILBOX_SETTLING = timedelta(seconds=2)
 """A mail server dates a message a moment before it shows it (a Maildir delivery sets the time, then moves

@@ -10,13 +10,7 @@ from typing import Any
 from voting.errors import ConfigError, MailError
 from voting.ledger import utc_text
 from voting.mail import maildir
-from voting.mail.imap import (
-    ImapError,
-    ImapMailbox,
-    batches,
-    imap_settings,
-    mailbox_label,
-)
+from voting.mail.imap import ImapError, ImapMailbox, batches, imap_settings, mailbox_label
 from voting.service.opening import Opening
 
 
