@@ -162,8 +162,11 @@ def test_the_bundle_holds_what_happened(exported: Exported) -> None:
     assert message(document, second_ner)["supersedes"] == first_ner
     assert document["counted"][DRAFT]["NER"] == {"message": second_ner, "choice": "yes"}
     assert document["outcomes"][DRAFT]["yes"] == 2 and document["outcomes"][DRAFT]["adopted"] is False
-    assert set(contents) == {"manifest.json", "manifest.json.p7s",
+    [draft] = document["drafts"]
+    assert set(contents) == {"manifest.json", "manifest.json.p7s", f"drafts/{draft['sha256']}",
                              *(f"messages/{m['sha256']}.eml" for m in document["messages"])}
+    assert contents[f"drafts/{draft['sha256']}"] == draft["text"].encode()
+    assert (draft["file_name"], draft["media_type"]) == ("S-2020-654.txt", "text/plain")
     for m in document["messages"]:
         assert hashlib.sha256(contents[f"messages/{m['sha256']}.eml"]).hexdigest() == m["sha256"]
 
@@ -177,7 +180,7 @@ def test_the_signature_checks_against_the_given_secretariat_certificate(exported
 
 def test_the_manifest_signature_verifies_with_openssl(exported: Exported, tmp_path: Path) -> None:
     for name, data in members(exported.bundle).items():
-        if not name.startswith("messages/"):
+        if "/" not in name:
             (tmp_path / name).write_bytes(data)
     (tmp_path / "ca.pem").write_text(certificate_pem(exported.keys.ca.certificate))
     result = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",

@@ -279,8 +279,12 @@ def test_mail_is_threaded_and_has_text_and_html(running: Deployment, tmp_path: P
         assert raw.count(b"\nMIME-Version:") + raw.startswith(b"MIME-Version:") == 1
     for message in (ballot, receipt):
         assert message.get_content_type() == "multipart/signed"
-        signed = message.get_payload()[0]
-        assert [part.get_content_type() for part in signed.iter_parts()] == ["text/plain", "text/html"]
+    receipt_parts = receipt.get_payload()[0]
+    assert [part.get_content_type() for part in receipt_parts.iter_parts()] == ["text/plain", "text/html"]
+    ballot_body, draft = ballot.get_payload()[0].iter_parts()
+    assert [part.get_content_type() for part in ballot_body.iter_parts()] == ["text/plain", "text/html"]
+    assert (draft.get_filename(), draft.get_content_type()) == ("S-2020-654.txt", "text/plain")
+    assert draft.get_content_disposition() == "attachment"
 
 
 def test_an_automatic_message_is_recorded_but_never_answered(running: Deployment, tmp_path: Path) -> None:

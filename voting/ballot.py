@@ -146,6 +146,8 @@ class Ballot:
     first_ballot_final: bool = False
     zones: tuple[str | None, ...] = ()
     """Time zones where the delegation and the secretariat are: the deadline is also given in each."""
+    appendix: tuple[str, ...] = ()
+    """The drafts in full (`drafts.draft_lines`), after the instructions: what is voted on."""
 
 
 def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
@@ -193,12 +195,17 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
     return block, guide
 
 
+_DRAFTS_HEADING = "The drafts voted on, in full (each file is also attached as it was circulated):"
+
+
 def render_ballot_text(ballot: Ballot) -> str:
     """The text/plain part of a ballot email."""
     block, guide = _ballot_parts(ballot)
     lines = [_one_line(ballot.title), "", *block]
     if guide:
         lines += ["", *guide]
+    if ballot.appendix:
+        lines += ["", _DRAFTS_HEADING, *ballot.appendix]
     return "\n".join(lines) + "\n"
 
 
@@ -215,8 +222,12 @@ def render_ballot_html(ballot: Ballot) -> str:
     deadline, *rest = guide or [""]
     paragraphs = (f"<p><strong>{html.escape(deadline)}</strong></p>\n" if deadline else "") + "".join(
         f"<p>{html.escape(line)}</p>\n" for line in rest)
+    wrapped = "white-space:pre-wrap;overflow-wrap:anywhere"
+    appendix = (f"<h2 style=\"font-size:1.1em\">{html.escape(_DRAFTS_HEADING)}</h2>\n"
+                f"<pre style=\"{wrapped}\">{html.escape(chr(10).join(ballot.appendix).strip(chr(10)))}</pre>\n"
+                if ballot.appendix else "")
     return (f"<h1 style=\"font-size:1.3em\">{heading}</h1>\n"
-            f"<pre style=\"white-space:pre-wrap;overflow-wrap:anywhere\">{body}</pre>\n{paragraphs}")
+            f"<pre style=\"{wrapped}\">{body}</pre>\n{paragraphs}{appendix}")
 
 
 # --- reading a reply ------------------------------------------------------------------------------

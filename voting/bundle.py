@@ -21,6 +21,7 @@ from voting.manifest import (
     MANIFEST_MEMBER,
     SIGNATURE_MEMBER,
     decrypted_member,
+    draft_member,
     manifest_bytes,
     message_member,
 )
@@ -49,16 +50,18 @@ class PublishedBundle:
 
 
 def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: datetime,
-         decrypted: Mapping[str, bytes] | None = None) -> bytes:
+         decrypted: Mapping[str, bytes] | None = None, drafts: Mapping[str, bytes] | None = None) -> bytes:
     """The zip, with members in a fixed order and one timestamp, so equal inputs give equal bytes.
 
-    `decrypted` maps an encrypted message's SHA-256 to its decrypted entity.
+    `decrypted` maps an encrypted message's SHA-256 to its decrypted entity;
+    `drafts` a draft file's SHA-256 to its bytes.
     """
     stamp = at.astimezone(UTC).timetuple()[:6]
     opened = decrypted or {}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         members = [(MANIFEST_MEMBER, manifest), (SIGNATURE_MEMBER, signature)]
+        members += [(draft_member(sha), content) for sha, content in sorted((drafts or {}).items())]
         for sha in sorted(messages):
             members.append((message_member(sha), messages[sha]))
             if sha in opened:
@@ -80,9 +83,10 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     unbound = ledger.decisions(None)
     events = ledger.events(vote_id)
     keys = service.keys
+    drafts = ledger.drafts(vote_id)
     manifest = build_manifest(
         vote=vote,
-        drafts=ledger.drafts(vote_id),
+        drafts=drafts,
         bound=bound,
         unbound=unbound,
         tokens=ledger.ballot_tokens(vote_id),
@@ -98,7 +102,8 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     manifest = with_decrypted(manifest, opened)
     document = manifest_bytes(manifest)
     signature = sign_detached_der(document, keys.signer.key, keys.signer.certificate, keys.signer.chain)
-    data = pack(document, signature, raws, manifest.exported_at, {sha: d.entity for sha, d in opened.items()})
+    data = pack(document, signature, raws, manifest.exported_at, {sha: d.entity for sha, d in opened.items()},
+                {d.sha256: d.content for d in drafts})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_file_atomically(out, data, mode=0o644)

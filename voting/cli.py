@@ -284,12 +284,25 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 def cmd_open(args: argparse.Namespace) -> int:
     from voting.service import DraftFile
 
-    drafts = []
+    files: list[tuple[str, Path]] = []
     for item in args.draft:
         symbol, separator, path = item.partition("=")
         if not separator or not symbol or not path:
             raise UsageError(f"--draft {item!r}: write SYMBOL=FILE, e.g. S/2020/654=draft.txt")
-        drafts.append(DraftFile(symbol.strip(), Path(path)))
+        files.append((symbol.strip(), Path(path)))
+    symbols = [symbol for symbol, _ in files]
+    draft_titles: dict[str, str] = {}
+    vote_titles: list[str] = []
+    for item in args.title:
+        symbol, separator, title = item.partition("=")
+        if separator and symbol.strip() in symbols:
+            draft_titles[symbol.strip()] = title
+        else:
+            vote_titles.append(item)
+    if len(vote_titles) > 1:
+        raise UsageError(f"--title is given twice for the vote ({' / '.join(vote_titles)}); a draft's title is"
+                         " written --title SYMBOL=TITLE")
+    drafts = [DraftFile(symbol, path, draft_titles.get(symbol)) for symbol, path in files]
     parties: dict[str, list[str]] = {}
     for item in args.party:
         symbol, separator, code = item.partition("=")
@@ -298,7 +311,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         parties.setdefault(symbol, []).append(code)
     service = service_of(args)
     vote_id = service.open_vote(
-        drafts, rule=args.rule, closes_at=args.closes, title=args.title or ", ".join(d.symbol for d in drafts),
+        drafts, rule=args.rule, closes_at=args.closes, title=next(iter(vote_titles), ", ".join(symbols)),
         first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
         vote_id=args.id,
     )
@@ -700,10 +713,12 @@ def build_parser() -> argparse.ArgumentParser:
             "certify the secretariat's signing key anew, with the secretariat's signing role", key_commands)
 
     p = command("open", cmd_open, "open a vote and send the ballots")
-    p.add_argument("--draft", action="append", required=True, metavar="SYMBOL=FILE", help="a draft and its text file")
+    p.add_argument("--draft", action="append", required=True, metavar="SYMBOL=FILE",
+                   help="a draft and its file as circulated (text, PDF, Word...): attached to every ballot")
     p.add_argument("--rule", required=True, help="unsc-substantive, unsc-procedural, simple-majority, two-thirds, unanimity, silence")
     p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN", help="deadline: ISO 8601 with a zone (2020-07-08T12:00:00Z), or from now (+24h, +90m, +3d)")
-    p.add_argument("--title", help="title of the vote")
+    p.add_argument("--title", action="append", default=[], metavar="TITLE or SYMBOL=TITLE",
+                   help="the vote's title; or a draft's (default: the first line of a text file)")
     p.add_argument("--id", help="vote id (default: PREFIX-YEAR-NNNN)")
     p.add_argument("--quorum", type=int, help="members present and voting required (majority rules)")
     p.add_argument("--party", action="append", default=[], metavar="SYMBOL=CODE",

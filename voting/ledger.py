@@ -23,7 +23,7 @@ from typing import Any
 from voting.errors import ConfigError, LedgerError, UsageError
 from voting.smime import signed_sha256_of
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
 attributes instead, which recognise a copy whatever the encoding of its signature."""
 GENESIS = "0" * 64
@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS drafts (
     text TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     parties_json TEXT NOT NULL DEFAULT '[]',
+    file_name TEXT NOT NULL DEFAULT '',
+    media_type TEXT NOT NULL DEFAULT 'text/plain',
+    content BLOB,
     PRIMARY KEY (vote_id, symbol)
 );
 CREATE TABLE IF NOT EXISTS ballots (
@@ -196,8 +199,13 @@ class DraftRecord:
     symbol: str
     title: str
     text: str
+    """The draft's text, when the file is UTF-8 text; "" for a PDF, a Word document or any other file."""
     sha256: str
+    """SHA-256 of `content`: the file exactly as the secretariat was given it."""
     parties_to_dispute: tuple[str, ...]
+    file_name: str
+    media_type: str
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -454,8 +462,8 @@ class Ledger:
         )
         for position, draft in enumerate(drafts):
             self.db.execute(
-                "INSERT INTO drafts (vote_id, position, symbol, title, text, sha256, parties_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO drafts (vote_id, position, symbol, title, text, sha256, parties_json, file_name,"
+                " media_type, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     vote_id,
                     position,
@@ -464,6 +472,9 @@ class Ledger:
                     draft.text,
                     draft.sha256,
                     json.dumps(list(draft.parties_to_dispute)),
+                    draft.file_name,
+                    draft.media_type,
+                    draft.content,
                 ),
             )
 
@@ -500,7 +511,9 @@ class Ledger:
     def drafts(self, vote_id: str) -> list[DraftRecord]:
         rows = self.db.execute("SELECT * FROM drafts WHERE vote_id = ? ORDER BY position", (vote_id,)).fetchall()
         return [
-            DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])))
+            DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])),
+                        r["file_name"], r["media_type"],
+                        bytes(r["content"]) if r["content"] is not None else r["text"].encode("utf-8"))
             for r in rows
         ]
 
@@ -655,7 +668,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
     message; for a ballot encrypted to the secretariat it stays NULL, and the
     service reads it with the secretariat's key when it needs it. The hash of
     the signature value that schema 2 kept recognises no copy re-encoded, so
-    it goes.
+    it goes. A draft recorded before draft files were kept has its text as
+    its file, which is what its SHA-256 was taken of.
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -664,6 +678,11 @@ def _migrate(connection: sqlite3.Connection) -> None:
             connection.execute("ALTER TABLE decisions ADD COLUMN signed_sha256 TEXT")
         if "signature_sha256" in columns:
             connection.execute("ALTER TABLE decisions DROP COLUMN signature_sha256")
+        draft_columns = {row["name"] for row in connection.execute("PRAGMA table_info(drafts)")}
+        for column, definition in (("file_name", "TEXT NOT NULL DEFAULT ''"),
+                                   ("media_type", "TEXT NOT NULL DEFAULT 'text/plain'"), ("content", "BLOB")):
+            if column not in draft_columns:
+                connection.execute(f"ALTER TABLE drafts ADD COLUMN {column} {definition}")
         ballots = connection.execute(
             "SELECT d.message, m.raw FROM decisions d JOIN messages m ON m.id = d.message"
             " WHERE d.verdict = 'ballot' AND d.signed_sha256 IS NULL"

@@ -21,6 +21,7 @@ FORMAT: Final = "voting-audit-bundle/1"
 MANIFEST_MEMBER = "manifest.json"
 SIGNATURE_MEMBER = "manifest.json.p7s"
 MESSAGES_DIRECTORY = "messages/"
+DRAFTS_DIRECTORY = "drafts/"
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """A SHA-256 digest in lowercase hex."""
@@ -29,6 +30,11 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 def message_member(sha256: str) -> str:
     """Zip member holding a message's raw bytes: named by their SHA-256."""
     return f"{MESSAGES_DIRECTORY}{sha256}.eml"
+
+
+def draft_member(sha256: str) -> str:
+    """Zip member holding a draft's file exactly as circulated: named by its SHA-256."""
+    return f"{DRAFTS_DIRECTORY}{sha256}"
 
 
 def decrypted_member(sha256: str) -> str:
@@ -57,9 +63,12 @@ class VoteInfo(_Strict):
 class DraftEntry(_Strict):
     symbol: str
     title: str
-    text: str = Field(description="The draft's text; its UTF-8 encoding hashes to sha256")
-    sha256: Sha256
+    text: str = Field(description="The draft's text when its file is UTF-8 text (then exactly the file decoded), "
+                      "else empty")
+    sha256: Sha256 = Field(description="SHA-256 of the draft's file, held in the member drafts/<sha256>")
     parties: list[str] = Field(description="Parties to a dispute, who must abstain on this draft")
+    file_name: str = Field(description="The file's name as circulated, attached to every ballot")
+    media_type: str = Field(description="The file's media type: text/plain, application/pdf, ...")
 
 
 class ElectorateInfo(_Strict):

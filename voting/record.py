@@ -51,6 +51,8 @@ class VoteBoard:
     rejected: tuple[RejectedMessage, ...] = ()
     timezone: str | None = None
     """The secretariat's time zone: its local time is shown beside UTC."""
+    documents: tuple[tuple[str, str, str], ...] = ()
+    """(symbol, title, SHA-256 of the file) per draft: what was voted on, as the ballots carried it."""
 
     def when(self, moment: datetime | None) -> str:
         return readable_time(moment, [self.timezone]) if moment else "-"
@@ -70,6 +72,7 @@ def build_board(
     outcomes: Mapping[str, Outcome] | None,
     rejected: Sequence[RejectedMessage] = (),
     timezone: str | None = None,
+    documents: Sequence[tuple[str, str, str]] = (),
 ) -> VoteBoard:
     rows = tuple(
         BoardRow(
@@ -81,7 +84,8 @@ def build_board(
         )
         for d in electorate.delegation
     )
-    return VoteBoard(vote_id, title, rule, closes_at, tuple(drafts), rows, outcomes, tuple(rejected), timezone)
+    return VoteBoard(vote_id, title, rule, closes_at, tuple(drafts), rows, outcomes, tuple(rejected), timezone,
+                     tuple(documents))
 
 
 def outcome_line(symbol: str, outcome: Outcome) -> str:
@@ -105,6 +109,8 @@ def board_text(board: VoteBoard) -> str:
         f"{board.title} [{board.vote_id}]",
         f"Rule: {_rule_in_words(board.rule)}",
         f"Closes: {board.when(board.closes_at)}",
+        *(["", "Drafts voted on:"] if board.documents else []),
+        *(line for symbol, title, sha256 in board.documents for line in (f"  {symbol}: {title}", f"    SHA-256 {sha256}")),
         "",
         header,
         "-" * len(header),
@@ -195,10 +201,13 @@ def board_html(board: VoteBoard) -> str:
         for r in board.rows
     )
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
+    documents = ("<p>Drafts voted on:</p><ul>" + "".join(
+        f"<li><b>{e(symbol)}</b>: {e(title)}<br><small>SHA-256 <code style=\"word-break:break-all\">{e(sha256)}"
+        "</code></small></li>" for symbol, title, sha256 in board.documents) + "</ul>") if board.documents else ""
     return (
         f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
         f"<p>Rule: {e(_rule_in_words(board.rule))}<br>Closes: {e(board.when(board.closes_at))}</p>"
-        f"{outcomes}"
+        f"{documents}{outcomes}"
         "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse;width:100%\">"
         f"<tr><th style=\"text-align:left;{pad}\">Delegation <small style=\"font-weight:normal\">(last ballot)</small>"
         f"</th>{head}</tr>"

@@ -74,7 +74,7 @@ def audit_bundle(
         parameter_check(manifest),
         snapshot_check,
         token_check(manifest),
-        *draft_checks(manifest),
+        *draft_checks(contents, manifest),
         *certificate_checks(manifest, snapshot),
         *message_hash_checks(contents, manifest),
         *decrypted_checks(contents, manifest),

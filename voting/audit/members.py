@@ -11,7 +11,7 @@ from voting.audit.chain import first_event
 from voting.audit.checks import Check, short
 from voting.audit.reading import Contents, first_problem
 from voting.errors import KeyMaterialError
-from voting.manifest import Manifest, decrypted_member, message_member
+from voting.manifest import Manifest, decrypted_member, draft_member, message_member
 from voting.model import Electorate, RegisteredCertificate
 from voting.pki import fingerprint, load_pem_certificate
 from voting.smime import ContentKey, decrypt_message
@@ -30,20 +30,32 @@ def member_check(contents: Contents, manifest: Manifest) -> Check:
                  for sha in contents.decrypted if sha not in opened]
     problems += [f"{decrypted_member(sha)} is listed in the manifest but missing from the bundle"
                  for sha in opened if sha not in contents.decrypted]
+    drafted = {d.sha256 for d in manifest.drafts}
+    problems += [f"{draft_member(sha)} is in the bundle but no draft of the manifest has that SHA-256"
+                 for sha in contents.drafts if sha not in drafted]
     if problems:
         return Check("bundle members", False, "; ".join(problems))
     decrypted = f" ({len(opened)} decrypted)" if opened else ""
-    return Check("bundle members", True, f"manifest, signature and {len(listed)} messages{decrypted}, nothing else")
+    return Check("bundle members", True, f"manifest, signature, {len(drafted)} draft files and {len(listed)} messages"
+                                         f"{decrypted}, nothing else")
 
 
-def draft_checks(manifest: Manifest) -> list[Check]:
+def draft_checks(contents: Contents, manifest: Manifest) -> list[Check]:
+    """Each draft's file is in the bundle and hashes to its SHA-256; the text stated is that file's text."""
     checks = []
     for draft in manifest.drafts:
-        actual = hashlib.sha256(draft.text.encode("utf-8")).hexdigest()
-        if actual == draft.sha256:
-            checks.append(Check(f"draft {draft.symbol}", True, f"text matches SHA-256 {short(actual)}…"))
+        name = f"draft {draft.symbol}"
+        content = contents.drafts.get(draft.sha256)
+        if content is None:
+            checks.append(Check(name, False, f"its file {draft_member(draft.sha256)} is missing from the bundle"))
+            continue
+        actual = hashlib.sha256(content).hexdigest()
+        if actual != draft.sha256:
+            checks.append(Check(name, False, f"its file hashes to {actual}, not {draft.sha256}"))
+        elif draft.text and draft.text.encode("utf-8") != content:
+            checks.append(Check(name, False, "the text the manifest states is not the text of its file"))
         else:
-            checks.append(Check(f"draft {draft.symbol}", False, f"text hashes to {actual}, not {draft.sha256}"))
+            checks.append(Check(name, True, f"{draft.file_name} ({draft.media_type}) matches SHA-256 {short(actual)}…"))
     return checks
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from voting.manifest import MANIFEST_MEMBER, MESSAGES_DIRECTORY, SIGNATURE_MEMBER
+from voting.manifest import DRAFTS_DIRECTORY, MANIFEST_MEMBER, MESSAGES_DIRECTORY, SIGNATURE_MEMBER
 
 MAX_BUNDLE_BYTES = 2 << 30
 MAX_MANIFEST_BYTES = 512 << 20
@@ -26,6 +26,7 @@ EXPANSION_SLACK = 16 << 20
 
 _MESSAGE_NAME = re.compile(re.escape(MESSAGES_DIRECTORY) + r"([0-9a-f]{64})\.eml")
 _DECRYPTED_NAME = re.compile(re.escape(MESSAGES_DIRECTORY) + r"([0-9a-f]{64})\.decrypted\.eml")
+_DRAFT_NAME = re.compile(re.escape(DRAFTS_DIRECTORY) + r"([0-9a-f]{64})")
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError)
 
 
@@ -41,6 +42,8 @@ class Contents:
     """SHA-256 in the member's name -> the member's bytes."""
     decrypted: dict[str, bytes]
     """SHA-256 of the encrypted message in the member's name -> its decrypted entity."""
+    drafts: dict[str, bytes]
+    """SHA-256 in the member's name -> the draft file's bytes."""
     member_problems: tuple[str, ...]
 
 
@@ -92,6 +95,7 @@ def unpack(data: bytes) -> Contents:
             if name not in (MANIFEST_MEMBER, SIGNATURE_MEMBER)
             and not _MESSAGE_NAME.fullmatch(name)
             and not _DECRYPTED_NAME.fullmatch(name)
+            and not _DRAFT_NAME.fullmatch(name)
         ]
         by_name = {info.filename: info for info in infos}
         budget = _Budget(len(data))
@@ -99,12 +103,13 @@ def unpack(data: bytes) -> Contents:
         signature = budget.read(archive, by_name[SIGNATURE_MEMBER], MAX_SIGNATURE_BYTES)
         messages: dict[str, bytes] = {}
         decrypted: dict[str, bytes] = {}
+        drafts: dict[str, bytes] = {}
         for name, info in by_name.items():
-            for pattern, into in ((_MESSAGE_NAME, messages), (_DECRYPTED_NAME, decrypted)):
+            for pattern, into in ((_MESSAGE_NAME, messages), (_DECRYPTED_NAME, decrypted), (_DRAFT_NAME, drafts)):
                 found = pattern.fullmatch(name)
                 if found:
                     into[found.group(1)] = budget.read(archive, info, MAX_MESSAGE_BYTES)
-    return Contents(manifest, signature, messages, decrypted, tuple(problems))
+    return Contents(manifest, signature, messages, decrypted, drafts, tuple(problems))
 
 
 def first_problem(error: ValidationError) -> str:

@@ -23,6 +23,15 @@ from voting.smime import sign_entity
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file sent as it is, inside the signature: a draft resolution as the secretariat was given it."""
+
+    file_name: str
+    media_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     message_id: str
     raw: bytes
@@ -75,15 +84,21 @@ def signed_mail(
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
     auto_submitted: str = "auto-generated",
+    attachments: Sequence[Attachment] = (),
 ) -> OutgoingMessage:
     """Build one signed message; the content is 7-bit, CRLF, so no relay can change a signed byte.
 
     `auto_submitted` (RFC 3834: "auto-generated", or "auto-replied" for an
     answer to a message) keeps vacation responders from answering.
+    `attachments` follow the text and HTML, base64, under the same signature.
     """
     content = MIMEPart(policy=SMTP)
     content.set_content(text, charset="utf-8", cte="quoted-printable")
     content.add_alternative(html_page(subject, html_body), subtype="html", charset="utf-8", cte="quoted-printable")
+    for attachment in attachments:
+        maintype, _, subtype = attachment.media_type.partition("/")
+        content.add_attachment(attachment.content, maintype=maintype, subtype=subtype or "octet-stream",
+                               filename=attachment.file_name, cte="base64")
     signed = sign_entity(content.as_bytes(policy=SMTP), signer.key, signer.certificate, signer.chain)
 
     domain = sender.rpartition("@")[2]

@@ -17,7 +17,7 @@ from functools import cached_property
 from voting.config import Config
 from voting.electorate import load_electorate
 from voting.ledger import Ledger, VoteRecord
-from voting.mail.compose import OutgoingMessage, signed_mail
+from voting.mail.compose import Attachment, OutgoingMessage, signed_mail
 from voting.mail.outbox import drain
 from voting.model import Delegation, Electorate
 from voting.pki import SecretariatKeys
@@ -75,6 +75,7 @@ class ServiceBase:
         in_reply_to: str | None = None,
         references: Sequence[str] = (),
         auto_submitted: str = "auto-generated",
+        attachments: Sequence[Attachment] = (),
     ) -> OutgoingMessage:
         """Sign a message from the secretariat to a delegation's registered addresses and queue it.
 
@@ -93,6 +94,7 @@ class ServiceBase:
             in_reply_to=in_reply_to,
             references=references,
             auto_submitted=auto_submitted,
+            attachments=attachments,
         )
         self.ledger.queue_mail(
             message_id=mail.message_id,

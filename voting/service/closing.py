@@ -176,4 +176,5 @@ class Closing(Judging):
             outcomes=outcomes,
             rejected=rejected,
             timezone=self.config.settings.secretariat.timezone,
+            documents=[(d.symbol, d.title, d.sha256) for d in self.ledger.drafts(vote_id)],
         )

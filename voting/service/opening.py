@@ -11,7 +11,9 @@ from pathlib import Path
 
 from voting import ballot, rules
 from voting.errors import UsageError
+from voting.drafts import MAX_DRAFT_BYTES, draft_lines, read_draft
 from voting.ledger import DraftRecord, utc_text
+from voting.mail.compose import Attachment
 from voting.service.base import ServiceBase
 
 
@@ -19,6 +21,8 @@ from voting.service.base import ServiceBase
 class DraftFile:
     symbol: str
     path: Path
+    title: str | None = None
+    """The draft's title; by default the first line of a text file (a PDF or a Word document needs one)."""
 
 
 class Opening(ServiceBase):
@@ -76,6 +80,8 @@ class Opening(ServiceBase):
                 drafts=records,
             )
             tokens: dict[str, str] = {}
+            appendix = tuple(line for record in records for line in ["", *draft_lines(record)])
+            files = [Attachment(r.file_name, r.media_type, r.content) for r in records]
             for delegation in electorate.delegation:
                 token = ballot.new_ballot_token()
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
@@ -89,9 +95,10 @@ class Opening(ServiceBase):
                     title=title,
                     first_ballot_final=first_ballot_final,
                     zones=self._zones(delegation),
+                    appendix=appendix,
                 )
                 mail = self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
-                                   ballot.render_ballot_html(content), "ballot", vote_id, now)
+                                   ballot.render_ballot_html(content), "ballot", vote_id, now, attachments=files)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
             self.ledger.append_event(
                 vote_id,
@@ -113,12 +120,8 @@ class Opening(ServiceBase):
 
     def _draft_record(self, draft: DraftFile, parties: tuple[str, ...]) -> DraftRecord:
         try:
-            data = draft.path.read_bytes()
+            with draft.path.open("rb") as file:
+                data = file.read(MAX_DRAFT_BYTES + 1)
         except OSError as error:
             raise UsageError(f"--draft {draft.symbol}={draft.path}: {error.strerror}") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"--draft {draft.symbol}={draft.path}: not UTF-8 text") from None
-        first_line = next((line.strip() for line in text.splitlines() if line.strip()), draft.symbol)
-        return DraftRecord(draft.symbol, first_line[:200], text, hashlib.sha256(data).hexdigest(), parties)
+        return read_draft(draft.symbol, draft.path.name, data, title=draft.title, parties=parties)

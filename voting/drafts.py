@@ -1,0 +1,68 @@
+"""A draft as the secretariat is given it: any file (text, PDF, Word), kept byte for byte and named by its SHA-256.
+
+Delegates vote on what the ballot carries, so the ballot carries the draft
+itself: its text in the body when it is text, and the original file attached
+as sent, with the SHA-256 that the results and the audit bundle state again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import unicodedata
+
+from voting.errors import UsageError
+from voting.ledger import DraftRecord
+from voting.quoting import quoted_lines
+
+MAX_DRAFT_BYTES = 10 << 20
+"""One draft file at most: every ballot carries it, and mail servers commonly refuse messages over 25 MB."""
+
+TITLE_LIMIT = 200
+
+
+def _text_of(data: bytes) -> str | None:
+    """The file's text when it is UTF-8 text a person can read; None for any other file."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    controls = [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\r\t\f"]
+    return None if controls else text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def read_draft(symbol: str, file_name: str, data: bytes, *, title: str | None,
+               parties: tuple[str, ...]) -> DraftRecord:
+    """The draft to record: its title is the one given, else the first line of a text file."""
+    where = f"--draft {symbol}={file_name}"
+    if len(data) > MAX_DRAFT_BYTES:
+        raise UsageError(f"{where}: {len(data):,} bytes; a draft may have at most {MAX_DRAFT_BYTES:,}, since every"
+                         " ballot carries it")
+    if not data:
+        raise UsageError(f"{where}: the file is empty")
+    text = _text_of(data)
+    media_type = "text/plain" if text is not None else (
+        mimetypes.guess_type(file_name, strict=False)[0] or "application/octet-stream")
+    first_line = next((line for line in (text or "").splitlines() if line.strip()), "")
+    chosen = _one_line(title or first_line)
+    if not chosen:
+        raise UsageError(f"{where}: this file is not text, so its title must be given: --title {symbol}=TITLE")
+    return DraftRecord(symbol, chosen[:TITLE_LIMIT], text or "", hashlib.sha256(data).hexdigest(), parties,
+                       file_name, media_type, data)
+
+
+def draft_lines(draft: DraftRecord) -> list[str]:
+    """The draft as a ballot's body shows it: its symbol, title, file and SHA-256, then its text behind a
+    quote mark, so that no line of a draft (which a delegation may have written) can pass for a ballot's
+    Vote-ID, token or choice line."""
+    size = f"{len(draft.content):,} bytes"
+    lines = [f"{draft.symbol}: {draft.title}",
+             f"File: {draft.file_name} ({draft.media_type}, {size}), attached",
+             f"SHA-256: {draft.sha256}"]
+    if draft.text:
+        lines += ["", *quoted_lines(draft.text)]
+    return lines
