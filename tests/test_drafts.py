@@ -93,7 +93,7 @@ def test_the_results_and_the_bundle_name_each_draft_by_the_same_sha256(running: 
         for name, data in members.items():
             archive.writestr(name, data)
     failed = {c.name: c.detail for c in audit_bundle(swapped.getvalue()) if not c.ok}
-    assert "its file hashes to" in failed["draft S/2020/654"]
+    assert "was changed: its SHA-256 is" in failed["draft S/2020/654"]
 
 
 def test_a_draft_file_the_service_cannot_take_is_refused_clearly(running: Deployment, tmp_path: Path) -> None:

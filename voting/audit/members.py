@@ -40,22 +40,24 @@ def member_check(contents: Contents, manifest: Manifest) -> Check:
                                          f"{decrypted}, nothing else")
 
 
+def _hash_problem(member: str, data: bytes | None, sha256: str) -> str | None:
+    """What is wrong with a member named by the SHA-256 its bytes must have, if anything."""
+    if data is None:
+        return f"{member} is missing from the bundle"
+    actual = hashlib.sha256(data).hexdigest()
+    return None if actual == sha256 else f"{member} was changed: its SHA-256 is {actual}"
+
+
 def draft_checks(contents: Contents, manifest: Manifest) -> list[Check]:
     """Each draft's file is in the bundle and hashes to its SHA-256; the text stated is that file's text."""
     checks = []
     for draft in manifest.drafts:
-        name = f"draft {draft.symbol}"
         content = contents.drafts.get(draft.sha256)
-        if content is None:
-            checks.append(Check(name, False, f"its file {draft_member(draft.sha256)} is missing from the bundle"))
-            continue
-        actual = hashlib.sha256(content).hexdigest()
-        if actual != draft.sha256:
-            checks.append(Check(name, False, f"its file hashes to {actual}, not {draft.sha256}"))
-        elif draft.text and draft.text.encode("utf-8") != content:
-            checks.append(Check(name, False, "the text the manifest states is not the text of its file"))
-        else:
-            checks.append(Check(name, True, f"{draft.file_name} ({draft.media_type}) matches SHA-256 {short(actual)}…"))
+        problem = _hash_problem(draft_member(draft.sha256), content, draft.sha256)
+        if problem is None and draft.text and draft.text.encode("utf-8") != content:
+            problem = "the text the manifest states is not the text of its file"
+        checks.append(Check(f"draft {draft.symbol}", problem is None, problem or
+                            f"{draft.file_name} ({draft.media_type}) matches SHA-256 {short(draft.sha256)}…"))
     return checks
 
 
@@ -105,16 +107,10 @@ def certificate_checks(manifest: Manifest, snapshot: Electorate | None) -> list[
 def message_hash_checks(contents: Contents, manifest: Manifest) -> list[Check]:
     checks = []
     for entry in manifest.messages:
-        name = f"message {short(entry.sha256)}… SHA-256"
         raw = contents.messages.get(entry.sha256)
-        if raw is None:
-            checks.append(Check(name, False, f"{message_member(entry.sha256)} is missing from the bundle"))
-            continue
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != entry.sha256:
-            checks.append(Check(name, False, f"{message_member(entry.sha256)} was changed: its SHA-256 is {actual}"))
-        else:
-            checks.append(Check(name, True, f"{len(raw)} bytes match the file name and the manifest"))
+        problem = _hash_problem(message_member(entry.sha256), raw, entry.sha256)
+        checks.append(Check(f"message {short(entry.sha256)}… SHA-256", problem is None,
+                            problem or f"{len(raw or b'')} bytes match the file name and the manifest"))
     return checks
 
 
