@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_the_demo_reproduces_the_july_2020_round(demo: tuple[Path, str]) -> None:
     folder, out = demo
-    assert "S/2020/654: NOT ADOPTED (13 in favour, 2 against, 0 abstentions, 0 absent)" in out
-    assert "S/2020/658: NOT ADOPTED (4 in favour, 7 against, 4 abstentions, 0 absent)" in out
+    assert ("S/2020/654: NOT ADOPTED — 13 in favour, 2 against, 0 abstentions; negative vote of permanent members"
+            " CHN, RUS.") in out
+    assert "S/2020/658: NOT ADOPTED — 4 in favour, 7 against, 4 abstentions; 9 affirmative votes required." in out
+    assert re.search(r"^CHN China +NO \(VETO\) +YES ", out, re.MULTILINE)
     assert "unknown-signer" in out and "late" in out
     status = subprocess.run(
         [sys.executable, "-m", "voting", "--json", "--config", str(folder / "config" / "voting.toml"),

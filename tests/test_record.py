@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 from conftest import Deployment, open_vote
 
+from tests.chromium import FLAGS as CHROMIUM_FLAGS
+from tests.chromium import chromium, png_pixels
 from voting.ballot import text_of_entity
 from voting.bundle import Record, write_record
 from voting.service import Service
-
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium")
-    assert found, "chromium is not installed (Debian package chromium; .ci/run installs it)"
-    return found
-
-
-def png_pixels(path: Path) -> tuple[int, int, bytes]:
-    """Width, height and raw scanlines of an 8-bit RGB(A) PNG, read with the standard library."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    position, chunks, width, height = 8, b"", 0, 0
-    while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        body = data[position + 8:position + 8 + length]
-        if kind == b"IHDR":
-            width, height = struct.unpack(">II", body[:8])
-        elif kind == b"IDAT":
-            chunks += body
-        position += 12 + length
-    return width, height, zlib.decompress(chunks)
 
 
 def closed_vote_record(running: Deployment, tmp_path: Path) -> tuple[Service, str, Record]:

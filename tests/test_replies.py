@@ -222,6 +222,8 @@ def test_a_rejection_and_the_status_attribute_an_unsigned_message_alike(running:
     rejection = letters_to(running, "FRA", "Rejected")[0]
     assert "sent from an address of FRA (France), but not signed" in rejection
     assert "attributed to no delegation" in rejection and "signed by FRA" not in rejection
+    assert "sign the reply with the certificate registered for FRA" in rejection
+    assert "a ballot of yours already counted still stands" in rejection
     [rejected] = service.status(vote_id)["rejected"]
     assert rejected["code"] is None and rejected["reason"] == "not-signed"
     shown = voting("--config", str(running.config.path), "status", vote_id)

@@ -46,7 +46,7 @@ def test_resolution_2532_adopted_unanimously() -> None:
     outcome = decide("unsc-substantive", unsc(), votes(yes=MEMBERS))
     assert (outcome.adopted, outcome.yes, outcome.no, outcome.abstain, outcome.absent) == (True, 15, 0, 0, 0)
     assert outcome.vetoed_by == ()
-    assert outcome.reason == "Adopted: 15 in favour, 0 against, 0 abstentions."
+    assert outcome.reason == "15 in favour, 0 against, 0 abstentions."
 
 
 def test_s_2020_654_fails_on_two_permanent_members_negative_votes() -> None:
@@ -54,7 +54,7 @@ def test_s_2020_654_fails_on_two_permanent_members_negative_votes() -> None:
     assert (outcome.adopted, outcome.yes, outcome.no, outcome.abstain) == (False, 13, 2, 0)
     assert list(outcome.vetoed_by) == ["CHN", "RUS"]
     assert outcome.reason == (
-        "Not adopted: 13 in favour, 2 against, 0 abstentions; negative vote of permanent members CHN, RUS."
+        "13 in favour, 2 against, 0 abstentions; negative vote of permanent members CHN, RUS."
     )
 
 
@@ -70,7 +70,7 @@ def test_s_2020_658_fails_on_the_count_and_records_no_veto() -> None:
     )
     assert (outcome.adopted, outcome.yes, outcome.no, outcome.abstain, outcome.absent) == (False, 4, 7, 4, 0)
     assert outcome.vetoed_by == ()
-    assert outcome.reason == "Not adopted: 4 in favour, 7 against, 4 abstentions; 9 affirmative votes required."
+    assert outcome.reason == "4 in favour, 7 against, 4 abstentions; 9 affirmative votes required."
 
 
 def test_resolution_2533_adopted_with_permanent_abstentions() -> None:
@@ -78,7 +78,7 @@ def test_resolution_2533_adopted_with_permanent_abstentions() -> None:
         "unsc-substantive", unsc(), votes(yes=everyone_but("CHN", "RUS", "DOM"), abstain=("CHN", "RUS", "DOM"))
     )
     assert (outcome.adopted, outcome.yes, outcome.no, outcome.abstain) == (True, 12, 0, 3)
-    assert outcome.reason == "Adopted: 12 in favour, 0 against, 3 abstentions."
+    assert outcome.reason == "12 in favour, 0 against, 3 abstentions."
 
 
 def test_decide_all_decides_each_draft_of_the_july_round() -> None:
@@ -102,7 +102,7 @@ def test_decide_all_decides_each_draft_of_the_july_round() -> None:
 def test_exactly_the_required_yes_with_the_rest_absent_is_adopted() -> None:
     outcome = decide("unsc-substantive", unsc(), votes(yes=MEMBERS[:9]))
     assert (outcome.adopted, outcome.yes, outcome.absent) == (True, 9, 6)
-    assert outcome.reason == "Adopted: 9 in favour, 0 against, 0 abstentions, 6 absent."
+    assert outcome.reason == "9 in favour, 0 against, 0 abstentions, 6 absent."
 
 
 def test_one_short_of_the_required_yes_is_not_adopted() -> None:
@@ -155,7 +155,7 @@ def test_parties_to_a_dispute_are_counted_as_abstaining() -> None:
     assert (outcome.adopted, outcome.yes, outcome.no, outcome.abstain) == (True, 13, 0, 2)
     assert outcome.vetoed_by == ()
     assert outcome.reason == (
-        "Adopted: 13 in favour, 0 against, 2 abstentions; "
+        "13 in favour, 0 against, 2 abstentions; "
         "RUS, EST, as parties to the dispute, counted as abstaining (Charter Article 27(3))."
     )
 

@@ -109,6 +109,11 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
         if standing is not None and not standing.counted:
             lines.extend(["", "To vote, reply to the ballot again with a signed reply that corrects this,"
                               f" before {readable_time(standing.closes_at, zones)}."])
+        elif standing is None:
+            lines.extend(["", "If this was meant as a ballot: reply to the ballot email from your mail client, keep"
+                              f" the ballot quoted, and sign the reply with the certificate registered for"
+                              f" {delegation.code}. This message changes nothing already recorded: a ballot of"
+                              " yours already counted still stands."])
     if standing is not None and judgement.verdict != STATEMENT:
         lines.extend(["", *_standing_lines(standing, message, zones)])
     if judgement.ignored:

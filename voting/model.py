@@ -125,6 +125,13 @@ class Outcome:
     absent: int
     vetoed_by: tuple[str, ...] = ()
     reason: str = ""
+    """The count and why it decides: "13 in favour, 2 against, 0 abstentions; negative vote of permanent members
+    CHN, RUS." """
+
+    @property
+    def stated(self) -> str:
+        """The outcome in one sentence, as the results and the audit state it."""
+        return f"{'Adopted' if self.adopted else 'Not adopted'}: {self.reason}"
 
     def as_dict(self) -> dict[str, object]:
         return {

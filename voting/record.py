@@ -89,11 +89,15 @@ def build_board(
 
 
 def outcome_line(symbol: str, outcome: Outcome) -> str:
-    verdict = "ADOPTED" if outcome.adopted else "NOT ADOPTED"
-    return (
-        f"{symbol}: {verdict} ({outcome.yes} in favour, {outcome.no} against, {outcome.abstain} abstentions,"
-        f" {outcome.absent} absent). {outcome.reason}"
-    )
+    """The outcome stated once: the verdict, then the count and why it decides."""
+    return f"{symbol}: {'ADOPTED' if outcome.adopted else 'NOT ADOPTED'} — {outcome.reason}"
+
+
+def _shown(board: VoteBoard, row: BoardRow, symbol: str) -> str:
+    """A delegation's choice on a draft as the board shows it: a permanent member's decisive no is a veto."""
+    outcome = (board.outcomes or {}).get(symbol)
+    vetoed = outcome is not None and row.code in outcome.vetoed_by
+    return row.choices[symbol].upper() + (" (VETO)" if vetoed else "")
 
 
 def _rule_in_words(name: str) -> str:
@@ -104,6 +108,7 @@ def _rule_in_words(name: str) -> str:
 def board_text(board: VoteBoard) -> str:
     width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
     symbol_width = max((len(s) for s in board.drafts), default=7)
+    symbol_width = max(symbol_width, len("ABSENT"), len("NO (VETO)") if board.outcomes else 0)
     header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
     lines = [
         f"{board.title} [{board.vote_id}]",
@@ -116,7 +121,7 @@ def board_text(board: VoteBoard) -> str:
         "-" * len(header),
     ]
     for row in board.rows:
-        cells = "  ".join(f"{row.choices[s].upper():<{symbol_width}}" for s in board.drafts)
+        cells = "  ".join(f"{_shown(board, row, s):<{symbol_width}}" for s in board.drafts)
         lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {board.when(row.received_at)}")
     if board.outcomes:
         lines.append("")
@@ -176,8 +181,9 @@ def board_html(board: VoteBoard) -> str:
     e = html.escape
     pad = "padding:.35em .5em;border:2px solid #fff"
 
-    def cell(choice: str) -> str:
-        return f"<td style=\"background:{CHOICE_COLOURS[choice]};color:#fff;text-align:center;{pad}\">{e(choice.upper())}</td>"
+    def cell(row: BoardRow, symbol: str) -> str:
+        colour = CHOICE_COLOURS[row.choices[symbol]]
+        return f"<td style=\"background:{colour};color:#fff;text-align:center;{pad}\">{e(_shown(board, row, symbol))}</td>"
 
     def received(moment: datetime | None) -> str:
         """Under the delegation's name, not in a column of its own: the board fits a phone's width."""
@@ -188,15 +194,14 @@ def board_html(board: VoteBoard) -> str:
     def verdict(symbol: str, outcome: Outcome) -> str:
         colour = CHOICE_COLOURS["yes" if outcome.adopted else "no"]
         word = "ADOPTED" if outcome.adopted else "NOT ADOPTED"
-        return (f"<p style=\"border-left:.4em solid {colour};padding-left:.6em\"><b>{e(symbol)}: {word}</b> "
-                f"— {outcome.yes} in favour, {outcome.no} against, {outcome.abstain} abstentions, {outcome.absent} absent."
-                f"<br><small>{e(outcome.reason)}</small></p>")
+        return (f"<p style=\"border-left:.4em solid {colour};padding-left:.6em\"><b>{e(symbol)}: {word}</b>"
+                f"<br>{e(outcome.reason)}</p>")
 
     head = "".join(f"<th style=\"{pad};font-size:.85em\">{e(s)}</th>" for s in board.drafts)
     rows = "".join(
         f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;{pad}\">{e(r.name)}"
         f" <small style=\"color:#555\">{e(r.code)}</small>{received(r.received_at)}</th>"
-        + "".join(cell(r.choices[s]) for s in board.drafts)
+        + "".join(cell(r, s) for s in board.drafts)
         + "</tr>"
         for r in board.rows
     )

@@ -232,7 +232,7 @@ def _reason(count: Count, verdict: Verdict) -> str:
         clauses.append(
             f"{_codes(count.recused)}, as {parties} to the dispute, counted as abstaining (Charter Article 27(3))"
         )
-    return f"{'Adopted' if verdict.adopted else 'Not adopted'}: {'; '.join(clauses)}."
+    return f"{'; '.join(clauses)}."
 
 
 def decide(

@@ -72,11 +72,11 @@ def outcome_checks(manifest: Manifest, snapshot: Electorate | None, counted: Map
             checks.append(Check(name, False, f"cannot be decided under {manifest.vote.rule}: {error}"))
             continue
         if outcome.as_dict() == recorded.model_dump():
-            checks.append(Check(name, True, outcome.reason))
+            checks.append(Check(name, True, outcome.stated))
         else:
             checks.append(Check(name, False, f"recorded {'adopted' if recorded.adopted else 'not adopted'} "
                                              f"{recorded.yes}-{recorded.no}-{recorded.abstain}; the rule "
-                                             f"{manifest.vote.rule} gives: {outcome.reason}"))
+                                             f"{manifest.vote.rule} gives: {outcome.stated}"))
     extra = sorted(set(manifest.outcomes) - {d.symbol for d in manifest.drafts})
     if extra:
         checks.append(Check("outcomes", False, f"outcomes recorded for drafts not voted on: {', '.join(extra)}"))
