@@ -70,16 +70,16 @@ def relay_settings(relay: str, tls: Tls | None, username: str = "", password: st
     Without `tls`, STARTTLS, except to a loopback host (a local relay or
     tunnel), where none; without a port, the usual one for that TLS mode.
     """
-    host, port_text = relay.strip(), ""
+    host, port_text = relay.strip(), None
     if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
-        port_text = rest.removeprefix(":")
+        host, closed, rest = host[1:].partition("]")
+        port_text = rest.removeprefix(":") if rest or not closed else None
     elif host.count(":") == 1:
         host, _, port_text = host.partition(":")
     if not host:
         raise UsageError(f"--smtp {relay!r}: name the relay, as HOST or HOST:PORT")
     mode: Tls = tls or ("none" if is_loopback(host) else "starttls")
-    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
         raise UsageError(f"--smtp {relay!r}: the port must be a number from 1 to 65535")
     return SmtpSettings(host, int(port_text) if port_text else DEFAULT_PORTS[mode], mode, username, password)
 
