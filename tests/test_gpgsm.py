@@ -110,8 +110,10 @@ def test_a_gpgsm_signed_reply_is_counted(running: Deployment, gnupg: GnuPG, tmp_
     )
 
 
-def receipt_parts(raw: bytes) -> tuple[bytes, bytes]:
-    """The signed entity and the DER signature of a multipart/signed message, as sent."""
+def receipt_parts(stored: bytes) -> tuple[bytes, bytes]:
+    """The signed entity and the DER signature of a multipart/signed message, as a mail client hands them to gpgsm:
+    from the delegation's Maildir (Unix line ends), back in the canonical CRLF form the signature is over."""
+    raw = stored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     boundary = re.search(rb'boundary="([^"]+)"', raw)
     assert boundary is not None
     delimiter = b"\r\n--" + boundary.group(1)
@@ -141,6 +143,7 @@ def test_receipts_and_results_verify_with_gpgsm(running: Deployment, gnupg: GnuP
     [results] = [raw for raw in running.inbox_of("CHN") if b"Subject: Results" in raw]
     ballot = running.ballot_of("USA")
     for message in (receipt, results, ballot):
+        assert b"\r" not in message
         assert gpgsm_verifies(gnupg, *receipt_parts(message)), message[:400]
     content, signature = receipt_parts(receipt)
     altered = content[:-3] + bytes([content[-3] ^ 1]) + content[-2:]
