@@ -497,7 +497,7 @@ def signed_lines(signed: SignedReply) -> list[str]:
 def cmd_reply(args: argparse.Namespace) -> int:
     from voting.mail.smtp import SmtpConnection
     from voting.pki import load_pkcs12, mailboxes, read_certificate
-    from voting.reply import Secretariat, build_reply
+    from voting.reply import Secretariat, check_reply_is_due, read_ballot, sign_reply
 
     if args.smtp and not args.send:
         raise UsageError("--smtp names the relay for --send: give --send too")
@@ -510,11 +510,13 @@ def cmd_reply(args: argparse.Namespace) -> int:
                          "certificate (ask the secretariat for it if it did not), so that the ballot's signature can be "
                          "checked before anything is signed; or --config of the deployment")
     relay = reply_relay(args) if args.send else None
-    p12 = read_input(args.p12, "--p12")
-    identity = load_pkcs12(p12, reply_password(args))
     explanation = read_input(args.explanation, "--explanation").decode("utf-8", "replace") if args.explanation else ""
-    signed = build_reply(read_input(args.ballot, "ballot"), identity, args.vote, secretariat=secretariat,
-                         explanation=explanation, now=datetime.now(UTC), after_close=args.after_close)
+    p12 = read_input(args.p12, "--p12")
+    ballot = read_ballot(read_input(args.ballot, "ballot"), secretariat, datetime.now(UTC))
+    identity = load_pkcs12(p12, reply_password(args))
+    now = datetime.now(UTC)
+    check_reply_is_due(ballot, identity.certificate, now, after_close=args.after_close)
+    signed = sign_reply(ballot, identity, args.vote, explanation=explanation, now=now)
     reply, to = signed.message, signed.to
     done = signed_lines(signed)
     if args.out:

@@ -99,14 +99,12 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
         service.send()
         say(talk, f"Opened vote {vote_id}, closing {closes_at:%H:%M:%S} UTC; ballots emailed to 15 delegations")
 
-        def reply(code: str, votes: dict[str, str], explanation: str = "", identity: Identity | None = None,
-                  *, late: bool = False) -> None:
+        def reply(code: str, votes: dict[str, str], explanation: str = "", identity: Identity | None = None) -> None:
             ballot = maildir.messages(config.resolve(config.settings.mailbox.root) / addresses[code])[0]
             signed = build_reply(
                 maildir.read(ballot), identity or identities[code],
                 [f"{symbol}={choice}" for symbol, choice in votes.items()],
                 secretariat=Secretariat.of_deployment(config), explanation=explanation, now=datetime.now(UTC),
-                after_close=late,
             )
             sender = addresses[code]
             with SmtpConnection(smtp_settings(config)) as connection:
@@ -120,7 +118,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
         service.poll_once()
         say(talk, "Replies received and acknowledged; waiting for the deadline")
         time.sleep(max(0.0, (closes_at - datetime.now(UTC)).total_seconds()) + 0.5)
-        reply(LATE, {DRAFT_654: "no", DRAFT_658: "yes"}, late=True)
+        reply(LATE, {DRAFT_654: "no", DRAFT_658: "yes"})
         time.sleep(max(0.0, (closes_at + MAILBOX_SETTLING - datetime.now(UTC)).total_seconds()))
         report = service.poll_once()
         while service.ledger.outbox("queued"):

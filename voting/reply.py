@@ -193,6 +193,44 @@ def _outer_header(message: Message, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class ReceivedBallot:
+    """A ballot whose signature by the secretariat was checked: its signed text and what it says, and the outer
+    headers a reply takes up (never into its signed text)."""
+
+    text: str
+    facts: BallotFacts
+    secretariat_address: str
+    recipients: list[str]
+    subject: str
+    message_id: str | None
+
+
+def read_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime) -> ReceivedBallot:
+    """The ballot, if the secretariat signed it; refused otherwise, or when it is not a ballot."""
+    try:
+        ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
+    except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
+        raise UsageError(f"the ballot could not be read as an email: {error}") from None
+    verification = authentic_ballot(ballot_raw, secretariat, now)
+    assert verification.signed_content is not None and verification.from_address is not None
+    text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
+    return ReceivedBallot(
+        text, ballot_facts(text), verification.from_address,
+        [address for _, address in getaddresses([_outer_header(ballot, "To")]) if "@" in address],
+        " ".join("".join(printable_lines(_outer_header(ballot, "Subject"))).split())[:200] or "Ballot",
+        message_id_in(_outer_header(ballot, "Message-ID")),
+    )
+
+
+def check_reply_is_due(ballot: ReceivedBallot, certificate: x509.Certificate, now: datetime, *,
+                       after_close: bool = False) -> None:
+    """What a delegate's tool checks before signing: the key is for the ballot's delegation, the ballot still open."""
+    check_key_is_for(certificate, ballot.facts, ballot.recipients)
+    if not after_close:
+        check_still_open(ballot.facts, now)
+
+
+@dataclass(frozen=True)
 class SignedReply:
     """The signed reply, the address it goes to (the secretariat's, from which the ballot verifiably came), and what
     it says, for the delegate to read back."""
@@ -204,33 +242,14 @@ class SignedReply:
     explanation: str
 
 
-def build_reply(
-    ballot_raw: bytes,
-    identity: Identity,
-    votes: list[str],
-    *,
-    secretariat: Secretariat,
-    explanation: str = "",
-    now: datetime,
-    after_close: bool = False,
-) -> SignedReply:
-    """A reply signed with the delegation's key to its own ballot, while the ballot is open (unless `after_close`)."""
-    try:
-        ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
-    except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
-        raise UsageError(f"the ballot could not be read as an email: {error}") from None
-    verification = authentic_ballot(ballot_raw, secretariat, now)
-    assert verification.signed_content is not None and verification.from_address is not None
-    ballot_text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
-    facts = ballot_facts(ballot_text)
+def sign_reply(ballot: ReceivedBallot, identity: Identity, votes: list[str], *, explanation: str = "",
+               now: datetime) -> SignedReply:
+    """The reply quoting the ballot's signed text, signed with `identity`, to the secretariat's address."""
+    facts = ballot.facts
     drafts, vote_id = facts.drafts, facts.vote_id
     own = mailboxes(identity.certificate)
     if not own:
         raise UsageError("the certificate in the PKCS#12 file names no email address")
-    check_key_is_for(identity.certificate, facts,
-                     [address for _, address in getaddresses([_outer_header(ballot, "To")]) if "@" in address])
-    if not after_close:
-        check_still_open(facts, now)
     choices = reply_choices(drafts, votes)
 
     lines = [f"VOTE: {choices[drafts[0]].upper()}"] if len(drafts) == 1 else [
@@ -240,7 +259,7 @@ def build_reply(
     if written:
         lines.extend(["", "Explanation:", written])
     lines.extend(["", f"The ballot of {vote_id} reads:"])
-    lines.extend(f"> {line}" if line else ">" for line in ballot_text.split("\n"))
+    lines.extend(f"> {line}" if line else ">" for line in ballot.text.split("\n"))
     content = MIMEPart(policy=SMTP)
     content.set_content("\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable")
     signed = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
@@ -248,14 +267,26 @@ def build_reply(
     message_id = make_msgid(domain=own[0].rpartition("@")[2])
     headers = EmailMessage(policy=SMTP)
     headers["From"] = Address(addr_spec=own[0])
-    headers["To"] = verification.from_address
-    subject = " ".join("".join(printable_lines(_outer_header(ballot, "Subject"))).split())[:200] or "Ballot"
-    headers["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    headers["To"] = ballot.secretariat_address
+    headers["Subject"] = ballot.subject if ballot.subject.lower().startswith("re:") else f"Re: {ballot.subject}"
     headers["Date"] = format_datetime(now)
     headers["Message-ID"] = message_id
-    ballot_id = message_id_in(_outer_header(ballot, "Message-ID"))
-    if ballot_id:
-        headers["In-Reply-To"] = ballot_id
-        headers["References"] = ballot_id
+    if ballot.message_id:
+        headers["In-Reply-To"] = ballot.message_id
+        headers["References"] = ballot.message_id
     head = b"".join(headers.policy.fold_binary(k, v) for k, v in headers.items())
-    return SignedReply(OutgoingMessage(message_id, head + signed), verification.from_address, facts, choices, written)
+    return SignedReply(OutgoingMessage(message_id, head + signed), ballot.secretariat_address, facts, choices, written)
+
+
+def build_reply(
+    ballot_raw: bytes,
+    identity: Identity,
+    votes: list[str],
+    *,
+    secretariat: Secretariat,
+    explanation: str = "",
+    now: datetime,
+) -> SignedReply:
+    """A reply to a ballot the secretariat signed, signed with `identity`, whoever's and whenever it is (the checks a
+    delegate's tool makes first are `check_reply_is_due`)."""
+    return sign_reply(read_ballot(ballot_raw, secretariat, now), identity, votes, explanation=explanation, now=now)
