@@ -288,6 +288,15 @@ def test_voting_reply_refuses_a_key_of_another_delegation_naming_both(running: D
     assert refused.returncode == 2, refused.stderr
     assert "this ballot is for FRA (France), sent to fra@delegations.example" in refused.stderr
     assert "usa@delegations.example" in refused.stderr and not (folder / "reply.eml").exists()
+    relayed = (folder / "ballot.eml").read_bytes().replace(b"\nTo: fra@delegations.example\n",
+                                                           b'\nTo: fra@delegations.example, "a\x1b]2;x\x07"@x.example\n')
+    assert b"\x1b" in relayed
+    (folder / "ballot.eml").write_bytes(relayed)
+    refused = voting("reply", "ballot.eml", "--p12", str(usa), "--vote", "yes", "--secretariat-cert", "secretariat.pem",
+                     "--out", "reply.eml", cwd=folder,
+                     env={"VOTING_P12_PASSWORD": usa.with_name(usa.name + ".password").read_text().strip()})
+    assert refused.returncode == 2 and "\x1b" not in refused.stderr and "\x07" not in refused.stderr, refused.stderr
+    assert "sent to fra@delegations.example" in refused.stderr
 
 
 def test_voting_reply_refuses_after_the_ballots_closing_time(running: Deployment, tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def read_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime) -> R
     text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
     return ReceivedBallot(
         text, ballot_facts(text), verification.from_address,
-        [address for _, address in getaddresses([_outer_header(ballot, "To")]) if "@" in address],
+        [address for _, address in getaddresses(printable_lines(_outer_header(ballot, "To"))) if "@" in address],
         " ".join("".join(printable_lines(_outer_header(ballot, "Subject"))).split())[:200] or "Ballot",
         message_id_in(_outer_header(ballot, "Message-ID")),
     )
