@@ -267,7 +267,7 @@ def test_voting_reply_asks_the_password_on_the_terminal_echoes_the_choices_and_s
     assert password not in shown
     assert f"Signed for FRA (France) on vote {vote_id}, which closes " in shown
     assert "  S/2020/654: NO\n" in shown and "  Explanation: France cannot accept operative paragraph 2. […]" in shown
-    assert f"Sent to votes@secretariat.example through 127.0.0.1 port {port} (none TLS)" in shown
+    assert f"Sent to votes@secretariat.example through 127.0.0.1 port {port} (no TLS)" in shown
     assert sorted(path.name for path in folder.iterdir()) == ["FRA.p12", "ballot.eml", "explanation.txt",
                                                                "secretariat.pem"]
     service.poll_once()

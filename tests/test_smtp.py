@@ -383,7 +383,7 @@ def test_voting_reply_logs_in_to_a_starttls_relay_with_a_typed_password(
                (f"SMTP password of {USER}: ", PASSWORD)],
         cwd=folder, env={"SSL_CERT_FILE": str(pki.ca_file)})
     assert status == 0, shown
-    assert PASSWORD not in shown and f"through 127.0.0.1 port {starttls} (starttls TLS)" in shown
+    assert PASSWORD not in shown and f"through 127.0.0.1 port {starttls} (STARTTLS)" in shown
     [(sender, recipients, raw)] = recorder.received
     assert (sender, recipients) == ("fra@delegations.example", ["votes@secretariat.example"])
     assert b"application/pkcs7-signature" in raw

@@ -432,20 +432,20 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
     return 0 if verification.valid else 1
 
 
-def ask_secret(prompt: str, alternatives: str) -> bytes:
+def ask_secret(what: str, alternatives: str) -> bytes:
     """A secret typed on the controlling terminal, not echoed; refused where there is no terminal to ask on."""
     import getpass
 
     try:
         os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
     except OSError:
-        raise UsageError(f"no terminal to ask for the {prompt.rstrip(': ')} on: {alternatives}") from None
+        raise UsageError(f"no terminal to ask for the {what} on: {alternatives}") from None
     try:
-        secret = getpass.getpass(prompt).encode()
+        secret = getpass.getpass(f"{what[0].upper()}{what[1:]}: ").encode()
     except EOFError:
         secret = b""
     if not secret:
-        raise UsageError(f"no {prompt.rstrip(': ')} was typed")
+        raise UsageError(f"no {what} was typed")
     return secret
 
 
@@ -458,7 +458,7 @@ def reply_password(args: argparse.Namespace) -> bytes:
         return password
     if variable := os.environ.get("VOTING_P12_PASSWORD", "").encode():
         return variable
-    return ask_secret(f"Password of {Path(args.p12).name}: ",
+    return ask_secret(f"password of {Path(args.p12).name}",
                       "give --password-file FILE, or set VOTING_P12_PASSWORD in a script")
 
 
@@ -478,6 +478,9 @@ def reply_relay(args: argparse.Namespace) -> SmtpSettings:
                              " deployment")
         return smtp_settings(config_of(args))
     return relay_settings(args.smtp, args.smtp_tls, args.smtp_user or "", os.environ.get("VOTING_SMTP__PASSWORD", ""))
+
+
+TLS_WORDS = {"starttls": "STARTTLS", "implicit": "implicit TLS", "none": "no TLS"}
 
 
 def signed_lines(signed: SignedReply) -> list[str]:
@@ -527,11 +530,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
         done.append(f"Written to {args.out}")
     if relay is not None:
         if relay.username and not relay.password:
-            relay = replace(relay, password=ask_secret(f"SMTP password of {relay.username}: ",
+            relay = replace(relay, password=ask_secret(f"SMTP password of {relay.username}",
                                                        "set VOTING_SMTP__PASSWORD").decode())
         with SmtpConnection(relay) as connection:
             connection.send(mailboxes(identity.certificate)[0], [to], reply.raw)
-        done.append(f"Sent to {to} through {relay.host} port {relay.port} ({relay.tls} TLS), Message-ID {reply.message_id}")
+        done.append(f"Sent to {to} through {relay.host} port {relay.port} ({TLS_WORDS[relay.tls]}),"
+                    f" Message-ID {reply.message_id}")
     if not args.out and not args.send:
         sys.stdout.buffer.write(reply.raw)
         sys.stdout.flush()
