@@ -18,7 +18,7 @@ from voting.electorate import load_electorate
 from voting.mail import maildir
 from voting.mail.compose import signed_mail
 from voting.pki import load_pkcs12
-from voting.reply import build_reply
+from voting.reply import Secretariat, build_reply
 from voting.service import DraftFile, Service
 
 
@@ -44,9 +44,9 @@ def main() -> int:
     codes = list(identities)
     for index in range(ballots):
         code = codes[index % len(codes)]
-        reply, _ = build_reply(ballot_of[code], identities[code], ["yes" if index % 3 else "abstain"],
-                               now=datetime.now(UTC))
-        maildir.deliver(config.inbox, reply.raw)
+        reply = build_reply(ballot_of[code], identities[code], ["yes" if index % 3 else "abstain"],
+                            secretariat=Secretariat.of_deployment(config), now=datetime.now(UTC))
+        maildir.deliver(config.inbox, reply.message.raw)
 
     started = time.perf_counter()
     fetched = service.fetch()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,10 +69,10 @@ class Deployment:
 
     def reply(self, code: str, votes: list[str], *, explanation: str = "", identity: Identity | None = None,
               ballot: bytes | None = None) -> bytes:
-        message, _ = build_reply(ballot or self.ballot_of(code), identity or self.identities[code], votes,
-                                 secretariat=Secretariat.of_deployment(self.config), explanation=explanation,
-                                 now=datetime.now(UTC))
-        return message.raw
+        reply = build_reply(ballot or self.ballot_of(code), identity or self.identities[code], votes,
+                            secretariat=Secretariat.of_deployment(self.config), explanation=explanation,
+                            now=datetime.now(UTC))
+        return reply.message.raw
 
     def submit(self, raw: bytes, sender: str) -> None:
         """Hand a message to the embedded SMTP server, as a delegate's mail client does."""
@@ -159,7 +162,42 @@ def open_vote(service: Service, root: Path, symbols: tuple[str, ...] = ("S/2020/
 def voting(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The `voting` command as a user runs it: a new process, its output and exit status."""
     return subprocess.run([sys.executable, "-m", "voting", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=120, check=False)
+                          env={**os.environ, **(env or {})}, timeout=120, check=False, start_new_session=True)
+
+
+def voting_on_a_terminal(*args: str, typed: list[tuple[str, str]], cwd: Path,
+                         env: dict[str, str] | None = None, seconds: float = 120) -> tuple[int, str]:
+    """The `voting` command run on a terminal of its own (a pseudo-terminal), as a person runs it: each answer of
+    `typed` is typed once its prompt has appeared. Returns the exit status and everything the terminal showed."""
+    pid, terminal = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            os.execve(sys.executable, [sys.executable, "-m", "voting", *args], {**os.environ, **(env or {})})
+        finally:
+            os._exit(127)
+    shown, answered, to_type = b"", 0, list(typed)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(terminal, 4096)
+                except OSError:  # EIO: the command has ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if to_type and to_type[0][0].encode() in shown[answered:]:
+                answered = len(shown)
+                os.write(terminal, to_type.pop(0)[1].encode() + b"\n")
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"voting {' '.join(args)} did not end within {seconds} s; the terminal shows:\n{shown.decode()}")
+    finally:
+        os.close(terminal)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace").replace("\r\n", "\n")
 
 
 def write_config(deployment: Deployment, **sections: dict[str, object]) -> None:

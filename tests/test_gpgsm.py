@@ -13,7 +13,18 @@ import pytest
 from conftest import Deployment, open_vote
 
 from tests.smime_fixtures import GnuPG, gnupg_home
-from voting.pki import pkcs12_bytes, read_certificate
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from voting.pki import (
+    LEGACY_PKCS12_ROUNDS,
+    Identity,
+    create_ca,
+    gnupg_misderives_a_key,
+    issue_signing_certificate,
+    pkcs12_bytes,
+    read_certificate,
+)
 from voting.service import Service
 from voting.smime import Trust, TrustedCertificate, verify_message
 
@@ -99,8 +110,10 @@ def test_a_gpgsm_signed_reply_is_counted(running: Deployment, gnupg: GnuPG, tmp_
     )
 
 
-def receipt_parts(raw: bytes) -> tuple[bytes, bytes]:
-    """The signed entity and the DER signature of a multipart/signed message, as sent."""
+def receipt_parts(stored: bytes) -> tuple[bytes, bytes]:
+    """The signed entity and the DER signature of a multipart/signed message, as a mail client hands them to gpgsm:
+    from the delegation's Maildir (Unix line ends), back in the canonical CRLF form the signature is over."""
+    raw = stored.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     boundary = re.search(rb'boundary="([^"]+)"', raw)
     assert boundary is not None
     delimiter = b"\r\n--" + boundary.group(1)
@@ -130,7 +143,40 @@ def test_receipts_and_results_verify_with_gpgsm(running: Deployment, gnupg: GnuP
     [results] = [raw for raw in running.inbox_of("CHN") if b"Subject: Results" in raw]
     ballot = running.ballot_of("USA")
     for message in (receipt, results, ballot):
+        assert b"\r" not in message
         assert gpgsm_verifies(gnupg, *receipt_parts(message)), message[:400]
     content, signature = receipt_parts(receipt)
     altered = content[:-3] + bytes([content[-3] ^ 1]) + content[-2:]
     assert not gpgsm_verifies(gnupg, altered, signature)
+
+
+def gpgsm_imports(gnupg: GnuPG, data: bytes, password: bytes) -> bool:
+    path = gnupg.home / "identity.p12"
+    path.write_bytes(data)
+    result = gnupg.gpgsm("--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", path,
+                         stdin=password + b"\n", check=False)
+    return b"IMPORT_RES" in result.stdout and b"error" not in result.stderr
+
+
+def any_legacy_pkcs12(identity: Identity, password: bytes) -> bytes:
+    """3DES/SHA-1 PKCS#12 with whatever salts are drawn, as any library writes it."""
+    encryption = (serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(LEGACY_PKCS12_ROUNDS)
+                  .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1())
+                  .build(password))
+    return pkcs12.serialize_key_and_certificates(b"FRA", identity.key, identity.certificate, list(identity.chain),
+                                                 encryption)
+
+
+def test_every_legacy_pkcs12_imports_into_gpgsm(gnupg: GnuPG) -> None:
+    """gpgsm 2.2 refuses the right password for about one 3DES PKCS#12 file in forty, by their salts alone."""
+    ca = create_ca("Secretariat CA", "Secretariat")
+    identity = issue_signing_certificate(ca, common_name="France (FRA)", emails=["fra@delegations.example"])
+    password = b"HvbbqoB2vxDnir5R"
+    drawn = [any_legacy_pkcs12(identity, password) for _ in range(400)]
+    misread = [data for data in drawn if gnupg_misderives_a_key(data, password)]
+    assert misread, "no file of 400 drew a salt that gpgsm misreads"
+    assert not gpgsm_imports(gnupg, misread[0], password)
+    assert gpgsm_imports(gnupg, next(data for data in drawn if data not in misread), password)
+    issued = [pkcs12_bytes(identity, password, friendly_name="FRA", legacy=True) for _ in range(300)]
+    assert not [data for data in issued if gnupg_misderives_a_key(data, password)]
+    assert all(gpgsm_imports(gnupg, data, password) for data in issued[:40])

@@ -46,6 +46,15 @@ def stored(server: MailServer, address: str) -> list[bytes]:
     return [maildir.read(message) for message in maildir.messages(server.mailbox(address))]
 
 
+def test_the_inbox_keeps_the_bytes_and_a_delegations_maildir_has_unix_line_ends(tmp_path: Path) -> None:
+    """The service reads the inbox as received; mutt reads a delegation's Maildir, where CRLF shows as ^M."""
+    with MailServer(tmp_path / "mail", port=0, inbox="Votes@Secretariat.example") as server, client(server) as smtp:
+        assert smtp.sendmail("votes@secretariat.example", ["votes@secretariat.example", "fra@delegations.example"],
+                             RAW + b"a lone \r stays\r\n") == {}
+        assert stored(server, "votes@secretariat.example") == [RAW + b"a lone \r stays\r\n"]
+        assert stored(server, "fra@delegations.example") == [RAW.replace(b"\r\n", b"\n") + b"a lone \r stays\n"]
+
+
 def test_port_zero_picks_a_free_port(server: MailServer) -> None:
     assert server.port not in (0, 8025)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:

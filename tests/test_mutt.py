@@ -8,6 +8,7 @@ included, with capture-pane (docs/smime.md, mutt section).
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -19,10 +20,10 @@ import pytest
 from conftest import Deployment, open_vote
 
 from tests.smime_fixtures import GnuPG, gnupg_home
-from voting.pki import pkcs12_bytes, read_certificate
+from voting.pki import pkcs12_bytes
 from voting.service import Service
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple 7"
 SCREEN_TIMEOUT = 30.0
 
 
@@ -44,13 +45,16 @@ class Pane:
         return self.tmux("capture-pane", "-p", "-t", "mutt")
 
     def wait_for(self, text: str, timeout: float = SCREEN_TIMEOUT) -> str:
+        return self.wait_for_one_of(text, timeout=timeout)
+
+    def wait_for_one_of(self, *texts: str, timeout: float = SCREEN_TIMEOUT) -> str:
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if text in screen:
+            if any(text in screen for text in texts):
                 return screen
             if time.monotonic() > deadline:
-                pytest.fail(f"{text!r} did not appear within {timeout} s; the screen shows:\n{screen}")
+                pytest.fail(f"none of {texts!r} appeared within {timeout} s; the screen shows:\n{screen}")
             time.sleep(0.1)
 
     def keys(self, *keys: str) -> None:
@@ -66,17 +70,25 @@ def gnupg() -> Iterator[GnuPG]:
         yield home
 
 
-def muttrc(path: Path, *, key: str, address: str, port: int, inbox: Path, choice_line: str) -> Path:
-    """mutt over GPGME and gpgsm, S/MIME by default, SMTP to the embedded server; the "editor" writes the choice
-    above the quoted ballot, as a delegate would."""
-    path.write_text(
-        f"""set crypt_use_gpgme=yes
-set smime_is_default=yes
-set smime_sign_as="0x{key}"
-set crypt_verify_sig=no
-set from="{address}"
+DOCS = Path(__file__).parent.parent / "docs" / "smime.md"
+P12_PASSWORD = "HvbbqoB2vxDnir5R"
+
+
+def documented_setup() -> tuple[list[str], list[str]]:
+    """The shell commands and the muttrc lines of docs/smime.md's mutt section, as a delegate copies them."""
+    text = DOCS.read_text()
+    section = text[text.index("### mutt (with GnuPG's gpgsm)"):text.index("### Without a mail client that signs")]
+    blocks = re.findall(r"```(\w*)\n(.*?)```", section, re.DOTALL)
+    commands = next(body for language, body in blocks if language == "sh").splitlines()
+    settings = next(body for language, body in blocks if not language).splitlines()
+    return commands, settings
+
+
+def muttrc(path: Path, settings: list[str], *, port: int, inbox: Path, choice_line: str) -> Path:
+    """The documented settings, then what a test needs: SMTP to the embedded server, the delegation's Maildir as the
+    mailbox, and an "editor" that writes the choice above the quoted ballot, as a delegate would."""
+    path.write_text("\n".join(settings) + f"""
 set realname="France"
-set use_from=yes
 set smtp_url="smtp://127.0.0.1:{port}"
 set ssl_starttls=no
 set ssl_force_tls=no
@@ -91,38 +103,54 @@ set folder="{inbox}"
 set spoolfile="{inbox}"
 set sleep_time=0
 set wait_key=no
-"""
-    )
+""")
     return path
 
 
-def test_mutt_replies_to_the_ballot_signs_with_smime_and_the_vote_is_counted(
+def test_a_delegate_set_up_as_documented_reads_the_ballot_in_mutt_and_its_signed_reply_is_counted(
     running: Deployment, gnupg: GnuPG, tmp_path: Path
 ) -> None:
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path)
     service.send()
-    gnupg.trust(read_certificate(running.config.keys_dir / "secretariat-ca.pem"))
-    legacy = pkcs12_bytes(running.identities["FRA"], PASSWORD.encode(), friendly_name="FRA", legacy=True)
-    key = gnupg.import_pkcs12(legacy, PASSWORD.encode())
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gnupg").symlink_to(gnupg.home)
+    (home / "CODE.p12").write_bytes(
+        pkcs12_bytes(running.identities["FRA"], P12_PASSWORD.encode(), friendly_name="France (FRA)", legacy=True))
+    shutil.copy(running.config.keys_dir / "secretariat-ca.pem", home / "secretariat-ca.pem")
+    commands, settings = documented_setup()
+    pane = Pane(f"env HOME={home} GNUPGHOME={gnupg.home} TERM=screen sh", home)
     inbox = running.mail_root / running.address("FRA")
-    config = muttrc(tmp_path / "muttrc", key=key, address=running.address("FRA"),
-                    port=running.config.settings.smtp.port, inbox=inbox, choice_line="S/2020/654: NO")
-    command = (f"env HOME={tmp_path} GNUPGHOME={gnupg.home} TERM=screen "
-               f"sh -c 'GPG_TTY=$(tty) exec mutt -n -F {config} -f {inbox}'")
-    pane = Pane(command, tmp_path)
     try:
+        for command in commands:
+            pane.keys(command, "Enter")
+            if command.startswith("gpgsm --import CODE.p12"):
+                for prompt, secret in (("unprotect the PKCS#12", P12_PASSWORD), ("protect the imported object", PASSWORD),
+                                       ("re-enter this passphrase", PASSWORD)):
+                    pane.wait_for(prompt)
+                    pane.keys(secret, "Enter")
+                pane.wait_for("secret keys imported: 1")
+        pane.keys("echo set-up-$((1 + 1))", "Enter")
+        screen = pane.wait_for("set-up-2")
+        [fingerprint] = re.findall(r"(?:^|\s)([0-9A-F]{40})$", screen, re.MULTILINE)
+        assert (gnupg.home / "trustlist.txt").read_text().strip().endswith(" S")
+        address = running.address("FRA")
+        config = muttrc(tmp_path / "muttrc", [line.replace("FINGERPRINT", fingerprint).replace("ADDRESS", address)
+                                              for line in settings],
+                        port=running.config.settings.smtp.port, inbox=inbox, choice_line="S/2020/654: NO")
+        pane.keys("clear", "Enter", f"exec mutt -n -F {config} -f {inbox}", "Enter")
         pane.wait_for("Ballot: Test vote")
+        pane.keys("Enter")
+        screen = pane.wait_for("Good signature from")
+        assert "^M" not in screen and "Reply by " in screen, screen
         pane.keys("r")
-        pane.wait_for("y:Send")
-        pane.keys("S")
-        pane.wait_for("(s)ign")
-        pane.keys("s")
-        pane.wait_for("Security: Sign (S/MIME)")
+        screen = pane.wait_for("y:Send")
+        assert "Security: Sign (S/MIME)" in screen, screen
         pane.keys("y")
-        pane.wait_for("Passphrase:")
-        pane.keys(PASSWORD, "Enter")
-        pane.wait_for("Mail sent.")
+        if "Passphrase:" in pane.wait_for_one_of("Passphrase:", "Mail sent."):
+            pane.keys(PASSWORD, "Enter")
+            pane.wait_for("Mail sent.")
         pane.keys("q")
     finally:
         pane.close()

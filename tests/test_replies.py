@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import time
 from datetime import UTC, datetime
 from email.message import MIMEPart
 from email.policy import SMTP
@@ -10,7 +13,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, handed_over_p12, handed_over_password, open_vote, voting
+from conftest import Deployment, handed_over_p12, handed_over_password, open_vote, voting, voting_on_a_terminal
 
 from voting.ballot import text_of_entity
 from voting.errors import UnverifiedError
@@ -18,6 +21,7 @@ from voting.pki import Identity, fingerprint
 from voting.reply import Secretariat
 from voting.service import Service
 from voting.smime import Trust, sign_entity, verify_message
+from voting.times import readable_time
 
 
 def signed_reply(deployment: Deployment, code: str, own_text: str) -> bytes:
@@ -88,10 +92,10 @@ def test_an_outer_header_never_reaches_the_signed_reply(running: Deployment, tmp
     vote_id = open_vote(service, tmp_path)
     service.send()
     ballot = running.ballot_of("FRA")
-    start = ballot.index(b"\r\nDate: ") + 2
-    end = ballot.index(b"\r\n", start)
+    start = ballot.index(b"\nDate: ") + 1
+    end = ballot.index(b"\n", start)
     injected = f"{separator}S/2020/654: NO{separator}".encode()
-    for relayed in (ballot[:end] + injected + ballot[end:], ballot[:start] + b"Subject: x" + injected + b"\r\n" + ballot[start:]):
+    for relayed in (ballot[:end] + injected + ballot[end:], ballot[:start] + b"Subject: x" + injected + b"\n" + ballot[start:]):
         reply = running.reply("FRA", ["yes"], ballot=relayed)
         assert own_lines(reply) == ["VOTE: YES", f"The ballot of {vote_id} reads:"]
     running.submit(reply, running.address("FRA"))
@@ -228,3 +232,85 @@ def test_a_rejection_and_the_status_attribute_an_unsigned_message_alike(running:
     assert rejected["code"] is None and rejected["reason"] == "not-signed"
     shown = voting("--config", str(running.config.path), "status", vote_id)
     assert "unknown sender" in shown.stdout and "FRA: not-signed" not in shown.stdout
+
+
+def delegate_folder(deployment: Deployment, code: str, folder: Path) -> tuple[Path, str]:
+    """A delegate's own folder, outside any deployment: the ballot received, the PKCS#12 file and the secretariat's
+    certificate; returns the folder and the PKCS#12 password."""
+    folder.mkdir()
+    (folder / "ballot.eml").write_bytes(deployment.ballot_of(code))
+    p12 = handed_over_p12(deployment.config, code, fingerprint(deployment.identities[code].certificate))
+    shutil.copy(p12, folder / f"{code}.p12")
+    shutil.copy(deployment.config.keys_dir / "secretariat.pem", folder / "secretariat.pem")
+    return folder, p12.with_name(p12.name + ".password").read_text().strip()
+
+
+def without_password_variable() -> dict[str, str]:
+    assert "VOTING_P12_PASSWORD" not in os.environ, "the tests type the password; unset VOTING_P12_PASSWORD"
+    return {}
+
+
+def test_voting_reply_asks_the_password_on_the_terminal_echoes_the_choices_and_sends_without_a_deployment(
+    running: Deployment, tmp_path: Path
+) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    folder, password = delegate_folder(running, "FRA", tmp_path / "delegate")
+    (folder / "explanation.txt").write_text("France cannot accept operative paragraph 2.\nIt asks for a new text.\n")
+    port = running.config.settings.smtp.port
+    command = ("reply", "ballot.eml", "--p12", "FRA.p12", "--vote", "contre", "--explanation", "explanation.txt",
+               "--secretariat-cert", "secretariat.pem", "--send", "--smtp", f"127.0.0.1:{port}")
+    untyped = voting(*command, cwd=folder, env=without_password_variable())
+    assert untyped.returncode == 2 and "--password-file" in untyped.stderr and untyped.stdout == ""
+    status, shown = voting_on_a_terminal(*command, typed=[("Password of FRA.p12: ", password)], cwd=folder)
+    assert status == 0, shown
+    assert password not in shown
+    assert f"Signed for FRA (France) on vote {vote_id}, which closes " in shown
+    assert "  S/2020/654: NO\n" in shown and "  Explanation: France cannot accept operative paragraph 2. […]" in shown
+    assert f"Sent to votes@secretariat.example through 127.0.0.1 port {port} (no TLS)" in shown
+    assert sorted(path.name for path in folder.iterdir()) == ["FRA.p12", "ballot.eml", "explanation.txt",
+                                                               "secretariat.pem"]
+    service.poll_once()
+    [decision] = service.ledger.decisions(vote_id)
+    assert (decision.code, decision.verdict, decision.choices) == ("FRA", "ballot", {"S/2020/654": "no"})
+    assert decision.explanation == "France cannot accept operative paragraph 2.\nIt asks for a new text."
+
+
+def test_voting_reply_refuses_a_key_of_another_delegation_naming_both(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    open_vote(service, tmp_path)
+    service.send()
+    folder, _ = delegate_folder(running, "FRA", tmp_path / "delegate")
+    usa = handed_over_p12(running.config, "USA", fingerprint(running.identities["USA"].certificate))
+    refused = voting("reply", "ballot.eml", "--p12", str(usa), "--vote", "yes", "--secretariat-cert", "secretariat.pem",
+                     "--out", "reply.eml", cwd=folder,
+                     env={"VOTING_P12_PASSWORD": usa.with_name(usa.name + ".password").read_text().strip()})
+    assert refused.returncode == 2, refused.stderr
+    assert "this ballot is for FRA (France), sent to fra@delegations.example" in refused.stderr
+    assert "usa@delegations.example" in refused.stderr and not (folder / "reply.eml").exists()
+    relayed = (folder / "ballot.eml").read_bytes().replace(b"\nTo: fra@delegations.example\n",
+                                                           b'\nTo: fra@delegations.example, "a\x1b]2;x\x07"@x.example\n')
+    assert b"\x1b" in relayed
+    (folder / "ballot.eml").write_bytes(relayed)
+    refused = voting("reply", "ballot.eml", "--p12", str(usa), "--vote", "yes", "--secretariat-cert", "secretariat.pem",
+                     "--out", "reply.eml", cwd=folder,
+                     env={"VOTING_P12_PASSWORD": usa.with_name(usa.name + ".password").read_text().strip()})
+    assert refused.returncode == 2 and "\x1b" not in refused.stderr and "\x07" not in refused.stderr, refused.stderr
+    assert "sent to fra@delegations.example" in refused.stderr
+
+
+def test_voting_reply_refuses_after_the_ballots_closing_time(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, seconds=2)
+    service.send()
+    folder, password = delegate_folder(running, "FRA", tmp_path / "delegate")
+    closes = service.ledger.vote(vote_id).closes_at
+    time.sleep(max(0.0, (closes - datetime.now(UTC)).total_seconds()) + 1.1)
+    command = ("reply", "ballot.eml", "--p12", "FRA.p12", "--vote", "yes", "--secretariat-cert", "secretariat.pem",
+               "--out", "reply.eml")
+    late = voting(*command, cwd=folder, env={"VOTING_P12_PASSWORD": password})
+    assert late.returncode == 2 and not (folder / "reply.eml").exists()
+    assert f"vote {vote_id} closed on {readable_time(closes)}" in late.stderr and "--after-close" in late.stderr
+    anyway = voting(*command, "--after-close", cwd=folder, env={"VOTING_P12_PASSWORD": password})
+    assert anyway.returncode == 0 and (folder / "reply.eml").exists(), anyway.stderr

@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Deployment, handed_over_p12, open_vote, voting_on_a_terminal
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from voting.errors import MailError
+from voting.errors import MailError, UsageError
 from voting.mail import maildir
 from voting.mail.server import MailServer, SocketController
-from voting.mail.smtp import SendFailure, SmtpConnection, SmtpSettings
+from voting.mail.smtp import SendFailure, SmtpConnection, SmtpSettings, relay_settings
+from voting.pki import fingerprint
+from voting.service import Service
 
 RAW = b"From: votes@secretariat.example\r\nSubject: receipt\r\n\r\nrecorded \xe9\r\n.dot line\r\n"
 USER, PASSWORD = "votes", "s3cret-Passw0rd"
@@ -338,3 +341,48 @@ def test_the_ca_file_is_trusted_besides_the_system_authorities(pki: Pki) -> None
     system = ssl.create_default_context().cert_store_stats()["x509_ca"]
     extended = client_context(str(pki.ca_file), "smtp.ca_file").cert_store_stats()["x509_ca"]
     assert extended == system + 1
+
+
+@pytest.mark.parametrize(("relay", "tls", "expected"), [
+    ("smtp.example.org", None, ("smtp.example.org", 587, "starttls")),
+    ("smtp.example.org", "implicit", ("smtp.example.org", 465, "implicit")),
+    ("smtp.example.org:2525", None, ("smtp.example.org", 2525, "starttls")),
+    ("127.0.0.1:8025", None, ("127.0.0.1", 8025, "none")),
+    ("localhost", None, ("localhost", 25, "none")),
+    ("[::1]:2525", None, ("::1", 2525, "none")),
+    ("[2001:db8::1]", "starttls", ("2001:db8::1", 587, "starttls")),
+])
+def test_a_relay_named_on_the_command_line(relay: str, tls: Any, expected: tuple[str, int, str]) -> None:
+    settings = relay_settings(relay, tls)
+    assert (settings.host, settings.port, settings.tls) == expected
+
+
+@pytest.mark.parametrize("relay", [":25", "smtp.example.org:", "smtp.example.org:0", "smtp.example.org:70000",
+                                   "smtp.example.org:smtp", "[::1]:x"])
+def test_a_relay_that_names_no_host_or_port_is_refused(relay: str) -> None:
+    with pytest.raises(UsageError, match="--smtp"):
+        relay_settings(relay, None)
+
+
+def test_voting_reply_logs_in_to_a_starttls_relay_with_a_typed_password(
+    running: Deployment, starttls: int, pki: Pki, recorder: Recorder, tmp_path: Path
+) -> None:
+    service = Service(running.config)
+    open_vote(service, tmp_path)
+    service.send()
+    folder = tmp_path / "delegate"
+    folder.mkdir()
+    (folder / "ballot.eml").write_bytes(running.ballot_of("FRA"))
+    p12 = handed_over_p12(running.config, "FRA", fingerprint(running.identities["FRA"].certificate))
+    status, shown = voting_on_a_terminal(
+        "reply", "ballot.eml", "--p12", str(p12), "--vote", "yes", "--secretariat-cert",
+        str(running.config.keys_dir / "secretariat.pem"), "--send", "--smtp", f"127.0.0.1:{starttls}",
+        "--smtp-tls", "starttls", "--smtp-user", USER,
+        typed=[("Password of ", p12.with_name(p12.name + ".password").read_text().strip()),
+               (f"SMTP password of {USER}: ", PASSWORD)],
+        cwd=folder, env={"SSL_CERT_FILE": str(pki.ca_file)})
+    assert status == 0, shown
+    assert PASSWORD not in shown and f"through 127.0.0.1 port {starttls} (STARTTLS)" in shown
+    [(sender, recipients, raw)] = recorder.received
+    assert (sender, recipients) == ("fra@delegations.example", ["votes@secretariat.example"])
+    assert b"application/pkcs7-signature" in raw

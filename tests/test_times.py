@@ -14,7 +14,7 @@ from voting.electorate import load_electorate, save_electorate
 from voting.errors import ConfigError
 from voting.config import load_config
 from voting.service import Service
-from voting.times import readable_time
+from voting.times import parse_readable_time, readable_time
 
 FRACTION = re.compile(r"\d\d:\d\d:\d\d\.\d")
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
@@ -27,6 +27,25 @@ def test_one_readable_form_with_the_local_time_beside_it() -> None:
         "Wednesday 8 July 2020, 12:00 UTC (08:00 in New York; 14:00 in Paris)")
     assert readable_time(datetime(2020, 7, 8, 23, 30, 5, 123456, tzinfo=UTC), ["Asia/Tokyo"]) == (
         "Wednesday 8 July 2020, 23:30:05 UTC (Thursday 9 July, 08:30:05 in Tokyo)")
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2020, 7, 8, 12, 0, tzinfo=UTC), datetime(2026, 12, 2, 13, 55, 49, tzinfo=UTC),
+    datetime(2024, 2, 29, 0, 0, 1, tzinfo=UTC), datetime(1999, 12, 31, 23, 59, tzinfo=UTC),
+])
+def test_a_readable_time_reads_back_as_the_same_instant(moment: datetime) -> None:
+    assert parse_readable_time(readable_time(moment)) == moment
+    assert parse_readable_time(readable_time(moment, ["Asia/Tokyo"])) == moment
+
+
+@pytest.mark.parametrize("text", [
+    "Monday 2 December 2026, 13:55:49 UTC", "Wednesday 2 December 2026, 13:55:00 UTC",
+    "Wednesday 02 December 2026, 13:55 UTC", "Wednesday 2 December 2026, 13:55:49", "2026-12-02T13:55:49Z",
+    "Wednesday 2 December 2026, 13:55:49 UTC and later", "",
+])
+def test_only_the_readable_form_is_read(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_readable_time(text)
 
 
 def test_a_delegation_reads_its_ballot_and_receipt_in_utc_and_its_own_time(running: Deployment,

@@ -14,9 +14,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from voting import __version__
 from voting.config import DEFAULT_CONFIG, Config, load_config
@@ -24,6 +25,10 @@ from voting.deployment import TEMPLATES
 from voting.errors import UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
+
+if TYPE_CHECKING:
+    from voting.mail.smtp import SmtpSettings
+    from voting.reply import SignedReply
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -524,15 +529,76 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
     return 0 if verification.valid else 1
 
 
-def cmd_reply(args: argparse.Namespace) -> int:
+def ask_secret(what: str, alternatives: str) -> bytes:
+    """A secret typed on the controlling terminal, not echoed; refused where there is no terminal to ask on."""
+    import getpass
+
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        raise UsageError(f"no terminal to ask for the {what} on: {alternatives}") from None
+    try:
+        secret = getpass.getpass(f"{what[0].upper()}{what[1:]}: ").encode()
+    except EOFError:
+        secret = b""
+    if not secret:
+        raise UsageError(f"no {what} was typed")
+    return secret
+
+
+def reply_password(args: argparse.Namespace) -> bytes:
+    """The PKCS#12 password: from --password-file, or VOTING_P12_PASSWORD for scripts, else typed on the terminal."""
+    password = password_of(args, "VOTING_P12_PASSWORD")
+    if password:
+        return password
+    if args.password_file:
+        raise UsageError(f"--password-file {args.password_file} is empty")
+    return ask_secret(f"password of {Path(args.p12).name}",
+                      "give --password-file FILE, or set VOTING_P12_PASSWORD in a script")
+
+
+def reply_relay(args: argparse.Namespace) -> SmtpSettings:
+    """Where --send sends: the relay of --smtp (no deployment needed), else the --config deployment's [smtp].
+
+    The password of --smtp-user is asked later, once there is a signed reply to send.
+    """
     from voting.mail.outbox import smtp_settings
+    from voting.mail.smtp import relay_settings
+
+    if not args.smtp:
+        if args.smtp_tls or args.smtp_user:
+            raise UsageError("--smtp-tls and --smtp-user go with --smtp HOST[:PORT]")
+        if not args.config.exists():
+            raise UsageError("--send needs --smtp HOST[:PORT], your mail provider's SMTP server, or --config of a"
+                             " deployment")
+        return smtp_settings(config_of(args))
+    return relay_settings(args.smtp, args.smtp_tls, args.smtp_user or "", os.environ.get("VOTING_SMTP__PASSWORD", ""))
+
+
+TLS_WORDS = {"starttls": "STARTTLS", "implicit": "implicit TLS", "none": "no TLS"}
+
+
+def signed_lines(signed: SignedReply) -> list[str]:
+    """What the delegate signed, read back: the choices per draft and the explanation's first line."""
+    from voting.times import readable_time
+
+    facts = signed.facts
+    lines = [f"Signed for {facts.delegation_code} ({facts.delegation_name}) on vote {facts.vote_id},"
+             f" which closes {readable_time(facts.closes)}:",
+             *(f"  {symbol}: {choice.upper()}" for symbol, choice in signed.choices.items())]
+    if signed.explanation:
+        first, *rest = signed.explanation.split("\n")
+        lines.append(f"  Explanation: {first}" + (" […]" if rest else ""))
+    return lines
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
     from voting.mail.smtp import SmtpConnection
     from voting.pki import load_pkcs12, mailboxes, read_certificate
-    from voting.reply import Secretariat, build_reply
+    from voting.reply import Secretariat, check_reply_is_due, read_ballot, sign_reply
 
-    password = password_of(args, "VOTING_P12_PASSWORD")
-    if not password:
-        raise UsageError("give the PKCS#12 password with --password-file FILE or VOTING_P12_PASSWORD")
+    if args.smtp and not args.send:
+        raise UsageError("--smtp names the relay for --send: give --send too")
     if args.secretariat_cert:
         secretariat = Secretariat(read_certificate(Path(args.secretariat_cert)), args.secretariat_address)
     elif args.config.exists():
@@ -541,23 +607,40 @@ def cmd_reply(args: argparse.Namespace) -> int:
         raise UsageError("give --secretariat-cert PEM, the secretariat's certificate that came with your delegation's "
                          "certificate (ask the secretariat for it if it did not), so that the ballot's signature can be "
                          "checked before anything is signed; or --config of the deployment")
-    identity = load_pkcs12(read_input(args.p12, "--p12"), password)
+    relay = reply_relay(args) if args.send else None
     explanation = read_input(args.explanation, "--explanation").decode("utf-8", "replace") if args.explanation else ""
-    reply, to = build_reply(read_input(args.ballot, "ballot"), identity, args.vote, secretariat=secretariat,
-                            explanation=explanation, now=datetime.now(UTC))
+    p12 = read_input(args.p12, "--p12")
+    ballot = read_ballot(read_input(args.ballot, "ballot"), secretariat, datetime.now(UTC))
+    identity = load_pkcs12(p12, reply_password(args))
+    now = datetime.now(UTC)
+    check_reply_is_due(ballot, identity.certificate, now, after_close=args.after_close)
+    signed = sign_reply(ballot, identity, args.vote, explanation=explanation, now=now)
+    reply, to = signed.message, signed.to
+    done = signed_lines(signed)
     if args.out:
         try:
             Path(args.out).write_bytes(reply.raw)
         except OSError as error:
             raise UsageError(f"--out {args.out}: {error.strerror}") from None
-    if args.send:
-        with SmtpConnection(smtp_settings(config_of(args))) as connection:
+        done.append(f"Written to {args.out}")
+    if relay is not None:
+        if relay.username and not relay.password:
+            relay = replace(relay, password=ask_secret(f"SMTP password of {relay.username}",
+                                                       "set VOTING_SMTP__PASSWORD").decode())
+        with SmtpConnection(relay) as connection:
             connection.send(mailboxes(identity.certificate)[0], [to], reply.raw)
+        done.append(f"Sent to {to} through {relay.host} port {relay.port} ({TLS_WORDS[relay.tls]}),"
+                    f" Message-ID {reply.message_id}")
     if not args.out and not args.send:
         sys.stdout.buffer.write(reply.raw)
+        sys.stdout.flush()
+        print("\n".join(done), file=sys.stderr)
         return 0
-    emit(args, {"message_id": reply.message_id, "to": to, "sent": args.send, "out": args.out},
-         f"Reply {reply.message_id} to {to}" + (" sent" if args.send else "") + (f", written to {args.out}" if args.out else ""))
+    emit(args, {"message_id": reply.message_id, "to": to, "sent": args.send, "out": args.out,
+                "vote": signed.facts.vote_id, "delegation": signed.facts.delegation_code,
+                "choices": {symbol: str(choice) for symbol, choice in signed.choices.items()},
+                "explanation": signed.explanation,
+                "relay": f"{relay.host}:{relay.port}" if relay else None}, "\n".join(done))
     return 0
 
 
@@ -766,7 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("reply", cmd_reply, "for a delegate: build (and optionally send) a signed reply to a ballot")
     p.add_argument("ballot", help="the ballot email (.eml)")
     p.add_argument("--p12", required=True, help="the delegation's PKCS#12 file")
-    p.add_argument("--password-file", help="file holding the PKCS#12 password (or set VOTING_P12_PASSWORD)")
+    p.add_argument("--password-file", help="file holding the PKCS#12 password (default: asked on the terminal;"
+                                           " a script may set VOTING_P12_PASSWORD instead)")
     p.add_argument("--vote", action="append", required=True, metavar="CHOICE",
                    help="yes, no or abstain for every draft, or SYMBOL=CHOICE for one")
     p.add_argument("--explanation", help="a text file: the explanation of vote")
@@ -776,7 +860,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secretariat-address", metavar="ADDRESS",
                    help="the secretariat's address, from which ballots come (needed with a CA as --secretariat-cert)")
     p.add_argument("--out", help="write the signed reply here")
-    p.add_argument("--send", action="store_true", help="send it through the configured SMTP server")
+    p.add_argument("--after-close", action="store_true",
+                   help="sign although the ballot's closing time has passed (the deadline was moved, or for an"
+                        " explanation of vote after the close; a choice received after the close is not counted)")
+    p.add_argument("--send", action="store_true",
+                   help="send it to the secretariat through --smtp, or the SMTP server of the --config deployment")
+    p.add_argument("--smtp", metavar="HOST[:PORT]", help="the SMTP server to send through, e.g. your mail provider's")
+    p.add_argument("--smtp-tls", choices=("starttls", "implicit", "none"),
+                   help="TLS to --smtp (default: starttls, port 587; none only to a loopback host, port 25;"
+                        " implicit: port 465)")
+    p.add_argument("--smtp-user", metavar="USER",
+                   help="log in to --smtp as USER; the password is asked on the terminal (or VOTING_SMTP__PASSWORD)")
 
     p = command("demo", cmd_demo, "the whole written procedure on the embedded mail server")
     p.add_argument("--dir", help="where to write (default: a new temporary directory)")

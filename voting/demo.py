@@ -102,14 +102,14 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
 
         def reply(code: str, votes: dict[str, str], explanation: str = "", identity: Identity | None = None) -> None:
             ballot = maildir.messages(config.resolve(config.settings.mailbox.root) / addresses[code])[0]
-            message, to = build_reply(
+            signed = build_reply(
                 maildir.read(ballot), identity or identities[code],
                 [f"{symbol}={choice}" for symbol, choice in votes.items()],
                 secretariat=Secretariat.of_deployment(config), explanation=explanation, now=datetime.now(UTC),
             )
             sender = addresses[code]
             with SmtpConnection(smtp_settings(config)) as connection:
-                connection.send(sender, [to], message.raw)
+                connection.send(sender, [signed.to], signed.message.raw)
 
         reply(CHANGES_VOTE, {DRAFT_654: "abstain", DRAFT_658: VOTES_658[CHANGES_VOTE]})
         service.poll_once()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from asn1crypto import core as asn1, pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -314,21 +315,66 @@ def pkcs12_bytes(identity: Identity, password: bytes, *, friendly_name: str, leg
     """
     _require_password(password)
     builder = serialization.PrivateFormat.PKCS12.encryption_builder()
-    if legacy:
-        builder = (
-            builder.kdf_rounds(LEGACY_PKCS12_ROUNDS)
-            .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-            .hmac_hash(hashes.SHA1())
-        )
-    else:
+    if not legacy:
         builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256())
-    return pkcs12.serialize_key_and_certificates(
-        friendly_name.encode(),
-        identity.key,
-        identity.certificate,
-        list(identity.chain) or None,
-        builder.build(password),
+        return _serialized_pkcs12(identity, friendly_name, builder.build(password))
+    legacy_encryption = (
+        builder.kdf_rounds(LEGACY_PKCS12_ROUNDS)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(password)
     )
+    for _ in range(GNUPG_SALT_TRIES):
+        data = _serialized_pkcs12(identity, friendly_name, legacy_encryption)
+        if not gnupg_misderives_a_key(data, password):
+            return data
+    raise KeyMaterialError(f"no PKCS#12 salt that gpgsm can read was drawn in {GNUPG_SALT_TRIES} tries")
+
+
+def _serialized_pkcs12(identity: Identity, friendly_name: str,
+                       encryption: serialization.KeySerializationEncryption) -> bytes:
+    return pkcs12.serialize_key_and_certificates(
+        friendly_name.encode(), identity.key, identity.certificate, list(identity.chain) or None, encryption
+    )
+
+
+GNUPG_SALT_TRIES = 64
+"""A salt gpgsm misreads is drawn about once in forty files; sixty-four in a row never happen."""
+_BLOCK = 1 << 512
+
+
+def _pkcs12_pbe_salts(data: bytes) -> list[tuple[bytes, int]]:
+    """The salt and iteration count of each password-encrypted part of a PKCS#12 file (RFC 7292 PBE)."""
+    algorithms = []
+    for info in asn1_pkcs12.Pfx.load(data).authenticated_safe:
+        if info["content_type"].native == "encrypted_data":
+            algorithms.append(info["content"]["encrypted_content_info"]["content_encryption_algorithm"])
+        elif info["content_type"].native == "data":
+            algorithms.extend(bag["bag_value"]["encryption_algorithm"]
+                              for bag in asn1_pkcs12.SafeContents.load(info["content"].native)
+                              if bag["bag_id"].native == "pkcs8_shrouded_key_bag")
+    return [(algorithm["parameters"]["salt"].native, algorithm["parameters"]["iterations"].native)
+            for algorithm in algorithms if isinstance(algorithm["parameters"], asn1.Sequence)]
+
+
+def gnupg_misderives_a_key(data: bytes, password: bytes) -> bool:
+    """True when gpgsm 2.2 would derive a wrong 3DES key for a part of this PKCS#12 file, and so refuse the password.
+
+    The 24-byte key takes two rounds of RFC 7292's derivation; between them each 64-byte block I_j becomes
+    (I_j + B + 1) mod 2^512, and gpgsm writes it back without its leading zero bytes. When such a block starts
+    with a zero byte (one derivation in 128), gpgsm's second round hashes shifted bytes, and the import fails
+    as "bad passphrase" although the password is right.
+    """
+    diversified = (password.decode() + "\0").encode("utf-16-be")
+    for salt, iterations in _pkcs12_pbe_salts(data):
+        blocks = ((salt * 64)[:64], (diversified * 64)[:64])
+        first = hashlib.sha1(b"\x01" * 64 + b"".join(blocks)).digest()
+        for _ in range(iterations - 1):
+            first = hashlib.sha1(first).digest()
+        increment = int.from_bytes((first * 4)[:64], "big") + 1
+        if any((int.from_bytes(block, "big") + increment) % _BLOCK < _BLOCK >> 8 for block in blocks):
+            return True
+    return False
 
 
 def _ordered_chain(leaf: x509.Certificate, others: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from email.policy import SMTP, default
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, getaddresses, make_msgid
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from voting.ballot import choice_word, parse_reply, text_of_entity
 from voting.config import Config
@@ -31,8 +32,11 @@ from voting.mail.compose import OutgoingMessage, message_id_in
 from voting.model import Choice
 from voting.pki import SIGNER_CERTIFICATE, Identity, is_ca, mailboxes, read_certificate
 from voting.smime import Trust, TrustedCertificate, Verification, sign_entity, verify_message
+from voting.times import parse_readable_time, readable_time
 
 DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULTILINE)
+DELEGATION_LINE = re.compile(r"^Delegation: (?P<code>\S+) \((?P<name>.*)\)$", re.MULTILINE)
+CLOSES_LINE = re.compile(r"^Closes: (?P<when>.+)$", re.MULTILINE)
 
 
 def parse_choice(word: str) -> Choice:
@@ -123,12 +127,155 @@ def printable_lines(text: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class BallotFacts:
+    """What the ballot's signed text says about whom it is for and until when."""
+
+    vote_id: str
+    delegation_code: str
+    delegation_name: str
+    closes: datetime
+    drafts: list[str]
+
+
+def ballot_facts(ballot_text: str) -> BallotFacts:
+    """The binding block of a ballot's signed text; refused unless it has every line a ballot carries."""
+    vote_id = parse_reply(ballot_text, ()).vote_id
+    delegation = DELEGATION_LINE.search(ballot_text)
+    closes = CLOSES_LINE.search(ballot_text)
+    drafts = ballot_drafts(ballot_text)
+    if vote_id is None or "Ballot-Token:" not in ballot_text or not drafts or delegation is None or closes is None:
+        raise UsageError("this email is not a ballot: it lacks a Vote-ID, Ballot-Token, Delegation or Closes line, "
+                         "or a draft to vote on")
+    try:
+        closes_at = parse_readable_time(closes.group("when"))
+    except ValueError as error:
+        raise UsageError(f"this ballot's Closes line cannot be read: {error}") from None
+    return BallotFacts(vote_id, delegation.group("code"), delegation.group("name"), closes_at, drafts)
+
+
+def check_key_is_for(certificate: x509.Certificate, facts: BallotFacts, ballot_recipients: list[str]) -> None:
+    """Refuse a key of another delegation: its addresses must include one the ballot went to, or its name must end
+    with the ballot's "(CODE)", as the secretariat's certificates do.
+
+    The service would reject such a reply anyway (its ballot token is not the signer's); refusing here tells the
+    delegate before anything is signed or sent.
+    """
+    own = mailboxes(certificate)
+    names = [str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if set(own) & {address.lower() for address in ballot_recipients}:
+        return
+    if any(name.endswith(f"({facts.delegation_code})") for name in names):
+        return
+    key = ", ".join([*own, *names]) or "no address or name"
+    sent_to = f", sent to {', '.join(ballot_recipients)}" if ballot_recipients else ""
+    raise UsageError(f"this ballot is for {facts.delegation_code} ({facts.delegation_name}){sent_to}, but the "
+                     f"certificate in the PKCS#12 file is for {key}: sign your own delegation's ballot with its key")
+
+
+def check_still_open(facts: BallotFacts, now: datetime) -> None:
+    """Refuse once the ballot's closing time has passed: a choice received after it is not counted.
+
+    The Closes line leaves out fractions of a second, so the vote is surely closed only a second after it.
+    """
+    if now >= facts.closes + timedelta(seconds=1):
+        raise UsageError(f"vote {facts.vote_id} closed on {readable_time(facts.closes)} (the ballot's Closes line), so "
+                         "a reply now is not counted and nothing was signed; if the secretariat moved the deadline, or "
+                         "to send an explanation of vote after the close, give --after-close")
+
+
 def _outer_header(message: Message, name: str) -> str:
     """An outer header of the ballot, for the reply's own headers only (never its signed text); "" if unreadable."""
     try:
         return str(message.get(name, ""))
     except Exception:  # noqa: BLE001 - a malformed header is one that is not there
         return ""
+
+
+@dataclass(frozen=True)
+class ReceivedBallot:
+    """A ballot whose signature by the secretariat was checked: its signed text and what it says, and the outer
+    headers a reply takes up (never into its signed text)."""
+
+    text: str
+    facts: BallotFacts
+    secretariat_address: str
+    recipients: list[str]
+    subject: str
+    message_id: str | None
+
+
+def read_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime) -> ReceivedBallot:
+    """The ballot, if the secretariat signed it; refused otherwise, or when it is not a ballot."""
+    try:
+        ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
+    except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
+        raise UsageError(f"the ballot could not be read as an email: {error}") from None
+    verification = authentic_ballot(ballot_raw, secretariat, now)
+    assert verification.signed_content is not None and verification.from_address is not None
+    text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
+    return ReceivedBallot(
+        text, ballot_facts(text), verification.from_address,
+        [address for _, address in getaddresses(printable_lines(_outer_header(ballot, "To"))) if "@" in address],
+        " ".join("".join(printable_lines(_outer_header(ballot, "Subject"))).split())[:200] or "Ballot",
+        message_id_in(_outer_header(ballot, "Message-ID")),
+    )
+
+
+def check_reply_is_due(ballot: ReceivedBallot, certificate: x509.Certificate, now: datetime, *,
+                       after_close: bool = False) -> None:
+    """What a delegate's tool checks before signing: the key is for the ballot's delegation, the ballot still open."""
+    check_key_is_for(certificate, ballot.facts, ballot.recipients)
+    if not after_close:
+        check_still_open(ballot.facts, now)
+
+
+@dataclass(frozen=True)
+class SignedReply:
+    """The signed reply, the address it goes to (the secretariat's, from which the ballot verifiably came), and what
+    it says, for the delegate to read back."""
+
+    message: OutgoingMessage
+    to: str
+    facts: BallotFacts
+    choices: dict[str, Choice]
+    explanation: str
+
+
+def sign_reply(ballot: ReceivedBallot, identity: Identity, votes: list[str], *, explanation: str = "",
+               now: datetime) -> SignedReply:
+    """The reply quoting the ballot's signed text, signed with `identity`, to the secretariat's address."""
+    facts = ballot.facts
+    drafts, vote_id = facts.drafts, facts.vote_id
+    own = mailboxes(identity.certificate)
+    if not own:
+        raise UsageError("the certificate in the PKCS#12 file names no email address")
+    choices = reply_choices(drafts, votes)
+
+    lines = [f"VOTE: {choices[drafts[0]].upper()}"] if len(drafts) == 1 else [
+        f"{symbol}: {choice.upper()}" for symbol, choice in choices.items()
+    ]
+    written = "\n".join(printable_lines(explanation)).strip()
+    if written:
+        lines.extend(["", "Explanation:", written])
+    lines.extend(["", f"The ballot of {vote_id} reads:"])
+    lines.extend(f"> {line}" if line else ">" for line in ballot.text.split("\n"))
+    content = MIMEPart(policy=SMTP)
+    content.set_content("\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable")
+    signed = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
+
+    message_id = make_msgid(domain=own[0].rpartition("@")[2])
+    headers = EmailMessage(policy=SMTP)
+    headers["From"] = Address(addr_spec=own[0])
+    headers["To"] = ballot.secretariat_address
+    headers["Subject"] = ballot.subject if ballot.subject.lower().startswith("re:") else f"Re: {ballot.subject}"
+    headers["Date"] = format_datetime(now)
+    headers["Message-ID"] = message_id
+    if ballot.message_id:
+        headers["In-Reply-To"] = ballot.message_id
+        headers["References"] = ballot.message_id
+    head = b"".join(headers.policy.fold_binary(k, v) for k, v in headers.items())
+    return SignedReply(OutgoingMessage(message_id, head + signed), ballot.secretariat_address, facts, choices, written)
 
 
 def build_reply(
@@ -139,47 +286,7 @@ def build_reply(
     secretariat: Secretariat,
     explanation: str = "",
     now: datetime,
-) -> tuple[OutgoingMessage, str]:
-    """The signed reply and the address it goes to: the secretariat's, from which the ballot verifiably came."""
-    try:
-        ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
-    except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
-        raise UsageError(f"the ballot could not be read as an email: {error}") from None
-    verification = authentic_ballot(ballot_raw, secretariat, now)
-    assert verification.signed_content is not None and verification.from_address is not None
-    ballot_text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
-    drafts = ballot_drafts(ballot_text)
-    vote_id = parse_reply(ballot_text, ()).vote_id
-    if vote_id is None or "Ballot-Token:" not in ballot_text or not drafts:
-        raise UsageError("this email is not a ballot: it has no Vote-ID or Ballot-Token line, or no draft to vote on")
-    choices = reply_choices(drafts, votes)
-    own = mailboxes(identity.certificate)
-    if not own:
-        raise UsageError("the certificate in the PKCS#12 file names no email address")
-
-    lines = [f"VOTE: {choices[drafts[0]].upper()}"] if len(drafts) == 1 else [
-        f"{symbol}: {choice.upper()}" for symbol, choice in choices.items()
-    ]
-    written = "\n".join(printable_lines(explanation)).strip()
-    if written:
-        lines.extend(["", "Explanation:", written])
-    lines.extend(["", f"The ballot of {vote_id} reads:"])
-    lines.extend(f"> {line}" if line else ">" for line in ballot_text.split("\n"))
-    content = MIMEPart(policy=SMTP)
-    content.set_content("\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable")
-    signed = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
-
-    message_id = make_msgid(domain=own[0].rpartition("@")[2])
-    headers = EmailMessage(policy=SMTP)
-    headers["From"] = Address(addr_spec=own[0])
-    headers["To"] = verification.from_address
-    subject = " ".join("".join(printable_lines(_outer_header(ballot, "Subject"))).split())[:200] or "Ballot"
-    headers["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
-    headers["Date"] = format_datetime(now)
-    headers["Message-ID"] = message_id
-    ballot_id = message_id_in(_outer_header(ballot, "Message-ID"))
-    if ballot_id:
-        headers["In-Reply-To"] = ballot_id
-        headers["References"] = ballot_id
-    head = b"".join(headers.policy.fold_binary(k, v) for k, v in headers.items())
-    return OutgoingMessage(message_id, head + signed), verification.from_address
+) -> SignedReply:
+    """A reply to a ballot the secretariat signed, signed with `identity`, whoever's and whenever it is (the checks a
+    delegate's tool makes first are `check_reply_is_due`)."""
+    return sign_reply(read_ballot(ballot_raw, secretariat, now), identity, votes, explanation=explanation, now=now)

@@ -42,3 +42,17 @@ def readable_time(moment: datetime, zones: Iterable[str | None] = ()) -> str:
         day = "" if there.date() == utc.date() else f"{there:%A} {there.day} {there:%B}, "
         local.append(f"{day}{_clock(there)} in {place}")
     return f"{_day(utc)}, {_clock(utc)} UTC" + (f" ({'; '.join(local)})" if local else "")
+
+
+def parse_readable_time(text: str) -> datetime:
+    """The instant of `readable_time`'s UTC form, "Wednesday 8 July 2020, 12:00 UTC"; the local times beside it are
+    ignored. Raises ValueError unless the text is exactly that form, weekday included."""
+    utc_part = text.strip().split(" (", 1)[0]
+    for clock in ("%H:%M", "%H:%M:%S"):
+        try:
+            moment = datetime.strptime(utc_part, f"%A %d %B %Y, {clock} UTC").replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        if readable_time(moment) == utc_part:
+            return moment
+    raise ValueError(f"{text!r} is not a time such as \"Wednesday 8 July 2020, 12:00 UTC\"")

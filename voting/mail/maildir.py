@@ -92,6 +92,11 @@ def deliver(maildir: Path, raw: bytes) -> Path:
     return final
 
 
+def with_unix_line_ends(raw: bytes) -> bytes:
+    """The message as Maildirs hold it for mail clients: each CRLF a LF (a lone CR stays, as it is content)."""
+    return raw.replace(b"\r\n", b"\n")
+
+
 def _write(path: Path, raw: bytes, mtime_ns: int) -> None:
     """Write a new file and get it to the disk; it must not exist yet."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

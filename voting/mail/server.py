@@ -4,6 +4,12 @@ It is the whole mail system of a one-machine deployment (the secretariat's
 inbox and every delegation's inbox), so it accepts mail for any well-formed
 address. It stores the raw bytes and answers at once; verifying and counting
 happen later, in the pipeline that reads the Maildirs.
+
+The secretariat's inbox keeps each message byte for byte, line ends included,
+as the ledger records it. Every other Maildir is a delegation's, read by a mail
+client: there, as any local delivery agent does, line ends are Unix ones (mutt
+shows a carriage return as ^M). Signatures are unaffected: they are over the
+canonical CRLF form, which every verifier restores first.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from voting.errors import MailError
-from voting.mail.maildir import deliver
+from voting.mail.maildir import deliver, with_unix_line_ends
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +115,7 @@ class _MaildirHandler:
             if not isinstance(raw, bytes):
                 raise TypeError("the SMTP server did not keep the original bytes")
             for address in dict.fromkeys(recipient.lower() for recipient in envelope.rcpt_tos):
-                deliver(self._server.mailbox(address), raw)
+                deliver(self._server.mailbox(address), self._server.stored_form(address, raw))
         except Exception:
             log.exception("delivery from %r to %r failed", envelope.mail_from, envelope.rcpt_tos)
             return "451 4.3.0 Local error in delivery, try again later"
@@ -121,7 +127,10 @@ class _MaildirHandler:
 
 
 class MailServer:
-    """SMTP server on 127.0.0.1 that delivers every accepted message, byte for byte, into one Maildir per recipient address.
+    """SMTP server on 127.0.0.1 that delivers every accepted message into one Maildir per recipient address.
+
+    With an `inbox` address, that Maildir receives the bytes exactly and the others with Unix line ends; without
+    one, every Maildir receives the bytes exactly.
 
     A message for several recipients that fails for one of them is answered
     451 after the others were delivered; the sender's retry then delivers
@@ -129,9 +138,11 @@ class MailServer:
     """
 
     def __init__(
-        self, root: Path, *, host: str = "127.0.0.1", port: int = 8025, max_message_bytes: int = 25 * 2**20
+        self, root: Path, *, host: str = "127.0.0.1", port: int = 8025, max_message_bytes: int = 25 * 2**20,
+        inbox: str | None = None,
     ) -> None:
         self.root = root
+        self.inbox = inbox.lower() if inbox else None
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
@@ -142,6 +153,11 @@ class MailServer:
         if not is_plain_address(address):
             raise MailError(f"not a plain local@domain address: {address!r}")
         return self.root / address.lower()
+
+    def stored_form(self, address: str, raw: bytes) -> bytes:
+        """The bytes delivered to `address`: exactly as received for the `inbox` (or everywhere, without one); with
+        Unix line ends in the Maildir of every other address, the ones mail clients read."""
+        return raw if self.inbox is None or address.lower() == self.inbox else with_unix_line_ends(raw)
 
     def start(self) -> None:
         """Listen; returns only once the server accepts connections."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-from voting.errors import MailError
+from voting.errors import MailError, UsageError
 from voting.mail.tls import client_context
 
 _LINE_END = re.compile(rb"\r?\n")
@@ -35,13 +35,16 @@ class SendFailure(MailError):
         self.code = code
 
 
+Tls = Literal["none", "starttls", "implicit"]
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     """Where and how to send. The password never appears in the repr."""
 
     host: str
     port: int
-    tls: Literal["none", "starttls", "implicit"] = "none"
+    tls: Tls = "none"
     username: str = ""
     password: str = field(default="", repr=False)
     ca_file: str = ""
@@ -56,6 +59,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+DEFAULT_PORTS: dict[Tls, int] = {"starttls": 587, "implicit": 465, "none": 25}
+
+
+def relay_settings(relay: str, tls: Tls | None, username: str = "", password: str = "") -> SmtpSettings:
+    """Settings for a relay given as HOST, HOST:PORT or [IPv6]:PORT.
+
+    Without `tls`, STARTTLS, except to a loopback host (a local relay or
+    tunnel), where none; without a port, the usual one for that TLS mode.
+    """
+    host, port_text = relay.strip(), None
+    if host.startswith("["):
+        host, closed, rest = host[1:].partition("]")
+        port_text = rest.removeprefix(":") if rest or not closed else None
+    elif host.count(":") == 1:
+        host, _, port_text = host.partition(":")
+    if not host:
+        raise UsageError(f"--smtp {relay!r}: name the relay, as HOST or HOST:PORT")
+    mode: Tls = tls or ("none" if is_loopback(host) else "starttls")
+    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise UsageError(f"--smtp {relay!r}: the port must be a number from 1 to 65535")
+    return SmtpSettings(host, int(port_text) if port_text else DEFAULT_PORTS[mode], mode, username, password)
 
 
 def _check(settings: SmtpSettings) -> None:

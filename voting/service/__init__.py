@@ -94,7 +94,8 @@ def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | 
         return
     smtp = config.settings.smtp
     server = MailServer(config.resolve(config.settings.mailbox.root), host=smtp.host, port=smtp.port,
-                        max_message_bytes=config.settings.service.max_message_bytes)
+                        max_message_bytes=config.settings.service.max_message_bytes,
+                        inbox=config.settings.secretariat.address)
     try:
         server.start()
     except MailError:
