@@ -17,7 +17,7 @@ from conftest import Deployment, open_vote, voting
 from voting.bundle import export_bundle
 from voting.deployment import issue_delegation_key
 from voting.ledger import SCHEMA, Ledger
-from voting.pki import load_pkcs12
+from voting.pki import Identity, load_pkcs12
 from voting.service import Service
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -47,10 +47,9 @@ def without_certificates(signed_data: cms.SignedData) -> None:
     del signed_data["certificates"]
 
 
-@pytest.mark.parametrize(("key_type", "reencode"), [("ec", negated_s), ("rsa", without_certificates)])
-def test_a_reencoded_copy_of_a_superseded_ballot_is_replayed_and_the_audit_agrees(
-    running: Deployment, tmp_path: Path, key_type: str, reencode: Callable[[cms.SignedData], None]
-) -> None:
+def france_voted_yes(running: Deployment, tmp_path: Path, key_type: str) -> tuple[Identity, Service, str, bytes]:
+    """France, with a new key of the type given, has voted yes in a new vote: its identity, the service, the
+    vote and the ballot's raw bytes."""
     issued = issue_delegation_key(running.config, "FRA", email="fra@delegations.example", name=None,
                                   permanent=True, key_type=key_type)
     fra = load_pkcs12(issued.pkcs12_path.read_bytes(), issued.password.encode())
@@ -60,6 +59,14 @@ def test_a_reencoded_copy_of_a_superseded_ballot_is_replayed_and_the_audit_agree
     yes = running.reply("FRA", ["yes"], identity=fra)
     running.submit(yes, "fra@delegations.example")
     service.poll_once()
+    return fra, service, vote_id, yes
+
+
+@pytest.mark.parametrize(("key_type", "reencode"), [("ec", negated_s), ("rsa", without_certificates)])
+def test_a_reencoded_copy_of_a_superseded_ballot_is_replayed_and_the_audit_agrees(
+    running: Deployment, tmp_path: Path, key_type: str, reencode: Callable[[cms.SignedData], None]
+) -> None:
+    fra, service, vote_id, yes = france_voted_yes(running, tmp_path, key_type)
     time.sleep(1.1)  # the change of vote is signed at another second
     running.submit(running.reply("FRA", ["no"], identity=fra), "fra@delegations.example")
     service.poll_once()
@@ -85,15 +92,7 @@ def test_a_reencoded_copy_of_a_superseded_ballot_is_replayed_and_the_audit_agree
 def test_ledgers_of_earlier_schemas_recognise_copies_by_their_signed_attributes(running: Deployment,
                                                                                 tmp_path: Path) -> None:
     """A ledger written by schema 2 (signature hashes) or 1 (none) recognises a re-encoded copy once migrated."""
-    issued = issue_delegation_key(running.config, "FRA", email="fra@delegations.example", name=None,
-                                  permanent=True, key_type="ec")
-    fra = load_pkcs12(issued.pkcs12_path.read_bytes(), issued.password.encode())
-    service = Service(running.config)
-    vote_id = open_vote(service, tmp_path)
-    service.send()
-    yes = running.reply("FRA", ["yes"], identity=fra)
-    running.submit(yes, "fra@delegations.example")
-    service.poll_once()
+    fra, service, vote_id, yes = france_voted_yes(running, tmp_path, "ec")
     path = service.ledger.path
     service.ledger.close()
     old = sqlite3.connect(path)
