@@ -221,12 +221,12 @@ def _nested(depth: int) -> bytes:
     return entity
 
 
-def test_deeply_nested_multipart_is_too_large(fra: Identity) -> None:
-    assert_rejected(verify_message(headers() + _nested(500), pinned(fra), NOW), Reason.TOO_LARGE)
+def test_deeply_nested_multipart_is_too_complex(fra: Identity) -> None:
+    assert_rejected(verify_message(headers() + _nested(500), pinned(fra), NOW), Reason.TOO_COMPLEX)
 
 
-def test_deeply_nested_signed_content_is_too_large(fra: Identity) -> None:
-    assert_rejected(verify_message(signed_by_us(fra, entity=_nested(30)), pinned(fra), NOW), Reason.TOO_LARGE)
+def test_deeply_nested_signed_content_is_too_complex(fra: Identity) -> None:
+    assert_rejected(verify_message(signed_by_us(fra, entity=_nested(30)), pinned(fra), NOW), Reason.TOO_COMPLEX)
 
 
 def test_malformed_mime(fra: Identity) -> None:

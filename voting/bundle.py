@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voting.audit import MAX_BUNDLE_BYTES, build_manifest, with_decrypted
+from voting.audit import MAX_BUNDLE_BYTES, MAX_EXPANSION, build_manifest, with_decrypted
 from voting.errors import UsageError
 from voting.files import read_bounded, write_file_atomically
 from voting.manifest import (
@@ -47,6 +48,9 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
     """The zip, with members in a fixed order and one timestamp, so equal inputs give equal bytes.
 
     `decrypted` maps an encrypted message's SHA-256 to its decrypted entity.
+    A member that deflates by more than half the audit's MAX_EXPANSION (a
+    message of a million empty parts, say) is stored as it is, so that no
+    message received can make the bundle look like a zip bomb to the audit.
     """
     stamp = at.astimezone(UTC).timetuple()[:6]
     opened = decrypted or {}
@@ -59,7 +63,8 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
                 members.append((decrypted_member(sha), opened[sha]))
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=stamp)  # type: ignore[arg-type]
-            info.compress_type = zipfile.ZIP_DEFLATED
+            deflates_moderately = len(data) <= MAX_EXPANSION // 2 * len(zlib.compress(data))
+            info.compress_type = zipfile.ZIP_DEFLATED if deflates_moderately else zipfile.ZIP_STORED
             archive.writestr(info, data)
     return buffer.getvalue()
 

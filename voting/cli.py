@@ -408,7 +408,7 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
     else:
         text = f"invalid: {verification.reason.value if verification.reason else 'unknown'}"
         if verification.reason:
-            text += f": {verification.reason.describe()}"
+            text += f": {verification.detail or verification.reason.describe()}"
     emit(args, document, text)
     return 0 if verification.valid else 1
 

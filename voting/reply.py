@@ -95,7 +95,8 @@ def authentic_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime)
     verification = verify_message(ballot_raw, trust, now)
     who = secretariat.certificate.subject.rfc4514_string()
     if not verification.valid:
-        reason = verification.reason.describe() if verification.reason else "it is not validly signed"
+        reason = verification.detail or (verification.reason.describe() if verification.reason
+                                         else "it is not validly signed")
         raise UnverifiedError(f"this ballot is not signed by the secretariat ({who}), so no reply is signed: {reason}")
     sender = (verification.from_address or "").lower()
     if issuer and sender != (secretariat.address or "").lower():
@@ -141,11 +142,11 @@ def build_reply(
     now: datetime,
 ) -> tuple[OutgoingMessage, str]:
     """The signed reply and the address it goes to: the secretariat's, from which the ballot verifiably came."""
+    verification = authentic_ballot(ballot_raw, secretariat, now)  # first: it reads any mail within bounds
     try:
         ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
     except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
         raise UsageError(f"the ballot could not be read as an email: {error}") from None
-    verification = authentic_ballot(ballot_raw, secretariat, now)
     assert verification.signed_content is not None and verification.from_address is not None
     ballot_text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
     drafts = ballot_drafts(ballot_text)

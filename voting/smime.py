@@ -10,7 +10,6 @@ check winning, so that the same message always gets the same answer.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email import policy as email_policy
 from email.errors import ObsoleteHeaderDefect
-from email.message import Message
 from typing import Any
 
 from asn1crypto import algos, cms, core
@@ -34,12 +32,23 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from voting.mime import (
+    MAX_MIME_DEPTH,
+    Headers,
+    Part,
+    content_type,
+    crlf,
+    decode_transfer,
+    multipart_parts,
+    parts,
+    split_entity,
+    too_complex,
+)
 from voting.pki import Identity, fingerprint, mailboxes, smime_verifier
-from voting.reasons import Reason
+from voting.reasons import Reason, Rejected
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
-    "MAX_MIME_DEPTH",
     "ContentKey",
     "Decrypted",
     "Trust",
@@ -54,12 +63,7 @@ __all__ = [
 ]
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
-MAX_MIME_DEPTH = 20
-MAX_HEADER_BYTES = 256 * 1024
-"""A header block larger than any a mail server would pass (Received chains included) is refused."""
-MAX_CONTENT_TYPE_CHARS = 4096
 MAX_FROM_CHARS = 2048
-MAX_MIME_PARTS = 1000
 MIN_RSA_BITS = 2048
 
 _SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
@@ -163,6 +167,8 @@ class Verification:
 
     valid: bool
     reason: Reason | None
+    detail: str = ""
+    """The particulars of `reason`, when there are any to tell (which bound a message exceeds)."""
     signature_intact: bool = False
     signer: x509.Certificate | None = None
     owner: str | None = None
@@ -207,6 +213,7 @@ class Verification:
         return {
             "valid": self.valid,
             "reason": None if self.reason is None else str(self.reason),
+            "detail": self.detail or (None if self.reason is None else self.reason.describe()),
             "signature_intact": self.signature_intact,
             "signer": signer,
             "owner": self.owner,
@@ -235,137 +242,7 @@ def _key_description(certificate: x509.Certificate) -> str | None:
     return type(key).__name__
 
 
-class _Rejected(Exception):
-    """Internal: a check failed; carries the reason and what was learnt so far."""
-
-    def __init__(self, reason: Reason, **known: Any) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.known = known
-
-
 # ---------------------------------------------------------------- MIME, on raw bytes
-
-
-def _crlf(data: bytes) -> bytes:
-    """Canonical line endings: every bare LF becomes CRLF (the corpora mix both)."""
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-Headers = tuple[tuple[str, str], ...]
-
-
-def _split_entity(entity: bytes) -> tuple[Headers, bytes]:
-    """Headers (lowercased names, unfolded values) and body of a CRLF entity.
-
-    The header block is bounded (MAX_HEADER_BYTES) and unfolded in linear
-    time, so a message made of endless header lines costs no more than one.
-    """
-    if entity.startswith(b"\r\n"):
-        return (), entity[2:]
-    end = entity.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES + 4)
-    if end < 0 and len(entity) > MAX_HEADER_BYTES:
-        raise _Rejected(Reason.TOO_LARGE)
-    head, body = (entity, b"") if end < 0 else (entity[:end], entity[end + 4 :])
-    fields: list[tuple[str, list[str]]] = []
-    for line in head.split(b"\r\n"):
-        text = line.decode("latin-1")
-        if text[:1] in (" ", "\t"):
-            if not fields:
-                raise _Rejected(Reason.MALFORMED_MIME)
-            fields[-1][1].append(text)
-            continue
-        name, colon, value = text.partition(":")
-        if not colon or not name or not name.isascii() or any(c in name for c in " \t"):
-            raise _Rejected(Reason.MALFORMED_MIME)
-        fields.append((name.lower(), [value]))
-    return tuple((name, "".join(pieces).strip()) for name, pieces in fields), body
-
-
-def _header(headers: Headers, name: str) -> str | None:
-    return next((value for field, value in headers if field == name), None)
-
-
-def _content_type(headers: Headers) -> Message:
-    """A header-only `Message` for its Content-Type parsing (type, parameters, RFC 2231).
-
-    The value is bounded and parsed once here, so that a hostile parameter
-    list is a malformed message rather than an exception or a long stall later.
-    """
-    message = Message()
-    value = _header(headers, "content-type")
-    if value is not None:
-        if len(value) > MAX_CONTENT_TYPE_CHARS:
-            raise _Rejected(Reason.MALFORMED_MIME)
-        message["Content-Type"] = value
-        try:
-            message.get_params()
-            message.get_boundary()
-        except Exception:  # noqa: BLE001 - the standard library raises several kinds on hostile parameters
-            raise _Rejected(Reason.MALFORMED_MIME) from None
-    return message
-
-
-def _multipart_parts(body: bytes, boundary: str) -> tuple[list[bytes], bool]:
-    """The parts of a multipart body, sliced by delimiter lines, and whether it was closed.
-
-    RFC 2046: the CRLF before a delimiter belongs to the delimiter, so a part
-    ends just before it. Preamble and epilogue are dropped.
-    """
-    dash = b"--" + boundary.encode("latin-1", "replace")
-    parts: list[bytes] = []
-    start: int | None = None
-    position = 0 if body.startswith(dash) else body.find(b"\r\n" + dash)
-    while position >= 0:
-        line_start = position if position == 0 and body.startswith(dash) else position + 2
-        after = line_start + len(dash)
-        line_end = body.find(b"\r\n", after)
-        rest = body[after : len(body) if line_end < 0 else line_end]
-        closing = rest.startswith(b"--")
-        if closing or not rest.strip(b" \t"):
-            if start is not None:
-                parts.append(body[start:position])
-                if len(parts) > MAX_MIME_PARTS:
-                    raise _Rejected(Reason.TOO_LARGE)
-            if closing:
-                return parts, True
-            if line_end < 0:
-                break
-            start = line_end + 2
-        position = body.find(b"\r\n" + dash, after)
-    if start is not None:
-        parts.append(body[start:])
-    return parts, False
-
-
-def _decode_transfer(headers: Headers, body: bytes) -> bytes:
-    encoding = (_header(headers, "content-transfer-encoding") or "7bit").strip().lower()
-    if encoding in ("7bit", "8bit", "binary"):
-        return body
-    if encoding != "base64":
-        raise _Rejected(Reason.MALFORMED_MIME)
-    try:
-        return base64.b64decode(b"".join(body.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Rejected(Reason.MALFORMED_MIME) from None
-
-
-def _holds_signature(entity: bytes, depth: int) -> bool:
-    """Whether an unsigned entity hides a signature somewhere inside; bounds depth and parts."""
-    if depth > MAX_MIME_DEPTH:
-        raise _Rejected(Reason.TOO_LARGE)
-    headers, body = _split_entity(entity)
-    message = _content_type(headers)
-    ctype = message.get_content_type()
-    if ctype == "multipart/signed" or ctype in _SIGNATURE_TYPES or ctype in _OPAQUE_TYPES:
-        return True
-    if ctype == "message/rfc822":
-        return _holds_signature(body, depth + 1)
-    boundary = message.get_boundary()
-    if message.get_content_maintype() != "multipart" or not boundary:
-        return False
-    parts, _ = _multipart_parts(body, boundary)
-    return any(_holds_signature(part, depth + 1) for part in parts)
 
 
 def _load_content_info(der: bytes) -> cms.ContentInfo:
@@ -373,7 +250,7 @@ def _load_content_info(der: bytes) -> cms.ContentInfo:
         info = cms.ContentInfo.load(der, strict=True)
         info["content_type"].dotted  # noqa: B018 - forces the lazy parse here
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+        raise Rejected(Reason.BAD_CMS_STRUCTURE) from None
     return info
 
 
@@ -381,7 +258,7 @@ def _content_info_type(info: cms.ContentInfo) -> str:
     try:
         return str(info["content_type"].dotted)
     except (ValueError, TypeError, KeyError):
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+        raise Rejected(Reason.BAD_CMS_STRUCTURE) from None
 
 
 def _econtent(info: cms.ContentInfo) -> bytes | None:
@@ -389,15 +266,15 @@ def _econtent(info: cms.ContentInfo) -> bytes | None:
     try:
         encapsulated = info["content"]["encap_content_info"]
         if str(encapsulated["content_type"].dotted) != _OID_DATA:
-            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+            raise Rejected(Reason.BAD_CMS_STRUCTURE)
         content = encapsulated["content"]
         if isinstance(content, core.Void):
             return None
         value = content.native
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError):
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+        raise Rejected(Reason.BAD_CMS_STRUCTURE) from None
     if not isinstance(value, bytes):
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+        raise Rejected(Reason.BAD_CMS_STRUCTURE)
     return value
 
 
@@ -408,28 +285,32 @@ def _is_encrypted(entity: bytes, depth: int) -> bool:
     rejected as encrypted before anything else is checked about the signature.
     """
     if depth > MAX_MIME_DEPTH:
-        raise _Rejected(Reason.TOO_LARGE)
+        raise too_complex(f"more than {MAX_MIME_DEPTH} levels of nesting")
     try:
-        headers, body = _split_entity(_crlf(entity))
-        message = _content_type(headers)
+        headers, body = split_entity(crlf(entity))
+        message = content_type(headers)
         ctype = message.get_content_type()
         if ctype == "multipart/signed" and message.get_boundary():
-            parts, _ = _multipart_parts(body, message.get_boundary() or "")
-            return bool(parts) and _is_encrypted(parts[0], depth + 1)
+            signed_parts, _ = multipart_parts(body, message.get_boundary() or "")
+            return bool(signed_parts) and _is_encrypted(signed_parts[0], depth + 1)
         if ctype not in _OPAQUE_TYPES:
             return False
         if str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
             return True
-        info = _load_content_info(_decode_transfer(headers, body))
+        info = _load_content_info(decode_transfer(headers, body))
         kind = _content_info_type(info)
         if kind in _OID_ENCRYPTED:
             return True
         inner = _econtent(info) if kind == _OID_SIGNED_DATA else None
-    except _Rejected as rejected:
-        if rejected.reason is Reason.TOO_LARGE:
+    except Rejected as rejected:
+        if rejected.reason in (Reason.TOO_LARGE, Reason.TOO_COMPLEX):
             raise
         return False
     return inner is not None and _is_encrypted(inner, depth + 1)
+
+
+def _is_signature(part: Part) -> bool:
+    return part.type == "multipart/signed" or part.type in _SIGNATURE_TYPES or part.type in _OPAQUE_TYPES
 
 
 @dataclass(frozen=True)
@@ -443,64 +324,67 @@ class _Signed:
 
 
 def _signed_entity(raw: bytes) -> _Signed:
-    """Checks 1-3: bounds, the top-level entity is the signed one, and its content sliced out."""
+    """Checks 1-3: bounds, the top-level entity is the signed one, and its content sliced out.
+
+    The whole message is walked within the bounds of `voting.mime` first, and
+    the content embedded in an opaque signature before it is looked into, so
+    that nothing costly is done with a message that exceeds them.
+    """
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise _Rejected(Reason.TOO_LARGE)
-    message_bytes = _crlf(raw)
-    headers, body = _split_entity(message_bytes)
-    message = _content_type(headers)
+        raise Rejected(Reason.TOO_LARGE)
+    entities = parts(crlf(raw))
+    headers, body, message = entities[0].headers, entities[0].body, entities[0].content_type
     ctype = message.get_content_type()
     if ctype == "multipart/signed":
         protocol = str(message.get_param("protocol", "")).lower()
         boundary = message.get_boundary()
         if protocol not in _SIGNATURE_TYPES:
-            raise _Rejected(Reason.NOT_SIGNED)
+            raise Rejected(Reason.NOT_SIGNED)
         if not boundary:
-            raise _Rejected(Reason.MALFORMED_MIME)
-        parts, closed = _multipart_parts(body, boundary)
-        if len(parts) > 2:
-            raise _Rejected(Reason.NOT_ENTIRELY_SIGNED)
-        if len(parts) < 2 or not closed:
-            raise _Rejected(Reason.MALFORMED_MIME)
-        content, signature = parts
-        _holds_signature(content, 1)  # the signed content, too, must stay within the bounds
-        signature_headers, signature_body = _split_entity(signature)
-        if _content_type(signature_headers).get_content_type() not in _SIGNATURE_TYPES:
-            raise _Rejected(Reason.MALFORMED_MIME)
+            raise Rejected(Reason.MALFORMED_MIME)
+        signed_parts, closed = multipart_parts(body, boundary)
+        if len(signed_parts) > 2:
+            raise Rejected(Reason.NOT_ENTIRELY_SIGNED)
+        if len(signed_parts) < 2 or not closed:
+            raise Rejected(Reason.MALFORMED_MIME)
+        content, signature = signed_parts
+        signature_headers, signature_body = split_entity(signature)
+        if content_type(signature_headers).get_content_type() not in _SIGNATURE_TYPES:
+            raise Rejected(Reason.MALFORMED_MIME)
         if _is_encrypted(content, 1):
-            raise _Rejected(Reason.ENCRYPTED)
-        info = _load_content_info(_decode_transfer(signature_headers, signature_body))
+            raise Rejected(Reason.ENCRYPTED)
+        info = _load_content_info(decode_transfer(signature_headers, signature_body))
         if _content_info_type(info) != _OID_SIGNED_DATA:
-            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+            raise Rejected(Reason.BAD_CMS_STRUCTURE)
         return _Signed(headers, content, info, detached=True)
     if ctype in _OPAQUE_TYPES:
         said_encrypted = str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES
         try:
-            info = _load_content_info(_decode_transfer(headers, body))
+            info = _load_content_info(decode_transfer(headers, body))
             kind = _content_info_type(info)
-        except _Rejected:
+        except Rejected:
             if said_encrypted:
-                raise _Rejected(Reason.ENCRYPTED) from None
+                raise Rejected(Reason.ENCRYPTED) from None
             raise
         if kind in _OID_ENCRYPTED:
             # The envelope travels with the reason, for a verifier that holds a key to open it.
-            raise _Rejected(Reason.ENCRYPTED, envelope=info, headers=headers)
+            raise Rejected(Reason.ENCRYPTED, envelope=info, headers=headers)
         if said_encrypted:
-            raise _Rejected(Reason.ENCRYPTED)
+            raise Rejected(Reason.ENCRYPTED)
         if kind != _OID_SIGNED_DATA:
-            raise _Rejected(Reason.NOT_SIGNED)
+            raise Rejected(Reason.NOT_SIGNED)
         embedded = _econtent(info)
         if embedded is None:
-            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+            raise Rejected(Reason.BAD_CMS_STRUCTURE)
+        parts(crlf(embedded), depth=1)
         if _is_encrypted(embedded, 1):
-            raise _Rejected(Reason.ENCRYPTED)
-        _holds_signature(_crlf(embedded), 1)
+            raise Rejected(Reason.ENCRYPTED)
         return _Signed(headers, embedded, info, detached=False)
     if ctype in _SIGNATURE_TYPES:
-        raise _Rejected(Reason.NOT_SIGNED)
-    if _holds_signature(message_bytes, 0):
-        raise _Rejected(Reason.NOT_ENTIRELY_SIGNED)
-    raise _Rejected(Reason.NOT_SIGNED)
+        raise Rejected(Reason.NOT_SIGNED)
+    if any(_is_signature(part) for part in entities):
+        raise Rejected(Reason.NOT_ENTIRELY_SIGNED)
+    raise Rejected(Reason.NOT_SIGNED)
 
 
 # ---------------------------------------------------------------- CMS
@@ -524,13 +408,13 @@ class _SignerInfo:
 
 def _single_value(values: cms.SetOfAny) -> Any:
     if len(values) != 1:
-        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+        raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
     return values[0]
 
 
 def _digest_of(oid: str) -> tuple[str, type[hashes.HashAlgorithm]]:
     if oid not in _DIGESTS:
-        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+        raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     return _DIGESTS[oid]
 
 
@@ -539,12 +423,12 @@ def _pss_padding(parameters: algos.RSASSAPSSParams, digest_name: str) -> tuple[p
     name, hash_type = _digest_of(str(parameters["hash_algorithm"]["algorithm"].dotted))
     mask = parameters["mask_gen_algorithm"]
     if str(mask["algorithm"].dotted) != "1.2.840.113549.1.1.8":
-        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+        raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     mask_name, mask_hash = _digest_of(str(mask["parameters"]["algorithm"].dotted))
     if mask_name in _WEAK_DIGESTS:
-        raise _Rejected(Reason.WEAK_DIGEST)
+        raise Rejected(Reason.WEAK_DIGEST)
     if name != digest_name or parameters["trailer_field"].native not in (1, "trailer_field_bc"):
-        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+        raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     return padding.PSS(mgf=padding.MGF1(mask_hash()), salt_length=parameters["salt_length"].native), hash_type
 
 
@@ -560,37 +444,37 @@ def _read_signer_info(info: cms.ContentInfo, detached: bool, content: bytes) -> 
     signed_data = info["content"]
     signer_infos = signed_data["signer_infos"]
     if len(signer_infos) != 1:
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE)
+        raise Rejected(Reason.BAD_CMS_STRUCTURE)
     if detached and (embedded := _econtent(info)) is not None:
-        raise _Rejected(Reason.BAD_CMS_STRUCTURE if _crlf(embedded) == content else Reason.BAD_SIGNATURE)
+        raise Rejected(Reason.BAD_CMS_STRUCTURE if crlf(embedded) == content else Reason.BAD_SIGNATURE)
     signer_info = signer_infos[0]
     attributes = signer_info["signed_attrs"]
     if isinstance(attributes, core.Void) or not len(attributes):
-        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+        raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
     found: dict[str, list[Any]] = {}
     for attribute in attributes:
         found.setdefault(str(attribute["type"].dotted), []).append(attribute["values"])
     content_types = found.get(_OID_CONTENT_TYPE, [])
     digests = found.get(_OID_MESSAGE_DIGEST, [])
     if len(content_types) != 1 or len(digests) != 1 or len(found.get(_OID_SIGNING_TIME, [])) > 1:
-        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+        raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
     encapsulated_type = str(signed_data["encap_content_info"]["content_type"].dotted)
     if str(_single_value(content_types[0]).dotted) != encapsulated_type:
-        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+        raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
     message_digest = _single_value(digests[0]).native
     signing_times = found.get(_OID_SIGNING_TIME)
     signing_time = _single_value(signing_times[0]).native if signing_times else None
     if not isinstance(message_digest, bytes) or not (signing_time is None or isinstance(signing_time, datetime)):
-        raise _Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
+        raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
 
     digest_name, digest = _digest_of(str(signer_info["digest_algorithm"]["algorithm"].dotted))
     algorithm = signer_info["signature_algorithm"]
     oid = str(algorithm["algorithm"].dotted)
     if oid not in _SIGNATURE_ALGORITHMS:
-        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+        raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     family, implied = _SIGNATURE_ALGORITHMS[oid]
     if implied not in (None, digest_name):
-        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+        raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     pss, signature_hash = (None, digest)
     if family == _RSA_PSS:
         pss, signature_hash = _pss_padding(algorithm["parameters"], digest_name)
@@ -657,33 +541,33 @@ def _find_signer(
     for certificate in candidates:
         if _matches(signer.signer_id, certificate):
             return certificate
-    raise _Rejected(Reason.NO_SIGNER_CERTIFICATE)
+    raise Rejected(Reason.NO_SIGNER_CERTIFICATE)
 
 
 def _check_signature(signer: _SignerInfo, certificate: x509.Certificate, content: bytes) -> None:
     """Check 4, cryptographic half: the digest of the content, the key, the signature."""
     if hashlib.new(signer.digest_name, content).digest() != signer.message_digest:
-        raise _Rejected(Reason.BAD_SIGNATURE)
+        raise Rejected(Reason.BAD_SIGNATURE)
     if signer.digest_name in _WEAK_DIGESTS:
-        raise _Rejected(Reason.WEAK_DIGEST)
+        raise Rejected(Reason.WEAK_DIGEST)
     try:
         key = certificate.public_key()
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise _Rejected(Reason.UNSUPPORTED_ALGORITHM) from None
+        raise Rejected(Reason.UNSUPPORTED_ALGORITHM) from None
     try:
         if isinstance(key, rsa.RSAPublicKey) and signer.family in (_RSA_PKCS1, _RSA_PSS):
             if key.key_size < MIN_RSA_BITS:
-                raise _Rejected(Reason.WEAK_KEY)
+                raise Rejected(Reason.WEAK_KEY)
             scheme = signer.pss or padding.PKCS1v15()
             key.verify(signer.signature, signer.signed_attributes, scheme, signer.signature_hash())
         elif isinstance(key, ec.EllipticCurvePublicKey) and signer.family == _ECDSA:
             if not isinstance(key.curve, _CURVES):
-                raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+                raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
             key.verify(signer.signature, signer.signed_attributes, ec.ECDSA(signer.signature_hash()))
         else:
-            raise _Rejected(Reason.UNSUPPORTED_ALGORITHM)
+            raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     except InvalidSignature:
-        raise _Rejected(Reason.BAD_SIGNATURE) from None
+        raise Rejected(Reason.BAD_SIGNATURE) from None
 
 
 # ---------------------------------------------------------------- trust
@@ -740,23 +624,23 @@ def _trusted_owner(
     pin = fingerprint(certificate)
     entry = next((e for e in trust.registered if fingerprint(e.certificate) == pin), None)
     if entry is None and not (trust.anchors and trust.anchors_admit_unregistered):
-        raise _Rejected(Reason.UNKNOWN_SIGNER)
+        raise Rejected(Reason.UNKNOWN_SIGNER)
     if entry is not None and entry.revoked:
-        raise _Rejected(Reason.REVOKED_CERTIFICATE, owner=entry.owner)
+        raise Rejected(Reason.REVOKED_CERTIFICATE, owner=entry.owner)
     if at < certificate.not_valid_before_utc:
-        raise _Rejected(Reason.CERTIFICATE_NOT_YET_VALID)
+        raise Rejected(Reason.CERTIFICATE_NOT_YET_VALID)
     if at > certificate.not_valid_after_utc:
-        raise _Rejected(Reason.CERTIFICATE_EXPIRED)
+        raise Rejected(Reason.CERTIFICATE_EXPIRED)
     if (entry is None or entry.chain_to_anchor) and not _chains_to_anchor(certificate, carried, trust.anchors, at):
-        raise _Rejected(Reason.UNTRUSTED_CHAIN)
+        raise Rejected(Reason.UNTRUSTED_CHAIN)
     try:
         may_sign = _may_sign_mail(certificate)
     except ValueError:
         may_sign = False
     if not may_sign:
-        raise _Rejected(Reason.NOT_FOR_EMAIL)
+        raise Rejected(Reason.NOT_FOR_EMAIL)
     if not _mailboxes(certificate):
-        raise _Rejected(Reason.NO_MAILBOX)
+        raise Rejected(Reason.NO_MAILBOX)
     return None if entry is None else entry.owner
 
 
@@ -784,10 +668,10 @@ def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Tr
             _check_signature(signer, certificate, content)
         except _MALFORMED_DER:
             # asn1crypto parses lazily: broken DER can surface at any field read.
-            raise _Rejected(Reason.BAD_CMS_STRUCTURE) from None
+            raise Rejected(Reason.BAD_CMS_STRUCTURE) from None
         known["signature_intact"] = True
         owner = _trusted_owner(certificate, carried, trust, at)
-    except _Rejected as rejected:
+    except Rejected as rejected:
         if known.get("signature_intact"):
             known["owner"] = rejected.known.get("owner")
         return Verification(valid=False, reason=rejected.reason, **known)
@@ -958,7 +842,7 @@ def _open_envelope(info: cms.ContentInfo, decryption: Identity | ContentKey) -> 
             content_info["content_encryption_algorithm"], key, ciphertext.native, mac, authenticated
         )
     except (_Undecryptable, InvalidTag, InvalidUnwrap, UnsupportedAlgorithm, *_MALFORMED_DER):
-        raise _Rejected(Reason.ENCRYPTED) from None
+        raise Rejected(Reason.ENCRYPTED) from None
     return Decrypted(entity=entity, content_key=key, authenticated=mac is not None)
 
 
@@ -966,7 +850,7 @@ def decrypt_message(raw: bytes, decryption: Identity | ContentKey) -> Decrypted 
     """The entity inside a message encrypted to us (what the audit bundle carries beside it), else None."""
     try:
         return _opened(raw, decryption)[1]
-    except _Rejected as rejected:
+    except Rejected as rejected:
         return rejected.known.get("decrypted")
     except RecursionError:
         return None
@@ -1010,15 +894,15 @@ def _opened(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[_Sign
     """
     try:
         return _signed_entity(raw), None
-    except _Rejected as rejected:
+    except Rejected as rejected:
         envelope = rejected.known.get("envelope")
         if envelope is None or decryption is None:
             raise
         decrypted = _open_envelope(envelope, decryption)
         try:
             inner = _signed_entity(decrypted.entity)
-        except _Rejected as inner_rejected:
-            raise _Rejected(inner_rejected.reason, decrypted=decrypted) from None
+        except Rejected as inner_rejected:
+            raise Rejected(inner_rejected.reason, inner_rejected.detail, decrypted=decrypted) from None
         return replace(inner, headers=rejected.known["headers"]), decrypted
 
 
@@ -1026,9 +910,9 @@ def signed_sha256_of(raw: bytes, decryption: Identity | ContentKey | None = None
     """`Verification.signed_sha256` of a message already judged, read without checking it again; None if unreadable."""
     try:
         signed, _ = _opened(raw, decryption)
-        content = _crlf(signed.content) if signed.detached else signed.content
+        content = crlf(signed.content) if signed.detached else signed.content
         attributes = _read_signer_info(signed.info, signed.detached, content).signed_attributes
-    except (_Rejected, *_MALFORMED_DER):
+    except (Rejected, *_MALFORMED_DER):
         return None
     return hashlib.sha256(attributes).hexdigest()
 
@@ -1068,11 +952,12 @@ def _one_answer_for_unauthenticated_plaintext(result: Verification) -> Verificat
 def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity | ContentKey | None) -> Verification:
     try:
         signed, decrypted = _opened(raw, decryption)
-    except _Rejected as rejected:
-        return Verification(valid=False, reason=rejected.reason, decrypted=rejected.known.get("decrypted"))
+    except Rejected as rejected:
+        return Verification(valid=False, reason=rejected.reason, detail=rejected.detail,
+                            decrypted=rejected.known.get("decrypted"))
     except RecursionError:
-        return Verification(valid=False, reason=Reason.TOO_LARGE)
-    content = _crlf(signed.content) if signed.detached else signed.content
+        return Verification(valid=False, reason=Reason.TOO_COMPLEX)
+    content = crlf(signed.content) if signed.detached else signed.content
     result = _verify_cms(signed.info, content, signed.detached, trust, at)
     address = _from_address(signed.headers)
     result = replace(result, from_address=address, decrypted=decrypted)
@@ -1090,8 +975,8 @@ def verify_detached_der(data: bytes, signature_der: bytes, trust: Trust, at: dat
     try:
         info = _load_content_info(signature_der)
         if _content_info_type(info) != _OID_SIGNED_DATA:
-            raise _Rejected(Reason.BAD_CMS_STRUCTURE)
-    except _Rejected as rejected:
+            raise Rejected(Reason.BAD_CMS_STRUCTURE)
+    except Rejected as rejected:
         return Verification(valid=False, reason=rejected.reason, checked_at=at)
     return replace(_verify_cms(info, data, True, trust, at), checked_at=at)
 
@@ -1124,7 +1009,7 @@ def sign_entity(
     the CRLF form of `entity`, which is also what is embedded, so the bytes
     signed are the bytes sent.
     """
-    canonical = _crlf(entity)
+    canonical = crlf(entity)
     if not canonical.isascii():
         raise ValueError("the entity to sign must be 7-bit: encode its body as quoted-printable or base64")
     if any(len(line) > 998 for line in canonical.split(b"\r\n")):
@@ -1144,7 +1029,7 @@ def sign_entity(
             b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
             b"Content-Transfer-Encoding: base64\r\n"
             b"Content-Disposition: attachment; filename=smime.p7s\r\n\r\n",
-            _crlf(signature).rstrip(b"\r\n"),
+            crlf(signature).rstrip(b"\r\n"),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
     )

@@ -113,7 +113,8 @@ def judge(
     """
     verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
-        return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification)
+        return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification,
+                        verification.detail)
     code = verification.owner
     if code is None or verification.signed_content is None:
         return rejected(Reason.UNKNOWN_SIGNER, None, verification)
