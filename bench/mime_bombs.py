@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from voting.pki import Identity, create_ca, issue_signing_certificate
-from voting.smime import Trust, TrustedCertificate, sign_entity
+from voting.smime.sign import sign_entity
+from voting.smime.verify import Trust, TrustedCertificate
 from voting.verdict import VoteView, judge
 
 SENDER = "fra@delegations.example"

@@ -32,7 +32,8 @@ from voting.pki import (
     issue_signing_certificate,
 )
 from voting.service import Service, embedded_server
-from voting.smime import Trust, TrustedCertificate, sign_detached_der, verify_message
+from voting.smime.sign import sign_detached_der
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "audit-manifest.schema.json"
 DRAFT = "S/2020/654"

@@ -20,7 +20,7 @@ from voting.mime import MAX_HEADER_FIELDS, MAX_MIME_DEPTH, MAX_MIME_PARTS
 from voting.pki import Identity, create_ca, issue_signing_certificate
 from voting.reasons import Reason
 from voting.service import Service
-from voting.smime import Trust, TrustedCertificate
+from voting.smime.verify import Trust, TrustedCertificate
 from voting.verdict import BALLOT, REJECTED, Judgement, VoteView, judge
 
 SENDER = "fra@delegations.example"

@@ -13,7 +13,7 @@ from conftest import voting
 
 from voting.cli import build_parser
 from voting.pki import load_pkcs12
-from voting.smime import sign_entity
+from voting.smime.sign import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"

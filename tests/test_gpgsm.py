@@ -15,7 +15,7 @@ from conftest import Deployment, open_vote
 from tests.smime_fixtures import GnuPG, gnupg_home
 from voting.pki import pkcs12_bytes, read_certificate
 from voting.service import Service
-from voting.smime import Trust, TrustedCertificate, verify_message
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 PASSWORD = b"correct horse battery staple"
 # gpgsm's status line SIG_CREATED names the digest by its OpenPGP number.

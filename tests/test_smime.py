@@ -38,18 +38,10 @@ from tests.smime_fixtures import (
 from voting import pki
 from voting.pki import fingerprint
 from voting.reasons import Reason
-from voting.smime import (
-    MAX_MESSAGE_BYTES,
-    ContentKey,
-    Trust,
-    TrustedCertificate,
-    Verification,
-    decrypt_message,
-    sign_detached_der,
-    sign_entity,
-    verify_detached_der,
-    verify_message,
-)
+from voting.smime.decrypt import ContentKey
+from voting.smime.entity import MAX_MESSAGE_BYTES, decrypt_message
+from voting.smime.sign import sign_detached_der, sign_entity
+from voting.smime.verify import Trust, TrustedCertificate, Verification, verify_detached_der, verify_message
 
 SENDER = "fra@delegations.example"
 

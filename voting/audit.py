@@ -57,14 +57,9 @@ from voting.manifest import (
 )
 from voting.model import Choice, Electorate
 from voting.pki import certificate_pem, fingerprint, load_pem_certificate
-from voting.smime import (
-    ContentKey,
-    Decrypted,
-    Trust,
-    TrustedCertificate,
-    decrypt_message,
-    verify_detached_der,
-)
+from voting.smime.decrypt import ContentKey, Decrypted
+from voting.smime.entity import decrypt_message
+from voting.smime.verify import Trust, TrustedCertificate, verify_detached_der
 from voting.verdict import (
     BALLOT,
     CountedBallot,

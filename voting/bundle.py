@@ -26,7 +26,8 @@ from voting.manifest import (
     manifest_bytes,
     message_member,
 )
-from voting.smime import decrypt_message, sign_detached_der
+from voting.smime.entity import decrypt_message
+from voting.smime.sign import sign_detached_der
 
 if TYPE_CHECKING:
     from voting.service import Service

@@ -385,7 +385,7 @@ def cmd_tally(args: argparse.Namespace) -> int:
 def cmd_verify_mail(args: argparse.Namespace) -> int:
     from voting.electorate import load_electorate, trust_of
     from voting.pki import SecretariatKeys, read_certificate
-    from voting.smime import Trust, TrustedCertificate, verify_message
+    from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
     raw = read_input(args.file, "message")
     at = args.at or datetime.now(UTC)

@@ -48,7 +48,7 @@ from voting.pki import (
     read_certificate,
     read_csr,
 )
-from voting.smime import Trust, TrustedCertificate, verify_message
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 TEMPLATES = ("unsc-2020",)
 NOT_IN_GIT = ("secrets/", "var/", "handover/", "*.p12", "*.p12.password", "*.key")

@@ -26,7 +26,7 @@ from voting.errors import ConfigError, KeyMaterialError, UsageError
 from voting.files import read_bounded, write_file_atomically
 from voting.model import Delegation, Electorate, RegisteredCertificate
 from voting.pki import certificate_pem, fingerprint, load_pem_certificate, mailboxes
-from voting.smime import Trust, TrustedCertificate
+from voting.smime.verify import Trust, TrustedCertificate
 
 MAX_ELECTORATE_BYTES = 16 << 20
 """Far above any body's file (a few kilobytes per certificate), low enough to refuse garbage early."""

@@ -30,7 +30,8 @@ from voting.errors import UnverifiedError, UsageError
 from voting.mail.compose import OutgoingMessage, message_id_in
 from voting.model import Choice
 from voting.pki import SIGNER_CERTIFICATE, Identity, is_ca, mailboxes, read_certificate
-from voting.smime import Trust, TrustedCertificate, Verification, sign_entity, verify_message
+from voting.smime.sign import sign_entity
+from voting.smime.verify import Trust, TrustedCertificate, Verification, verify_message
 
 DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULTILINE)
 

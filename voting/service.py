@@ -56,7 +56,7 @@ from voting.mail.server import MailServer
 from voting.model import Choice, Delegation, Electorate, Outcome
 from voting.pki import SecretariatKeys
 from voting.reasons import Reason
-from voting.smime import signed_sha256_of
+from voting.smime.verify import signed_sha256_of
 from voting.record import (
     RejectedMessage,
     VoteBoard,

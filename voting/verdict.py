@@ -16,7 +16,8 @@ from voting.ballot import parse_reply, text_of_entity
 from voting.model import Choice
 from voting.pki import Identity
 from voting.reasons import Reason
-from voting.smime import ContentKey, Trust, Verification, verify_message
+from voting.smime.decrypt import ContentKey
+from voting.smime.verify import Trust, Verification, verify_message
 
 BALLOT = "ballot"
 STATEMENT = "statement"
