@@ -1,4 +1,4 @@
-"""What a MIME bomb costs to judge: a signed reply of a million parts, an unsigned 22 MB one, deep nesting, endless headers.
+"""What a MIME bomb costs to judge: a million parts, an unsigned 22 MB reply, deep nesting, endless headers, BER chunks.
 
 Each is built around a reply that would count, signed by a registered
 delegation where it says so, and judged by `verdict.judge` as the service and
@@ -8,6 +8,7 @@ Run: python bench/mime_bombs.py
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +60,19 @@ def header_bomb(text: bytes, fields: int) -> bytes:
             + b"".join(b"--h\r\n" + part + b"\r\n" for part in [text, *parts]) + b"--h--\r\n")
 
 
+def chunked_signature_bomb(chunks: int, sender: str = SENDER) -> bytes:
+    """An opaque signed-data whose content is a BER constructed OCTET STRING of `chunks` one-byte chunks."""
+    data = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01"  # the OIDs of id-data and id-signedData
+    signed_data = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
+    content = b"\x24\x80" + b"\x04\x01x" * chunks + b"\x00\x00"
+    encapsulated = b"\x30\x80" + data + b"\xa0\x80" + content + b"\x00\x00\x00\x00"
+    body = b"\x30\x80\x02\x01\x01\x31\x00" + encapsulated + b"\x31\x00\x00\x00"
+    der = b"\x30\x80" + signed_data + b"\xa0\x80" + body + b"\x00\x00\x00\x00"
+    return (f"From: {sender}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n".encode()
+            + b"Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n"
+            + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(der).replace(b"\n", b"\r\n"))
+
+
 def signed(entity: bytes, identity: Identity, sender: str = SENDER) -> bytes:
     """The entity signed by `identity`, under the outer headers of a reply from `sender`."""
     return (f"From: {sender}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n".encode()
@@ -66,7 +80,8 @@ def signed(entity: bytes, identity: Identity, sender: str = SENDER) -> bytes:
 
 
 def unsigned(entity: bytes, sender: str = SENDER) -> bytes:
-    return f"From: {sender}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\nMIME-Version: 1.0\r\n".encode() + entity
+    head = f"From: {sender}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\nMIME-Version: 1.0\r\n"
+    return head.encode() + entity
 
 
 def main() -> int:
@@ -83,6 +98,7 @@ def main() -> int:
         ("unsigned, 2,000,000 parts", lambda: unsigned(part_bomb(text, 2_000_000))),
         ("signed reply, 10,000 levels of nesting", lambda: signed(nested_bomb(text, 10_000), fra)),
         ("signed reply, 100,000 header fields", lambda: signed(header_bomb(text, 100_000), fra)),
+        ("opaque signature, 2,000,000 BER chunks", lambda: chunked_signature_bomb(2_000_000)),
     ]
     for name, build in cases:
         raw = build()

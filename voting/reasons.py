@@ -53,8 +53,8 @@ _DESCRIPTIONS: dict[Reason, str] = {
     Reason.MALFORMED_MIME: "The message could not be read as MIME.",
     Reason.TOO_LARGE: "The message, or its header block, is larger than a ballot may be.",
     Reason.TOO_COMPLEX: (
-        "The message has more MIME parts, header fields or levels of nesting than are read: send the ballot as a "
-        "plain signed reply, without attachments."
+        "The message has more MIME parts, header fields, levels of nesting or signature elements than are read: "
+        "send the ballot as a plain signed reply, without attachments."
     ),
     Reason.NOT_SIGNED: "The message carries no S/MIME signature.",
     Reason.NOT_ENTIRELY_SIGNED: (

@@ -18,8 +18,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from voting.mime import crlf
+from voting.mime import crlf, too_complex
 from voting.reasons import Reason, Rejected
+
+MAX_CMS_ELEMENTS = 30_000
+"""ASN.1 elements in one CMS structure. A signature and its certificates have hundreds, and 25 MB of content
+in chunks of 1,000 bytes 25,000; asn1crypto spends a Python step on each, and more than that on the chunks of
+a long constructed OCTET STRING."""
 
 OID_DATA = "1.2.840.113549.1.7.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -59,7 +64,44 @@ _SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _has_more_elements(der: bytes, limit: int) -> bool:
+    """Whether BER holds more than `limit` elements, counted in one pass without parsing them.
+
+    The walk is flat: a constructed element's contents are the elements that
+    follow it, a primitive one's are skipped, and an indefinite length's end
+    is an element of its own. Malformed input is left to asn1crypto to refuse.
+    """
+    position, end, count = 0, len(der), 0
+    while position < end:
+        count += 1
+        if count > limit:
+            return True
+        constructed = der[position] & 0x20
+        if der[position] & 0x1F == 0x1F:
+            position += 1
+            while position < end and der[position] & 0x80:
+                position += 1
+        position += 1
+        if position >= end:
+            return False
+        first = der[position]
+        position += 1
+        if first == 0x80 or constructed:
+            position += first & 0x7F if first & 0x80 else 0
+            continue
+        if first & 0x80:
+            length = int.from_bytes(der[position : position + (first & 0x7F)], "big")
+            position += first & 0x7F
+        else:
+            length = first
+        position += length
+    return False
+
+
 def load_content_info(der: bytes) -> cms.ContentInfo:
+    """The parsed ContentInfo, its size in elements bounded first (MAX_CMS_ELEMENTS)."""
+    if _has_more_elements(der, MAX_CMS_ELEMENTS):
+        raise too_complex(f"a signature or envelope of more than {MAX_CMS_ELEMENTS} ASN.1 elements")
     try:
         info = cms.ContentInfo.load(der, strict=True)
         info["content_type"].dotted  # noqa: B018 - forces the lazy parse here

@@ -1,4 +1,4 @@
-"""Signing: detached CMS signatures over exact bytes, and multipart/signed entities whose bytes signed are the bytes sent."""
+"""Signing: detached CMS signatures over exact bytes, and multipart/signed entities that send the bytes signed."""
 
 from __future__ import annotations
 
