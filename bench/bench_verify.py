@@ -15,7 +15,8 @@ from email.policy import SMTP
 from pathlib import Path
 
 from voting.pki import certificate_pem, create_ca, issue_signing_certificate
-from voting.smime import Trust, TrustedCertificate, sign_entity, verify_message
+from voting.smime.sign import sign_entity
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 ROUNDS = 2000
 OPENSSL_ROUNDS = 100

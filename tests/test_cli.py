@@ -23,7 +23,7 @@ from voting.pki import (
     load_pkcs12,
     read_certificate,
 )
-from voting.smime import sign_entity
+from voting.smime.sign import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"

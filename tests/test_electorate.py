@@ -29,7 +29,7 @@ from voting.electorate import (
 )
 from voting.errors import ConfigError, UsageError
 from voting.model import Delegation, Electorate, RegisteredCertificate
-from voting.smime import sign_entity
+from voting.smime.sign import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "config" / "electorates" / "unsc-2020.toml"

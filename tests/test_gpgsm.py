@@ -26,7 +26,7 @@ from voting.pki import (
     read_certificate,
 )
 from voting.service import Service
-from voting.smime import Trust, TrustedCertificate, verify_message
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 PASSWORD = b"correct horse battery staple"
 # gpgsm's status line SIG_CREATED names the digest by its OpenPGP number.

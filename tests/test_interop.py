@@ -14,13 +14,8 @@ from tests.interop import JOHNNY, THUNDERBIRD, corpus, row_file, rows
 from tests.smime_fixtures import make_identity
 from voting.pki import Identity
 from voting.reasons import Reason
-from voting.smime import (
-    Trust,
-    TrustedCertificate,
-    Verification,
-    decrypt_message,
-    verify_message,
-)
+from voting.smime.entity import decrypt_message
+from voting.smime.verify import Trust, TrustedCertificate, Verification, verify_message
 
 JOHNNY_TIME = datetime(2020, 6, 1, tzinfo=UTC)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,6 +113,43 @@ def test_an_oversized_message_sent_without_size_gets_552_after_data(tmp_path: Pa
         assert smtp.noop()[0] == 250
         assert smtp.sendmail("a@example.org", ["b@example.org"], b"small\r\n") == {}
     assert [maildir.read(m) for m in maildir.messages(tmp_path / "b@example.org")] == [b"small\r\n"]
+
+
+def test_millions_of_short_lines_are_taken_in_within_a_second_byte_for_byte(server: MailServer) -> None:
+    raw = b"Subject: lines\r\n\r\n" + b"\r\n" * 5_000_000 + b".\r\n..\r\nx\r\n" * 100_000
+    stuffed = raw.replace(b"\r\n.", b"\r\n..")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        replies = connection.makefile("rb")
+
+        def say(line: bytes, code: bytes) -> None:
+            connection.sendall(line)
+            assert replies.readline().startswith(code)
+
+        assert replies.readline().startswith(b"220")
+        say(b"HELO client.example\r\n", b"250")
+        say(b"MAIL FROM:<fra@delegations.example>\r\n", b"250")
+        say(b"RCPT TO:<votes@secretariat.example>\r\n", b"250")
+        say(b"DATA\r\n", b"354")
+        started = time.perf_counter()
+        say(stuffed + b".\r\n", b"250")
+        seconds = time.perf_counter() - started
+        say(b"QUIT\r\n", b"221")
+    assert stored(server, "votes@secretariat.example") == [raw]
+    assert seconds < 2.0, f"taking in {len(raw)} bytes took {seconds:.2f} s"
+
+
+def test_an_empty_message_and_lines_of_dots_arrive_as_sent(server: MailServer) -> None:
+    sent = [b".\r\n", b"\r\n", b"x\r\n.\r\n..\r\n"]
+    with client(server) as smtp:
+        for raw in sent:
+            smtp.sendmail("a@example.org", ["dots@example.org"], raw)
+        smtp.mail("a@example.org")
+        smtp.rcpt("dots@example.org")
+        smtp.putcmd("data")
+        assert smtp.getreply()[0] == 354
+        smtp.send(b".\r\n")
+        assert smtp.getreply()[0] == 250
+    assert sorted(stored(server, "dots@example.org")) == sorted([*sent, b""])
 
 
 @pytest.mark.parametrize(

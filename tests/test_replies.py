@@ -20,7 +20,8 @@ from voting.errors import UnverifiedError
 from voting.pki import Identity, fingerprint
 from voting.reply import Secretariat
 from voting.service import Service
-from voting.smime import Trust, sign_entity, verify_message
+from voting.smime.sign import sign_entity
+from voting.smime.verify import Trust, verify_message
 from voting.times import readable_time
 
 

@@ -38,18 +38,10 @@ from tests.smime_fixtures import (
 from voting import pki
 from voting.pki import fingerprint
 from voting.reasons import Reason
-from voting.smime import (
-    MAX_MESSAGE_BYTES,
-    ContentKey,
-    Trust,
-    TrustedCertificate,
-    Verification,
-    decrypt_message,
-    sign_detached_der,
-    sign_entity,
-    verify_detached_der,
-    verify_message,
-)
+from voting.smime.decrypt import ContentKey
+from voting.smime.entity import MAX_MESSAGE_BYTES, decrypt_message
+from voting.smime.sign import sign_detached_der, sign_entity
+from voting.smime.verify import Trust, TrustedCertificate, Verification, verify_detached_der, verify_message
 
 SENDER = "fra@delegations.example"
 
@@ -221,12 +213,12 @@ def _nested(depth: int) -> bytes:
     return entity
 
 
-def test_deeply_nested_multipart_is_too_large(fra: Identity) -> None:
-    assert_rejected(verify_message(headers() + _nested(500), pinned(fra), NOW), Reason.TOO_LARGE)
+def test_deeply_nested_multipart_is_too_complex(fra: Identity) -> None:
+    assert_rejected(verify_message(headers() + _nested(500), pinned(fra), NOW), Reason.TOO_COMPLEX)
 
 
-def test_deeply_nested_signed_content_is_too_large(fra: Identity) -> None:
-    assert_rejected(verify_message(signed_by_us(fra, entity=_nested(30)), pinned(fra), NOW), Reason.TOO_LARGE)
+def test_deeply_nested_signed_content_is_too_complex(fra: Identity) -> None:
+    assert_rejected(verify_message(signed_by_us(fra, entity=_nested(30)), pinned(fra), NOW), Reason.TOO_COMPLEX)
 
 
 def test_malformed_mime(fra: Identity) -> None:

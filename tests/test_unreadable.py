@@ -11,7 +11,7 @@ from conftest import Deployment, open_vote, voting
 
 from voting.ballot import text_of_entity
 from voting.service import MAILBOX_SETTLING, Service
-from voting.smime import sign_entity
+from voting.smime.sign import sign_entity
 
 
 def utf7_reply(deployment: Deployment, code: str, explanation_utf7: bytes) -> bytes:

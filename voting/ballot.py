@@ -9,9 +9,7 @@ header) only binds the reply to the vote through its Vote-ID and Ballot-Token.
 from __future__ import annotations
 
 import base64
-import email
 import email.errors
-import email.policy
 import html
 import re
 import secrets
@@ -25,12 +23,17 @@ from html.parser import HTMLParser
 from types import MappingProxyType
 
 from voting.errors import UsageError
+from voting.mime import crlf, parts
 from voting.model import CODE_PATTERN, Choice
-from voting.reasons import Reason
+from voting.reasons import Reason, Rejected
 from voting.times import readable_time
 
 TEXT_LIMIT = 1 << 20
 """Characters of text read from a reply; anything beyond is ignored."""
+HTML_LIMIT = 256 << 10
+"""Characters of HTML read from a reply that has no plain text; Python's HTML parser costs a step per tag."""
+LINE_LIMIT = 20_000
+"""Lines of text read from a reply (a statement of fifty pages has fewer); each costs the reply grammar a step."""
 
 _WORDS: dict[Choice, tuple[str, ...]] = {
     Choice.YES: (
@@ -394,7 +397,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     read (the service uses that to find the vote first).
     """
     by_key = _check_drafts(drafts)
-    lines = text[:TEXT_LIMIT].splitlines()
+    lines = text[:TEXT_LIMIT].splitlines()[:LINE_LIMIT]
     vote_id, token, ambiguous = _binding(lines)
     problem: tuple[Reason, str] | None = None
     if ambiguous == "vote-id":
@@ -473,7 +476,8 @@ def _apply(mark: _Mark, choices: dict[str, Choice], drafts: Sequence[str]) -> tu
 
 # --- the text of a MIME entity ----------------------------------------------------------------------
 
-_MAX_DEPTH = 16
+_ENCODED_TEXT_LIMIT = 4 * TEXT_LIMIT
+"""Enough transfer-encoded bytes for TEXT_LIMIT decoded ones (quoted-printable's worst case is about 3.1 to 1)."""
 _MAX_TAG = 4096
 _LONE_ANGLE = re.compile(rf"<(?![^<>]{{0,{_MAX_TAG}}}>)")
 
@@ -539,9 +543,12 @@ class _HtmlText(HTMLParser):
 
 
 def _html_to_text(markup: str) -> str:
-    """Text of an HTML body. Stray '<' and overlong tags are escaped first: html.parser is quadratic on them."""
+    """Text of an HTML body, its first HTML_LIMIT characters.
+
+    Stray '<' and overlong tags are escaped first: html.parser is quadratic on them.
+    """
     parser = _HtmlText()
-    parser.feed(_LONE_ANGLE.sub("&lt;", markup))
+    parser.feed(_LONE_ANGLE.sub("&lt;", markup[:HTML_LIMIT]))
     parser.close()
     return "\n".join(parser.lines).strip("\n")
 
@@ -595,34 +602,24 @@ def _decoded(part: Message) -> str:
     return text
 
 
-def _text_leaves(root: Message) -> Iterator[Message]:
-    """Inline text/plain and text/html parts, depth first; attachments and attached messages are skipped."""
-    stack: list[tuple[Message, int]] = [(root, 0)]
-    while stack:
-        part, depth = stack.pop()
-        if part.is_multipart():
-            if depth < _MAX_DEPTH and part.get_content_maintype() == "multipart":
-                children = part.get_payload()
-                if isinstance(children, list):
-                    stack.extend((child, depth + 1) for child in reversed(children) if isinstance(child, Message))
-        elif part.get_content_type() in ("text/plain", "text/html") and part.get_content_disposition() != "attachment":
-            yield part
-
-
 def text_of_entity(entity: bytes) -> str:
     """The readable text of a signed MIME entity (headers and body): its first text/plain, else its first HTML.
 
-    Never raises: an entity the standard library's parser gives up on (nested
-    beyond its recursion limit, a NUL in a parameter, a contradictory RFC 2231
-    parameter) yields "", which the reply then reports as naming no vote.
+    Only inline text/plain and text/html parts reached through multiparts are
+    read; attachments and attached messages are not. The structure is read by
+    `voting.mime`, within its bounds, and only the chosen part's first bytes
+    are decoded. Never raises: an entity that exceeds the bounds or cannot be
+    read yields "", which the reply then reports as naming no vote.
     """
     try:
-        message = email.message_from_bytes(entity, policy=email.policy.default)
-        leaves = list(_text_leaves(message))
-        plain = next((p for p in leaves if p.get_content_type() == "text/plain"), None)
+        leaves = [
+            part for part in parts(crlf(entity), into_messages=False)
+            if part.type in ("text/plain", "text/html") and part.disposition != "attachment"
+        ]
+        plain = next((part for part in leaves if part.type == "text/plain"), None)
         if plain is not None:
-            return _decoded(plain)
+            return _decoded(plain.payload(_ENCODED_TEXT_LIMIT))
         markup = next(iter(leaves), None)
-        return _html_to_text(_decoded(markup)) if markup is not None else ""
-    except (RecursionError, ValueError, IndexError, TypeError, AttributeError, email.errors.MessageError):
+        return _html_to_text(_decoded(markup.payload(_ENCODED_TEXT_LIMIT))) if markup is not None else ""
+    except (Rejected, ValueError, IndexError, TypeError, AttributeError, email.errors.MessageError):
         return ""

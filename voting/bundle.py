@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voting.audit import MAX_BUNDLE_BYTES, build_manifest, with_decrypted
+from voting.audit import build_manifest, with_decrypted
+from voting.audit.reading import MAX_BUNDLE_BYTES, MAX_EXPANSION
 from voting.errors import UsageError
 from voting.files import read_bounded, write_file_atomically
 from voting.manifest import (
@@ -27,7 +29,8 @@ from voting.manifest import (
 )
 from voting.pki import fingerprint
 from voting.publication import Publication, bundle_sha256
-from voting.smime import decrypt_message, sign_detached_der
+from voting.smime.entity import decrypt_message
+from voting.smime.sign import sign_detached_der
 
 if TYPE_CHECKING:
     from voting.service import Service
@@ -55,6 +58,9 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
 
     `decrypted` maps an encrypted message's SHA-256 to its decrypted entity;
     `drafts` a draft file's SHA-256 to its bytes.
+    A member that deflates by more than half the audit's MAX_EXPANSION (a
+    message of a million empty parts, say) is stored as it is, so that no
+    message received can make the bundle look like a zip bomb to the audit.
     """
     stamp = at.astimezone(UTC).timetuple()[:6]
     opened = decrypted or {}
@@ -68,7 +74,8 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
                 members.append((decrypted_member(sha), opened[sha]))
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=stamp)  # type: ignore[arg-type]
-            info.compress_type = zipfile.ZIP_DEFLATED
+            deflates_moderately = len(data) <= MAX_EXPANSION // 2 * len(zlib.compress(data))
+            info.compress_type = zipfile.ZIP_DEFLATED if deflates_moderately else zipfile.ZIP_STORED
             archive.writestr(info, data)
     return buffer.getvalue()
 

@@ -501,7 +501,7 @@ def cmd_tally(args: argparse.Namespace) -> int:
 def cmd_verify_mail(args: argparse.Namespace) -> int:
     from voting.electorate import load_electorate, trust_of
     from voting.pki import SecretariatKeys, read_certificate
-    from voting.smime import Trust, TrustedCertificate, verify_message
+    from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
     raw = read_input(args.file, "message")
     at = args.at or datetime.now(UTC)
@@ -524,7 +524,7 @@ def cmd_verify_mail(args: argparse.Namespace) -> int:
     else:
         text = f"invalid: {verification.reason.value if verification.reason else 'unknown'}"
         if verification.reason:
-            text += f": {verification.reason.describe()}"
+            text += f": {verification.detail or verification.reason.describe()}"
     emit(args, document, text)
     return 0 if verification.valid else 1
 

@@ -55,7 +55,7 @@ from voting.pki import (
     signing_key,
     write_certificate,
 )
-from voting.smime import Trust, TrustedCertificate, verify_message
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 TEMPLATES = ("unsc-2020",)
 NOT_IN_GIT = ("secrets/", "var/", "handover/", "*.p12", "*.p12.password", "*.key")

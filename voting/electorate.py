@@ -33,7 +33,7 @@ from voting.pki import (
     load_pem_certificate,
     mailboxes,
 )
-from voting.smime import Trust, TrustedCertificate
+from voting.smime.verify import Trust, TrustedCertificate
 
 MAX_ELECTORATE_BYTES = 16 << 20
 """Far above any body's file (a few kilobytes per certificate), low enough to refuse garbage early."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from voting.errors import ConfigError, LedgerError, UsageError
-from voting.smime import signed_sha256_of
+from voting.smime.verify import signed_sha256_of
 
 SCHEMA_VERSION = 4
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed

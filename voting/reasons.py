@@ -5,12 +5,14 @@ output and in the audit bundle, so they are stable strings.
 """
 
 from enum import StrEnum
+from typing import Any
 
 
 class Reason(StrEnum):
     # The message as a whole
     MALFORMED_MIME = "malformed-mime"
     TOO_LARGE = "too-large"
+    TOO_COMPLEX = "too-complex"
     NOT_SIGNED = "not-signed"
     NOT_ENTIRELY_SIGNED = "not-entirely-signed"
     ENCRYPTED = "encrypted"
@@ -49,7 +51,11 @@ class Reason(StrEnum):
 
 _DESCRIPTIONS: dict[Reason, str] = {
     Reason.MALFORMED_MIME: "The message could not be read as MIME.",
-    Reason.TOO_LARGE: "The message is larger, or nested more deeply, than a ballot may be.",
+    Reason.TOO_LARGE: "The message, or its header block, is larger than a ballot may be.",
+    Reason.TOO_COMPLEX: (
+        "The message has more MIME parts, header fields, levels of nesting or signature elements than are read: "
+        "send the ballot as a plain signed reply, without attachments."
+    ),
     Reason.NOT_SIGNED: "The message carries no S/MIME signature.",
     Reason.NOT_ENTIRELY_SIGNED: (
         "The signature does not cover the whole message: the signed part is wrapped in, "
@@ -100,3 +106,13 @@ _DESCRIPTIONS: dict[Reason, str] = {
         "again before the deadline as plain text, signed."
     ),
 }
+
+
+class Rejected(Exception):
+    """A check failed: its reason, the particulars to tell (or ""), and what was learnt so far."""
+
+    def __init__(self, reason: Reason, detail: str = "", **known: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+        self.known = known

@@ -31,7 +31,8 @@ from voting.errors import UnverifiedError, UsageError
 from voting.mail.compose import OutgoingMessage, message_id_in
 from voting.model import Choice
 from voting.pki import SIGNER_CERTIFICATE, Identity, is_ca, mailboxes, read_certificate
-from voting.smime import Trust, TrustedCertificate, Verification, sign_entity, verify_message
+from voting.smime.sign import sign_entity
+from voting.smime.verify import Trust, TrustedCertificate, Verification, verify_message
 from voting.times import parse_readable_time, readable_time
 
 DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULTILINE)
@@ -99,7 +100,8 @@ def authentic_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime)
     verification = verify_message(ballot_raw, trust, now)
     who = secretariat.certificate.subject.rfc4514_string()
     if not verification.valid:
-        reason = verification.reason.describe() if verification.reason else "it is not validly signed"
+        reason = verification.detail or (verification.reason.describe() if verification.reason
+                                         else "it is not validly signed")
         raise UnverifiedError(f"this ballot is not signed by the secretariat ({who}), so no reply is signed: {reason}")
     sender = (verification.from_address or "").lower()
     if issuer and sender != (secretariat.address or "").lower():
@@ -207,11 +209,11 @@ class ReceivedBallot:
 
 def read_ballot(ballot_raw: bytes, secretariat: Secretariat, now: datetime) -> ReceivedBallot:
     """The ballot, if the secretariat signed it; refused otherwise, or when it is not a ballot."""
+    verification = authentic_ballot(ballot_raw, secretariat, now)  # first: it reads any mail within bounds
     try:
         ballot = BytesParser(policy=default).parsebytes(ballot_raw, headersonly=True)
     except Exception as error:  # noqa: BLE001 - any parse failure is the same user mistake
         raise UsageError(f"the ballot could not be read as an email: {error}") from None
-    verification = authentic_ballot(ballot_raw, secretariat, now)
     assert verification.signed_content is not None and verification.from_address is not None
     text = "\n".join(printable_lines(text_of_entity(verification.signed_content))).strip("\n")
     return ReceivedBallot(

@@ -16,7 +16,8 @@ from voting.ballot import parse_reply, text_of_entity
 from voting.model import Choice
 from voting.pki import Identity
 from voting.reasons import Reason
-from voting.smime import ContentKey, Trust, Verification, verify_message
+from voting.smime.decrypt import ContentKey
+from voting.smime.verify import Trust, Verification, verify_message
 
 BALLOT = "ballot"
 STATEMENT = "statement"
@@ -115,7 +116,8 @@ def judge(
     """
     verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
-        return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification)
+        return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification,
+                        verification.detail)
     code = verification.owner
     if code is None or verification.signed_content is None:
         return rejected(Reason.UNKNOWN_SIGNER, None, verification)

@@ -25,7 +25,7 @@ from voting.manifest import (
 )
 from voting.model import Choice, Electorate
 from voting.pki import certificate_pem, fingerprint
-from voting.smime import Decrypted
+from voting.smime.decrypt import Decrypted
 
 
 def build_manifest(

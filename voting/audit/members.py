@@ -14,7 +14,8 @@ from voting.errors import KeyMaterialError
 from voting.manifest import Manifest, decrypted_member, draft_member, message_member
 from voting.model import Electorate, RegisteredCertificate
 from voting.pki import fingerprint, load_pem_certificate
-from voting.smime import ContentKey, decrypt_message
+from voting.smime.decrypt import ContentKey
+from voting.smime.entity import decrypt_message
 
 
 def member_check(contents: Contents, manifest: Manifest) -> Check:

@@ -12,7 +12,7 @@ from voting.audit.checks import Check, Progress, short
 from voting.audit.reading import Contents
 from voting.electorate import trust_of
 from voting.manifest import Manifest, MessageEntry, VoteInfo
-from voting.smime import ContentKey
+from voting.smime.decrypt import ContentKey
 from voting.verdict import BALLOT, Judgement, PriorBallot, VoteView, judge
 
 

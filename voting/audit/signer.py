@@ -14,7 +14,7 @@ from voting.errors import KeyMaterialError
 from voting.manifest import Manifest
 from voting.pki import SECRETARIAT_SIGNING, fingerprint, has_secretariat_role, is_ca, load_pem_certificate
 from voting.publication import BUNDLE_SHA256, CHAIN_HEAD, SIGNER_SHA256, bundle_sha256, line, stated
-from voting.smime import Trust, TrustedCertificate, verify_detached_der, verify_message
+from voting.smime.verify import Trust, TrustedCertificate, verify_detached_der, verify_message
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 
 from voting.pki import Identity
-from voting.smime import sign_entity
+from voting.smime.sign import sign_entity
 
 
 @dataclass(frozen=True)

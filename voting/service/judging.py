@@ -17,7 +17,7 @@ from voting.mail.compose import message_id_in, text_as_html
 from voting.model import Delegation, Electorate
 from voting.reasons import Reason
 from voting.service.intake import Intake
-from voting.smime import signed_sha256_of
+from voting.smime.verify import signed_sha256_of
 from voting.verdict import (
     BALLOT,
     REJECTED,

@@ -1,0 +1,217 @@
+"""MIME on raw bytes, within bounds: the one reader of a message's structure, for the verifier and the ballot's text.
+
+Every entity is sliced out of the bytes as received (line endings canonicalised
+to CRLF), never re-serialised. A message is refused as `Reason.TOO_COMPLEX`,
+before anything costly is done with it, once it shows more parts, header
+fields or levels of nesting than any ballot has: reading a message then costs
+a few passes over its bytes, whatever they hold, and the service and the audit
+judge it alike (docs/design.md §2.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from email.message import Message
+
+from voting.reasons import Reason, Rejected
+
+MAX_MIME_PARTS = 1000
+"""Entities in one message, itself included; a mail client's signed reply has a handful."""
+MAX_MIME_DEPTH = 20
+"""Levels of multipart and attached-message nesting."""
+MAX_HEADER_FIELDS = 5000
+"""Header fields in one message, all its parts together; a Received chain has tens."""
+MAX_SCANNED_BYTES = 100 << 20
+"""Bytes of multipart bodies searched for their delimiters, every level counted: nesting costs a pass per level."""
+MAX_HEADER_BYTES = 256 * 1024
+"""A header block larger than any a mail server would pass (Received chains included) is refused."""
+MAX_CONTENT_TYPE_CHARS = 4096
+
+Headers = tuple[tuple[str, str], ...]
+
+
+
+def crlf(data: bytes) -> bytes:
+    """Canonical line endings: every bare LF becomes CRLF (the corpora mix both).
+
+    Counting is much cheaper than replacing, and most mail is CRLF already.
+    """
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def too_complex(what: str) -> Rejected:
+    """`Reason.TOO_COMPLEX`, saying which bound the message exceeds and what to do."""
+    return Rejected(Reason.TOO_COMPLEX, f"The message has {what}, more than a ballot may have: send the ballot as a "
+                                        "plain signed reply, without attachments.")
+
+
+def split_entity(entity: bytes, max_fields: int = MAX_HEADER_FIELDS) -> tuple[Headers, bytes]:
+    """Headers (lowercased names, unfolded values) and body of a CRLF entity.
+
+    The header block is bounded (MAX_HEADER_BYTES, `max_fields`) and unfolded
+    in linear time, so a message made of endless header lines costs no more
+    than one.
+    """
+    if entity.startswith(b"\r\n"):
+        return (), entity[2:]
+    end = entity.find(b"\r\n\r\n", 0, MAX_HEADER_BYTES + 4)
+    if end < 0 and len(entity) > MAX_HEADER_BYTES:
+        raise Rejected(Reason.TOO_LARGE)
+    # A part of headers only ends with its last header's CRLF (RFC 2046 "MIME-part-headers [CRLF *OCTET]").
+    head, body = (entity.removesuffix(b"\r\n"), b"") if end < 0 else (entity[:end], entity[end + 4 :])
+    fields: list[tuple[str, list[str]]] = []
+    for line in head.split(b"\r\n"):
+        text = line.decode("latin-1")
+        if text[:1] in (" ", "\t"):
+            if not fields:
+                raise Rejected(Reason.MALFORMED_MIME)
+            fields[-1][1].append(text)
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or not name.isascii() or any(c in name for c in " \t"):
+            raise Rejected(Reason.MALFORMED_MIME)
+        if len(fields) == max_fields:
+            raise too_complex(f"more than {MAX_HEADER_FIELDS} header fields")
+        fields.append((name.lower(), [value]))
+    return tuple((name, "".join(pieces).strip()) for name, pieces in fields), body
+
+
+def header(headers: Headers, name: str) -> str | None:
+    return next((value for field, value in headers if field == name), None)
+
+
+def content_type(headers: Headers) -> Message:
+    """A header-only `Message` for its Content-Type parsing (type, parameters, RFC 2231).
+
+    The value is bounded and parsed once here, so that a hostile parameter
+    list is a malformed message rather than an exception or a long stall later.
+    """
+    message = Message()
+    value = header(headers, "content-type")
+    if value is not None:
+        if len(value) > MAX_CONTENT_TYPE_CHARS:
+            raise Rejected(Reason.MALFORMED_MIME)
+        message["Content-Type"] = value
+        try:
+            message.get_params()
+            message.get_boundary()
+        except Exception:  # noqa: BLE001 - the standard library raises several kinds on hostile parameters
+            raise Rejected(Reason.MALFORMED_MIME) from None
+    return message
+
+
+def multipart_parts(body: bytes, boundary: str, max_parts: int = MAX_MIME_PARTS) -> tuple[list[bytes], bool]:
+    """The parts of a multipart body, sliced by delimiter lines, and whether it was closed.
+
+    RFC 2046: the CRLF before a delimiter belongs to the delimiter, so a part
+    ends just before it. Preamble and epilogue are dropped. More than
+    `max_parts` parts is `Reason.TOO_COMPLEX`, found before the rest is sliced.
+    """
+    dash = b"--" + boundary.encode("latin-1", "replace")
+    parts: list[bytes] = []
+    start: int | None = None
+    position = 0 if body.startswith(dash) else body.find(b"\r\n" + dash)
+    while position >= 0:
+        line_start = position if position == 0 and body.startswith(dash) else position + 2
+        after = line_start + len(dash)
+        line_end = body.find(b"\r\n", after)
+        rest = body[after : len(body) if line_end < 0 else line_end]
+        closing = rest.startswith(b"--")
+        if closing or not rest.strip(b" \t"):
+            if start is not None:
+                parts.append(body[start:position])
+                if len(parts) > max_parts:
+                    raise too_complex(f"more than {MAX_MIME_PARTS} MIME parts")
+            if closing:
+                return parts, True
+            if line_end < 0:
+                break
+            start = line_end + 2
+        position = body.find(b"\r\n" + dash, after)
+    if start is not None:
+        parts.append(body[start:])
+        if len(parts) > max_parts:
+            raise too_complex(f"more than {MAX_MIME_PARTS} MIME parts")
+    return parts, False
+
+
+def decode_transfer(headers: Headers, body: bytes) -> bytes:
+    """The body with its transfer encoding undone, strictly: only identity encodings and valid base64."""
+    encoding = (header(headers, "content-transfer-encoding") or "7bit").strip().lower()
+    if encoding in ("7bit", "8bit", "binary"):
+        return body
+    if encoding != "base64":
+        raise Rejected(Reason.MALFORMED_MIME)
+    try:
+        return base64.b64decode(b"".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected(Reason.MALFORMED_MIME) from None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One entity of a message, as `parts` found it."""
+
+    headers: Headers
+    body: bytes
+    content_type: Message
+    depth: int
+
+    @property
+    def type(self) -> str:
+        return self.content_type.get_content_type()
+
+    @property
+    def disposition(self) -> str:
+        return (header(self.headers, "content-disposition") or "").partition(";")[0].strip().lower()
+
+    def payload(self, limit: int) -> Message:
+        """A header-only `Message` carrying the first `limit` bytes of the body, for the standard decoders.
+
+        The standard library's parser costs a Python step per line; it never
+        sees the body, which is handed over whole.
+        """
+        message = Message()
+        for name in ("content-type", "content-transfer-encoding"):
+            value = header(self.headers, name)
+            if value is not None:
+                message[name] = value
+        message.set_payload(self.body[:limit].decode("ascii", "surrogateescape"))
+        return message
+
+
+def parts(entity: bytes, *, depth: int = 0, into_messages: bool = True) -> list[Part]:
+    """Every entity of a CRLF entity, itself first, depth first; `Reason.TOO_COMPLEX` past the bounds.
+
+    Multiparts are always opened; an attached message (message/rfc822) only
+    with `into_messages`. Each entity is read once, and the walk stops at the
+    first bound exceeded, so a part bomb costs no more than the bounds allow.
+    """
+    found: list[Part] = []
+    fields = scanned = 0
+    pending: list[tuple[bytes, int]] = [(entity, depth)]
+    while pending:
+        data, level = pending.pop()
+        if len(found) == MAX_MIME_PARTS:
+            raise too_complex(f"more than {MAX_MIME_PARTS} MIME parts")
+        if level > MAX_MIME_DEPTH:
+            raise too_complex(f"more than {MAX_MIME_DEPTH} levels of nesting")
+        headers, body = split_entity(data, MAX_HEADER_FIELDS - fields)
+        fields += len(headers)
+        part = Part(headers, body, content_type(headers), level)
+        found.append(part)
+        children: list[bytes] = []
+        boundary = part.content_type.get_boundary()
+        if part.content_type.get_content_maintype() == "multipart" and boundary:
+            scanned += len(body)
+            if scanned > MAX_SCANNED_BYTES:
+                raise too_complex(f"parts nested so that reading them means searching more than {MAX_SCANNED_BYTES >> 20} MiB")
+            children, _ = multipart_parts(body, boundary, MAX_MIME_PARTS - len(found) - len(pending))
+        elif into_messages and part.type == "message/rfc822":
+            children = [body]
+        pending.extend((child, level + 1) for child in reversed(children))
+    return found

@@ -1,0 +1,176 @@
+"""Which entity of a message is the signed one, found on its raw bytes (docs/design.md §2.2, checks 1 to 3).
+
+The signed entity is sliced out of the bytes as received (line endings
+canonicalised to CRLF), never re-serialised, after the whole message was
+walked within the bounds of `voting.mime`. It is the message itself, or, for
+a message encrypted to the secretariat, the entity its envelope holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from asn1crypto import cms
+
+from voting.mime import (
+    MAX_MIME_DEPTH,
+    Headers,
+    Part,
+    content_type,
+    crlf,
+    decode_transfer,
+    multipart_parts,
+    parts,
+    split_entity,
+    too_complex,
+)
+from voting.pki import Identity
+from voting.reasons import Reason, Rejected
+from voting.smime.cms import OID_ENCRYPTED, OID_SIGNED_DATA, content_info_type, econtent, load_content_info
+from voting.smime.decrypt import ContentKey, Decrypted, open_envelope
+
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+
+_SIGNATURE_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
+_OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_ENCRYPTED_SMIME_TYPES = frozenset({"enveloped-data", "authenveloped-data"})
+
+
+def _is_encrypted(entity: bytes, depth: int) -> bool:
+    """Whether signed content is, under any layers of signature, an encrypted entity.
+
+    A verifier that holds no decryption key cannot read such a ballot, so it is
+    rejected as encrypted before anything else is checked about the signature.
+    """
+    if depth > MAX_MIME_DEPTH:
+        raise too_complex(f"more than {MAX_MIME_DEPTH} levels of nesting")
+    try:
+        headers, body = split_entity(crlf(entity))
+        message = content_type(headers)
+        ctype = message.get_content_type()
+        if ctype == "multipart/signed" and message.get_boundary():
+            signed_parts, _ = multipart_parts(body, message.get_boundary() or "")
+            return bool(signed_parts) and _is_encrypted(signed_parts[0], depth + 1)
+        if ctype not in _OPAQUE_TYPES:
+            return False
+        if str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
+            return True
+        info = load_content_info(decode_transfer(headers, body))
+        kind = content_info_type(info)
+        if kind in OID_ENCRYPTED:
+            return True
+        inner = econtent(info) if kind == OID_SIGNED_DATA else None
+    except Rejected as rejected:
+        if rejected.reason in (Reason.TOO_LARGE, Reason.TOO_COMPLEX):
+            raise
+        return False
+    return inner is not None and _is_encrypted(inner, depth + 1)
+
+
+def _is_signature(part: Part) -> bool:
+    return part.type == "multipart/signed" or part.type in _SIGNATURE_TYPES or part.type in _OPAQUE_TYPES
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """What the MIME layer hands to the CMS layer."""
+
+    headers: Headers
+    content: bytes
+    info: cms.ContentInfo
+    detached: bool
+
+
+def _signed_entity(raw: bytes) -> _Signed:
+    """Checks 1-3: bounds, the top-level entity is the signed one, and its content sliced out.
+
+    The whole message is walked within the bounds of `voting.mime` first, and
+    the content embedded in an opaque signature before it is looked into, so
+    that nothing costly is done with a message that exceeds them.
+    """
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise Rejected(Reason.TOO_LARGE)
+    entities = parts(crlf(raw))
+    headers, body, message = entities[0].headers, entities[0].body, entities[0].content_type
+    ctype = message.get_content_type()
+    if ctype == "multipart/signed":
+        protocol = str(message.get_param("protocol", "")).lower()
+        boundary = message.get_boundary()
+        if protocol not in _SIGNATURE_TYPES:
+            raise Rejected(Reason.NOT_SIGNED)
+        if not boundary:
+            raise Rejected(Reason.MALFORMED_MIME)
+        signed_parts, closed = multipart_parts(body, boundary)
+        if len(signed_parts) > 2:
+            raise Rejected(Reason.NOT_ENTIRELY_SIGNED)
+        if len(signed_parts) < 2 or not closed:
+            raise Rejected(Reason.MALFORMED_MIME)
+        content, signature = signed_parts
+        signature_headers, signature_body = split_entity(signature)
+        if content_type(signature_headers).get_content_type() not in _SIGNATURE_TYPES:
+            raise Rejected(Reason.MALFORMED_MIME)
+        if _is_encrypted(content, 1):
+            raise Rejected(Reason.ENCRYPTED)
+        info = load_content_info(decode_transfer(signature_headers, signature_body))
+        if content_info_type(info) != OID_SIGNED_DATA:
+            raise Rejected(Reason.BAD_CMS_STRUCTURE)
+        return _Signed(headers, content, info, detached=True)
+    if ctype in _OPAQUE_TYPES:
+        said_encrypted = str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES
+        try:
+            info = load_content_info(decode_transfer(headers, body))
+            kind = content_info_type(info)
+        except Rejected:
+            if said_encrypted:
+                raise Rejected(Reason.ENCRYPTED) from None
+            raise
+        if kind in OID_ENCRYPTED:
+            # The envelope travels with the reason, for a verifier that holds a key to open it.
+            raise Rejected(Reason.ENCRYPTED, envelope=info, headers=headers)
+        if said_encrypted:
+            raise Rejected(Reason.ENCRYPTED)
+        if kind != OID_SIGNED_DATA:
+            raise Rejected(Reason.NOT_SIGNED)
+        embedded = econtent(info)
+        if embedded is None:
+            raise Rejected(Reason.BAD_CMS_STRUCTURE)
+        parts(crlf(embedded), depth=1)
+        if _is_encrypted(embedded, 1):
+            raise Rejected(Reason.ENCRYPTED)
+        return _Signed(headers, embedded, info, detached=False)
+    if ctype in _SIGNATURE_TYPES:
+        raise Rejected(Reason.NOT_SIGNED)
+    if any(_is_signature(part) for part in entities):
+        raise Rejected(Reason.NOT_ENTIRELY_SIGNED)
+    raise Rejected(Reason.NOT_SIGNED)
+
+
+def decrypt_message(raw: bytes, decryption: Identity | ContentKey) -> Decrypted | None:
+    """The entity inside a message encrypted to us (what the audit bundle carries beside it), else None."""
+    try:
+        return opened(raw, decryption)[1]
+    except Rejected as rejected:
+        return rejected.known.get("decrypted")
+    except RecursionError:
+        return None
+
+
+def opened(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[_Signed, Decrypted | None]:
+    """The signed entity: the message itself, or, for a message encrypted to us, the entity inside.
+
+    Inside an envelope, the signed entity is checked by the same rules as a
+    whole message (a second envelope is not opened), and the From checked is
+    the outer message's: the encrypted entity carries no headers of its own.
+    """
+    try:
+        return _signed_entity(raw), None
+    except Rejected as rejected:
+        envelope = rejected.known.get("envelope")
+        if envelope is None or decryption is None:
+            raise
+        decrypted = open_envelope(envelope, decryption)
+        try:
+            inner = _signed_entity(decrypted.entity)
+        except Rejected as inner_rejected:
+            raise Rejected(inner_rejected.reason, inner_rejected.detail, decrypted=decrypted) from None
+        return replace(inner, headers=rejected.known["headers"]), decrypted
