@@ -313,6 +313,16 @@ def cmd_open(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resend(args: argparse.Namespace) -> int:
+    service = service_of(args)
+    message_id = service.resend(args.vote, args.code)
+    sent, _ = send_now(service)
+    emit(args, {"vote": args.vote, "code": args.code, "message_id": message_id, "sent": bool(sent)},
+         f"Ballot of {args.code} in vote {args.vote} " + ("sent again" if sent else "queued to be sent again")
+         + ", with the same token")
+    return 0
+
+
 def send_now(service: Any) -> tuple[int, int]:
     """Drain the outbox now, through the embedded mail server when no `voting serve` runs it."""
     from voting.service import embedded_server
@@ -715,6 +725,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="one pass (the only mode)")
     p = command("status", cmd_status, "who has voted, who has not, what was rejected and why, time left")
     p.add_argument("vote", nargs="?")
+    p = command("resend", cmd_resend, "send a delegation its ballot again, with the same token")
+    p.add_argument("vote")
+    p.add_argument("code", help="delegation code, e.g. FRA")
     p = command("close", cmd_close, "close a vote now and tally it")
     p.add_argument("vote")
     p = command("extend", cmd_extend, "move the deadline, where the rule allows")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,9 +24,10 @@ from typing import Any
 from voting.errors import ConfigError, LedgerError, UsageError
 from voting.smime import signed_sha256_of
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
-attributes instead, which recognise a copy whatever the encoding of its signature."""
+attributes instead, which recognise a copy whatever the encoding of its signature; 4: a decision may be a
+`request` for the ballot again."""
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -71,7 +73,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     message INTEGER PRIMARY KEY REFERENCES messages(id),
     vote_id TEXT REFERENCES votes(id),
     code TEXT,
-    verdict TEXT NOT NULL CHECK (verdict IN ('ballot', 'statement', 'rejected')),
+    verdict TEXT NOT NULL CHECK (verdict IN ('ballot', 'statement', 'rejected', 'request')),
     reason TEXT,
     detail TEXT NOT NULL DEFAULT '',
     choices_json TEXT NOT NULL DEFAULT '{}',
@@ -488,6 +490,14 @@ class Ledger:
         ).fetchone()
         return row["message_id"] if row else None
 
+    def requests_since(self, code: str, since: datetime) -> int:
+        """How many requests for its ballot the delegation made that were decided since then."""
+        row = self.db.execute(
+            "SELECT count(*) FROM decisions WHERE verdict = 'request' AND code = ? AND decided_at >= ?",
+            (code, utc_text(since)),
+        ).fetchone()
+        return int(row[0])
+
     def vote(self, vote_id: str) -> VoteRecord:
         row = self.db.execute("SELECT * FROM votes WHERE id = ?", (vote_id,)).fetchone()
         if row is None:
@@ -671,11 +681,26 @@ def _migrate(connection: sqlite3.Connection) -> None:
         for row in ballots:
             connection.execute("UPDATE decisions SET signed_sha256 = ? WHERE message = ?",
                                (signed_sha256_of(bytes(row["raw"])), row["message"]))
+        table = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'decisions'").fetchone()
+        if "'request'" not in table["sql"]:
+            _rebuild_decisions(connection)
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def _rebuild_decisions(connection: sqlite3.Connection) -> None:
+    """SQLite cannot change a CHECK constraint in place: the decisions are copied into the table this schema makes."""
+    found = re.search(r"CREATE TABLE IF NOT EXISTS decisions \(.*?\n\);", SCHEMA, re.DOTALL)
+    assert found is not None
+    connection.execute(found.group(0).replace("IF NOT EXISTS decisions", "decisions_new", 1))
+    columns = ("message, vote_id, code, verdict, reason, detail, choices_json, explanation, supersedes, signed_sha256,"
+               " decided_at")
+    connection.execute(f"INSERT INTO decisions_new ({columns}) SELECT {columns} FROM decisions")
+    connection.execute("DROP TABLE decisions")
+    connection.execute("ALTER TABLE decisions_new RENAME TO decisions")
 
 
 def _vote_record(row: sqlite3.Row) -> VoteRecord:

@@ -140,3 +140,12 @@ def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime, zones
         f"It was: {readable_time(old, zones)}\n\n"
         "Your ballot and its token are unchanged; a ballot already recorded stands.\n",
     )
+
+
+def no_open_ballot(delegation: Delegation) -> Letter:
+    """The answer to a request for ballots when no vote is open to the delegation."""
+    return Letter(
+        f"No open ballot for {delegation.code}",
+        f"A signed request of {delegation.label} for its ballots was received, but no vote is open to it now:"
+        " there is no ballot to send again.\n",
+    )

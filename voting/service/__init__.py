@@ -1,8 +1,8 @@
 """The service: one pass of docs/design.md §2 over the mailbox, closing and tallying due votes, sending mail.
 
 Each stage lives in the module named after it (`opening`, `intake`,
-`judging`, `closing`, on the shared `base`); `Service` is all of them, run
-in order by `poll_once`.
+`resending`, `judging`, `closing`, on the shared `base`); `Service` is all
+of them, run in order by `poll_once`.
 """
 
 from __future__ import annotations

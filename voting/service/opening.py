@@ -12,6 +12,8 @@ from pathlib import Path
 from voting import ballot, rules
 from voting.errors import UsageError
 from voting.ledger import DraftRecord, utc_text
+from voting.mail.compose import OutgoingMessage
+from voting.model import Delegation
 from voting.service.base import ServiceBase
 
 
@@ -79,19 +81,7 @@ class Opening(ServiceBase):
             for delegation in electorate.delegation:
                 token = ballot.new_ballot_token()
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
-                content = ballot.Ballot(
-                    vote_id=vote_id,
-                    token=token,
-                    delegation_code=delegation.code,
-                    delegation_name=delegation.name,
-                    closes=closes_at,
-                    drafts=tuple((r.symbol, r.title) for r in records),
-                    title=title,
-                    first_ballot_final=first_ballot_final,
-                    zones=self._zones(delegation),
-                )
-                mail = self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
-                                   ballot.render_ballot_html(content), "ballot", vote_id, now)
+                mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, delegation, token, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
             self.ledger.append_event(
                 vote_id,
@@ -110,6 +100,25 @@ class Opening(ServiceBase):
                 now,
             )
         return vote_id
+
+    def _queue_ballot(self, vote_id: str, title: str, closes_at: datetime, drafts: Sequence[DraftRecord],
+                      first_ballot_final: bool, delegation: Delegation, token: str, now: datetime, *,
+                      in_reply_to: str | None = None, references: Sequence[str] = ()) -> OutgoingMessage:
+        """Sign and queue the delegation's ballot with its token; call inside the transaction that records it."""
+        content = ballot.Ballot(
+            vote_id=vote_id,
+            token=token,
+            delegation_code=delegation.code,
+            delegation_name=delegation.name,
+            closes=closes_at,
+            drafts=tuple((d.symbol, d.title) for d in drafts),
+            title=title,
+            first_ballot_final=first_ballot_final,
+            zones=self._zones(delegation),
+        )
+        return self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
+                           ballot.render_ballot_html(content), "ballot", vote_id, now, in_reply_to=in_reply_to,
+                           references=references)
 
     def _draft_record(self, draft: DraftFile, parties: tuple[str, ...]) -> DraftRecord:
         try:

@@ -1,0 +1,190 @@
+"""Ballots sent again, with the same token: on a delegation's signed BALLOT request, or by `voting resend`."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from datetime import UTC, datetime, timedelta
+from email.message import MIMEPart
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import pytest
+from conftest import Deployment, open_vote, voting
+
+from voting.audit import audit_bundle
+from voting.ballot import BallotRequest, ballot_request, text_of_entity
+from voting.bundle import export_bundle, read_bundle
+from voting.mail import maildir
+from voting.pki import Identity
+from voting.service import Service
+from voting.smime import sign_entity
+
+def signed(deployment: Deployment, code: str, text: str, *, identity: Identity | None = None,
+           sender: str | None = None) -> bytes:
+    """A message as a delegate's mail client signs it, with `text` as its whole body."""
+    content = MIMEPart(policy=SMTP)
+    content.set_content(text, charset="utf-8", cte="quoted-printable")
+    identity = identity or deployment.identities[code]
+    entity = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
+    head = (
+        f"From: {sender or deployment.address(code)}\r\nTo: votes@secretariat.example\r\nSubject: ballot\r\n"
+        f"Date: {format_datetime(datetime.now(UTC))}\r\nMessage-ID: {make_msgid(domain='delegations.example')}\r\n"
+    )
+    return head.encode() + entity
+
+
+def quoting(raw: bytes, own_text: str) -> str:
+    return own_text + "\n\n" + "\n".join(f"> {line}".rstrip() for line in text_of_entity(raw).splitlines()) + "\n"
+
+
+def inbox(deployment: Deployment, address: str) -> list[bytes]:
+    return [maildir.read(m) for m in maildir.messages(deployment.mail_root / address)]
+
+
+def letters(deployment: Deployment, address: str, subject: str) -> list[str]:
+    return [text_of_entity(raw) for raw in inbox(deployment, address) if f"Subject: {subject}".encode() in raw]
+
+
+def tokens(deployment: Deployment, code: str, vote_id: str) -> list[str]:
+    """The Ballot-Token of every ballot of the vote the delegation received, in order."""
+    return [re.search(r"Ballot-Token: (\S+)", text).group(1)  # type: ignore[union-attr]
+            for text in letters(deployment, deployment.address(code), "Ballot:") if f"Vote-ID: {vote_id}" in text]
+
+
+class Clock:
+    """The service's clock, moved forward by the test."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+
+# -- the request grammar ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("BALLOT", BallotRequest(None)),
+    ("ballot.", BallotRequest(None)),
+    ("Bulletin de vote", BallotRequest(None)),
+    ("Papeleta: unsc-2020-0007", BallotRequest("unsc-2020-0007")),
+    ("Бюллетень unsc-2020-0007", BallotRequest("unsc-2020-0007")),
+    ("选票", BallotRequest(None)),
+    ("ورقة الاقتراع", BallotRequest(None)),
+    ("Please send me the ballot", None),
+    ("Ballots are due tomorrow", None),
+    ("Ballot: YES", None),
+    ("> BALLOT", None),
+    ("Ballot-Token: 3q2+7w0F8xH1m9kz0bA1Rg", None),
+])
+def test_a_request_is_the_word_ballot_on_an_own_line(text: str, expected: BallotRequest | None) -> None:
+    assert ballot_request(f"Dear colleagues,\n{text}\n-- \nBALLOT in the signature is no request\n") == expected
+
+
+# -- BALLOT requests --------------------------------------------------------------------------
+
+
+def test_a_signed_ballot_request_resends_the_same_ballot_and_counts_for_nothing(running: Deployment,
+                                                                                 tmp_path: Path) -> None:
+    service = Service(running.config)
+    first = open_vote(service, tmp_path)
+    second = open_vote(service, tmp_path)
+    service.send()
+    original = {vote_id: tokens(running, "FRA", vote_id) for vote_id in (first, second)}
+    running.submit(signed(running, "FRA", quoting(running.ballot_of("FRA"), "BALLOT")), running.address("FRA"))
+    running.submit(signed(running, "NER", f"Bulletin {first}\n"), running.address("NER"))
+    running.submit(signed(running, "USA", "Ballot\n"), running.address("USA"))
+    service.poll_once()
+
+    assert [(d.code, d.verdict, d.choices) for d in service.ledger.decisions(second)] == [("FRA", "request", {})]
+    assert [(d.code, d.verdict) for d in service.ledger.decisions(first)] == [("NER", "request")]
+    assert [(d.code, d.verdict) for d in service.ledger.decisions(None)] == [("USA", "request")]
+    assert tokens(running, "FRA", second) == original[second] * 2, "the same token, sent again"
+    assert tokens(running, "FRA", first) == original[first]
+    assert len(tokens(running, "NER", first)) == 2 and len(tokens(running, "NER", second)) == 1
+    assert len(tokens(running, "USA", first)) == 2 and len(tokens(running, "USA", second)) == 2, "every open ballot"
+    assert not letters(running, running.address("FRA"), "Rejected") + letters(running, running.address("FRA"),
+                                                                               "Receipt")
+    assert "FRA" in service.status(second)["not_voted"] and service.status(second)["rejected"] == []
+
+    resent = [raw for raw in running.inbox_of("FRA") if b"Subject: Ballot:" in raw and second.encode() in raw][-1]
+    running.submit(running.reply("FRA", ["yes"], ballot=resent), running.address("FRA"))
+    service.poll_once()
+    assert [d.verdict for d in service.ledger.decisions(second)] == ["request", "ballot"]
+    service.close_now(second)
+    assert service.ledger.vote(second).outcome["S/2020/654"]["yes"] == 1  # type: ignore[index]
+
+
+def test_a_reply_with_choices_is_a_ballot_even_when_it_says_ballot(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(signed(running, "FRA", quoting(running.ballot_of("FRA"), "BALLOT\nS/2020/654: NO")),
+                   running.address("FRA"))
+    service.poll_once()
+    assert [(d.verdict, d.choices) for d in service.ledger.decisions(vote_id)] == [("ballot", {"S/2020/654": "no"})]
+    assert len(tokens(running, "FRA", vote_id)) == 1
+
+
+def test_requests_are_answered_at_most_three_times_an_hour(running: Deployment, tmp_path: Path) -> None:
+    clock = Clock()
+    service = Service(running.config, clock=clock)
+    vote_id = open_vote(service, tmp_path, seconds=3 * 3600)
+    service.send()
+    request = signed(running, "FRA", f"BALLOT {vote_id}\n")
+    for copy in range(5):
+        running.submit(request.replace(b"Subject: ballot", f"Subject: ballot {copy}".encode()), running.address("FRA"))
+    service.poll_once()
+    assert [d.verdict for d in service.ledger.decisions(vote_id)] == ["request"] * 5
+    assert len(tokens(running, "FRA", vote_id)) == 1 + 3
+    clock.ahead = timedelta(minutes=61)
+    running.submit(request, running.address("FRA"))
+    service.poll_once()
+    assert len(tokens(running, "FRA", vote_id)) == 1 + 4
+
+
+def test_a_request_when_no_ballot_is_open_is_told_so(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    running.submit(signed(running, "FRA", "BALLOT\n"), running.address("FRA"))
+    service.poll_once()
+    assert [d.verdict for d in service.ledger.decisions(None)] == ["request"]
+    assert "no vote is open" in letters(running, running.address("FRA"), "No open ballot")[0]
+
+
+def test_requests_are_replayed_by_the_audit(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    running.submit(signed(running, "FRA", quoting(running.ballot_of("FRA"), "Papeleta")), running.address("FRA"))
+    running.submit(signed(running, "NER", "BALLOT\n"), running.address("NER"))
+    running.submit(running.reply("USA", ["no"]), running.address("USA"))
+    service.poll_once()
+    service.close_now(vote_id)
+    summary = export_bundle(service, vote_id, tmp_path / "bundle.zip")
+    bundle = read_bundle(summary.path)
+    checks = audit_bundle(bundle)
+    assert [c for c in checks if not c.ok] == []
+    assert sum(c.name.endswith("verdict") for c in checks) == 3
+    manifest = json.loads(zipfile.ZipFile(summary.path).read("manifest.json"))
+    assert sorted((m["code"], m["verdict"], m["vote_id"]) for m in manifest["messages"]) == [
+        ("FRA", "request", vote_id), ("NER", "request", None), ("USA", "ballot", vote_id)]
+
+
+def test_voting_resend_sends_the_same_ballot_again(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    config = str(running.config.path)
+    resent = voting("--config", config, "resend", vote_id, "DEU")
+    assert resent.returncode == 0 and "sent again" in resent.stdout, resent.stderr
+    first, again = tokens(running, "DEU", vote_id)
+    assert first == again
+    unknown = voting("--config", config, "resend", vote_id, "XYZ")
+    assert unknown.returncode == 2 and "XYZ has no ballot" in unknown.stderr
+    service.close_now(vote_id)
+    closed = voting("--config", config, "resend", vote_id, "DEU")
+    assert closed.returncode == 2 and "is closed" in closed.stderr
