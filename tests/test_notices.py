@@ -1,9 +1,10 @@
-"""Ballots sent again, with the same token: on a delegation's signed BALLOT request, or by `voting resend`."""
+"""What the service writes besides answers: ballots sent again on request, and reminders."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import zipfile
 from datetime import UTC, datetime, timedelta
 from email.message import MIMEPart
@@ -12,11 +13,12 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, open_vote, voting
+from conftest import Deployment, open_vote, voting, write_config
 
 from voting.audit import audit_bundle
 from voting.ballot import BallotRequest, ballot_request, text_of_entity
 from voting.bundle import export_bundle, read_bundle
+from voting.errors import ConfigError
 from voting.mail import maildir
 from voting.pki import Identity
 from voting.service import Service
@@ -188,3 +190,91 @@ def test_voting_resend_sends_the_same_ballot_again(running: Deployment, tmp_path
     service.close_now(vote_id)
     closed = voting("--config", config, "resend", vote_id, "DEU")
     assert closed.returncode == 2 and "is closed" in closed.stderr
+
+
+# -- reminders --------------------------------------------------------------------------------
+
+
+def test_reminders_go_once_to_those_who_have_not_voted_and_never_after_the_deadline(running: Deployment,
+                                                                                   tmp_path: Path) -> None:
+    write_config(running, secretariat={"timezone": "America/New_York"})
+    clock = Clock()
+    service = Service(running.config, clock=clock)
+    vote_id = open_vote(service, tmp_path, seconds=7 * 3600)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), running.address("FRA"))
+    assert service.poll_once().reminded == 0
+
+    clock.ahead = timedelta(hours=1, minutes=5)
+    assert service.poll_once().reminded == 14
+    reminder, = letters(running, running.address("NER"), "Reminder:")
+    assert f"Vote {vote_id} (Test vote) closes" in reminder and "in New York" in reminder
+    assert "No ballot of NER (Niger) is recorded yet on: S/2020/654." in reminder
+    assert "BALLOT on a line of its own" in reminder
+    assert letters(running, running.address("FRA"), "Reminder:") == []
+    assert Service(running.config, clock=clock).poll_once().reminded == 0, "a restart sends nothing again"
+
+    running.submit(running.reply("NER", ["abstain"]), running.address("NER"))
+    clock.ahead = timedelta(hours=6, minutes=5)
+    assert service.poll_once().reminded == 13
+    assert len(letters(running, running.address("NER"), "Reminder:")) == 1
+    assert len(letters(running, running.address("USA"), "Reminder:")) == 2
+
+    clock.ahead = timedelta(hours=7, minutes=5)
+    write_config(running, service={"reminders": ["30m"]})
+    assert Service(running.config, clock=clock).poll_once().reminded == 0
+    assert not service.ledger.vote(vote_id).is_open
+
+
+def test_reminders_due_together_go_as_one(running: Deployment, tmp_path: Path) -> None:
+    clock = Clock()
+    service = Service(running.config, clock=clock)
+    open_vote(service, tmp_path, seconds=7 * 3600)
+    service.send()
+    clock.ahead = timedelta(hours=6, minutes=30)
+    assert service.poll_once().reminded == 15
+    assert service.poll_once().reminded == 0
+    assert len(letters(running, running.address("USA"), "Reminder:")) == 1
+
+
+def test_concurrent_passes_remind_once(running: Deployment, tmp_path: Path) -> None:
+    clock = Clock()
+    open_vote(Service(running.config, clock=clock), tmp_path, seconds=7 * 3600)
+    clock.ahead = timedelta(hours=1, minutes=5)
+    counts: list[int] = []
+
+    def remind() -> None:
+        service = Service(running.config, clock=clock)
+        counts.append(service.remind_due())
+        service.close_ledger()
+
+    passes = [threading.Thread(target=remind) for _ in range(3)]
+    for thread in passes:
+        thread.start()
+    for thread in passes:
+        thread.join()
+    assert sum(counts) == 15
+    assert len([m for m in Service(running.config).ledger.outbox() if m.kind == "reminder"]) == 15
+
+
+def test_a_moved_deadline_has_reminders_of_its_own(running: Deployment, tmp_path: Path) -> None:
+    clock = Clock()
+    service = Service(running.config, clock=clock)
+    vote_id = open_vote(service, tmp_path, rule="simple-majority", seconds=7 * 3600)
+    clock.ahead = timedelta(hours=1, minutes=5)
+    assert service.poll_once().reminded == 15
+    service.extend(vote_id, service.ledger.vote(vote_id).closes_at + timedelta(days=1))
+    assert service.poll_once().reminded == 0
+    clock.ahead += timedelta(days=1)
+    assert service.poll_once().reminded == 15
+
+
+def test_no_reminder_for_a_moment_before_the_vote_opened(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    open_vote(service, tmp_path, seconds=3 * 3600)
+    assert service.poll_once().reminded == 0, "the 6 h reminder of a 3 h vote never goes"
+
+
+def test_a_bad_reminder_setting_names_the_key(running: Deployment) -> None:
+    with pytest.raises(ConfigError, match=r"service.reminders: .*'6 hours' is not a length of time"):
+        write_config(running, service={"reminders": ["6 hours"]})

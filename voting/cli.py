@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,12 +23,9 @@ from voting.deployment import TEMPLATES
 from voting.errors import UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
+from voting.times import duration
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-RELATIVE = re.compile(r"\+(\d{1,5})([mhd])")
-UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
 
 
 def parse_when(text: str) -> datetime:
@@ -37,9 +33,11 @@ def parse_when(text: str) -> datetime:
 
     A time without a zone is refused rather than guessed.
     """
-    if relative := RELATIVE.fullmatch(text.strip()):
-        now = datetime.now(UTC).replace(microsecond=0)
-        return now + int(relative.group(1)) * UNITS[relative.group(2)]
+    if text.strip().startswith("+"):
+        try:
+            return datetime.now(UTC).replace(microsecond=0) + duration(text.strip()[1:])
+        except ValueError:
+            pass
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         if moment.tzinfo is None:
@@ -332,8 +330,8 @@ def send_now(service: Any) -> tuple[int, int]:
 
 
 def report_text(report: Any) -> str:
-    lines = [f"fetched {report.fetched}, decided {len(report.judgements)}, closed {len(report.closed)},"
-             f" sent {report.sent}, send failures {report.failed}"]
+    lines = [f"fetched {report.fetched}, decided {len(report.judgements)}, reminded {report.reminded},"
+             f" closed {len(report.closed)}, sent {report.sent}, send failures {report.failed}"]
     lines.extend(f"closed vote {vote_id}" for vote_id in report.closed)
     return "\n".join(lines)
 
@@ -345,6 +343,7 @@ def report_json(report: Any) -> dict[str, Any]:
             {"vote": j.vote_id, "code": j.code, "verdict": j.verdict, "reason": j.reason.value if j.reason else None}
             for j in report.judgements
         ],
+        "reminded": report.reminded,
         "closed": report.closed,
         "sent": report.sent,
         "send_failures": report.failed,

@@ -27,7 +27,7 @@ from voting.smime import signed_sha256_of
 SCHEMA_VERSION = 4
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
 attributes instead, which recognise a copy whatever the encoding of its signature; 4: a decision may be a
-`request` for the ballot again."""
+`request` for the ballot again, and reminders sent are kept."""
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -81,6 +81,15 @@ CREATE TABLE IF NOT EXISTS decisions (
     supersedes INTEGER REFERENCES messages(id),
     signed_sha256 TEXT,
     decided_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reminders (
+    vote_id TEXT NOT NULL REFERENCES votes(id),
+    code TEXT NOT NULL,
+    closes_at TEXT NOT NULL,
+    reminder TEXT NOT NULL,
+    message_id TEXT,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (vote_id, code, closes_at, reminder)
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -497,6 +506,22 @@ class Ledger:
             (code, utc_text(since)),
         ).fetchone()
         return int(row[0])
+
+    def reminders_sent(self, vote_id: str, code: str, closes_at: datetime) -> set[str]:
+        """The reminders of the delegation before this deadline already sent or passed over; a moved deadline
+        has reminders of its own."""
+        rows = self.db.execute("SELECT reminder FROM reminders WHERE vote_id = ? AND code = ? AND closes_at = ?",
+                               (vote_id, code, utc_text(closes_at)))
+        return {r["reminder"] for r in rows}
+
+    def add_reminders(self, vote_id: str, code: str, closes_at: datetime, reminders: Sequence[str],
+                      message_id: str | None, now: datetime) -> None:
+        """Note reminders before this deadline as sent (`message_id`), or as passed over for a later one (None);
+        call inside the transaction that queues the reminder, so that no restart or concurrent pass sends it twice."""
+        self.db.executemany(
+            "INSERT INTO reminders (vote_id, code, closes_at, reminder, message_id, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(vote_id, code, utc_text(closes_at), reminder, message_id, utc_text(now)) for reminder in reminders],
+        )
 
     def vote(self, vote_id: str) -> VoteRecord:
         row = self.db.execute("SELECT * FROM votes WHERE id = ?", (vote_id,)).fetchone()

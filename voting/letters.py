@@ -142,6 +142,25 @@ def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime, zones
     )
 
 
+def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence[str], closes_at: datetime,
+             zones: Sequence[str | None] = ()) -> Letter:
+    """A reminder to a delegation that has not voted on `missing` drafts yet, with what to do."""
+    deadline = readable_time(closes_at, zones)
+    return Letter(
+        f"Reminder: {title} [{vote_id}] closes {readable_time(closes_at)}",
+        f"Vote {vote_id} ({title}) closes {deadline}.\n\n"
+        f"No ballot of {delegation.label} is recorded yet on: {', '.join(missing)}.\n\n"
+        f'To vote, reply to your ballot (subject "Ballot: {title} [{vote_id}]") with a reply signed with your'
+        ' S/MIME certificate, keeping the ballot quoted, with each choice on a line of its own, for example'
+        f' "{missing[0]}: YES" (or NO, or ABSTAIN).\n'
+        "If you cannot find the ballot, reply to this message, signed, with the word BALLOT on a line of its own:"
+        " the same ballot is sent to you again.\n"
+        "A delegation that has not voted by the deadline is counted as absent; replies received after it are not"
+        " counted.\n\n"
+        f"Vote-ID: {vote_id}\n",
+    )
+
+
 def no_open_ballot(delegation: Delegation) -> Letter:
     """The answer to a request for ballots when no vote is open to the delegation."""
     return Letter(

@@ -4,8 +4,8 @@ The service is the imperative shell around the pure core (`verdict.judge`,
 `rules.decide`, `ballot`, `smime`). It is built in stages, each a class in the
 module named after it that builds on the ones before, in the order a vote
 lives: `opening`, `intake` (taking mail in), `resending` (a ballot sent
-again), `judging`, `closing`; `Service` (in `voting.service`) runs one pass
-over them and reports status.
+again), `judging`, `closing`, `reminding`; `Service` (in `voting.service`)
+runs one pass over them and reports status.
 """
 
 from __future__ import annotations
