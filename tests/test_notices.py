@@ -1,7 +1,8 @@
-"""What the service writes besides answers: ballots sent again on request, and reminders."""
+"""What the service writes besides answers: ballots sent again on request, reminders, and observers' notices."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -18,11 +19,15 @@ from conftest import Deployment, open_vote, voting, write_config
 from voting.audit import audit_bundle
 from voting.ballot import BallotRequest, ballot_request, text_of_entity
 from voting.bundle import export_bundle, read_bundle
-from voting.errors import ConfigError
+from voting.electorate import add_delegation, dump_electorate, load_electorate, parse_electorate, save_electorate
+from voting.errors import ConfigError, UsageError
 from voting.mail import maildir
-from voting.pki import Identity
+from voting.pki import Identity, create_ca, issue_signing_certificate
 from voting.service import Service
 from voting.smime import sign_entity
+
+OBSERVER = "press@observers.example"
+
 
 def signed(deployment: Deployment, code: str, text: str, *, identity: Identity | None = None,
            sender: str | None = None) -> bytes:
@@ -278,3 +283,51 @@ def test_no_reminder_for_a_moment_before_the_vote_opened(running: Deployment, tm
 def test_a_bad_reminder_setting_names_the_key(running: Deployment) -> None:
     with pytest.raises(ConfigError, match=r"service.reminders: .*'6 hours' is not a length of time"):
         write_config(running, service={"reminders": ["6 hours"]})
+
+
+# -- observers --------------------------------------------------------------------------------
+
+
+def test_observers_are_told_of_the_vote_and_its_results_and_cannot_vote(running: Deployment, tmp_path: Path) -> None:
+    electorate = load_electorate(running.config.electorate_file)
+    save_electorate(running.config.electorate_file, electorate.model_copy(update={"observers": [OBSERVER]}))
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, observers=["UN-Watch@Observers.example"])
+    service.send()
+    for address in (OBSERVER, "un-watch@observers.example"):
+        notice, = letters(running, address, "Observer notice:")
+        assert "you cannot vote" in notice and "Ballot-Token" not in notice
+        draft = (tmp_path / "S-2020-654.txt").read_bytes()
+        assert f"S/2020/654  SHA-256 {hashlib.sha256(draft).hexdigest()}" in notice
+        assert "Text of the draft." in notice and "Rule: unsc-substantive" in notice
+        assert len(inbox(running, address)) == 1, "one notice to each, naming no other observer"
+
+    rogue = issue_signing_certificate(create_ca("Press", "Press"), common_name="Press", emails=[OBSERVER])
+    notice_raw = inbox(running, OBSERVER)[0]
+    running.submit(signed(running, "USA", quoting(notice_raw, "S/2020/654: YES"), identity=rogue, sender=OBSERVER),
+                   OBSERVER)
+    running.submit(signed(running, "USA", quoting(notice_raw, "BALLOT"), identity=rogue, sender=OBSERVER), OBSERVER)
+    service.poll_once()
+    assert [(d.code, d.reason) for d in service.ledger.decisions(None)] == [(None, "unknown-signer")] * 2
+    assert len(inbox(running, OBSERVER)) == 1, "an observer's mail gets no answer"
+    service.close_now(vote_id)
+    service.send()
+    assert service.ledger.vote(vote_id).outcome["S/2020/654"]["yes"] == 0  # type: ignore[index]
+    for address in (OBSERVER, "un-watch@observers.example"):
+        results, = letters(running, address, "Results:")
+        assert vote_id in results
+
+
+def test_an_observer_is_never_a_delegation_nor_the_secretariat(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config)
+    with pytest.raises(UsageError, match="fra@delegations.example is an address of FRA"):
+        open_vote(service, tmp_path, observers=["FRA@delegations.example"])
+    with pytest.raises(UsageError, match="secretariat's own address"):
+        open_vote(service, tmp_path, observers=["votes@secretariat.example"])
+    with pytest.raises(UsageError, match="not a mailbox address"):
+        open_vote(service, tmp_path, observers=["press"])
+    electorate = load_electorate(running.config.electorate_file).model_copy(update={"observers": [OBSERVER]})
+    with pytest.raises(UsageError, match="observer's address"):
+        add_delegation(electorate, "PRS", "Press", email=OBSERVER, permanent=False)
+    assert parse_electorate(dump_electorate(electorate)) == electorate
+    assert service.ledger.votes() == []

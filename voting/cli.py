@@ -298,7 +298,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     vote_id = service.open_vote(
         drafts, rule=args.rule, closes_at=args.closes, title=args.title or ", ".join(d.symbol for d in drafts),
         first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
-        vote_id=args.id,
+        vote_id=args.id, observers=args.observer,
     )
     sent, failed = send_now(service)
     queued = service.ledger.outbox("queued")
@@ -718,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--party", action="append", default=[], metavar="SYMBOL=CODE",
                    help="a party to the dispute, which must abstain on that (Chapter VI) draft")
     p.add_argument("--first-ballot-final", action="store_true", help="refuse changes of vote")
+    p.add_argument("--observer", action="append", default=[], metavar="ADDR",
+                   help="an address told of the vote and its results, which cannot vote (beside the electorate's)")
 
     command("serve", cmd_serve, "run the service: watch the mailbox, process, close, tally, send")
     p = command("poll", cmd_poll, "one pass of the service, for cron and tests")

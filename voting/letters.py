@@ -142,6 +142,28 @@ def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime, zones
     )
 
 
+def observer_notice(vote_id: str, title: str, rule: str, closes_at: datetime, drafts: Sequence[tuple[str, str, str]],
+                    zones: Sequence[str | None] = ()) -> Letter:
+    """What an observer is told when a vote opens: the drafts (symbol, SHA-256 of the file, text), the rule and
+    the deadline; never a ballot token."""
+    lines = [
+        f"Vote {vote_id} ({title}) is open.",
+        "",
+        "You are an observer of this vote: you receive this notice and the results, and you cannot vote."
+        " Mail from your address is not counted.",
+        "",
+        f"Vote-ID: {vote_id}",
+        f"Rule: {rule}",
+        f"Closes: {readable_time(closes_at, zones)}",
+        "",
+        "Drafts voted on, each with the SHA-256 of its text as circulated:",
+    ]
+    lines.extend(f"  {symbol}  SHA-256 {sha256}" for symbol, sha256, _ in drafts)
+    for symbol, _, text in drafts:
+        lines.extend(["", f"--- {symbol} ---", text.rstrip("\n")])
+    return Letter(f"Observer notice: {title} [{vote_id}]", "\n".join(lines) + "\n")
+
+
 def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence[str], closes_at: datetime,
              zones: Sequence[str | None] = ()) -> Letter:
     """A reminder to a delegation that has not voted on `missing` drafts yet, with what to do."""

@@ -65,7 +65,7 @@ class ServiceBase:
 
     def _write(
         self,
-        delegation: Delegation,
+        to: Delegation | Sequence[str],
         subject: str,
         text: str,
         html_body: str,
@@ -77,16 +77,18 @@ class ServiceBase:
         references: Sequence[str] = (),
         auto_submitted: str = "auto-generated",
     ) -> OutgoingMessage:
-        """Sign a message from the secretariat to a delegation's registered addresses and queue it.
+        """Sign a message from the secretariat to a delegation's registered addresses (or to given addresses: an
+        observer's) and queue it.
 
         Call inside the transaction of what the message announces.
         """
+        recipients = to.addresses if isinstance(to, Delegation) else list(to)
         address, name = self.secretariat
         mail = signed_mail(
             self.keys.signer,
             sender=address,
             sender_name=name,
-            recipients=delegation.addresses,
+            recipients=recipients,
             subject=subject,
             text=text,
             html_body=html_body,
@@ -100,7 +102,7 @@ class ServiceBase:
             kind=kind,
             vote_id=vote_id,
             envelope_from=address,
-            recipients=delegation.addresses,
+            recipients=recipients,
             raw=mail.raw,
             now=now,
         )

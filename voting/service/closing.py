@@ -119,6 +119,9 @@ class Closing(Judging):
                 self._write(delegation, f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
                             "results", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
+            for observer in electorate.observers:
+                self._write([observer], f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
+                            "results", vote_id, now)
         return outcomes
 
     def counted(self, vote: VoteRecord, deadline: datetime) -> dict[str, dict[str, Choice]]:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from voting import ballot, rules
+from pydantic import ValidationError
+
+from voting import ballot, letters, rules
 from voting.errors import UsageError
 from voting.ledger import DraftRecord, utc_text
-from voting.mail.compose import OutgoingMessage
-from voting.model import Delegation
+from voting.mail.compose import OutgoingMessage, text_as_html
+from voting.model import Delegation, Electorate
 from voting.service.base import ServiceBase
 
 
@@ -35,8 +37,12 @@ class Opening(ServiceBase):
         quorum: int | None = None,
         parties_to_dispute: Mapping[str, Sequence[str]] | None = None,
         vote_id: str | None = None,
+        observers: Sequence[str] = (),
     ) -> str:
-        """Record the vote and queue one signed ballot per delegation, in one transaction."""
+        """Record the vote and queue one signed ballot per delegation, and the observers' notice, in one transaction.
+
+        The vote's `observers` join the electorate file's in the vote's snapshot.
+        """
         now = self.clock()
         if closes_at <= now:
             raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
@@ -45,7 +51,7 @@ class Opening(ServiceBase):
         symbols = [d.symbol for d in drafts]
         if len(set(symbols)) != len(symbols):
             raise UsageError("the same draft symbol is given twice")
-        electorate = self.electorate()
+        electorate = self._with_observers(self.electorate(), observers)
         parties = {symbol: tuple(codes) for symbol, codes in (parties_to_dispute or {}).items()}
         for symbol, codes in parties.items():
             if symbol not in symbols:
@@ -83,6 +89,11 @@ class Opening(ServiceBase):
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
                 mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, delegation, token, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
+            notice = letters.observer_notice(vote_id, title, rule, closes_at,
+                                             [(r.symbol, r.sha256, r.text) for r in records],
+                                             (self.config.settings.secretariat.timezone,))
+            for observer in electorate.observers:
+                self._write([observer], notice.subject, notice.text, text_as_html(notice.text), "notice", vote_id, now)
             self.ledger.append_event(
                 vote_id,
                 "vote-opened",
@@ -100,6 +111,19 @@ class Opening(ServiceBase):
                 now,
             )
         return vote_id
+
+    def _with_observers(self, electorate: Electorate, observers: Sequence[str]) -> Electorate:
+        """The electorate with the vote's own observers beside the file's: who takes part in this vote."""
+        merged = list(dict.fromkeys([*electorate.observers, *(address.strip().lower() for address in observers)]))
+        own = self.config.settings.secretariat.address.lower()
+        if own in merged:
+            raise UsageError(f"{own} is the secretariat's own address; it cannot be an observer")
+        if merged == electorate.observers:
+            return electorate
+        try:
+            return Electorate.model_validate({**electorate.model_dump(), "observers": merged})
+        except ValidationError as error:
+            raise UsageError(f"--observer: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
     def _queue_ballot(self, vote_id: str, title: str, closes_at: datetime, drafts: Sequence[DraftRecord],
                       first_ballot_final: bool, delegation: Delegation, token: str, now: datetime, *,
