@@ -214,7 +214,7 @@ def test_reminders_go_once_to_those_who_have_not_voted_and_never_after_the_deadl
     assert service.poll_once().reminded == 14
     reminder, = letters(running, running.address("NER"), "Reminder:")
     assert f"Vote {vote_id} (Test vote) closes" in reminder and "in New York" in reminder
-    assert "No ballot of NER (Niger) is recorded yet on: S/2020/654." in reminder
+    assert "No ballot of NER (Niger) is recorded yet on:\r\n  S/2020/654: Draft resolution S/2020/654\r\n" in reminder
     assert "BALLOT on a line of its own" in reminder
     assert letters(running, running.address("FRA"), "Reminder:") == []
     assert Service(running.config, clock=clock).poll_once().reminded == 0, "a restart sends nothing again"

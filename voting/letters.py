@@ -164,17 +164,18 @@ def observer_notice(vote_id: str, title: str, rule: str, closes_at: datetime, dr
     return Letter(f"Observer notice: {title} [{vote_id}]", "\n".join(lines) + "\n")
 
 
-def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence[str], closes_at: datetime,
-             zones: Sequence[str | None] = ()) -> Letter:
-    """A reminder to a delegation that has not voted on `missing` drafts yet, with what to do."""
+def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence[tuple[str, str]],
+             closes_at: datetime, zones: Sequence[str | None] = ()) -> Letter:
+    """A reminder to a delegation that has not voted yet on the `missing` drafts (symbol, title), with what to do."""
     deadline = readable_time(closes_at, zones)
+    drafts = "".join(f"  {symbol}: {draft_title}\n" for symbol, draft_title in missing)
     return Letter(
         f"Reminder: {title} [{vote_id}] closes {readable_time(closes_at)}",
         f"Vote {vote_id} ({title}) closes {deadline}.\n\n"
-        f"No ballot of {delegation.label} is recorded yet on: {', '.join(missing)}.\n\n"
+        f"No ballot of {delegation.label} is recorded yet on:\n{drafts}\n"
         f'To vote, reply to your ballot (subject "Ballot: {title} [{vote_id}]") with a reply signed with your'
         ' S/MIME certificate, keeping the ballot quoted, with each choice on a line of its own, for example'
-        f' "{missing[0]}: YES" (or NO, or ABSTAIN).\n'
+        f' "{missing[0][0]}: YES" (or NO, or ABSTAIN).\n'
         "If you cannot find the ballot, reply to this message, signed, with the word BALLOT on a line of its own:"
         " the same ballot is sent to you again.\n"
         "A delegation that has not voted by the deadline is counted as absent; replies received after it are not"

@@ -49,9 +49,9 @@ class Reminding(Closing):
                          if vote.opened_at < vote.closes_at - before <= now and name not in sent)
             if not due:
                 return False
-            drafts = [d.symbol for d in self.ledger.drafts(vote_id)]
-            counted = counted_ballots(self._ballots(vote_id, vote.closes_at, delegation.code), drafts)
-            missing = [symbol for symbol in drafts if delegation.code not in counted[symbol]]
+            drafts = self.ledger.drafts(vote_id)
+            counted = counted_ballots(self._ballots(vote_id, vote.closes_at, delegation.code), [d.symbol for d in drafts])
+            missing = [(d.symbol, d.title) for d in drafts if delegation.code not in counted[d.symbol]]
             if not missing:
                 return False
             letter = letters.reminder(vote_id, vote.title, delegation, missing, vote.closes_at,
