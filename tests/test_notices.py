@@ -24,7 +24,7 @@ from voting.errors import ConfigError, UsageError
 from voting.mail import maildir
 from voting.pki import Identity, create_ca, issue_signing_certificate
 from voting.service import Service
-from voting.smime import sign_entity
+from voting.smime import sign_detached_der, sign_entity
 
 OBSERVER = "press@observers.example"
 
@@ -179,6 +179,23 @@ def test_requests_are_replayed_by_the_audit(running: Deployment, tmp_path: Path)
     manifest = json.loads(zipfile.ZipFile(summary.path).read("manifest.json"))
     assert sorted((m["code"], m["verdict"], m["vote_id"]) for m in manifest["messages"]) == [
         ("FRA", "request", vote_id), ("NER", "request", None), ("USA", "ballot", vote_id)]
+
+    # A dishonest secretariat passes USA's ballot off as a request, to leave it out of the count.
+    usa = next(m for m in manifest["messages"] if m["code"] == "USA")
+    usa.update(verdict="request", choices={})
+    manifest["counted"] = {}
+    with zipfile.ZipFile(summary.path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["manifest.json"] = json.dumps(manifest, indent=2).encode()
+    signer = service.keys.signer
+    members["manifest.json.p7s"] = sign_detached_der(members["manifest.json"], signer.key, signer.certificate)
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(tampered, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    failed = {c.name: c.detail for c in audit_bundle(tampered.read_bytes()) if not c.ok}
+    assert "replay gives USA: ballot" in failed[f"message {usa['sha256'][:16]}… verdict"]
+    assert set(failed) >= {"decisions", "closing"}, failed
 
 
 def test_voting_resend_sends_the_same_ballot_again(running: Deployment, tmp_path: Path) -> None:
