@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import Deployment, open_vote
 
 from voting.ballot import text_of_entity
@@ -446,17 +447,25 @@ def test_a_vote_waits_for_an_undecided_message_received_on_time(running: Deploym
     assert service.ledger.vote(vote_id).outcome["S/2020/654"]["yes"] == 1  # type: ignore[index]
 
 
-def test_a_ledger_of_the_first_schema_is_brought_up_to_date(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("version", "then"), [
+    (1, ("    signed_sha256 TEXT,\n", "")),
+    (1, ("'rejected', 'request'", "'rejected'")),
+    (3, ("'rejected', 'request'", "'rejected'")),
+])
+def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date(tmp_path: Path, version: int,
+                                                             then: tuple[str, str]) -> None:
     import sqlite3
 
     from voting.ledger import SCHEMA, SCHEMA_VERSION
 
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
-    old.executescript(SCHEMA.replace("    signed_sha256 TEXT,\n", ""))
-    old.execute("PRAGMA user_version=1")
+    old.executescript(SCHEMA.replace(*then))
+    old.execute(f"PRAGMA user_version={version}")
     old.close()
     with Ledger.open(path) as ledger:
         columns = {row["name"] for row in ledger.db.execute("PRAGMA table_info(decisions)")}
         assert "signed_sha256" in columns
+        table = ledger.db.execute("SELECT sql FROM sqlite_master WHERE name = 'decisions'").fetchone()["sql"]
+        assert "'request'" in table, "a decision may be a request for the ballot"
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

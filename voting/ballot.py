@@ -80,6 +80,16 @@ _EXPLANATION_KEYS = frozenset({
 })  # fmt: skip
 """'Explanation:' in each language: the line that opens the explanation of vote, the only text published."""
 
+_REQUEST_WORDS = (
+    "bulletin de vote", "bulletin",
+    "ballot",
+    "papeleta de votación", "papeleta de votacion", "papeleta",
+    "избирательный бюллетень", "бюллетень",
+    "选票", "選票",
+    "ورقة الاقتراع", "بطاقة الاقتراع",
+)  # fmt: skip
+"""'BALLOT' in each language, the longer phrases first: a line of its own asks for the ballot again."""
+
 _LINE_LIMIT = 1000
 """Longer lines are never choice or binding lines: they are only kept as explanation."""
 
@@ -450,6 +460,35 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
         problem_detail=problem[1] if problem else None,
         ignored="\n".join(ignored).strip(),
     )
+
+
+@dataclass(frozen=True)
+class BallotRequest:
+    """A delegate's request for the ballot again: the word BALLOT on an own line, perhaps with a vote ID."""
+
+    vote_id: str | None
+    """The vote named on the request line; None when it names none."""
+
+
+def ballot_request(text: str) -> BallotRequest | None:
+    """The request an own line makes ("BALLOT", "Bulletin unsc-2020-0007", "选票"), or None.
+
+    Quoted text never makes a request: a reply quoting a reminder that
+    mentions the word is no request.
+    """
+    for _, line in _own_lines(text[:TEXT_LIMIT].splitlines()):
+        clean = _clean(line).strip(_EDGE_MARKS)
+        if len(clean) > _LINE_LIMIT:
+            continue
+        for word in _REQUEST_WORDS:
+            if clean[: len(word)].casefold() != word:
+                continue
+            rest = clean[len(word) :].strip(_EDGE_MARKS + ":：")
+            if not rest:
+                return BallotRequest(None)
+            if clean[len(word)] in " \t:：" and _VOTE_ID.fullmatch(rest) and choice_word(rest) is None:
+                return BallotRequest(rest)
+    return None
 
 
 def _apply(mark: _Mark, choices: dict[str, Choice], drafts: Sequence[str]) -> tuple[Reason, str] | None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -25,6 +24,7 @@ from voting.deployment import TEMPLATES
 from voting.errors import UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
+from voting.times import duration
 
 if TYPE_CHECKING:
     from voting.mail.smtp import SmtpSettings
@@ -33,18 +33,16 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 
 
-RELATIVE = re.compile(r"\+(\d{1,5})([mhd])")
-UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
-
-
 def parse_when(text: str) -> datetime:
     """An ISO 8601 instant, or a time from now such as +24h, +90m or +3d (whole seconds, UTC).
 
     A time without a zone is refused rather than guessed.
     """
-    if relative := RELATIVE.fullmatch(text.strip()):
-        now = datetime.now(UTC).replace(microsecond=0)
-        return now + int(relative.group(1)) * UNITS[relative.group(2)]
+    if text.strip().startswith("+"):
+        try:
+            return datetime.now(UTC).replace(microsecond=0) + duration(text.strip()[1:])
+        except ValueError:
+            pass
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         if moment.tzinfo is None:
@@ -318,7 +316,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     vote_id = service.open_vote(
         drafts, rule=args.rule, closes_at=args.closes, title=next(iter(vote_titles), ", ".join(symbols)),
         first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
-        vote_id=args.id,
+        vote_id=args.id, observers=args.observer,
     )
     sent, failed = send_now(service)
     queued = service.ledger.outbox("queued")
@@ -331,6 +329,16 @@ def cmd_open(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resend(args: argparse.Namespace) -> int:
+    service = service_of(args)
+    message_id = service.resend(args.vote, args.code)
+    sent, _ = send_now(service)
+    emit(args, {"vote": args.vote, "code": args.code, "message_id": message_id, "sent": bool(sent)},
+         f"Ballot of {args.code} in vote {args.vote} " + ("sent again" if sent else "queued to be sent again")
+         + ", with the same token")
+    return 0
+
+
 def send_now(service: Any) -> tuple[int, int]:
     """Drain the outbox now, through the embedded mail server when no `voting serve` runs it."""
     from voting.service import embedded_server
@@ -340,8 +348,8 @@ def send_now(service: Any) -> tuple[int, int]:
 
 
 def report_text(report: Any) -> str:
-    lines = [f"fetched {report.fetched}, decided {len(report.judgements)}, closed {len(report.closed)},"
-             f" sent {report.sent}, send failures {report.failed}"]
+    lines = [f"fetched {report.fetched}, decided {len(report.judgements)}, reminded {report.reminded},"
+             f" closed {len(report.closed)}, sent {report.sent}, send failures {report.failed}"]
     lines.extend(f"closed vote {vote_id}" for vote_id in report.closed)
     return "\n".join(lines)
 
@@ -353,6 +361,7 @@ def report_json(report: Any) -> dict[str, Any]:
             {"vote": j.vote_id, "code": j.code, "verdict": j.verdict, "reason": j.reason.value if j.reason else None}
             for j in report.judgements
         ],
+        "reminded": report.reminded,
         "closed": report.closed,
         "sent": report.sent,
         "send_failures": report.failed,
@@ -807,12 +816,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--party", action="append", default=[], metavar="SYMBOL=CODE",
                    help="a party to the dispute, which must abstain on that (Chapter VI) draft")
     p.add_argument("--first-ballot-final", action="store_true", help="refuse changes of vote")
+    p.add_argument("--observer", action="append", default=[], metavar="ADDR",
+                   help="an address told of the vote and its results, which cannot vote (beside the electorate's)")
 
     command("serve", cmd_serve, "run the service: watch the mailbox, process, close, tally, send")
     p = command("poll", cmd_poll, "one pass of the service, for cron and tests")
     p.add_argument("--once", action="store_true", help="one pass (the only mode)")
     p = command("status", cmd_status, "who has voted, who has not, what was rejected and why, time left")
     p.add_argument("vote", nargs="?")
+    p = command("resend", cmd_resend, "send a delegation its ballot again, with the same token")
+    p.add_argument("vote")
+    p.add_argument("code", help="delegation code, e.g. FRA")
     p = command("close", cmd_close, "close a vote now and tally it")
     p.add_argument("vote")
     p = command("extend", cmd_extend, "move the deadline, where the rule allows")

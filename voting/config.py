@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -30,6 +32,7 @@ from pydantic_settings import (
 
 from voting.errors import ConfigError
 from voting.model import TimeZoneName
+from voting.times import duration
 from voting.mail.smtp import is_loopback
 
 DEFAULT_CONFIG = Path("config/voting.toml")
@@ -91,6 +94,24 @@ class ServiceSection(Section):
     poll_seconds: float = Field(default=30, gt=0)
     statement_hours: float = Field(default=3, ge=0, description="Explanations of vote accepted this long after close")
     max_message_bytes: int = Field(default=25 * 2**20, gt=0)
+    reminders: list[str] = Field(
+        default_factory=lambda: ["6h", "1h"],
+        description="How long before the deadline delegations that have not voted are reminded",
+    )
+
+    @field_validator("reminders")
+    @classmethod
+    def _reminders_are_durations(cls, reminders: list[str]) -> list[str]:
+        for reminder in reminders:
+            if duration(reminder) <= timedelta(0):
+                raise ValueError(f"{reminder!r} is no length of time before the deadline")
+        if len(set(reminders)) != len(reminders):
+            raise ValueError("a reminder is given twice")
+        return reminders
+
+    def reminder_offsets(self) -> dict[str, timedelta]:
+        """Each reminder and how long before the deadline it goes out."""
+        return {reminder: duration(reminder) for reminder in self.reminders}
 
 
 class Settings(BaseSettings):

@@ -189,6 +189,8 @@ def dump_electorate(electorate: Electorate) -> str:
         top += _line("required_yes", electorate.required_yes)
     if electorate.quorum is not None:
         top += _line("quorum", electorate.quorum)
+    if electorate.observers:
+        top += _line("observers", electorate.observers)
     return "\n".join([top, *(_delegation_table(d) for d in electorate.delegation)])
 
 
@@ -220,8 +222,16 @@ def _with_addresses(addresses: Sequence[str], new: Sequence[str]) -> list[str]:
     return result
 
 
+def _refuse_observers(electorate: Electorate, code: str, addresses: Sequence[str]) -> None:
+    """An observer's address is never a delegation's: mail from it must count for nobody."""
+    shared = sorted({a.lower() for a in addresses} & set(electorate.observers))
+    if shared:
+        raise UsageError(f"{', '.join(shared)} is an observer's address in the electorate, so it cannot be {code}'s")
+
+
 def add_delegation(electorate: Electorate, code: str, name: str, *, email: str, permanent: bool) -> Electorate:
     """A new delegation; for an existing code, `email` joins its addresses and the rest is kept."""
+    _refuse_observers(electorate, code, [email])
     existing = electorate.get(code)
     try:
         if existing is None:
@@ -259,6 +269,7 @@ def register_certificate(
             f"certificate {pin[:16]}… is already registered to {owner}; a certificate votes for one delegation"
         )
     boxes = mailboxes(certificate)
+    _refuse_observers(electorate, code, boxes)
     if not boxes:
         raise UsageError(
             f"certificate {certificate.subject.rfc4514_string()} names no email address, so no ballot could match it"

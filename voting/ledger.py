@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,9 +24,10 @@ from typing import Any
 from voting.errors import ConfigError, LedgerError, UsageError
 from voting.smime.verify import signed_sha256_of
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
-attributes instead, which recognise a copy whatever the encoding of its signature."""
+attributes instead, which recognise a copy whatever the encoding of its signature; 4: a decision may be a
+`request` for the ballot again, and reminders sent are kept."""
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -74,7 +76,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     message INTEGER PRIMARY KEY REFERENCES messages(id),
     vote_id TEXT REFERENCES votes(id),
     code TEXT,
-    verdict TEXT NOT NULL CHECK (verdict IN ('ballot', 'statement', 'rejected')),
+    verdict TEXT NOT NULL CHECK (verdict IN ('ballot', 'statement', 'rejected', 'request')),
     reason TEXT,
     detail TEXT NOT NULL DEFAULT '',
     choices_json TEXT NOT NULL DEFAULT '{}',
@@ -82,6 +84,15 @@ CREATE TABLE IF NOT EXISTS decisions (
     supersedes INTEGER REFERENCES messages(id),
     signed_sha256 TEXT,
     decided_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reminders (
+    vote_id TEXT NOT NULL REFERENCES votes(id),
+    code TEXT NOT NULL,
+    closes_at TEXT NOT NULL,
+    reminder TEXT NOT NULL,
+    message_id TEXT,
+    sent_at TEXT NOT NULL,
+    PRIMARY KEY (vote_id, code, closes_at, reminder)
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -499,6 +510,30 @@ class Ledger:
         ).fetchone()
         return row["message_id"] if row else None
 
+    def requests_since(self, code: str, since: datetime) -> int:
+        """How many requests for its ballot the delegation made that were decided since then."""
+        row = self.db.execute(
+            "SELECT count(*) FROM decisions WHERE verdict = 'request' AND code = ? AND decided_at >= ?",
+            (code, utc_text(since)),
+        ).fetchone()
+        return int(row[0])
+
+    def reminders_sent(self, vote_id: str, code: str, closes_at: datetime) -> set[str]:
+        """The reminders of the delegation before this deadline already sent or passed over; a moved deadline
+        has reminders of its own."""
+        rows = self.db.execute("SELECT reminder FROM reminders WHERE vote_id = ? AND code = ? AND closes_at = ?",
+                               (vote_id, code, utc_text(closes_at)))
+        return {r["reminder"] for r in rows}
+
+    def add_reminders(self, vote_id: str, code: str, closes_at: datetime, reminders: Sequence[str],
+                      message_id: str | None, now: datetime) -> None:
+        """Note reminders before this deadline as sent (`message_id`), or as passed over for a later one (None);
+        call inside the transaction that queues the reminder, so that no restart or concurrent pass sends it twice."""
+        self.db.executemany(
+            "INSERT INTO reminders (vote_id, code, closes_at, reminder, message_id, sent_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(vote_id, code, utc_text(closes_at), reminder, message_id, utc_text(now)) for reminder in reminders],
+        )
+
     def vote(self, vote_id: str) -> VoteRecord:
         row = self.db.execute("SELECT * FROM votes WHERE id = ?", (vote_id,)).fetchone()
         if row is None:
@@ -690,11 +725,26 @@ def _migrate(connection: sqlite3.Connection) -> None:
         for row in ballots:
             connection.execute("UPDATE decisions SET signed_sha256 = ? WHERE message = ?",
                                (signed_sha256_of(bytes(row["raw"])), row["message"]))
+        table = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'decisions'").fetchone()
+        if "'request'" not in table["sql"]:
+            _rebuild_decisions(connection)
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
+
+
+def _rebuild_decisions(connection: sqlite3.Connection) -> None:
+    """SQLite cannot change a CHECK constraint in place: the decisions are copied into the table this schema makes."""
+    found = re.search(r"CREATE TABLE IF NOT EXISTS decisions \(.*?\n\);", SCHEMA, re.DOTALL)
+    assert found is not None
+    connection.execute(found.group(0).replace("IF NOT EXISTS decisions", "decisions_new", 1))
+    columns = ("message, vote_id, code, verdict, reason, detail, choices_json, explanation, supersedes, signed_sha256,"
+               " decided_at")
+    connection.execute(f"INSERT INTO decisions_new ({columns}) SELECT {columns} FROM decisions")
+    connection.execute("DROP TABLE decisions")
+    connection.execute("ALTER TABLE decisions_new RENAME TO decisions")
 
 
 def _vote_record(row: sqlite3.Row) -> VoteRecord:

@@ -98,7 +98,9 @@ class MessageEntry(_Strict):
     received_at: AwareDatetime = Field(description="Delivery time at the secretariat's mail server")
     vote_id: str | None = Field(description="The vote the message was bound to, or null if it was bound to none")
     code: str | None = Field(description="The delegation the message was attributed to, if any")
-    verdict: Literal["ballot", "statement", "rejected"]
+    verdict: Literal["ballot", "statement", "rejected", "request"] = Field(
+        description="request: a signed request for the ballot again, answered with the same ballot, never counted"
+    )
     reason: Reason | None = Field(description="Why a rejected message was rejected")
     detail: str = Field(description="The words sent to the delegation; informative, not re-checked")
     choices: dict[str, Choice] = Field(description="Draft symbol -> choice, for a ballot")

@@ -53,6 +53,14 @@ class RegisteredCertificate(BaseModel):
         return data
 
 
+def mailbox_addresses(addresses: list[str]) -> list[str]:
+    """The addresses, each checked to be one mailbox, lowercased: the one form compared with a From header."""
+    for address in addresses:
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
+            raise ValueError(f"{address!r} is not a mailbox address")
+    return [a.lower() for a in addresses]
+
+
 class Delegation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,13 +71,7 @@ class Delegation(BaseModel):
     certificates: list[RegisteredCertificate] = Field(default_factory=list)
     timezone: TimeZoneName | None = None
 
-    @field_validator("addresses")
-    @classmethod
-    def _addresses_are_mailboxes(cls, addresses: list[str]) -> list[str]:
-        for address in addresses:
-            if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
-                raise ValueError(f"{address!r} is not a mailbox address")
-        return [a.lower() for a in addresses]
+    _addresses_are_mailboxes = field_validator("addresses")(mailbox_addresses)
 
     @property
     def label(self) -> str:
@@ -86,7 +88,21 @@ class Electorate(BaseModel):
         default=None, ge=1, description="Affirmative votes a draft needs under the unsc-* rules"
     )
     quorum: int | None = Field(default=None, ge=1, description="Members present and voting a majority rule needs")
+    observers: list[str] = Field(
+        default_factory=list,
+        description="Addresses told when a vote opens and of its results, which cannot vote: no delegation's",
+    )
     delegation: list[Delegation] = Field(default_factory=list)
+
+    _observers_are_mailboxes = field_validator("observers")(mailbox_addresses)
+
+    @model_validator(mode="after")
+    def _observers_are_no_delegations(self) -> Electorate:
+        for d in self.delegation:
+            shared = sorted(set(d.addresses) & set(self.observers))
+            if shared:
+                raise ValueError(f"{', '.join(shared)} is an address of {d.code}, so it cannot be an observer")
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Electorate:

@@ -7,8 +7,9 @@ instant where the reader is, when a time zone is known for them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -19,6 +20,18 @@ def zone_name(name: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"{name!r} is not an IANA time zone name such as Europe/Paris or America/New_York") from None
     return name
+
+
+_DURATION = re.compile(r"(\d{1,5})([mhd])")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def duration(text: str) -> timedelta:
+    """A length of time as people write it in the configuration and on the command line: "6h", "90m", "3d"."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a length of time such as 6h, 90m or 3d")
+    return int(found.group(1)) * _UNITS[found.group(2)]
 
 
 def _clock(moment: datetime) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from voting.ballot import parse_reply, text_of_entity
+from voting.ballot import BallotRequest, Reply, ballot_request, parse_reply, text_of_entity
 from voting.model import Choice
 from voting.pki import Identity
 from voting.reasons import Reason
@@ -22,6 +22,8 @@ from voting.smime.verify import Trust, Verification, verify_message
 BALLOT = "ballot"
 STATEMENT = "statement"
 REJECTED = "rejected"
+REQUEST = "request"
+"""A signed request for the ballot again: recorded and answered with the same ballot, never counted."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,11 @@ def judge(
 
     text = text_of_entity(verification.signed_content)
     binding = parse_reply(text, ())
+    request = ballot_request(text)
+    if request is not None:
+        asked = _request(request, binding, text, received_at, votes, code, verification)
+        if asked is not None:
+            return asked
     vote = votes.get(binding.vote_id or "")
     if vote is None:
         return rejected(Reason.UNKNOWN_VOTE, code, verification)
@@ -164,6 +171,33 @@ def judge(
         supersedes=previous,
         verification=verification,
     )
+
+
+def _request(request: BallotRequest, binding: Reply, text: str, received_at: datetime, votes: Mapping[str, VoteView],
+             code: str, verification: Verification) -> Judgement | None:
+    """A request for the ballot of the vote it names (by its line, or the Vote-ID it quotes), or of every open vote.
+
+    None when the message states choices for the vote it names: it is judged
+    as a ballot then, never set aside as a request.
+    """
+    named = {vote_id for vote_id in (request.vote_id, binding.vote_id) if vote_id}
+    if not named:
+        return Judgement(REQUEST, None, "Ballots requested again: each open ballot of the delegation.", None, code,
+                         verification=verification)
+    if len(named) > 1:
+        return rejected(Reason.UNKNOWN_VOTE, code, verification,
+                        f"The request names two votes: {' and '.join(sorted(named))}.")
+    vote = votes.get(named.pop())
+    if vote is None:
+        return rejected(Reason.UNKNOWN_VOTE, code, verification)
+    if parse_reply(text, vote.drafts).choices:
+        return None
+    if code not in vote.tokens:
+        return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification,
+                        "The delegation has no ballot in this vote.", vote_id=vote.id)
+    if received_at >= vote.deadline or vote.counted:
+        return rejected(Reason.LATE, code, verification, vote_id=vote.id)
+    return Judgement(REQUEST, None, "Ballot requested again.", vote.id, code, verification=verification)
 
 
 @dataclass(frozen=True)

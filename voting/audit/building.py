@@ -124,7 +124,7 @@ def _message_entry(decision: DecisionRecord, sha_of: Mapping[int, str]) -> Messa
         received_at=decision.received_at,
         vote_id=decision.vote_id,
         code=decision.code,
-        verdict=decision.verdict,  # type: ignore[arg-type]  # the ledger's CHECK constraint keeps it to the three
+        verdict=decision.verdict,  # type: ignore[arg-type]  # the ledger's CHECK constraint keeps it to the four
         reason=decision.reason,  # type: ignore[arg-type]  # a Reason value, validated by the model
         detail=decision.detail,
         choices=decision.choices,  # type: ignore[arg-type]

@@ -1,8 +1,8 @@
 """The service: one pass of docs/design.md §2 over the mailbox, closing and tallying due votes, sending mail.
 
 Each stage lives in the module named after it (`opening`, `intake`,
-`judging`, `closing`, on the shared `base`); `Service` is all of them, run
-in order by `poll_once`.
+`resending`, `judging`, `closing`, `reminding`, on the shared `base`);
+`Service` is all of them, run in order by `poll_once`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from voting.errors import MailError
 from voting.ledger import utc_text
 from voting.mail.server import MailServer
 from voting.service.base import Clock, utcnow, vote_electorate
-from voting.service.closing import MAILBOX_SETTLING, Closing
+from voting.service.closing import MAILBOX_SETTLING
 from voting.service.opening import DraftFile
+from voting.service.reminding import Reminding
 from voting.verdict import Judgement
 
 __all__ = ["MAILBOX_SETTLING", "Clock", "DraftFile", "PassReport", "Service", "embedded_server", "utcnow",
@@ -30,19 +31,22 @@ class PassReport:
     fetched: int = 0
     judgements: list[Judgement] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    reminded: int = 0
+    """Delegations reminded that they have not voted yet."""
     sent: int = 0
     failed: int = 0
     mailbox_read: bool = True
     """Whether the fetch read the whole mailbox; while it cannot, no vote closes."""
 
 
-class Service(Closing):
+class Service(Reminding):
     def poll_once(self) -> PassReport:
         report = PassReport()
         started = self.clock()
         report.fetched = self.fetch()
         report.mailbox_read = self.fetched_through is not None and self.fetched_through >= started
         report.judgements = self.decide_pending()
+        report.reminded = self.remind_due()
         report.closed = self.close_due()
         report.sent, report.failed = self.send()
         return report

@@ -3,8 +3,9 @@
 The service is the imperative shell around the pure core (`verdict.judge`,
 `rules.decide`, `ballot`, `smime`). It is built in stages, each a class in the
 module named after it that builds on the ones before, in the order a vote
-lives: `opening`, `intake` (taking mail in), `judging`, `closing`; `Service`
-(in `voting.service`) runs one pass over them and reports status.
+lives: `opening`, `intake` (taking mail in), `resending` (a ballot sent
+again), `judging`, `closing`, `reminding`; `Service` (in `voting.service`)
+runs one pass over them and reports status.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class ServiceBase:
 
     def _write(
         self,
-        delegation: Delegation,
+        to: Delegation | Sequence[str],
         subject: str,
         text: str,
         html_body: str,
@@ -77,16 +78,18 @@ class ServiceBase:
         auto_submitted: str = "auto-generated",
         attachments: Sequence[Attachment] = (),
     ) -> OutgoingMessage:
-        """Sign a message from the secretariat to a delegation's registered addresses and queue it.
+        """Sign a message from the secretariat to a delegation's registered addresses (or to given addresses: an
+        observer's) and queue it.
 
         Call inside the transaction of what the message announces.
         """
+        recipients = to.addresses if isinstance(to, Delegation) else list(to)
         address, name = self.secretariat
         mail = signed_mail(
             self.keys.signer,
             sender=address,
             sender_name=name,
-            recipients=delegation.addresses,
+            recipients=recipients,
             subject=subject,
             text=text,
             html_body=html_body,
@@ -101,7 +104,7 @@ class ServiceBase:
             kind=kind,
             vote_id=vote_id,
             envelope_from=address,
-            recipients=delegation.addresses,
+            recipients=recipients,
             raw=mail.raw,
             now=now,
         )

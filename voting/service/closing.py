@@ -14,7 +14,7 @@ from voting.model import Choice, Outcome
 from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
 from voting.service.base import vote_electorate
 from voting.service.judging import Judging
-from voting.verdict import BALLOT, STATEMENT, counted_ballots, counted_choices
+from voting.verdict import BALLOT, REJECTED, STATEMENT, counted_ballots, counted_choices
 
 MAILBOX_SETTLING = timedelta(seconds=2)
 """A mail server dates a message a moment before it shows it (a Maildir delivery sets the time, then moves
@@ -119,6 +119,9 @@ class Closing(Judging):
                 self._write(delegation, f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
                             "results", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
+            for observer in electorate.observers:
+                self._write([observer], f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
+                            "results", vote_id, now)
         return outcomes
 
     def counted(self, vote: VoteRecord, deadline: datetime) -> dict[str, dict[str, Choice]]:
@@ -140,8 +143,9 @@ class Closing(Judging):
         """Rejected messages of this vote, and those bound to no vote that arrived while it was open."""
         deadline = vote.closed_at or vote.closes_at
         window_end = deadline + timedelta(hours=vote.statement_hours)
-        unbound = [d for d in self.ledger.decisions(None) if vote.opened_at <= d.received_at < window_end]
-        bound = [d for d in self.ledger.decisions(vote.id) if d.verdict == "rejected"]
+        unbound = [d for d in self.ledger.decisions(None)
+                   if d.verdict == REJECTED and vote.opened_at <= d.received_at < window_end]
+        bound = [d for d in self.ledger.decisions(vote.id) if d.verdict == REJECTED]
         return sorted(bound + unbound, key=lambda d: (d.received_at, d.sha256))
 
     def board(self, vote_id: str) -> VoteBoard:

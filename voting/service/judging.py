@@ -16,11 +16,12 @@ from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
 from voting.model import Delegation, Electorate
 from voting.reasons import Reason
-from voting.service.intake import Intake
+from voting.service.resending import Resending
 from voting.smime.verify import signed_sha256_of
 from voting.verdict import (
     BALLOT,
     REJECTED,
+    REQUEST,
     CountedBallot,
     Judgement,
     PriorBallot,
@@ -63,7 +64,7 @@ class OuterHeaders:
         )
 
 
-class Judging(Intake):
+class Judging(Resending):
     def decide_pending(self) -> list[Judgement]:
         judgements: list[Judgement] = []
         pending = self.ledger.undecided_messages()
@@ -186,6 +187,9 @@ class Judging(Intake):
 
     def _answer(self, message: StoredMessage, outer: OuterHeaders, judgement: Judgement, delegation: Delegation,
                 now: datetime) -> None:
+        if judgement.verdict == REQUEST:
+            self._answer_request(judgement, delegation, outer.message_id, now)
+            return
         superseded = self.ledger.message(judgement.supersedes) if judgement.supersedes is not None else None
         letter = letters.answer(
             judgement,

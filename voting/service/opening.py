@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from voting import ballot, rules
+from pydantic import ValidationError
+
+from voting import ballot, letters, rules
 from voting.errors import UsageError
 from voting.drafts import MAX_DRAFT_BYTES, draft_lines, read_draft
 from voting.ledger import DraftRecord, utc_text
-from voting.mail.compose import Attachment
+from voting.mail.compose import Attachment, OutgoingMessage, text_as_html
+from voting.model import Delegation, Electorate
 from voting.service.base import ServiceBase
 
 
@@ -23,6 +26,16 @@ class DraftFile:
     path: Path
     title: str | None = None
     """The draft's title; by default the first line of a text file (a PDF or a Word document needs one)."""
+
+
+def _shown(drafts: Sequence[DraftRecord]) -> tuple[str, ...]:
+    """The drafts in full, as every ballot and observer notice shows them."""
+    return tuple(line for draft in drafts for line in ["", *draft_lines(draft)])
+
+
+def _attached(drafts: Sequence[DraftRecord]) -> list[Attachment]:
+    """The drafts' files, attached as circulated to every ballot and observer notice."""
+    return [Attachment(d.file_name, d.media_type, d.content) for d in drafts]
 
 
 class Opening(ServiceBase):
@@ -37,8 +50,12 @@ class Opening(ServiceBase):
         quorum: int | None = None,
         parties_to_dispute: Mapping[str, Sequence[str]] | None = None,
         vote_id: str | None = None,
+        observers: Sequence[str] = (),
     ) -> str:
-        """Record the vote and queue one signed ballot per delegation, in one transaction."""
+        """Record the vote and queue one signed ballot per delegation, and the observers' notice, in one transaction.
+
+        The vote's `observers` join the electorate file's in the vote's snapshot.
+        """
         now = self.clock()
         if closes_at <= now:
             raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
@@ -47,7 +64,7 @@ class Opening(ServiceBase):
         symbols = [d.symbol for d in drafts]
         if len(set(symbols)) != len(symbols):
             raise UsageError("the same draft symbol is given twice")
-        electorate = self.electorate()
+        electorate = self._with_observers(self.electorate(), observers)
         parties = {symbol: tuple(codes) for symbol, codes in (parties_to_dispute or {}).items()}
         for symbol, codes in parties.items():
             if symbol not in symbols:
@@ -80,26 +97,16 @@ class Opening(ServiceBase):
                 drafts=records,
             )
             tokens: dict[str, str] = {}
-            appendix = tuple(line for record in records for line in ["", *draft_lines(record)])
-            files = [Attachment(r.file_name, r.media_type, r.content) for r in records]
             for delegation in electorate.delegation:
                 token = ballot.new_ballot_token()
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
-                content = ballot.Ballot(
-                    vote_id=vote_id,
-                    token=token,
-                    delegation_code=delegation.code,
-                    delegation_name=delegation.name,
-                    closes=closes_at,
-                    drafts=tuple((r.symbol, r.title) for r in records),
-                    title=title,
-                    first_ballot_final=first_ballot_final,
-                    zones=self._zones(delegation),
-                    appendix=appendix,
-                )
-                mail = self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
-                                   ballot.render_ballot_html(content), "ballot", vote_id, now, attachments=files)
+                mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, delegation, token, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
+            notice = letters.observer_notice(vote_id, title, rule, closes_at, _shown(records),
+                                             (self.config.settings.secretariat.timezone,))
+            for observer in electorate.observers:
+                self._write([observer], notice.subject, notice.text, text_as_html(notice.text), "notice", vote_id, now,
+                            attachments=_attached(records))
             self.ledger.append_event(
                 vote_id,
                 "vote-opened",
@@ -117,6 +124,39 @@ class Opening(ServiceBase):
                 now,
             )
         return vote_id
+
+    def _with_observers(self, electorate: Electorate, observers: Sequence[str]) -> Electorate:
+        """The electorate with the vote's own observers beside the file's: who takes part in this vote."""
+        merged = list(dict.fromkeys([*electorate.observers, *(address.strip().lower() for address in observers)]))
+        own = self.config.settings.secretariat.address.lower()
+        if own in merged:
+            raise UsageError(f"{own} is the secretariat's own address; it cannot be an observer")
+        if merged == electorate.observers:
+            return electorate
+        try:
+            return Electorate.model_validate({**electorate.model_dump(), "observers": merged})
+        except ValidationError as error:
+            raise UsageError(f"--observer: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+    def _queue_ballot(self, vote_id: str, title: str, closes_at: datetime, drafts: Sequence[DraftRecord],
+                      first_ballot_final: bool, delegation: Delegation, token: str, now: datetime, *,
+                      in_reply_to: str | None = None, references: Sequence[str] = ()) -> OutgoingMessage:
+        """Sign and queue the delegation's ballot with its token; call inside the transaction that records it."""
+        content = ballot.Ballot(
+            vote_id=vote_id,
+            token=token,
+            delegation_code=delegation.code,
+            delegation_name=delegation.name,
+            closes=closes_at,
+            drafts=tuple((d.symbol, d.title) for d in drafts),
+            title=title,
+            first_ballot_final=first_ballot_final,
+            zones=self._zones(delegation),
+            appendix=_shown(drafts),
+        )
+        return self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
+                           ballot.render_ballot_html(content), "ballot", vote_id, now, in_reply_to=in_reply_to,
+                           references=references, attachments=_attached(drafts))
 
     def _draft_record(self, draft: DraftFile, parties: tuple[str, ...]) -> DraftRecord:
         try:
