@@ -315,3 +315,35 @@ def test_voting_reply_refuses_after_the_ballots_closing_time(running: Deployment
     assert f"vote {vote_id} closed on {readable_time(closes)}" in late.stderr and "--after-close" in late.stderr
     anyway = voting(*command, "--after-close", cwd=folder, env={"VOTING_P12_PASSWORD": password})
     assert anyway.returncode == 0 and (folder / "reply.eml").exists(), anyway.stderr
+
+
+def test_an_explanation_may_be_an_attached_file_named_for_one(running: Deployment, tmp_path: Path) -> None:
+    """A text file's text is published; a PDF is named by its SHA-256; a logo or a card is never an explanation."""
+    import hashlib
+
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    ballot = text_of_entity(running.ballot_of("FRA"))
+    content = MIMEPart(policy=SMTP)
+    content.set_content("VOTE: YES\n\nKind regards\n\n" + "\n".join(f"> {line}" for line in ballot.splitlines()),
+                        charset="utf-8")
+    content.add_attachment("La France soutient le mécanisme transfrontalier.\n".encode(), maintype="text",
+                           subtype="plain", filename="Explication de vote.txt")
+    pdf = b"%PDF-1.4 the statement\n"
+    content.add_attachment(pdf, maintype="application", subtype="pdf", filename="explanation_of_vote.pdf")
+    content.add_attachment(b"\x89PNG logo", maintype="image", subtype="png", filename="image001.png")
+    content.add_attachment(b"BEGIN:VCARD\n", maintype="text", subtype="plain", filename="card.txt")
+    identity = running.identities["FRA"]
+    entity = sign_entity(content.as_bytes(policy=SMTP), identity.key, identity.certificate, identity.chain)
+    head = (f"From: {running.address('FRA')}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n"
+            f"Message-ID: {make_msgid(domain='delegations.example')}\r\n")
+    running.submit(head.encode() + entity, running.address("FRA"))
+    service.poll_once()
+    [decided] = service.ledger.decisions(vote_id)
+    assert decided.verdict == "ballot"
+    assert decided.explanation == (
+        "La France soutient le mécanisme transfrontalier.\n\n"
+        f"Attached: explanation_of_vote.pdf (application/pdf, {len(pdf)} bytes, SHA-256 {hashlib.sha256(pdf).hexdigest()}),"
+        " kept with the signed message in the audit bundle.")
+    assert "VCARD" not in decided.explanation and "PNG" not in decided.explanation

@@ -9,6 +9,7 @@ header) only binds the reply to the vote through its Vote-ID and Ballot-Token.
 from __future__ import annotations
 
 import base64
+import hashlib
 import email.errors
 import html
 import re
@@ -23,7 +24,7 @@ from html.parser import HTMLParser
 from types import MappingProxyType
 
 from voting.errors import UsageError
-from voting.mime import crlf, parts
+from voting.mime import Part, crlf, decode_transfer, header, parts
 from voting.model import CODE_PATTERN, Choice
 from voting.reasons import Reason, Rejected
 from voting.times import readable_time
@@ -198,9 +199,9 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         guide.append('As this ballot has one draft, "VOTE: YES" also works.')
     guide += [
         "Choices may be written in any official UN language (for example POUR, A FAVOR, ЗА, 赞成, نعم).",
-        'To explain your vote, write "Explanation:" on a line and your explanation below it: only that text is'
-        " published with the result; other text (a signature block, a disclaimer) is kept with your reply but not"
-        " published.",
+        'To explain your vote, write "Explanation:" on a line and your explanation below it, or attach a file named'
+        ' "Explanation": only that is published with the result; other text (a signature block, a disclaimer) is'
+        " kept with your reply but not published.",
         "A signed receipt confirms what was recorded; replies received after the closing time are not counted.",
         "Your first ballot on a draft is final: it cannot be changed." if ballot.first_ballot_final else
         "You may change your vote until the closing time by replying again: your last ballot counts.",
@@ -639,6 +640,47 @@ def _decoded(part: Message) -> str:
     if part.get_content_type() == "text/plain" and _param(part, "format") == "flowed":
         text = _unflow(text, _param(part, "delsp") == "yes")
     return text
+
+
+def _file_name(part: Part) -> str:
+    holder = Message()
+    for name in ("content-disposition", "content-type"):
+        value = header(part.headers, name)
+        if value is not None:
+            holder[name] = value
+    return holder.get_filename() or ""
+
+
+def _names_an_explanation(file_name: str) -> bool:
+    """ "explanation.txt", "Explication de vote.pdf", "объяснение_голосования.docx": in any of the six languages."""
+    stem = " ".join(file_name.rpartition(".")[0].replace("_", " ").replace("-", " ").split()).casefold()
+    return any(stem == key or stem.startswith(key + " ") for key in _EXPLANATION_KEYS)
+
+
+def attached_explanations(entity: bytes) -> list[str]:
+    """The explanations of vote the delegate attached as files named for one, each as published.
+
+    A text file's text is the explanation; any other file (a PDF, a Word
+    document) is named with its size and SHA-256, as the audit bundle keeps
+    it in the signed message. Other attachments (a logo, a business card)
+    are never an explanation. Never raises: what cannot be read is no
+    explanation.
+    """
+    found = []
+    try:
+        for part in parts(crlf(entity), into_messages=False):
+            name = _file_name(part)
+            if part.disposition != "attachment" or not _names_an_explanation(name):
+                continue
+            if part.type == "text/plain":
+                found.append(_decoded(part.payload(_ENCODED_TEXT_LIMIT)).strip())
+                continue
+            data = decode_transfer(part.headers, part.body)
+            found.append(f"Attached: {_one_line(name)} ({part.type}, {len(data):,} bytes, SHA-256"
+                         f" {hashlib.sha256(data).hexdigest()}), kept with the signed message in the audit bundle.")
+    except (Rejected, ValueError, IndexError, TypeError, AttributeError, email.errors.MessageError):
+        return []
+    return [text for text in found if text]
 
 
 def text_of_entity(entity: bytes) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from voting.ballot import BallotRequest, Reply, ballot_request, parse_reply, text_of_entity
+from voting.ballot import BallotRequest, Reply, attached_explanations, ballot_request, parse_reply, text_of_entity
 from voting.model import Choice
 from voting.pki import Identity
 from voting.reasons import Reason
@@ -141,13 +141,14 @@ def judge(
         return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
     reply = parse_reply(text, vote.drafts)
+    explanation = "\n\n".join(filter(None, [reply.explanation, *attached_explanations(verification.signed_content)]))
     if received_at >= vote.deadline or vote.counted:
         after = "received after the deadline" if received_at >= vote.deadline else "taken in after the vote was counted"
-        if received_at < vote.statements_until and reply.explanation:
+        if received_at < vote.statements_until and explanation:
             detail = "Explanation of vote recorded after the vote closed"
             if reply.choices:
                 detail += f"; choices {after} are not counted"
-            return Judgement(STATEMENT, None, detail + ".", vote.id, code, explanation=reply.explanation,
+            return Judgement(STATEMENT, None, detail + ".", vote.id, code, explanation=explanation,
                              ignored=reply.ignored, verification=verification)
         detail = "" if received_at >= vote.deadline else "The message was taken in after the vote was counted."
         return rejected(Reason.LATE, code, verification, detail, vote_id=vote.id)
@@ -166,7 +167,7 @@ def judge(
         vote.id,
         code,
         choices=dict(reply.choices),
-        explanation=reply.explanation,
+        explanation=explanation,
         ignored=reply.ignored,
         supersedes=previous,
         verification=verification,
