@@ -7,8 +7,9 @@ import re
 import shutil
 import time
 from datetime import UTC, datetime
+from email import message_from_bytes
 from email.message import MIMEPart
-from email.policy import SMTP
+from email.policy import SMTP, default
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
@@ -16,13 +17,15 @@ import pytest
 from conftest import Deployment, handed_over_p12, handed_over_password, open_vote, voting, voting_on_a_terminal
 
 from voting.ballot import text_of_entity
-from voting.errors import UnverifiedError
+from voting.electorate import load_electorate, save_electorate
+from voting.errors import ConfigError, UnverifiedError
 from voting.pki import Identity, fingerprint
 from voting.reply import Secretariat
 from voting.service import Service
 from voting.smime.sign import sign_entity
 from voting.smime.verify import Trust, verify_message
 from voting.times import readable_time
+from voting.wording import wording
 
 
 def signed_reply(deployment: Deployment, code: str, own_text: str) -> bytes:
@@ -201,14 +204,14 @@ def test_every_answer_states_the_vote_as_it_now_stands(running: Deployment, tmp_
     service.poll_once()
     first = letters_to(running, "FRA", "Receipt")[0]
     assert "S/2020/654: YES  (this message)" in first and "S/2020/658: no choice yet" in first
-    assert "This message changed: S/2020/654 (was no choice, now YES)." in first
+    assert "This message changed: S/2020/654 (was no choice yet, now YES)." in first
     assert "you may change your vote" in first and "The vote closes " in first
     running.submit(running.reply("FRA", ["S/2020/658=abstain"]), running.address("FRA"))
     service.poll_once()
     second = [letter for letter in letters_to(running, "FRA", "Receipt") if letter != first][0]
     assert re.search(r"S/2020/654: YES  \(your ballot received \w+day .* UTC, SHA-256 [0-9a-f]{16}…\)", second)
     assert "S/2020/658: ABSTAIN  (this message)" in second
-    assert "This message changed: S/2020/658 (was no choice, now ABSTAIN)." in second
+    assert "This message changed: S/2020/658 (was no choice yet, now ABSTAIN)." in second
     running.submit(signed_reply(running, "FRA", "S/2020/654: maybe"), running.address("FRA"))
     service.poll_once()
     rejection = letters_to(running, "FRA", "Rejected")[0]
@@ -347,3 +350,43 @@ def test_an_explanation_may_be_an_attached_file_named_for_one(running: Deploymen
         f"Attached: explanation_of_vote.pdf (application/pdf, {len(pdf)} bytes, SHA-256 {hashlib.sha256(pdf).hexdigest()}),"
         " kept with the signed message in the audit bundle.")
     assert "VCARD" not in decided.explanation and "PNG" not in decided.explanation
+
+
+def test_a_delegation_reads_its_ballot_and_receipts_in_its_language(running: Deployment, tmp_path: Path) -> None:
+    """France reads French; the binding lines and the choice words the service reads stay the same in every ballot."""
+    electorate_file = running.config.electorate_file
+    electorate = load_electorate(electorate_file)
+    fra = electorate.get("FRA")
+    assert fra is not None
+    fra.language, fra.timezone = "fr", "Europe/Paris"
+    save_electorate(electorate_file, electorate)
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    ballot = text_of_entity(running.ballot_of("FRA"))
+    assert "Pour voter, répondez à ce courriel" in ballot and re.search(r"Répondre avant le \w+di \d+ ", ballot)
+    assert f"Vote-ID: {vote_id}" in ballot and "Closes: " in ballot and "S/2020/654: YES | NO | ABSTAIN" in ballot
+    assert "To vote, reply" in text_of_entity(running.ballot_of("GBR"))
+    submit_all(running, {"FRA": "S/2020/654: POUR\n\nExplication :\nLa France soutient le projet."})
+    service.poll_once()
+    service.send()
+    [receipt_raw] = [raw for raw in running.inbox_of("FRA") if b"Ballot:" not in raw]
+    assert message_from_bytes(receipt_raw, policy=default)["Subject"] == (
+        f"Accusé de réception : bulletin de FRA enregistré [{vote_id}]")
+    receipt = text_of_entity(receipt_raw)
+    assert "Le bulletin de FRA (France) pour le vote" in receipt and "S/2020/654: POUR  (ce message)" in receipt
+    assert "à Paris" in receipt and "La France soutient le projet." in receipt
+    [decided] = service.ledger.decisions(vote_id)
+    assert (decided.choices, decided.explanation) == ({"S/2020/654": "yes"}, "La France soutient le projet.")
+
+
+def test_a_deployment_adds_a_language_and_a_wrong_catalogue_is_named(running: Deployment, tmp_path: Path) -> None:
+    folder = running.config.path.parent
+    english = (Path(__file__).resolve().parents[1] / "voting" / "data" / "wording-en.toml").read_text()
+    (folder / "wording-es.toml").write_text(english.replace("Reply by {deadline}.", "Responder antes del {deadline}."))
+    assert wording("es", (folder,))("ballot.reply_by", deadline="x") == "Responder antes del x."
+    (folder / "wording-de.toml").write_text(english.replace("Reply by {deadline}.", "Antworten bis."))
+    with pytest.raises(ConfigError, match=r"wording-de.toml: ballot.reply_by must use the fields \['deadline'\]"):
+        wording("de", (folder,))
+    with pytest.raises(ConfigError, match=r"no wording catalogue for the language 'it' \(there are: de, en, es, fr\)"):
+        wording("it", (folder,))

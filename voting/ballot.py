@@ -28,6 +28,7 @@ from voting.mime import Part, crlf, decode_transfer, header, parts
 from voting.model import CODE_PATTERN, Choice
 from voting.reasons import Reason, Rejected
 from voting.times import readable_time
+from voting.wording import ENGLISH, Wording
 
 TEXT_LIMIT = 1 << 20
 """Characters of text read from a reply; anything beyond is ignored."""
@@ -162,6 +163,8 @@ class Ballot:
     """Time zones where the delegation and the secretariat are: the deadline is also given in each."""
     appendix: tuple[str, ...] = ()
     """The drafts in full (`drafts.draft_lines`), after the instructions: what is voted on."""
+    words: Wording = ENGLISH
+    """The delegation's language, for everything but the binding block, whose lines are the same in every ballot."""
 
 
 def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
@@ -188,28 +191,19 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         block += ["", f"{symbol}: YES | NO | ABSTAIN"] + ([f"    {_one_line(title)}"] if title.strip() else [])
     if not ballot.instructions:
         return block, []
-    example = drafts[0][0]
+    words = ballot.words
     guide = [
-        f"Reply by {readable_time(ballot.closes, ballot.zones)}.",
-        "To vote, reply to this email from your mail client and sign the reply with your S/MIME certificate.",
-        "Keep this ballot quoted in your reply: it binds your reply to this vote.",
-        f'Write each choice on a line of its own, for example "{example}: YES" (or NO, or ABSTAIN).',
-    ]
-    if len(drafts) == 1:
-        guide.append('As this ballot has one draft, "VOTE: YES" also works.')
-    guide += [
-        "Choices may be written in any official UN language (for example POUR, A FAVOR, ЗА, 赞成, نعم).",
-        'To explain your vote, write "Explanation:" on a line and your explanation below it, or attach a file named'
-        ' "Explanation": only that is published with the result; other text (a signature block, a disclaimer) is'
-        " kept with your reply but not published.",
-        "A signed receipt confirms what was recorded; replies received after the closing time are not counted.",
-        "Your first ballot on a draft is final: it cannot be changed." if ballot.first_ballot_final else
-        "You may change your vote until the closing time by replying again: your last ballot counts.",
+        words("ballot.reply_by", deadline=readable_time(ballot.closes, ballot.zones, words)),
+        words("ballot.how"),
+        words("ballot.keep_quoted"),
+        words("ballot.choice_lines", example=drafts[0][0]),
+        *([words("ballot.one_draft")] if len(drafts) == 1 else []),
+        words("ballot.languages"),
+        words("ballot.explain"),
+        words("ballot.receipt"),
+        words("ballot.final" if ballot.first_ballot_final else "ballot.changeable"),
     ]
     return block, guide
-
-
-_DRAFTS_HEADING = "The drafts voted on, in full (each file is also attached as it was circulated):"
 
 
 def render_ballot_text(ballot: Ballot) -> str:
@@ -219,7 +213,7 @@ def render_ballot_text(ballot: Ballot) -> str:
     if guide:
         lines += ["", *guide]
     if ballot.appendix:
-        lines += ["", _DRAFTS_HEADING, *ballot.appendix]
+        lines += ["", ballot.words("ballot.drafts"), *ballot.appendix]
     return "\n".join(lines) + "\n"
 
 
@@ -237,7 +231,7 @@ def render_ballot_html(ballot: Ballot) -> str:
     paragraphs = (f"<p><strong>{html.escape(deadline)}</strong></p>\n" if deadline else "") + "".join(
         f"<p>{html.escape(line)}</p>\n" for line in rest)
     wrapped = "white-space:pre-wrap;overflow-wrap:anywhere"
-    appendix = (f"<h2 style=\"font-size:1.1em\">{html.escape(_DRAFTS_HEADING)}</h2>\n"
+    appendix = (f"<h2 style=\"font-size:1.1em\">{html.escape(ballot.words('ballot.drafts'))}</h2>\n"
                 f"<pre style=\"{wrapped}\">{html.escape(chr(10).join(ballot.appendix).strip(chr(10)))}</pre>\n"
                 if ballot.appendix else "")
     return (f"<h1 style=\"font-size:1.3em\">{heading}</h1>\n"

@@ -177,6 +177,7 @@ def _delegation_table(delegation: Delegation) -> str:
             _line("permanent", delegation.permanent),
             _line("addresses", delegation.addresses),
             _line("timezone", delegation.timezone) if delegation.timezone else "",
+            _line("language", delegation.language) if delegation.language != "en" else "",
         ]
     )
     return "\n".join([head, *(_certificate_table(c) for c in delegation.certificates)])

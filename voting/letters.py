@@ -15,6 +15,7 @@ from voting.model import Delegation
 from voting.quoting import quoted_lines
 from voting.reasons import Reason
 from voting.times import readable_time
+from voting.wording import ENGLISH, Wording
 from voting.verdict import BALLOT, STATEMENT, Judgement
 
 
@@ -48,85 +49,76 @@ class Standing:
     """The vote was already counted: nothing can change."""
 
 
-def _standing_lines(standing: Standing, message: Received, zones: Sequence[str | None]) -> list[str]:
+def _standing_lines(standing: Standing, message: Received, zones: Sequence[str | None], words: Wording) -> list[str]:
+    def choice(word: str) -> str:
+        return words(f"choices.{word}")
+
     if not standing.after:
-        lines = ["No ballot of yours counts in this vote yet."]
+        lines = [words("standing.none_yet")]
     else:
-        lines = ["Your vote as it now stands (what counts at the close):"]
+        lines = [words("standing.heading")]
         for symbol in standing.drafts:
             if symbol not in standing.after:
-                lines.append(f"  {symbol}: no choice yet")
+                lines.append(f"  {symbol}: {words('standing.no_choice')}")
                 continue
-            choice, ballot = standing.after[symbol]
-            source = "this message" if ballot.sha256 == message.sha256 else (
-                f"your ballot received {readable_time(ballot.received_at, zones)}, SHA-256 {ballot.sha256[:16]}…")
-            lines.append(f"  {symbol}: {choice.upper()}  ({source})")
+            chosen, ballot = standing.after[symbol]
+            source = words("standing.this_message") if ballot.sha256 == message.sha256 else words(
+                "standing.earlier", when=readable_time(ballot.received_at, zones, words), sha256=ballot.sha256[:16])
+            lines.append(f"  {symbol}: {choice(chosen)}  ({source})")
     changed = [
-        f"{symbol} (was {standing.before[symbol][0].upper() if symbol in standing.before else 'no choice'},"
-        f" now {standing.after[symbol][0].upper()})"
+        words("standing.change", symbol=symbol, after=choice(standing.after[symbol][0]),
+              before=choice(standing.before[symbol][0]) if symbol in standing.before else words("standing.no_choice"))
         for symbol in standing.drafts
         if symbol in standing.after and standing.after[symbol][1].sha256 == message.sha256
         and standing.before.get(symbol, ("", None))[0] != standing.after[symbol][0]
     ]
     if changed:
-        lines.extend(["", "This message changed: " + "; ".join(changed) + "."])
+        lines.extend(["", words("standing.changed", changes="; ".join(changed))])
     if standing.counted:
-        return lines + ["", "The vote has been counted; nothing can change it now."]
-    deadline = readable_time(standing.closes_at, zones)
-    lines.extend(["", f"The vote closes {deadline}."])
-    if standing.first_ballot_final:
-        lines.append("The first ballot on each draft is final: a draft already answered cannot be answered again.")
-    else:
-        lines.append("Until then you may change your vote by replying to the ballot again: your last ballot counts.")
+        return lines + ["", words("standing.counted")]
+    lines.extend(["", words("standing.closes", deadline=readable_time(standing.closes_at, zones, words)),
+                  words("standing.final" if standing.first_ballot_final else "standing.changeable")])
     return lines
 
 
 def answer(judgement: Judgement, delegation: Delegation, message: Received, superseded: Received | None,
-           zones: Sequence[str | None] = (), standing: Standing | None = None) -> Letter:
-    """The receipt of a ballot or a statement, or the rejection of a message, for the delegation it concerns;
-    times also in each of `zones` (the delegation's, the secretariat's); for a message bound to a vote, the
-    delegation's vote as it then stands."""
+           zones: Sequence[str | None] = (), standing: Standing | None = None, words: Wording = ENGLISH) -> Letter:
+    """The receipt of a ballot or a statement, or the rejection of a message, for the delegation it concerns, in
+    its language; times also in each of `zones` (the delegation's, the secretariat's); for a message bound to a
+    vote, the delegation's vote as it then stands."""
     vote_id = judgement.vote_id
+    who = {"code": delegation.code, "delegation": delegation.label, "vote_id": vote_id}
     if judgement.verdict == BALLOT:
-        subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
-        lines = [f"The ballot of {delegation.label} in vote {vote_id} was recorded:", ""]
-        lines.extend(f"  {symbol}: {choice.upper()}" for symbol, choice in judgement.choices.items())
+        subject = words("answer.ballot_subject", **who)
+        lines = [words("answer.ballot_recorded", **who), ""]
+        lines.extend(f"  {symbol}: {words(f'choices.{choice}')}" for symbol, choice in judgement.choices.items())
         if judgement.explanation:
-            lines.extend(["", "Explanation of vote:", *quoted_lines(judgement.explanation)])
+            lines.extend(["", words("answer.explanation"), *quoted_lines(judgement.explanation)])
     elif judgement.verdict == STATEMENT:
-        subject = f"Receipt: statement of {delegation.code} recorded [{vote_id}]"
-        lines = [f"The statement of {delegation.label} in vote {vote_id} was recorded.", "", judgement.detail,
-                 "", "Explanation of vote:", *quoted_lines(judgement.explanation)]
+        subject = words("answer.statement_subject", **who)
+        lines = [words("answer.statement_recorded", **who), "", judgement.detail,
+                 "", words("answer.explanation"), *quoted_lines(judgement.explanation)]
     else:
-        subject = f"Rejected: message from {delegation.code} not recorded as a ballot" + (
-            f" [{vote_id}]" if vote_id else "")
+        subject = words("answer.rejected_subject", **who) + (f" [{vote_id}]" if vote_id else "")
         reason = judgement.reason or Reason.MALFORMED_MIME
-        who = (f"A message signed by {delegation.label}" if judgement.code == delegation.code else
-               f"A message sent from an address of {delegation.label}, but not signed with a certificate registered"
-               " to it, so attributed to no delegation,")
-        lines = [f"{who} was received but NOT counted.", "",
-                 f"Reason: {reason.value}", judgement.detail]
+        lines = [words("answer.signed_by" if judgement.code == delegation.code else "answer.sent_from", **who), "",
+                 words("answer.reason", reason=reason.value), judgement.detail]
         if standing is not None and not standing.counted:
-            lines.extend(["", "To vote, reply to the ballot again with a signed reply that corrects this,"
-                              f" before {readable_time(standing.closes_at, zones)}."])
+            lines.extend(["", words("answer.correct_it", deadline=readable_time(standing.closes_at, zones, words))])
         elif standing is None:
-            lines.extend(["", "If this was meant as a ballot: reply to the ballot email from your mail client, keep"
-                              f" the ballot quoted, and sign the reply with the certificate registered for"
-                              f" {delegation.code}. This message changes nothing already recorded: a ballot of"
-                              " yours already counted still stands."])
+            lines.extend(["", words("answer.if_meant", **who)])
     if standing is not None and judgement.verdict != STATEMENT:
-        lines.extend(["", *_standing_lines(standing, message, zones)])
+        lines.extend(["", *_standing_lines(standing, message, zones, words)])
     if judgement.ignored:
-        lines.extend(["", 'Other text of your reply, not under an "Explanation:" line, is kept with it but was not'
-                          " published:", *quoted_lines(_first_lines(judgement.ignored))])
+        lines.extend(["", words("answer.ignored"), *quoted_lines(_first_lines(judgement.ignored))])
     lines.extend([
         "",
-        f"SHA-256 of the message as received: {message.sha256}",
-        f"Received by the secretariat's mail server: {readable_time(message.received_at, zones)}",
+        words("answer.sha256", sha256=message.sha256),
+        words("answer.received", when=readable_time(message.received_at, zones, words)),
     ])
     if superseded is not None:
-        lines.append(f"This ballot supersedes the ballot received {readable_time(superseded.received_at, zones)}"
-                     f" (SHA-256 {superseded.sha256}).")
+        lines.append(words("answer.supersedes", when=readable_time(superseded.received_at, zones, words),
+                           sha256=superseded.sha256))
     return Letter(subject, "\n".join(lines) + "\n")
 
 

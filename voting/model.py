@@ -70,6 +70,8 @@ class Delegation(BaseModel):
     addresses: list[str] = Field(default_factory=list)
     certificates: list[RegisteredCertificate] = Field(default_factory=list)
     timezone: TimeZoneName | None = None
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    """The language of the letters it receives: a wording catalogue (en and fr come with the service)."""
 
     _addresses_are_mailboxes = field_validator("addresses")(mailbox_addresses)
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from voting.wording import ENGLISH, Wording
+
 
 def zone_name(name: str) -> str:
     """A checked IANA time zone name, e.g. "America/New_York", for the configuration and electorate files."""
@@ -38,23 +40,24 @@ def _clock(moment: datetime) -> str:
     return f"{moment:%H:%M}" if moment.second == 0 else f"{moment:%H:%M:%S}"
 
 
-def _day(moment: datetime) -> str:
-    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+def _day(moment: datetime, words: Wording, key: str = "time.date") -> str:
+    return words(key, weekday=words.names("time.days")[moment.weekday()], day=moment.day,
+                 month=words.names("time.months")[moment.month - 1], year=moment.year)
 
 
-def readable_time(moment: datetime, zones: Iterable[str | None] = ()) -> str:
+def readable_time(moment: datetime, zones: Iterable[str | None] = (), words: Wording = ENGLISH) -> str:
     """ "Wednesday 8 July 2020, 12:00 UTC (08:00 in New York)": seconds only when not zero, never fractions.
 
-    Each named zone adds the local time, with its day when that differs.
+    Each named zone adds the local time, with its day when that differs; `words` gives the language.
     """
     utc = moment.astimezone(UTC)
     local = []
     for name in dict.fromkeys(z for z in zones if z and z != "UTC"):
         there = utc.astimezone(ZoneInfo(name))
         place = name.rpartition("/")[2].replace("_", " ")
-        day = "" if there.date() == utc.date() else f"{there:%A} {there.day} {there:%B}, "
-        local.append(f"{day}{_clock(there)} in {place}")
-    return f"{_day(utc)}, {_clock(utc)} UTC" + (f" ({'; '.join(local)})" if local else "")
+        day = "" if there.date() == utc.date() else f"{_day(there, words, 'time.local_day')}, "
+        local.append(day + words("time.at_place", time=_clock(there), place=place))
+    return f"{_day(utc, words)}, {_clock(utc)} UTC" + (f" ({'; '.join(local)})" if local else "")
 
 
 def parse_readable_time(text: str) -> datetime:

@@ -23,6 +23,7 @@ from voting.mail.outbox import drain
 from voting.model import Delegation, Electorate
 from voting.pki import SecretariatKeys
 from voting.verdict import BALLOT, CountedBallot
+from voting.wording import Wording, wording
 
 Clock = Callable[[], datetime]
 
@@ -58,6 +59,10 @@ class ServiceBase:
     def secretariat(self) -> tuple[str, str]:
         s = self.config.settings.secretariat
         return s.address, s.name
+
+    def _words(self, delegation: Delegation) -> Wording:
+        """The delegation's language: the deployment's own catalogue (beside its configuration) before the service's."""
+        return wording(delegation.language, (self.config.path.parent,))
 
     def _zones(self, delegation: Delegation) -> tuple[str | None, ...]:
         """Where a letter to the delegation is read, and where the secretariat is: its times are also given there."""

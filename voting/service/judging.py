@@ -198,6 +198,7 @@ class Judging(Resending):
             Received(superseded.sha256, superseded.received_at) if superseded else None,
             self._zones(delegation),
             self._standing(judgement.vote_id, delegation.code, message.sha256) if judgement.vote_id else None,
+            self._words(delegation),
         )
         ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
         self._write(

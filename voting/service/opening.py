@@ -152,6 +152,7 @@ class Opening(ServiceBase):
             title=title,
             first_ballot_final=first_ballot_final,
             zones=self._zones(delegation),
+            words=self._words(delegation),
             appendix=_shown(drafts),
         )
         return self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
