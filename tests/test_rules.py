@@ -507,3 +507,9 @@ def test_outcome_never_depends_on_order_and_everyone_is_counted_once(
         outcome.absent,
     )
     assert set(again.vetoed_by) == set(outcome.vetoed_by)
+
+
+def test_the_command_line_names_every_rule_built_in() -> None:
+    from voting.cli import RULE_HELP
+
+    assert all(name in RULE_HELP for name in RULES)
