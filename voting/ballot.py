@@ -42,12 +42,12 @@ _WORDS: dict[Choice, tuple[str, ...]] = {
         "نعم", "موافق",
     ),
     Choice.NO: (
-        "no", "against", "nay", "object", "objection",
-        "contre", "non",
-        "en contra",
-        "против", "нет",
-        "反对", "反對",
-        "لا", "ضد", "أعترض",
+        "no", "against", "nay", "object", "objection", "i object",
+        "contre", "non", "je m'oppose", "opposition",
+        "en contra", "objeción", "objecion", "me opongo",
+        "против", "нет", "возражаю", "возражение",
+        "反对", "反對", "异议", "異議",
+        "لا", "ضد", "أعترض", "اعتراض",
     ),
     Choice.ABSTAIN: (
         "abstain", "abstention",
@@ -148,6 +148,8 @@ class Ballot:
     """Time zones where the delegation and the secretariat are: the deadline is also given in each."""
     appendix: tuple[str, ...] = ()
     """The drafts in full (`drafts.draft_lines`), after the instructions: what is voted on."""
+    silence: bool = False
+    """Under the silence procedure: a reply is needed only to object."""
 
 
 def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
@@ -170,10 +172,13 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         f"Delegation: {ballot.delegation_code} ({_one_line(ballot.delegation_name)})",
         f"Closes: {readable_time(ballot.closes)}",
     ]
+    offered = "[ ] OBJECT" if ballot.silence else "YES | NO | ABSTAIN"
     for symbol, title in drafts:
-        block += ["", f"{symbol}: YES | NO | ABSTAIN"] + ([f"    {_one_line(title)}"] if title.strip() else [])
+        block += ["", f"{symbol}: {offered}"] + ([f"    {_one_line(title)}"] if title.strip() else [])
     if not ballot.instructions:
         return block, []
+    if ballot.silence:
+        return block, _silence_guide(ballot)
     example = drafts[0][0]
     guide = [
         f"Reply by {readable_time(ballot.closes, ballot.zones)}.",
@@ -193,6 +198,26 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         "You may change your vote until the closing time by replying again: your last ballot counts.",
     ]
     return block, guide
+
+
+def _silence_guide(ballot: Ballot) -> list[str]:
+    """What a delegate under the silence procedure needs to know: silence is consent, and how to break it."""
+    example = ballot.drafts[0][0]
+    return [
+        f"Silence procedure: unless a member objects by {readable_time(ballot.closes, ballot.zones)}, the"
+        f" {'draft is' if len(ballot.drafts) == 1 else 'drafts are'} adopted.",
+        "You need not reply unless you object.",
+        "To object (to break silence), reply to this email from your mail client and sign the reply with your S/MIME"
+        " certificate; keep this ballot quoted in your reply: it binds your reply to this procedure.",
+        f'Write each objection on a line of its own, for example "{example}: OBJECT" (or NO). It may be written in'
+        " any official UN language (for example OBJECTION, OBJECIÓN, ВОЗРАЖАЮ, 反对, أعترض).",
+        'Write your letter breaking silence below a line "Explanation:": it is published with the result, with the'
+        " time your objection was received.",
+        "A signed receipt confirms what was recorded; an objection received after the closing time does not break"
+        " silence.",
+        "Your first reply on a draft is final: it cannot be changed." if ballot.first_ballot_final else
+        f'You may withdraw an objection until the closing time by replying again with "{example}: ABSTAIN".',
+    ]
 
 
 _DRAFTS_HEADING = "The drafts voted on, in full (each file is also attached as it was circulated):"

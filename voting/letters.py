@@ -46,6 +46,15 @@ class Standing:
     first_ballot_final: bool
     counted: bool
     """The vote was already counted: nothing can change."""
+    silence: bool = False
+    """Under the silence procedure: a no is an objection, anything else leaves silence unbroken."""
+
+
+def _said(choice: str, silence: bool) -> str:
+    """A choice as the delegate should read it: under the silence procedure, an objection or none."""
+    if not silence:
+        return choice.upper()
+    return "OBJECTION (breaks silence)" if choice == "no" else f"{choice.upper()} (no objection: silence unbroken)"
 
 
 def _standing_lines(standing: Standing, message: Received, zones: Sequence[str | None]) -> list[str]:
@@ -60,10 +69,10 @@ def _standing_lines(standing: Standing, message: Received, zones: Sequence[str |
             choice, ballot = standing.after[symbol]
             source = "this message" if ballot.sha256 == message.sha256 else (
                 f"your ballot received {readable_time(ballot.received_at, zones)}, SHA-256 {ballot.sha256[:16]}…")
-            lines.append(f"  {symbol}: {choice.upper()}  ({source})")
+            lines.append(f"  {symbol}: {_said(choice, standing.silence)}  ({source})")
     changed = [
-        f"{symbol} (was {standing.before[symbol][0].upper() if symbol in standing.before else 'no choice'},"
-        f" now {standing.after[symbol][0].upper()})"
+        f"{symbol} (was {_said(standing.before[symbol][0], standing.silence) if symbol in standing.before else 'no choice'},"
+        f" now {_said(standing.after[symbol][0], standing.silence)})"
         for symbol in standing.drafts
         if symbol in standing.after and standing.after[symbol][1].sha256 == message.sha256
         and standing.before.get(symbol, ("", None))[0] != standing.after[symbol][0]
@@ -74,6 +83,8 @@ def _standing_lines(standing: Standing, message: Received, zones: Sequence[str |
         return lines + ["", "The vote has been counted; nothing can change it now."]
     deadline = readable_time(standing.closes_at, zones)
     lines.extend(["", f"The vote closes {deadline}."])
+    if standing.silence:
+        lines.append("Silence procedure: a draft no member objects to by then is adopted.")
     if standing.first_ballot_final:
         lines.append("The first ballot on each draft is final: a draft already answered cannot be answered again.")
     else:
@@ -90,9 +101,12 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
     if judgement.verdict == BALLOT:
         subject = f"Receipt: ballot of {delegation.code} recorded [{vote_id}]"
         lines = [f"The ballot of {delegation.label} in vote {vote_id} was recorded:", ""]
-        lines.extend(f"  {symbol}: {choice.upper()}" for symbol, choice in judgement.choices.items())
+        silence = standing is not None and standing.silence
+        lines.extend(f"  {symbol}: {_said(choice, silence)}" for symbol, choice in judgement.choices.items())
         if judgement.explanation:
-            lines.extend(["", "Explanation of vote:", *quoted_lines(judgement.explanation)])
+            breaking = silence and "no" in judgement.choices.values()
+            heading = "Letter breaking silence, published with the result:" if breaking else "Explanation of vote:"
+            lines.extend(["", heading, *quoted_lines(judgement.explanation)])
     elif judgement.verdict == STATEMENT:
         subject = f"Receipt: statement of {delegation.code} recorded [{vote_id}]"
         lines = [f"The statement of {delegation.label} in vote {vote_id} was recorded.", "", judgement.detail,

@@ -32,7 +32,8 @@ from voting.model import Choice
 from voting.pki import SIGNER_CERTIFICATE, Identity, is_ca, mailboxes, read_certificate
 from voting.smime import Trust, TrustedCertificate, Verification, sign_entity, verify_message
 
-DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULTILINE)
+DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*(?:YES \| NO \| ABSTAIN|\[ \] OBJECT)\s*$", re.MULTILINE)
+"""A ballot's line for a draft: the choices offered, or under the silence procedure the box to object."""
 
 
 def parse_choice(word: str) -> Choice:
@@ -43,7 +44,7 @@ def parse_choice(word: str) -> Choice:
 
 
 def ballot_drafts(ballot_text: str) -> list[str]:
-    """The draft symbols a ballot asks about, from its 'SYMBOL: YES | NO | ABSTAIN' lines."""
+    """The draft symbols a ballot asks about, from its 'SYMBOL: YES | NO | ABSTAIN' (or '[ ] OBJECT') lines."""
     return DRAFT_LINE.findall(ballot_text)
 
 

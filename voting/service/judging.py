@@ -9,13 +9,14 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-from voting import letters
+from voting import letters, rules
 from voting.electorate import trust_of
 from voting.ledger import StoredMessage, utc_text
 from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
 from voting.model import Delegation, Electorate
 from voting.reasons import Reason
+from voting.service.base import vote_electorate
 from voting.service.intake import Intake
 from voting.smime import signed_sha256_of
 from voting.verdict import (
@@ -230,4 +231,5 @@ class Judging(Intake):
             closes_at=deadline,
             first_ballot_final=vote.first_ballot_final,
             counted=not vote.is_open,
+            silence=rules.resolve(vote.rule, vote_electorate(vote)).silence,
         )

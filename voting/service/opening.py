@@ -57,6 +57,7 @@ class Opening(ServiceBase):
                 raise UsageError(f"parties to dispute {', '.join(unknown)} are not in the electorate")
         for symbol in symbols:
             rules.check(rule, electorate, quorum=quorum, parties_to_dispute=parties.get(symbol, ()))
+        silence = rules.resolve(rule, electorate).silence
         silent = [d.code for d in electorate.delegation if not d.addresses]
         if silent:
             raise UsageError(f"delegations without an address cannot receive a ballot: {', '.join(silent)}")
@@ -96,6 +97,7 @@ class Opening(ServiceBase):
                     first_ballot_final=first_ballot_final,
                     zones=self._zones(delegation),
                     appendix=appendix,
+                    silence=silence,
                 )
                 mail = self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
                                    ballot.render_ballot_html(content), "ballot", vote_id, now, attachments=files)
