@@ -69,6 +69,8 @@ def test_a_silence_broken_and_a_recorded_vote_open_together(running: Deployment,
     record = write_record(service, silence, tmp_path / "records").text.read_text(encoding="utf-8")
     assert "S/2020/700: NOT ADOPTED — silence broken by CHN" in record
     assert letter in record
+    assert re.search(r"^RUS Russian Federation +OBJECTION ", record, re.MULTILINE)
+    assert re.search(r"^FRA France +SILENT ", record, re.MULTILINE)
 
     service.close_now(recorded)
     assert service.ledger.vote(recorded).outcome["S/2020/654"]["yes"] == 1  # type: ignore[index]

@@ -623,7 +623,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from voting.demo import run_demo
 
-    return run_demo(Path(args.dir) if args.dir else None, as_json=args.json)
+    return run_demo(Path(args.dir) if args.dir else None, as_json=args.json, procedure=args.procedure)
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -783,6 +783,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", cmd_demo, "the whole written procedure on the embedded mail server")
     p.add_argument("--dir", help="where to write (default: a new temporary directory)")
+    p.add_argument("--procedure", choices=("recorded", "silence", "eu-qmv"), default="recorded",
+                   help="recorded: the Security Council's July 2020 round (default); silence: drafts under the silence"
+                        " procedure; eu-qmv: the Council of the EU's qualified majority")
     return parser
 
 

@@ -58,12 +58,11 @@ class Closing(Judging):
         if not vote.is_open:
             raise UsageError(f"vote {vote_id} is already closed")
         now = self.clock()
-        if now < vote.closes_at and rules.resolve(vote.rule, vote_electorate(vote)).silence and not any(
-            Choice.NO in choices.values() for choices in self.counted(vote, now).values()
-        ):
-            raise UsageError(f"vote {vote_id} is under the silence procedure and no member has broken silence: it"
-                             f" cannot be closed before its deadline, {utc_text(vote.closes_at)}, when it is adopted"
-                             " unless a member objects")
+        unbroken = [symbol for symbol, choices in self.counted(vote, now).items() if Choice.NO not in choices.values()]
+        if now < vote.closes_at and rules.resolve(vote.rule, vote_electorate(vote)).silence and unbroken:
+            raise UsageError(f"vote {vote_id} is under the silence procedure and no member has broken silence on"
+                             f" {', '.join(unbroken)}: it cannot be closed before its deadline,"
+                             f" {utc_text(vote.closes_at)}, when a draft no member objected to is adopted")
         if now < vote.closes_at:
             with self.ledger.transaction():
                 self.ledger.set_closes_at(vote_id, now)
