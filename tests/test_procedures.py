@@ -37,7 +37,7 @@ def audited(service: Service, vote_id: str, folder: Path) -> list[str]:
 
 def test_a_silence_broken_and_a_recorded_vote_open_together(running: Deployment, tmp_path: Path) -> None:
     service = Service(running.config, log=lambda line: None)
-    silence = open_vote(service, tmp_path, ("S/2020/700",), rule="silence")
+    silence = open_vote(service, tmp_path, ("S/2020/700", "S/2020/702"), rule="silence")
     recorded = open_vote(service, tmp_path, ("S/2020/654",))
     service.send()
     ballot = text_of_entity(ballot_of(running, "FRA", silence))
@@ -47,9 +47,11 @@ def test_a_silence_broken_and_a_recorded_vote_open_together(running: Deployment,
     with pytest.raises(UsageError, match="no member has broken silence"):
         service.close_now(silence)
     letter = "The Russian Federation breaks silence: the draft was not consulted upon."
-    reply(running, "RUS", silence, ["OBJECT"], explanation=letter)
+    reply(running, "RUS", silence, ["S/2020/700=OBJECT"], explanation=letter)
     reply(running, "FRA", recorded, ["yes"])
     service.poll_once()
+    with pytest.raises(UsageError, match="no member has broken silence on S/2020/702"):
+        service.close_now(silence)
     time.sleep(1.1)
     reply(running, "CHN", silence, ["反对"])
     service.poll_once()
@@ -60,6 +62,7 @@ def test_a_silence_broken_and_a_recorded_vote_open_together(running: Deployment,
     service.close_now(silence)
     outcome = service.ledger.vote(silence).outcome
     assert outcome is not None and outcome["S/2020/700"]["adopted"] is False
+    assert re.fullmatch(r"silence broken by CHN \(objection received [^)]+\)\.", outcome["S/2020/702"]["reason"])
     objections = {d.code: d.received_at for d in service.ledger.decisions(silence)}
     assert re.fullmatch(r"silence broken by CHN \(objection received [^)]+\), RUS \(objection received [^)]+\)\.",
                         outcome["S/2020/700"]["reason"])
