@@ -459,3 +459,37 @@ def test_an_explanation_is_only_what_the_delegate_marks_in_any_official_language
     assert reply.choices == {"S/2020/654": Choice.NO}
     assert reply.explanation == "The text falls short."
     assert reply.ignored == "With the compliments of the Permanent Mission."
+
+
+# --- the silence procedure -----------------------------------------------------------------------
+
+
+def test_a_silence_ballot_says_no_reply_is_needed_unless_objecting() -> None:
+    text = ballot(silence=True)
+    assert "S/2020/654: [ ] OBJECT" in text
+    assert "YES | NO | ABSTAIN" not in text
+    assert "You need not reply unless you object." in text
+    assert 'for example "S/2020/654: OBJECT"' in text
+    assert 'below a line "Explanation:": it is published with the result' in text
+    assert "You need not reply unless you object." in ballot(silence=True, html=True)
+
+
+@pytest.mark.parametrize("word", [
+    "OBJECT", "objection", "I object", "je m'oppose", "objeción", "me opongo", "возражаю", "возражение",
+    "反对", "异议", "異議", "أعترض", "اعتراض", "[x] OBJECT",
+])
+def test_an_objection_in_any_of_the_six_languages_breaks_silence(word: str) -> None:
+    reply = parse_reply(f"S/2020/654: {word}\n\n" + quoted(ballot(silence=True)), ONE)
+    assert reply.problem is None and reply.choices == {"S/2020/654": Choice.NO}
+
+
+def test_a_silence_ballot_copied_unquoted_objects_to_nothing() -> None:
+    reply = parse_reply(ballot(silence=True), ONE)
+    assert reply.choices == {}
+
+
+def test_the_letter_breaking_silence_is_the_published_explanation() -> None:
+    letter = "France objects: the draft prejudges the negotiations under way."
+    reply = parse_reply(f"S/2020/654: OBJECT\nExplanation:\n{letter}\n\n" + quoted(ballot(silence=True)), ONE)
+    assert reply.choices == {"S/2020/654": Choice.NO}
+    assert reply.explanation == letter

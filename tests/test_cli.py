@@ -27,6 +27,7 @@ from voting.smime.sign import sign_entity
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"
+EU = ROOT / "voting" / "data" / "eu-2026.toml"
 
 
 def subcommands() -> list[str]:
@@ -64,9 +65,38 @@ def test_tally_decides_the_2020_outcomes(tmp_path: Path) -> None:
     assert "NOT ADOPTED" in text.stdout
 
 
+def test_tally_json_explains_each_condition_of_eu_qmv(tmp_path: Path) -> None:
+    members = re.findall(r'^code = "([A-Z]+)"', EU.read_text(), re.MULTILINE)
+    votes = {
+        "blocking-minority": {c: "no" if c in ("DEU", "FRA", "ITA", "ESP") else "yes" for c in members},
+        "three-large": {c: "no" if c in ("DEU", "FRA", "ITA") else "yes" for c in members},
+    }
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps(votes))
+    result = voting("--json", "tally", "--rule", "eu-qmv", "--electorate", str(EU), "--votes", str(path))
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["blocking-minority"]["adopted"] is False
+    assert outcome["blocking-minority"]["conditions"] == [
+        {"condition": "at least 55% of members in favour", "met": True,
+         "found": "85.18% of members in favour (23 of 27)"},
+        {"condition": "at least 15 members in favour", "met": True, "found": "23 members in favour"},
+        {"condition": "at least 65% of the population in favour, unless fewer than 4 members are not in favour"
+                      " (no blocking minority)",
+         "met": False, "found": "42.24% of the population in favour (189,759,375 of 449,215,816)"},
+    ]
+    assert outcome["three-large"]["adopted"] is True
+    text = voting("tally", "--rule", "eu-qmv", "--electorate", str(EU), "--votes", str(path)).stdout
+    assert "blocking-minority: NOT ADOPTED — 23 in favour, 4 against, 0 abstentions; 42.24% of the population in" \
+           " favour, at least 65% required." in text
+    assert "fewer than the 4 of a blocking minority." in text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (("tally", "--rule", "eu-qmv", "--electorate", str(UNSC), "--votes", "{votes}"),
+         "counts population, but electorate"),
         (("tally", "--rule", "no-such-rule", "--electorate", str(UNSC), "--votes", "{votes}"), "unknown rule"),
         (("tally", "--rule", "unsc-substantive", "--electorate", "missing.toml", "--votes", "{votes}"), "missing.toml"),
         (("tally", "--rule", "unsc-substantive", "--electorate", str(UNSC), "--votes", "{bad}"), "not JSON"),

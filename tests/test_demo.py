@@ -92,3 +92,28 @@ def test_the_demo_bundle_audits_on_the_command_line_and_a_changed_byte_fails(dem
     failed = subprocess.run([sys.executable, "-m", "voting", "audit", str(tampered)], capture_output=True, text=True,
                             timeout=60)
     assert failed.returncode == 1 and "FAIL" in failed.stdout and "checks failed" in failed.stdout
+
+
+@pytest.mark.parametrize(("procedure", "expected"), [
+    ("silence", [
+        "S/PRST/DEMO/1: ADOPTED — under the silence procedure, no member having broken silence before the deadline.",
+        "S/PRST/DEMO/2: NOT ADOPTED — silence broken by CHN (objection received ",
+        "The Russian Federation breaks silence",
+    ]),
+    ("eu-qmv", [
+        "ST-DEMO-1: ADOPTED — 24 in favour, 3 against, 0 abstentions;",
+        "53.06% of the population in favour, at least 65% required, but only 3 members not in favour, fewer than"
+        " the 4 of a blocking minority.",
+        "ST-DEMO-2: NOT ADOPTED — 23 in favour, 4 against, 0 abstentions; 42.24% of the population in favour, at"
+        " least 65% required.",
+    ]),
+])
+def test_the_demo_of_each_procedure_runs_on_the_embedded_server_and_audits(
+    procedure: str, expected: list[str], tmp_path: Path
+) -> None:
+    result = subprocess.run([sys.executable, "-m", "voting", "demo", "--procedure", procedure, "--dir",
+                             str(tmp_path / "demo")], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr + result.stdout
+    for line in expected:
+        assert line in result.stdout
+    assert re.search(r"^Audit of the bundle: \d+ checks passed$", result.stdout, re.MULTILINE)

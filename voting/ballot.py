@@ -47,12 +47,12 @@ _WORDS: dict[Choice, tuple[str, ...]] = {
         "نعم", "موافق",
     ),
     Choice.NO: (
-        "no", "against", "nay", "object", "objection",
-        "contre", "non",
-        "en contra",
-        "против", "нет",
-        "反对", "反對",
-        "لا", "ضد", "أعترض",
+        "no", "against", "nay", "object", "objection", "i object",
+        "contre", "non", "je m'oppose", "opposition",
+        "en contra", "objeción", "objecion", "me opongo",
+        "против", "нет", "возражаю", "возражение",
+        "反对", "反對", "异议", "異議",
+        "لا", "ضد", "أعترض", "اعتراض",
     ),
     Choice.ABSTAIN: (
         "abstain", "abstention",
@@ -165,6 +165,8 @@ class Ballot:
     """The drafts in full (`drafts.draft_lines`), after the instructions: what is voted on."""
     words: Wording = ENGLISH
     """The delegation's language, for everything but the binding block, whose lines are the same in every ballot."""
+    silence: bool = False
+    """Under the silence procedure: a reply is needed only to object."""
 
 
 def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
@@ -187,11 +189,14 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         f"Delegation: {ballot.delegation_code} ({_one_line(ballot.delegation_name)})",
         f"Closes: {readable_time(ballot.closes)}",
     ]
+    offered = "[ ] OBJECT" if ballot.silence else "YES | NO | ABSTAIN"
     for symbol, title in drafts:
-        block += ["", f"{symbol}: YES | NO | ABSTAIN"] + ([f"    {_one_line(title)}"] if title.strip() else [])
+        block += ["", f"{symbol}: {offered}"] + ([f"    {_one_line(title)}"] if title.strip() else [])
     if not ballot.instructions:
         return block, []
     words = ballot.words
+    if ballot.silence:
+        return block, _silence_guide(ballot)
     guide = [
         words("ballot.reply_by", deadline=readable_time(ballot.closes, ballot.zones, words)),
         words("ballot.how"),
@@ -204,6 +209,21 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
         words("ballot.final" if ballot.first_ballot_final else "ballot.changeable"),
     ]
     return block, guide
+
+
+def _silence_guide(ballot: Ballot) -> list[str]:
+    """What a delegate under the silence procedure needs to know: silence is consent, and how to break it."""
+    words, example = ballot.words, ballot.drafts[0][0]
+    deadline = readable_time(ballot.closes, ballot.zones, words)
+    return [
+        words("ballot.silence_one" if len(ballot.drafts) == 1 else "ballot.silence_many", deadline=deadline),
+        words("ballot.silence_need_not"),
+        words("ballot.silence_how"),
+        words("ballot.silence_lines", example=example),
+        words("ballot.silence_letter"),
+        words("ballot.silence_receipt"),
+        words("ballot.silence_final") if ballot.first_ballot_final else words("ballot.silence_withdraw", example=example),
+    ]
 
 
 def render_ballot_text(ballot: Ballot) -> str:

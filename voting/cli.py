@@ -55,6 +55,8 @@ def parse_when(text: str) -> datetime:
 
 
 MAX_INPUT_BYTES = 32 << 20
+RULE_HELP = ("a rule built in (unsc-substantive, unsc-procedural, simple-majority, two-thirds, unanimity, silence,"
+             " eu-qmv, eu-qmv-reinforced, weighted-majority) or one the electorate file defines under [rules.NAME]")
 """Larger than any message the service accepts, PKCS#12 file or votes file a person would give."""
 
 
@@ -503,7 +505,8 @@ def cmd_tally(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--votes {args.votes}: {symbol}: every choice must be yes, no or abstain") from None
         outcomes[symbol] = decide(args.rule, electorate, parsed, quorum=args.quorum)
-    emit(args, {s: o.as_dict() for s, o in outcomes.items()}, "\n".join(outcome_line(s, o) for s, o in outcomes.items()))
+    explained = {s: {**o.as_dict(), "conditions": [c.as_dict() for c in o.conditions]} for s, o in outcomes.items()}
+    emit(args, explained, "\n".join(outcome_line(s, o) for s, o in outcomes.items()))
     return 0
 
 
@@ -712,7 +715,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from voting.demo import run_demo
 
-    return run_demo(Path(args.dir) if args.dir else None, as_json=args.json)
+    return run_demo(Path(args.dir) if args.dir else None, as_json=args.json, procedure=args.procedure)
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -807,7 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("open", cmd_open, "open a vote and send the ballots")
     p.add_argument("--draft", action="append", required=True, metavar="SYMBOL=FILE",
                    help="a draft and its file as circulated (text, PDF, Word...): attached to every ballot")
-    p.add_argument("--rule", required=True, help="unsc-substantive, unsc-procedural, simple-majority, two-thirds, unanimity, silence")
+    p.add_argument("--rule", required=True, help=RULE_HELP)
     p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN", help="deadline: ISO 8601 with a zone (2020-07-08T12:00:00Z), or from now (+24h, +90m, +3d)")
     p.add_argument("--title", action="append", default=[], metavar="TITLE or SYMBOL=TITLE",
                    help="the vote's title; or a draft's (default: the first line of a text file)")
@@ -848,8 +851,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vote")
     p.add_argument("--out", metavar="DIR", help="folder to write to (default: service.records_dir)")
 
-    p = command("tally", cmd_tally, "decide outcomes from a votes file, without mail")
-    p.add_argument("--rule", required=True)
+    p = command("tally", cmd_tally, "decide outcomes from a votes file, without mail; --json explains each condition")
+    p.add_argument("--rule", required=True, help=RULE_HELP)
     p.add_argument("--electorate", required=True, help="electorate TOML file")
     p.add_argument("--votes", required=True, help='JSON: {"DRAFT": {"CODE": "yes" | "no" | "abstain"}}')
     p.add_argument("--quorum", type=int)
@@ -888,6 +891,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", cmd_demo, "the whole written procedure on the embedded mail server")
     p.add_argument("--dir", help="where to write (default: a new temporary directory)")
+    p.add_argument("--procedure", choices=("recorded", "silence", "eu-qmv"), default="recorded",
+                   help="recorded: the Security Council's July 2020 round (default); silence: drafts under the silence"
+                        " procedure; eu-qmv: the Council of the EU's qualified majority")
     return parser
 
 

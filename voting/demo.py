@@ -1,11 +1,19 @@
-"""`voting demo`: the July 2020 Syria round, end to end, on the embedded mail server.
+"""`voting demo`: a written procedure, end to end, on the embedded mail server.
 
-Two competing drafts in one vote under `unsc-substantive`; fifteen
-delegations with freshly issued certificates reply with signed mail as they
-voted on 7-10 July 2020 (S/2020/654 failed 13-2 on the negative votes of
-China and the Russian Federation; S/2020/658 failed 4-7-4). One delegation
-changes its vote before the deadline, a forged reply signed with an
-unregistered key is rejected, a late reply is recorded but not counted.
+By default the July 2020 Syria round: two competing drafts in one vote under
+`unsc-substantive`; fifteen delegations with freshly issued certificates reply
+with signed mail as they voted on 7-10 July 2020 (S/2020/654 failed 13-2 on
+the negative votes of China and the Russian Federation; S/2020/658 failed
+4-7-4). One delegation changes its vote before the deadline, a forged reply
+signed with an unregistered key is rejected, a late reply is recorded but not
+counted.
+
+`--procedure silence` circulates two illustrative drafts of the same Council
+under the silence procedure: one is adopted as nobody objects, two members
+break silence on the other with a letter. `--procedure eu-qmv` puts two
+illustrative proposals to the 27 members of the Council of the European Union
+under its qualified majority: one is adopted as three large members are no
+blocking minority, the other fails on the population condition alone.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import json
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,7 +65,66 @@ EXPLANATIONS = {
     "RUS": "The Russian Federation considers that one crossing point is sufficient.",
 }
 
-VOTING_SECONDS = 15
+VOTING_SECONDS_PER_DELEGATION = 1.0
+"""Time to reply before the deadline: fifteen seconds for the Security Council."""
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A demo's body, rule and drafts, and how each delegation replies (a member absent from `votes` stays silent)."""
+
+    template: str
+    secretariat: str
+    prefix: str
+    rule: str
+    title: str
+    drafts: Mapping[str, str]
+    votes: Mapping[str, Mapping[str, str]]
+    """Draft -> delegation -> choice."""
+    explanations: Mapping[str, str]
+    mishaps: bool = False
+    """A change of vote, a forged reply and a late one, as in the July 2020 round."""
+
+
+SILENCE_DRAFTS = {
+    "S/PRST/DEMO/1": "Draft statement by the President of the Security Council\n\nThe Security Council welcomes the"
+                     " ceasefire and calls on all parties to respect it.\n",
+    "S/PRST/DEMO/2": "Draft statement by the President of the Security Council\n\nThe Security Council decides to"
+                     " extend the deadline for the report of the Panel of Experts.\n",
+}
+EU_DRAFTS = {
+    "ST-DEMO-1": "Proposal for a Council Regulation (illustrative)\n\nOn the common format of customs declarations.\n",
+    "ST-DEMO-2": "Proposal for a Council Decision (illustrative)\n\nOn the position to be taken on behalf of the"
+                 " Union in an international committee.\n",
+}
+EU_MEMBERS = ("BEL", "BGR", "CZE", "DNK", "DEU", "EST", "IRL", "GRC", "ESP", "FRA", "HRV", "ITA", "CYP", "LVA", "LTU",
+              "LUX", "HUN", "MLT", "NLD", "AUT", "POL", "PRT", "ROU", "SVN", "SVK", "FIN", "SWE")
+
+
+def _against(against: tuple[str, ...]) -> dict[str, str]:
+    return {code: "no" if code in against else "yes" for code in EU_MEMBERS}
+
+
+PROCEDURES: Mapping[str, Procedure] = {
+    "recorded": Procedure(
+        "unsc-2020", "Security Council Affairs Division", "unsc", "unsc-substantive",
+        "The situation in the Middle East (Syria)", DRAFTS, {DRAFT_654: VOTES_654, DRAFT_658: VOTES_658},
+        EXPLANATIONS, mishaps=True,
+    ),
+    "silence": Procedure(
+        "unsc-2020", "Security Council Affairs Division", "unsc", "silence",
+        "Draft presidential statements under the silence procedure", SILENCE_DRAFTS,
+        {"S/PRST/DEMO/1": {}, "S/PRST/DEMO/2": {"RUS": "object", "CHN": "object"}},
+        {"RUS": "The Russian Federation breaks silence: the Panel's mandate was not discussed in consultations."},
+    ),
+    "eu-qmv": Procedure(
+        "eu-2026", "General Secretariat of the Council", "eu", "eu-qmv",
+        "Written procedure of the Council", EU_DRAFTS,
+        {"ST-DEMO-1": _against(("DEU", "FRA", "ITA")), "ST-DEMO-2": _against(("DEU", "FRA", "ITA", "ESP"))},
+        {"ESP": "Spain cannot support the Decision in its present form."},
+    ),
+}
+"""`voting demo --procedure NAME`."""
 
 
 def free_port() -> int:
@@ -69,13 +138,14 @@ def say(enabled: bool, line: str) -> None:
         print(line, flush=True)
 
 
-def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
+def run_demo(directory: Path | None, *, as_json: bool = False, procedure: str = "recorded") -> int:
     started = time.monotonic()
     talk = not as_json
+    chosen = PROCEDURES[procedure]
     root = directory or Path(tempfile.mkdtemp(prefix="voting-demo-"))
     say(talk, f"Demo deployment in {root}")
-    config = init_deployment(root, name="Security Council Affairs Division", address="votes@secretariat.example",
-                             template="unsc-2020", port=free_port(), prefix="unsc")
+    config = init_deployment(root, name=chosen.secretariat, address="votes@secretariat.example",
+                             template=chosen.template, port=free_port(), prefix=chosen.prefix)
     electorate = load_electorate(config.electorate_file)
     identities: dict[str, Identity] = {}
     for delegation in electorate.delegation:
@@ -86,7 +156,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
               f" {root / HANDOVER_DIRECTORY}")
 
     drafts = []
-    for symbol, text in DRAFTS.items():
+    for symbol, text in chosen.drafts.items():
         path = root / f"{symbol.replace('/', '-')}.txt"
         path.write_text(text, encoding="utf-8")
         drafts.append(DraftFile(symbol, path))
@@ -94,11 +164,11 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
     service = Service(config, log=(lambda line: say(talk, f"  service: {line}")))
     addresses = {d.code: d.addresses[0] for d in electorate.delegation}
     with embedded_server(config, required=True):
-        closes_at = datetime.now(UTC) + timedelta(seconds=VOTING_SECONDS)
-        vote_id = service.open_vote(drafts, rule="unsc-substantive", closes_at=closes_at,
-                                    title="The situation in the Middle East (Syria)")
+        closes_at = datetime.now(UTC) + timedelta(seconds=VOTING_SECONDS_PER_DELEGATION * len(addresses))
+        vote_id = service.open_vote(drafts, rule=chosen.rule, closes_at=closes_at, title=chosen.title)
         service.send()
-        say(talk, f"Opened vote {vote_id}, closing {closes_at:%H:%M:%S} UTC; ballots emailed to 15 delegations")
+        say(talk, f"Opened vote {vote_id} under {chosen.rule}, closing {closes_at:%H:%M:%S} UTC; ballots emailed to"
+                  f" {len(addresses)} delegations")
 
         def reply(code: str, votes: dict[str, str], explanation: str = "", identity: Identity | None = None) -> None:
             ballot = maildir.messages(config.resolve(config.settings.mailbox.root) / addresses[code])[0]
@@ -111,15 +181,20 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> int:
             with SmtpConnection(smtp_settings(config)) as connection:
                 connection.send(sender, [signed.to], signed.message.raw)
 
-        reply(CHANGES_VOTE, {DRAFT_654: "abstain", DRAFT_658: VOTES_658[CHANGES_VOTE]})
-        service.poll_once()
+        if chosen.mishaps:
+            reply(CHANGES_VOTE, {DRAFT_654: "abstain", DRAFT_658: VOTES_658[CHANGES_VOTE]})
+            service.poll_once()
         for code in addresses:
-            reply(code, {DRAFT_654: VOTES_654[code], DRAFT_658: VOTES_658[code]}, EXPLANATIONS.get(code, ""))
-        reply(FORGED_AS, {DRAFT_654: "no", DRAFT_658: "yes"}, identity=forged_identity(addresses[FORGED_AS]))
+            choices = {symbol: votes[code] for symbol, votes in chosen.votes.items() if code in votes}
+            if choices:
+                reply(code, choices, chosen.explanations.get(code, ""))
+        if chosen.mishaps:
+            reply(FORGED_AS, {DRAFT_654: "no", DRAFT_658: "yes"}, identity=forged_identity(addresses[FORGED_AS]))
         service.poll_once()
         say(talk, "Replies received and acknowledged; waiting for the deadline")
         time.sleep(max(0.0, (closes_at - datetime.now(UTC)).total_seconds()) + 0.5)
-        reply(LATE, {DRAFT_654: "no", DRAFT_658: "yes"})
+        if chosen.mishaps:
+            reply(LATE, {DRAFT_654: "no", DRAFT_658: "yes"})
         time.sleep(max(0.0, (closes_at + MAILBOX_SETTLING - datetime.now(UTC)).total_seconds()))
         report = service.poll_once()
         while service.ledger.outbox("queued"):

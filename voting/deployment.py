@@ -57,7 +57,7 @@ from voting.pki import (
 )
 from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
-TEMPLATES = ("unsc-2020",)
+TEMPLATES = ("unsc-2020", "eu-2026")
 NOT_IN_GIT = ("secrets/", "var/", "handover/", "*.p12", "*.p12.password", "*.key")
 
 CONFIG_TEMPLATE = """\

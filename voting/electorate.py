@@ -33,6 +33,7 @@ from voting.pki import (
     load_pem_certificate,
     mailboxes,
 )
+from voting.rules import RULES
 from voting.smime.verify import Trust, TrustedCertificate
 
 MAX_ELECTORATE_BYTES = 16 << 20
@@ -128,6 +129,8 @@ def parse_electorate(text: str) -> Electorate:
     except ValidationError as error:
         raise ValueError(_describe(error)) from None
     _check_pins(electorate)
+    if built_in := sorted(set(electorate.rules) & set(RULES)):
+        raise ValueError(f"rules.{built_in[0]}: the name of a rule built in; give the body's rule a name of its own")
     if (conflict := shared_signer(electorate)) is not None:
         raise ValueError(conflict)
     return electorate
@@ -175,6 +178,8 @@ def _delegation_table(delegation: Delegation) -> str:
             _line("code", delegation.code),
             _line("name", delegation.name),
             _line("permanent", delegation.permanent),
+            _line("weight", delegation.weight) if delegation.weight is not None else "",
+            _line("population", delegation.population) if delegation.population is not None else "",
             _line("addresses", delegation.addresses),
             _line("timezone", delegation.timezone) if delegation.timezone else "",
             _line("language", delegation.language) if delegation.language != "en" else "",
@@ -192,7 +197,8 @@ def dump_electorate(electorate: Electorate) -> str:
         top += _line("quorum", electorate.quorum)
     if electorate.observers:
         top += _line("observers", electorate.observers)
-    return "\n".join([top, *(_delegation_table(d) for d in electorate.delegation)])
+    rules = [tomli_w.dumps({"rules": {name: spec.model_dump(exclude_none=True)}}) for name, spec in electorate.rules.items()]
+    return "\n".join([top, *rules, *(_delegation_table(d) for d in electorate.delegation)])
 
 
 def save_electorate(path: Path, electorate: Electorate) -> None:

@@ -47,12 +47,19 @@ class Standing:
     first_ballot_final: bool
     counted: bool
     """The vote was already counted: nothing can change."""
+    silence: bool = False
+    """Under the silence procedure: a no is an objection, anything else leaves silence unbroken."""
+
+
+def _said(choice: str, silence: bool, words: Wording) -> str:
+    """A choice as the delegate should read it, in its language: under the silence procedure, an objection or none."""
+    said = words(f"choices.{choice}")
+    if not silence:
+        return said
+    return words("choices.objection") if choice == "no" else words("choices.unbroken", choice=said)
 
 
 def _standing_lines(standing: Standing, message: Received, zones: Sequence[str | None], words: Wording) -> list[str]:
-    def choice(word: str) -> str:
-        return words(f"choices.{word}")
-
     if not standing.after:
         lines = [words("standing.none_yet")]
     else:
@@ -64,10 +71,11 @@ def _standing_lines(standing: Standing, message: Received, zones: Sequence[str |
             chosen, ballot = standing.after[symbol]
             source = words("standing.this_message") if ballot.sha256 == message.sha256 else words(
                 "standing.earlier", when=readable_time(ballot.received_at, zones, words), sha256=ballot.sha256[:16])
-            lines.append(f"  {symbol}: {choice(chosen)}  ({source})")
+            lines.append(f"  {symbol}: {_said(chosen, standing.silence, words)}  ({source})")
     changed = [
-        words("standing.change", symbol=symbol, after=choice(standing.after[symbol][0]),
-              before=choice(standing.before[symbol][0]) if symbol in standing.before else words("standing.no_choice"))
+        words("standing.change", symbol=symbol, after=_said(standing.after[symbol][0], standing.silence, words),
+              before=_said(standing.before[symbol][0], standing.silence, words) if symbol in standing.before
+              else words("standing.no_choice"))
         for symbol in standing.drafts
         if symbol in standing.after and standing.after[symbol][1].sha256 == message.sha256
         and standing.before.get(symbol, ("", None))[0] != standing.after[symbol][0]
@@ -77,6 +85,7 @@ def _standing_lines(standing: Standing, message: Received, zones: Sequence[str |
     if standing.counted:
         return lines + ["", words("standing.counted")]
     lines.extend(["", words("standing.closes", deadline=readable_time(standing.closes_at, zones, words)),
+                  *([words("standing.silence")] if standing.silence else []),
                   words("standing.final" if standing.first_ballot_final else "standing.changeable")])
     return lines
 
@@ -91,9 +100,12 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
     if judgement.verdict == BALLOT:
         subject = words("answer.ballot_subject", **who)
         lines = [words("answer.ballot_recorded", **who), ""]
-        lines.extend(f"  {symbol}: {words(f'choices.{choice}')}" for symbol, choice in judgement.choices.items())
+        silence = standing is not None and standing.silence
+        lines.extend(f"  {symbol}: {_said(choice, silence, words)}" for symbol, choice in judgement.choices.items())
         if judgement.explanation:
-            lines.extend(["", words("answer.explanation"), *quoted_lines(judgement.explanation)])
+            breaking = silence and "no" in judgement.choices.values()
+            heading = words("answer.breaking" if breaking else "answer.explanation")
+            lines.extend(["", heading, *quoted_lines(judgement.explanation)])
     elif judgement.verdict == STATEMENT:
         subject = words("answer.statement_subject", **who)
         lines = [words("answer.statement_recorded", **who), "", judgement.detail,

@@ -7,10 +7,12 @@ audit manifest); frozen dataclasses elsewhere.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from fractions import Fraction
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -67,6 +69,13 @@ class Delegation(BaseModel):
     code: str = Field(pattern=CODE_PATTERN)
     name: str
     permanent: bool = False
+    weight: Decimal | None = Field(
+        default=None, ge=0, allow_inf_nan=False,
+        description="Votes or shares the delegation casts, for rules that count weight (a board's votes)",
+    )
+    population: int | None = Field(
+        default=None, ge=0, description="The population the member represents, for rules that count it (eu-qmv)"
+    )
     addresses: list[str] = Field(default_factory=list)
     certificates: list[RegisteredCertificate] = Field(default_factory=list)
     timezone: TimeZoneName | None = None
@@ -78,6 +87,74 @@ class Delegation(BaseModel):
     @property
     def label(self) -> str:
         return f"{self.code} ({self.name})"
+
+
+def share(text: str) -> Fraction:
+    """ "55%", "2/3" or "0.5" as an exact fraction between 0 and 1."""
+    cleaned = text.strip()
+    try:
+        value = Fraction(cleaned[:-1].strip()) / 100 if cleaned.endswith("%") else Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text!r} is not a share: write 55%, 2/3 or 0.5") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"{text!r} is not a share between 0 (excluded) and 100%")
+    return value
+
+
+def _share_text(text: str) -> str:
+    share(text)
+    return text
+
+
+ShareText = Annotated[str, AfterValidator(_share_text)]
+"""A share as written in the file ("55%", "2/3"), kept as written so the file round-trips."""
+
+Counted = Literal["members", "weight", "population"]
+Base = Literal["members", "present", "present-and-voting"]
+
+
+class Condition(BaseModel):
+    """One requirement on the votes in favour of a draft; a rule adopts a draft when all of its conditions hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counts: Counted = Field(
+        default="members", description="What is added up in favour: members, their weight, or their population"
+    )
+    base: Base = Field(
+        default="members",
+        description="Of whom a share is taken: all members, those present (yes, no or abstain), or those present"
+        " and voting (yes or no: abstentions do not count)",
+    )
+    at_least: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False, description="A number in favour")
+    at_least_share: ShareText | None = Field(default=None, description="A share of the base in favour, or more")
+    more_than_share: ShareText | None = Field(default=None, description="More than this share of the base in favour")
+    blocking_minority: int | None = Field(
+        default=None, ge=1,
+        description="The condition fails only if at least this many members did not vote in favour; otherwise it"
+        " is deemed met (Treaty on European Union, Article 16(4))",
+    )
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> Condition:
+        given = [k for k in ("at_least", "at_least_share", "more_than_share") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a condition takes exactly one of at_least, at_least_share, more_than_share")
+        return self
+
+
+class RuleSpec(BaseModel):
+    """A body's voting rule as data: conditions on the votes in favour, and who may defeat a draft alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str = Field(min_length=1, description="The rule in one sentence, as the ballot and the record state it")
+    conditions: list[Condition] = Field(min_length=1)
+    veto: bool = Field(
+        default=False, description="A no of a member marked permanent defeats a draft that meets the conditions"
+    )
+    quorum: int | None = Field(default=None, ge=1, description="Members present and voting a draft needs")
+    extendable: bool = Field(default=True, description="Whether the deadline may be moved once the vote is open")
 
 
 class Electorate(BaseModel):
@@ -93,6 +170,9 @@ class Electorate(BaseModel):
     observers: list[str] = Field(
         default_factory=list,
         description="Addresses told when a vote opens and of its results, which cannot vote: no delegation's",
+    )
+    rules: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,39}$")], RuleSpec] = Field(
+        default_factory=dict, description="The body's own rules, by name, beside the named rules built in"
     )
     delegation: list[Delegation] = Field(default_factory=list)
 
@@ -135,6 +215,20 @@ class Electorate(BaseModel):
 
 
 @dataclass(frozen=True)
+class ConditionCheck:
+    """One condition of a rule as checked on a draft, with the numbers: what `voting tally --json` explains."""
+
+    condition: str
+    """What the rule requires: "at least 65% of the population in favour"."""
+    met: bool
+    found: str
+    """What the count gives: "18 of 27 members in favour, 66.66%"."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"condition": self.condition, "met": self.met, "found": self.found}
+
+
+@dataclass(frozen=True)
 class Outcome:
     adopted: bool
     yes: int
@@ -145,6 +239,8 @@ class Outcome:
     reason: str = ""
     """The count and why it decides: "13 in favour, 2 against, 0 abstentions; negative vote of permanent members
     CHN, RUS." """
+    conditions: tuple[ConditionCheck, ...] = field(default=(), compare=False)
+    """Each condition of the rule as checked; not part of `as_dict`, which the record and the audit state."""
 
     @property
     def stated(self) -> str:

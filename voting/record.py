@@ -93,11 +93,23 @@ def outcome_line(symbol: str, outcome: Outcome) -> str:
     return f"{symbol}: {'ADOPTED' if outcome.adopted else 'NOT ADOPTED'} — {outcome.reason}"
 
 
+_UNDER_SILENCE = {"no": "OBJECTION", "absent": "SILENT"}
+"""Under the silence procedure a no is an objection, and a member who did not reply kept silence."""
+
+
+def _silence(board: VoteBoard) -> bool:
+    rule = RULES.get(board.rule)
+    return rule is not None and rule.silence
+
+
 def _shown(board: VoteBoard, row: BoardRow, symbol: str) -> str:
     """A delegation's choice on a draft as the board shows it: a permanent member's decisive no is a veto."""
+    choice = row.choices[symbol]
+    if _silence(board):
+        return _UNDER_SILENCE.get(choice, choice.upper())
     outcome = (board.outcomes or {}).get(symbol)
     vetoed = outcome is not None and row.code in outcome.vetoed_by
-    return row.choices[symbol].upper() + (" (VETO)" if vetoed else "")
+    return choice.upper() + (" (VETO)" if vetoed else "")
 
 
 def _rule_in_words(name: str) -> str:
@@ -108,7 +120,7 @@ def _rule_in_words(name: str) -> str:
 def board_text(board: VoteBoard) -> str:
     width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
     symbol_width = max((len(s) for s in board.drafts), default=7)
-    symbol_width = max(symbol_width, len("ABSENT"), len("NO (VETO)") if board.outcomes else 0)
+    symbol_width = max(symbol_width, len("ABSENT"), len("NO (VETO)") if board.outcomes or _silence(board) else 0)
     header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
     lines = [
         f"{board.title} [{board.vote_id}]",

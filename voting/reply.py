@@ -35,7 +35,8 @@ from voting.smime.sign import sign_entity
 from voting.smime.verify import Trust, TrustedCertificate, Verification, verify_message
 from voting.times import parse_readable_time, readable_time
 
-DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*YES \| NO \| ABSTAIN\s*$", re.MULTILINE)
+DRAFT_LINE = re.compile(r"^(?P<symbol>\S+):\s*(?:YES \| NO \| ABSTAIN|\[ \] OBJECT)\s*$", re.MULTILINE)
+"""A ballot's line for a draft: the choices offered, or under the silence procedure the box to object."""
 DELEGATION_LINE = re.compile(r"^Delegation: (?P<code>\S+) \((?P<name>.*)\)$", re.MULTILINE)
 CLOSES_LINE = re.compile(r"^Closes: (?P<when>.+)$", re.MULTILINE)
 
@@ -48,7 +49,7 @@ def parse_choice(word: str) -> Choice:
 
 
 def ballot_drafts(ballot_text: str) -> list[str]:
-    """The draft symbols a ballot asks about, from its 'SYMBOL: YES | NO | ABSTAIN' lines."""
+    """The draft symbols a ballot asks about, from its 'SYMBOL: YES | NO | ABSTAIN' (or '[ ] OBJECT') lines."""
     return DRAFT_LINE.findall(ballot_text)
 
 

@@ -232,6 +232,11 @@ def counted_ballots(
     return counted
 
 
+def received_times(counted: Mapping[str, Mapping[str, CountedBallot]]) -> dict[str, dict[str, datetime]]:
+    """When each counted ballot was received, per draft and delegation: the time of each objection to a silence."""
+    return {symbol: {code: ballot.received_at for code, ballot in per.items()} for symbol, per in counted.items()}
+
+
 def counted_choices(
     ballots: Iterable[tuple[str, CountedBallot]], drafts: Iterable[str]
 ) -> dict[str, dict[str, Choice]]:

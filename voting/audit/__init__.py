@@ -64,7 +64,7 @@ def audit_bundle(
     checks.append(Check("manifest", True, f"{FORMAT}, vote {manifest.vote.id}, {len(manifest.messages)} messages"))
     ca, signer_trust, secretariat = secretariat_checks(contents, manifest, secretariat_ca, results is not None)
     snapshot, snapshot_check = read_snapshot(manifest)
-    counted, counted_checks = recount(manifest)
+    counted, cast_at, counted_checks = recount(manifest)
     return [
         *checks,
         *secretariat,
@@ -81,6 +81,6 @@ def audit_bundle(
         *verdict_checks(contents, manifest, ca, progress),
         decision_check(manifest),
         *counted_checks,
-        *outcome_checks(manifest, snapshot, counted),
+        *outcome_checks(manifest, snapshot, counted, cast_at),
         closing_check(manifest),
     ]

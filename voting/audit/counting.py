@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from datetime import datetime
 
 from voting import rules
 from voting.audit.checks import Check, short
@@ -11,11 +12,11 @@ from voting.audit.replay import vote_view
 from voting.errors import VotingError
 from voting.manifest import Manifest
 from voting.model import Choice, Electorate
-from voting.verdict import BALLOT, CountedBallot, counted_ballots, counted_choices
+from voting.verdict import BALLOT, CountedBallot, counted_ballots, counted_choices, received_times
 
 
-def recount(manifest: Manifest) -> tuple[dict[str, dict[str, Choice]], list[Check]]:
-    """The counted ballot per delegation and draft, recomputed from the verified ballots."""
+def recount(manifest: Manifest) -> tuple[dict[str, dict[str, Choice]], dict[str, dict[str, datetime]], list[Check]]:
+    """The counted choice per delegation and draft, and when its ballot came, recomputed from the verified ballots."""
     view = vote_view(manifest.vote, [d.symbol for d in manifest.drafts], manifest.ballot_tokens)
     ballots = [
         (m.code, CountedBallot(m.sha256, m.received_at, m.choices, index))
@@ -50,11 +51,11 @@ def recount(manifest: Manifest) -> tuple[dict[str, dict[str, Choice]], list[Chec
             tally = Counter(str(choice) for choice in should.values())
             checks.append(Check(f"counted {symbol}", True, f"{len(should)} ballots counted: "
                                 + ", ".join(f"{n} {c}" for c, n in sorted(tally.items()))))
-    return expected, checks
+    return expected, received_times(latest_of), checks
 
 
-def outcome_checks(manifest: Manifest, snapshot: Electorate | None, counted: Mapping[str, Mapping[str, Choice]]
-                    ) -> list[Check]:
+def outcome_checks(manifest: Manifest, snapshot: Electorate | None, counted: Mapping[str, Mapping[str, Choice]],
+                   cast_at: Mapping[str, Mapping[str, datetime]]) -> list[Check]:
     checks = []
     for draft in manifest.drafts:
         name = f"outcome {draft.symbol}"
@@ -67,7 +68,8 @@ def outcome_checks(manifest: Manifest, snapshot: Electorate | None, counted: Map
             continue
         try:
             outcome = rules.decide(manifest.vote.rule, snapshot, counted.get(draft.symbol, {}),
-                                   quorum=manifest.vote.quorum, parties_to_dispute=draft.parties)
+                                   quorum=manifest.vote.quorum, parties_to_dispute=draft.parties,
+                                   cast_at=cast_at.get(draft.symbol))
         except VotingError as error:
             checks.append(Check(name, False, f"cannot be decided under {manifest.vote.rule}: {error}"))
             continue

@@ -14,7 +14,7 @@ from voting.model import Choice, Outcome
 from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
 from voting.service.base import vote_electorate
 from voting.service.judging import Judging
-from voting.verdict import BALLOT, REJECTED, STATEMENT, counted_ballots, counted_choices
+from voting.verdict import BALLOT, REJECTED, STATEMENT, counted_ballots, counted_choices, received_times
 
 MAILBOX_SETTLING = timedelta(seconds=2)
 """A mail server dates a message a moment before it shows it (a Maildir delivery sets the time, then moves
@@ -58,6 +58,11 @@ class Closing(Judging):
         if not vote.is_open:
             raise UsageError(f"vote {vote_id} is already closed")
         now = self.clock()
+        unbroken = [symbol for symbol, choices in self.counted(vote, now).items() if Choice.NO not in choices.values()]
+        if now < vote.closes_at and rules.resolve(vote.rule, vote_electorate(vote)).silence and unbroken:
+            raise UsageError(f"vote {vote_id} is under the silence procedure and no member has broken silence on"
+                             f" {', '.join(unbroken)}: it cannot be closed before its deadline,"
+                             f" {utc_text(vote.closes_at)}, when a draft no member objected to is adopted")
         if now < vote.closes_at:
             with self.ledger.transaction():
                 self.ledger.set_closes_at(vote_id, now)
@@ -77,7 +82,7 @@ class Closing(Judging):
         now = self.clock()
         if not vote.is_open:
             raise UsageError(f"vote {vote_id} is closed; a closed vote cannot be extended")
-        if not rules.RULES[vote.rule].extendable:
+        if not rules.resolve(vote.rule, vote_electorate(vote)).extendable:
             raise UsageError(f"the rule {vote.rule} does not allow the deadline to be moved")
         if vote.closes_at <= now:
             raise UsageError(f"the deadline of vote {vote_id} has passed ({utc_text(vote.closes_at)}); it is being"
@@ -136,8 +141,9 @@ class Closing(Judging):
 
     def outcomes(self, vote: VoteRecord, deadline: datetime) -> dict[str, Outcome]:
         parties = {draft.symbol: draft.parties_to_dispute for draft in self.ledger.drafts(vote.id)}
+        counted = counted_ballots(self._ballots(vote.id, deadline), parties)
         return rules.decide_all(vote.rule, vote_electorate(vote), self.counted(vote, deadline), quorum=vote.quorum,
-                                parties_to_dispute=parties)
+                                parties_to_dispute=parties, cast_at=received_times(counted))
 
     def rejections(self, vote: VoteRecord) -> list[DecisionRecord]:
         """Rejected messages of this vote, and those bound to no vote that arrived while it was open."""

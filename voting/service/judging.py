@@ -9,13 +9,14 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-from voting import letters
+from voting import letters, rules
 from voting.electorate import trust_of
 from voting.ledger import StoredMessage, utc_text
 from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
 from voting.model import Delegation, Electorate
 from voting.reasons import Reason
+from voting.service.base import vote_electorate
 from voting.service.resending import Resending
 from voting.smime.verify import signed_sha256_of
 from voting.verdict import (
@@ -235,4 +236,5 @@ class Judging(Resending):
             closes_at=deadline,
             first_ballot_final=vote.first_ballot_final,
             counted=not vote.is_open,
+            silence=rules.resolve(vote.rule, vote_electorate(vote)).silence,
         )

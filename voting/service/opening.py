@@ -74,6 +74,7 @@ class Opening(ServiceBase):
                 raise UsageError(f"parties to dispute {', '.join(unknown)} are not in the electorate")
         for symbol in symbols:
             rules.check(rule, electorate, quorum=quorum, parties_to_dispute=parties.get(symbol, ()))
+        silence = rules.resolve(rule, electorate).silence
         silent = [d.code for d in electorate.delegation if not d.addresses]
         if silent:
             raise UsageError(f"delegations without an address cannot receive a ballot: {', '.join(silent)}")
@@ -100,7 +101,8 @@ class Opening(ServiceBase):
             for delegation in electorate.delegation:
                 token = ballot.new_ballot_token()
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
-                mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, delegation, token, now)
+                mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, silence, delegation,
+                                          token, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
             notice = letters.observer_notice(vote_id, title, rule, closes_at, _shown(records),
                                              (self.config.settings.secretariat.timezone,))
@@ -139,7 +141,7 @@ class Opening(ServiceBase):
             raise UsageError(f"--observer: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
     def _queue_ballot(self, vote_id: str, title: str, closes_at: datetime, drafts: Sequence[DraftRecord],
-                      first_ballot_final: bool, delegation: Delegation, token: str, now: datetime, *,
+                      first_ballot_final: bool, silence: bool, delegation: Delegation, token: str, now: datetime, *,
                       in_reply_to: str | None = None, references: Sequence[str] = ()) -> OutgoingMessage:
         """Sign and queue the delegation's ballot with its token; call inside the transaction that records it."""
         content = ballot.Ballot(
@@ -154,6 +156,7 @@ class Opening(ServiceBase):
             zones=self._zones(delegation),
             words=self._words(delegation),
             appendix=_shown(drafts),
+            silence=silence,
         )
         return self._write(delegation, f"Ballot: {title} [{vote_id}]", ballot.render_ballot_text(content),
                            ballot.render_ballot_html(content), "ballot", vote_id, now, in_reply_to=in_reply_to,

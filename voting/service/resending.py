@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from voting import letters
+from voting import letters, rules
 from voting.errors import UsageError
 from voting.ledger import VoteRecord
 from voting.mail.compose import OutgoingMessage, text_as_html
@@ -37,7 +37,8 @@ class Resending(Intake):
         """The same ballot, to the delegation's addresses as registered now, threaded under the first one."""
         first = self.ledger.ballot_message_id(vote.id, delegation.code)
         return self._queue_ballot(vote.id, vote.title, vote.closes_at, self.ledger.drafts(vote.id),
-                                  vote.first_ballot_final, delegation, self.ledger.ballot_tokens(vote.id)[delegation.code],
+                                  vote.first_ballot_final, rules.resolve(vote.rule, vote_electorate(vote)).silence,
+                                  delegation, self.ledger.ballot_tokens(vote.id)[delegation.code],
                                   now, in_reply_to=request_id or first,
                                   references=[ref for ref in (first, request_id) if ref])
 
