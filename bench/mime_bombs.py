@@ -99,6 +99,11 @@ def main() -> int:
         ("signed reply, 10,000 levels of nesting", lambda: signed(nested_bomb(text, 10_000), fra)),
         ("signed reply, 100,000 header fields", lambda: signed(header_bomb(text, 100_000), fra)),
         ("opaque signature, 2,000,000 BER chunks", lambda: chunked_signature_bomb(2_000_000)),
+        ("signed reply, 20 MB of empty lines (within the bounds)", lambda: signed(text + b"\r\n" * 10_000_000, fra)),
+        ("signed reply, 20 MB of HTML (within the bounds)", lambda: signed(
+            b"Content-Type: text/html\r\n\r\n<p>VOTE: YES</p>" + b"<p>a</p>\r\n" * 2_000_000, fra)),
+        ("signed reply, 20 MB of flowed text (within the bounds)", lambda: signed(
+            b"Content-Type: text/plain; format=flowed\r\n\r\nVOTE: YES\r\n" + b"a \r\n" * 5_000_000, fra)),
     ]
     for name, build in cases:
         raw = build()

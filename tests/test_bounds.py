@@ -1,9 +1,9 @@
-"""MIME bombs (docs/design.md §2.2): part, nesting and header bombs are refused as `too-complex` within a second,
-by `judge` alone and through the real service and audit, while the same replies within the bounds still count."""
+"""MIME bombs (docs/design.md §2.2): part, nesting and header bombs are refused as `too-complex`, by `judge` alone and
+through the real service and audit, while the same replies within the bounds still count. What each costs is
+measured by `bench/mime_bombs.py`, which prints it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +29,6 @@ NOW = datetime.now(UTC)
 VOTE = VoteView(id="unsc-2020-0007", opened_at=NOW - timedelta(hours=1), drafts=("S/2020/654",),
                 closes_at=NOW + timedelta(hours=1), closed_at=None, statement_hours=3, first_ballot_final=False,
                 tokens={"FRA": TOKEN}, counted=False)
-SECONDS = 2.0
-"""What judging one message may take here: about ten times what it takes on a quiet machine."""
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +37,9 @@ def fra() -> Identity:
     return issue_signing_certificate(ca, common_name="FRA", emails=[SENDER])
 
 
-def judged(raw: bytes, fra: Identity) -> tuple[Judgement, float]:
+def judged(raw: bytes, fra: Identity) -> Judgement:
     trust = Trust(registered=(TrustedCertificate(fra.certificate, owner="FRA"),))
-    started = time.perf_counter()
-    judgement = judge(raw, NOW, {VOTE.id: VOTE}, trust, {})
-    return judgement, time.perf_counter() - started
+    return judge(raw, NOW, {VOTE.id: VOTE}, trust, {})
 
 
 TEXT = reply_text(VOTE.id, TOKEN)
@@ -64,12 +60,11 @@ BOMBS: dict[str, tuple[Callable[[Identity], bytes], str]] = {
 
 
 @pytest.mark.parametrize("name", BOMBS)
-def test_a_bomb_is_refused_as_too_complex_within_a_second(fra: Identity, name: str) -> None:
+def test_a_bomb_is_refused_as_too_complex(fra: Identity, name: str) -> None:
     build, says = BOMBS[name]
-    judgement, seconds = judged(build(fra), fra)
+    judgement = judged(build(fra), fra)
     assert (judgement.verdict, judgement.reason) == (REJECTED, Reason.TOO_COMPLEX), judgement
     assert says in judgement.detail and "plain signed reply" in judgement.detail
-    assert seconds < SECONDS, f"{name} took {seconds:.2f} s to judge"
 
 
 @pytest.mark.parametrize("entity", [
@@ -78,7 +73,7 @@ def test_a_bomb_is_refused_as_too_complex_within_a_second(fra: Identity, name: s
     header_bomb(TEXT, MAX_HEADER_FIELDS - 1000),
 ], ids=["parts", "nesting", "header fields"])
 def test_the_same_reply_within_the_bounds_counts(fra: Identity, entity: bytes) -> None:
-    judgement, _ = judged(signed(entity, fra), fra)
+    judgement = judged(signed(entity, fra), fra)
     assert judgement.verdict == BALLOT, judgement
 
 
@@ -92,19 +87,17 @@ LARGE: dict[str, Callable[[], bytes]] = {
 
 
 @pytest.mark.parametrize("name", LARGE)
-def test_a_large_reply_within_the_bounds_is_judged_within_a_second(fra: Identity, name: str) -> None:
-    _, seconds = judged(signed(LARGE[name](), fra), fra)
-    assert seconds < SECONDS, f"took {seconds:.2f} s to judge"
+def test_a_large_reply_within_the_bounds_is_not_refused_as_too_complex(fra: Identity, name: str) -> None:
+    judgement = judged(signed(LARGE[name](), fra), fra)
+    assert judgement.reason != Reason.TOO_COMPLEX, judgement
 
 
 def test_the_text_of_a_bomb_is_read_within_the_bounds() -> None:
-    started = time.perf_counter()
     assert text_of_entity(part_bomb(TEXT, 1_000_000)) == ""
     assert text_of_entity(part_bomb(TEXT, 10)).startswith("VOTE: YES")
-    assert time.perf_counter() - started < SECONDS
 
 
-def test_the_service_refuses_answers_keeps_and_audits_bombs_quickly(running: Deployment, tmp_path: Path) -> None:
+def test_the_service_refuses_answers_keeps_and_audits_bombs(running: Deployment, tmp_path: Path) -> None:
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path)
     service.send()
@@ -113,13 +106,10 @@ def test_the_service_refuses_answers_keeps_and_audits_bombs_quickly(running: Dep
     bombs = [signed(part_bomb(text, 1_000_000), fra), unsigned(part_bomb(text, 2_200_000))]
     for bomb in bombs:
         running.submit(bomb, SENDER)
-    started = time.perf_counter()
     report = service.poll_once()
-    seconds = time.perf_counter() - started
     assert report.fetched == 2
     assert [(d.code, d.verdict, d.reason) for d in service.ledger.decisions(None)] == [
         (None, REJECTED, Reason.TOO_COMPLEX.value)] * 2
-    assert seconds < 2 * SECONDS, f"a pass over two bombs took {seconds:.2f} s"
     rejections = [text_of_entity(raw) for raw in running.inbox_of("FRA") if b"Subject: Rejected" in raw]
     assert len(rejections) == 2
     assert all("Reason: too-complex" in text and "plain signed reply" in " ".join(text.split()) for text in rejections)
@@ -129,8 +119,5 @@ def test_the_service_refuses_answers_keeps_and_audits_bombs_quickly(running: Dep
     assert [(d.code, d.verdict) for d in service.ledger.decisions(vote_id)] == [("FRA", BALLOT)]
     service.close_now(vote_id)
     bundle = read_bundle(export_bundle(service, vote_id, tmp_path / "bundle.zip").path)
-    started = time.perf_counter()
     checks = audit_bundle(bundle)
-    seconds = time.perf_counter() - started
     assert all(check.ok for check in checks), [check for check in checks if not check.ok]
-    assert seconds < 3 * SECONDS, f"auditing two bombs took {seconds:.2f} s"
