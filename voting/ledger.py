@@ -635,6 +635,19 @@ class Ledger:
             rows = self.db.execute("SELECT * FROM outbox WHERE status = ? ORDER BY id", (status,)).fetchall()
         return [_outgoing(r) for r in rows]
 
+    def claim_mail(self, mail_id: int, now: datetime, until: datetime) -> bool:
+        """Take a due message for sending until `until`; False when another process took it or sent it first.
+
+        Only the process that claimed a message sends it, so that two passes
+        at once (a `serve` and an operator's `poll --once`) never send it twice.
+        """
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'queued' AND next_attempt_at <= ?",
+                (utc_text(until), mail_id, utc_text(now)),
+            )
+        return cursor.rowcount == 1
+
     def mark_sent(self, mail_id: int, now: datetime) -> None:
         self.db.execute(
             "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = '' WHERE id = ?",
