@@ -10,13 +10,14 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import Deployment, open_vote, wait_for, waits_on_a_lock
 
-from voting.service import Service
+from voting.service import MAILBOX_SETTLING, Service
 
 
 def command(deployment: Deployment, *args: str) -> subprocess.Popen[str]:
@@ -58,3 +59,19 @@ def test_two_passes_at_once_send_each_ballot_once(running: Deployment, tmp_path:
     assert [code for code, _, _ in results] == [0, 0], results
     ballots = {code: [raw for raw in running.inbox_of(code) if b"Subject: Ballot:" in raw] for code in running.identities}
     assert {code: len(found) for code, found in ballots.items()} == {code: 1 for code in running.identities}
+
+
+def test_a_vote_closed_by_two_processes_at_once_closes_once(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path, seconds=0.5)
+    service.send()
+    time.sleep(0.5 + MAILBOX_SETTLING.total_seconds())
+    results = race(running, ("close", vote_id), ("poll", "--once"), ("poll", "--once"))
+    assert [code for code, _, _ in results] == [0, 0, 0], results
+    closed = [e for e in service.ledger.events(vote_id) if e.kind == "vote-closed"]
+    assert len(closed) == 1
+    assert [m.kind for m in service.ledger.outbox()].count("results") == 15
+    results_mail = {code: [raw for raw in running.inbox_of(code) if b"Subject: Results:" in raw]
+                    for code in running.identities}
+    assert all(len(found) == 1 for found in results_mail.values())
+    assert [p.name for p in running.config.records_dir.glob("*.zip")] == [f"{vote_id}-{closed[0].hash[:12]}.zip"]

@@ -39,14 +39,8 @@ class Closing(Judging):
         through = self.fetched_through
         if through is None:
             return []
-        undecided = [m.received_at for m in self.ledger.undecided_messages()]
-        due = [
-            v.id for v in self.ledger.votes()
-            if v.is_open and v.closes_at <= through - MAILBOX_SETTLING and not any(t < v.closes_at for t in undecided)
-        ]
-        for vote_id in due:
-            self.close(vote_id, at=self.ledger.vote(vote_id).closes_at)
-        return due
+        due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= through - MAILBOX_SETTLING]
+        return [vote_id for vote_id in due if self.close(vote_id) is not None]
 
     def close_now(self, vote_id: str) -> None:
         """Close early: the deadline becomes now, then one pass takes in what was delivered before it and counts.
@@ -67,7 +61,8 @@ class Closing(Judging):
         time.sleep(max(0.0, (min(now, vote.closes_at) + MAILBOX_SETTLING - self.clock()).total_seconds()))
         self.fetch()
         self.decide_pending()
-        if vote_id not in self.close_due():
+        self.close_due()
+        if self.ledger.vote(vote_id).is_open:
             raise MailError(f"vote {vote_id} closes at {utc_text(min(now, vote.closes_at))} but is not counted yet:"
                             " the mailbox could not be read, or a message on time is still undecided (see voting"
                             " status); the service counts it at its next pass")
@@ -94,13 +89,23 @@ class Closing(Judging):
                 self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "notice", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
 
-    def close(self, vote_id: str, *, at: datetime) -> dict[str, Outcome]:
-        """Tally under the vote's rule and queue the signed results, in one transaction."""
-        vote = self.ledger.vote(vote_id)
-        now = self.clock()
-        electorate = vote_electorate(vote)
-        outcomes = self.outcomes(vote, at)
+    def close(self, vote_id: str) -> dict[str, Outcome] | None:
+        """Tally under the vote's rule and queue the signed results, in one transaction; None if it cannot close.
+
+        The vote and the messages it waits for are read again under the write
+        lock, so that whatever runs at once (`voting serve`, `voting close`,
+        another pass) the vote closes once, with one result and one bundle:
+        not when another process closed it first, nor while a message
+        received before its deadline is still undecided.
+        """
         with self.ledger.transaction():
+            vote = self.ledger.vote(vote_id)
+            at = vote.closes_at
+            if not vote.is_open or any(m.received_at < at for m in self.ledger.undecided_messages()):
+                return None
+            now = self.clock()
+            electorate = vote_electorate(vote)
+            outcomes = self.outcomes(vote, at)
             self.ledger.mark_closed(vote_id, at, {s: o.as_dict() for s, o in outcomes.items()})
             self.ledger.append_event(
                 vote_id,
