@@ -17,6 +17,7 @@ from pathlib import Path
 
 from conftest import Deployment, open_vote, wait_for, waits_on_a_lock
 
+from voting.mail import maildir
 from voting.service import MAILBOX_SETTLING, Service
 
 
@@ -75,3 +76,21 @@ def test_a_vote_closed_by_two_processes_at_once_closes_once(running: Deployment,
                     for code in running.identities}
     assert all(len(found) == 1 for found in results_mail.values())
     assert [p.name for p in running.config.records_dir.glob("*.zip")] == [f"{vote_id}-{closed[0].hash[:12]}.zip"]
+
+
+def test_two_passes_over_one_maildir_take_each_message_in_once_and_quietly(running: Deployment,
+                                                                            tmp_path: Path) -> None:
+    service = Service(running.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    for code in running.identities:
+        maildir.deliver(running.config.inbox, running.reply(code, ["yes"]))
+    results = race(running, ("poll", "--once"), ("poll", "--once"))
+    for returncode, _, err in results:
+        assert returncode == 0, err
+        assert "cannot read message" not in err and "IntegrityError" not in err and "undecided" not in err, err
+    assert len(service.ledger.decisions(vote_id)) == 15
+    assert [e.kind for e in service.ledger.events("")].count("message-received") == 15
+    receipts = {code: [raw for raw in running.inbox_of(code) if b"Subject: Receipt" in raw] for code in running.identities}
+    assert {code: len(found) for code, found in receipts.items()} == {code: 1 for code in running.identities}
+    assert not maildir.pending(running.config.inbox)

@@ -296,6 +296,10 @@ class Ledger:
             raise
         self.db.execute("COMMIT")
 
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the ledger (SQLite's `PRAGMA data_version`)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     # -- the hash chain --------------------------------------------------
 
     def append_event(self, chain: str, kind: str, data: dict[str, Any], at: datetime) -> Event:
@@ -339,6 +343,9 @@ class Ledger:
                 "", "message-received", {"sha256": sha256, "received_at": utc_text(received_at)}, now
             )
         return StoredMessage(int(cursor.lastrowid or 0), sha256, received_at, source, new=True)
+
+    def is_decided(self, message_id: int) -> bool:
+        return self.db.execute("SELECT 1 FROM decisions WHERE message = ?", (message_id,)).fetchone() is not None
 
     def has_source(self, source: str) -> bool:
         return self.db.execute("SELECT 1 FROM messages WHERE source = ?", (source,)).fetchone() is not None

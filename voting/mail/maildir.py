@@ -161,10 +161,16 @@ def messages(maildir: Path) -> list[IncomingMessage]:
     return _list(maildir, ("new", "cur"))
 
 
+class MessageGone(MailError):
+    """The message left ``new/`` after it was listed: another process took it in first."""
+
+
 def read(message: IncomingMessage) -> bytes:
-    """The exact bytes of the message."""
+    """The exact bytes of the message; raises `MessageGone` when another reader moved it away meanwhile."""
     try:
         return message.path.read_bytes()
+    except FileNotFoundError:
+        raise MessageGone(f"message {message.key} was taken in by another process") from None
     except OSError as error:
         raise MailError(f"cannot read message {message.key}: {error.strerror or error}") from error
 

@@ -34,7 +34,10 @@ class Intake(Opening):
         stored = 0
         try:
             for message in maildir.pending(inbox):
-                raw = maildir.read(message)
+                try:
+                    raw = maildir.read(message)
+                except maildir.MessageGone:
+                    continue  # another process committed it before it moved it: nothing is lost
                 result = self.ledger.store_message(raw, message.received_at, f"maildir:{message.key}", self.clock())
                 maildir.mark_processed(inbox, message)
                 stored += result.new

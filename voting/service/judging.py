@@ -63,34 +63,67 @@ class OuterHeaders:
         )
 
 
+@dataclass
+class Known:
+    """What judging a message rests on besides its bytes: the votes, and the ballots each delegation has cast.
+
+    `version` is the ledger's data version when they were read: another
+    process that records meanwhile changes it, and they are read again.
+    """
+
+    views: dict[str, VoteView]
+    prior: dict[tuple[str, str], list[PriorBallot]]
+    version: int
+
+
 class Judging(Intake):
     def decide_pending(self) -> list[Judgement]:
+        """Decide every message not decided yet; one that another process decides first is left to it."""
         judgements: list[Judgement] = []
         pending = self.ledger.undecided_messages()
         if not pending:
             return judgements
         electorate = self.electorate()
-        anchors = (self.keys.ca.certificate,)
-        views = self._vote_views()
-        prior = self._prior_ballots()
+        known = self._known()
         for message in pending:
             try:
-                raw = self.ledger.raw_message(message.id)
-                trust = trust_of(electorate, anchors, message.received_at)
-                judgement = self._record(message, raw, judge(raw, message.received_at, views, trust, prior,
-                                                             self.keys.signer), electorate, views)
+                judgement = self._decide(message, electorate, known)
             except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
                 try:
-                    judgement = self._record_unreadable(message, views, error)
+                    judgement = self._record_unreadable(message, known.views, error)
                 except Exception as failure:  # noqa: BLE001 - the ledger itself fails: retried next pass
                     self.log(f"message {message.sha256[:16]} left undecided: {type(failure).__name__}: {failure}")
                     continue
+            if judgement is None:
+                continue
             if judgement.counted and judgement.vote_id and judgement.code:
-                prior.setdefault((judgement.vote_id, judgement.code), []).append(
+                known.prior.setdefault((judgement.vote_id, judgement.code), []).append(
                     PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
                 )
             judgements.append(judgement)
         return judgements
+
+    def _known(self) -> Known:
+        version = self.ledger.data_version()
+        return Known(self._vote_views(), self._prior_ballots(), version)
+
+    def _decide(self, message: StoredMessage, electorate: Electorate, known: Known) -> Judgement | None:
+        """Judge and record one message under the write lock; None when another process decided it first.
+
+        Judged against the votes and ballots as they stand now: what another
+        process recorded meanwhile (a ballot of the same delegation, a vote
+        closed) is read again first, so that no decision rests on stale state.
+        """
+        with self.ledger.transaction():
+            if self.ledger.is_decided(message.id):
+                return None
+            if self.ledger.data_version() != known.version:
+                fresh = self._known()
+                known.views, known.prior, known.version = fresh.views, fresh.prior, fresh.version
+            raw = self.ledger.raw_message(message.id)
+            trust = trust_of(electorate, (self.keys.ca.certificate,), message.received_at)
+            judgement = judge(raw, message.received_at, known.views, trust, known.prior, self.keys.signer)
+            return self._record(message, raw, judgement, electorate, known.views)
 
     def _vote_views(self) -> dict[str, VoteView]:
         return {
@@ -150,7 +183,8 @@ class Judging(Intake):
         self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
         return judgement
 
-    def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView], error: Exception) -> Judgement:
+    def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView],
+                           error: Exception) -> Judgement | None:
         """A message that failed to be judged or recorded is decided all the same, as `unreadable`.
 
         Left undecided, it would hold every vote open at its receipt time open
@@ -160,6 +194,8 @@ class Judging(Intake):
         judgement = rejected(Reason.UNREADABLE, None, None, f"{type(error).__name__}: {error}"[:500])
         meant_for = [view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until]
         with self.ledger.transaction():
+            if self.ledger.is_decided(message.id):
+                return None
             self.ledger.record_decision(
                 message, vote_id=None, code=None, verdict=REJECTED, reason=Reason.UNREADABLE.value,
                 detail=judgement.detail.encode("utf-8", "replace").decode("utf-8"), choices={}, explanation="",
