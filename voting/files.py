@@ -29,6 +29,15 @@ def add_lines(path: Path, lines: tuple[str, ...], *, mode: int = 0o644) -> None:
         write_file_atomically(path, "".join(f"{line}\n" for line in (*present, *missing)).encode(), mode=mode)
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make a rename durable: the directory entry must reach the disk, not only the file."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
     """Write through a temporary file in the same directory and rename it over `path`.
 

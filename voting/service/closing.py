@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timedelta
 
 from voting import letters, rules
-from voting.bundle import published_bundle
+from voting.bundle import bundles_on_commit, settle_bundles
 from voting.errors import MailError, UsageError
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
 from voting.mail.compose import text_as_html
@@ -34,8 +34,10 @@ class Closing(Judging):
         and is in the ledger; a vote with a message received before its
         deadline still undecided (one that failed this pass) waits for it. No
         ballot on time is left out of the count. While the mailbox cannot be
-        read, nothing closes.
+        read, nothing closes. A bundle that a process closing a vote left
+        aside when it died is published or removed first (`settle_bundles`).
         """
+        settle_bundles(self)
         through = self.fetched_through
         if through is None:
             return []
@@ -96,9 +98,10 @@ class Closing(Judging):
         lock, so that whatever runs at once (`voting serve`, `voting close`,
         another pass) the vote closes once, with one result and one bundle:
         not when another process closed it first, nor while a message
-        received before its deadline is still undecided.
+        received before its deadline is still undecided. The bundle is
+        published only once the close is committed.
         """
-        with self.ledger.transaction():
+        with bundles_on_commit(self) as bundle_of, self.ledger.transaction():
             vote = self.ledger.vote(vote_id)
             at = vote.closes_at
             if not vote.is_open or any(m.received_at < at for m in self.ledger.undecided_messages()):
@@ -117,7 +120,7 @@ class Closing(Judging):
                 },
                 now,
             )
-            publication = published_bundle(self, vote_id, self.config.records_dir).publication
+            publication = bundle_of(vote_id)
             board = self.board(vote_id)
             text = record_text(board, publication)
             for delegation in electorate.delegation:
