@@ -48,7 +48,7 @@ class Intake(Opening):
     @cached_property
     def _imap(self) -> ImapMailbox:
         """The IMAP session, kept open across passes and reopened with backoff."""
-        return ImapMailbox(imap_settings(self.config))
+        return ImapMailbox(lambda: imap_settings(self.config))
 
     def _fetch_imap(self) -> tuple[int, bool]:
         """Fetch by UID past the checkpoint of (folder, UIDVALIDITY); commit, advance the checkpoint, then move.
