@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voting.audit import MAX_BUNDLE_BYTES, build_manifest, with_decrypted
-from voting.errors import UsageError
+from voting.errors import LedgerError, UsageError
 from voting.files import fsync_directory, read_bounded, write_file_atomically
+from voting.integrity import damage_text, vote_damage
 from voting.manifest import (
     MANIFEST_MEMBER,
     SIGNATURE_MEMBER,
@@ -78,6 +79,9 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     vote = ledger.vote(vote_id)
     if vote.is_open:
         raise UsageError(f"vote {vote_id} is still open; it can be exported once it is closed")
+    damage = vote_damage(ledger, vote_id, every_message=True)
+    if damage:
+        raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     bound = ledger.decisions(vote_id)
     unbound = ledger.decisions(None)
     events = ledger.events(vote_id)

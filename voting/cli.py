@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -391,7 +392,7 @@ def watched(config: Config) -> str:
 
 
 def status_text(status: dict[str, Any]) -> str:
-    lines = [
+    lines = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]] + [
         f"{status['title']} [{status['vote']}]  rule {status['rule']}  {status['state'].upper()}",
         f"closes {status['closes_at']}" + (f" ({status['seconds_left'] // 60} min left)" if status["state"] == "open" else ""),
         f"voted ({len(status['voted'])}): "
@@ -437,7 +438,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     statuses = [service.status(vote_id) for vote_id in votes]
     emit(args, statuses[0] if args.vote else statuses, "\n\n".join(status_text(s) for s in statuses))
-    return 0
+    return 1 if any(s["damaged"] for s in statuses) else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from voting.integrity import ledger_damage
+
+    ledger = service_of(args).ledger
+    votes = [ledger.vote(args.vote).id] if args.vote else [v.id for v in ledger.votes()]
+    damage = ledger_damage(ledger, votes, every_message=not args.vote)
+    checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
+    emit(args, {"votes": votes, "damaged": damage},
+         "\n".join(f"DAMAGED: {line}" for line in damage) if damage else f"intact: {checked}, their chains,"
+         " decisions and raw messages" + ("" if args.vote else ", and every message in the ledger"))
+    return 1 if damage else 0
 
 
 def cmd_close(args: argparse.Namespace) -> int:
@@ -717,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vote", nargs="?")
     p = command("close", cmd_close, "close a vote now and tally it")
     p.add_argument("vote")
+    p = command("check", cmd_check, "verify the ledger: its pages, each vote's chain, decisions and raw messages")
+    p.add_argument("vote", nargs="?")
     p = command("extend", cmd_extend, "move the deadline, where the rule allows")
     p.add_argument("vote")
     p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN")
@@ -776,6 +792,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VotingError as error:
         print(f"voting: {error}", file=sys.stderr)
         return error.exit_status
+    except sqlite3.Error as error:
+        print(f"voting: the ledger (service.database) failed: {error} (voting check names what is damaged)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

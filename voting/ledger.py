@@ -152,6 +152,20 @@ def event_hash(prev_hash: str, seq: int, at: str, kind: str, data_json: str) -> 
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def decision_event_data(sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
+                        choices: dict[str, str], supersedes: str | None) -> dict[str, Any]:
+    """What the chain records of a decision; `voting check` compares each decision row with it."""
+    return {
+        "message": sha256,
+        "received_at": utc_text(received_at),
+        "code": code,
+        "verdict": verdict,
+        "reason": reason,
+        "choices": choices,
+        "supersedes": supersedes,
+    }
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     id: int
@@ -363,6 +377,11 @@ class Ledger:
             raise LedgerError(f"no message {message_id} in the ledger")
         return StoredMessage(row["id"], row["sha256"], parse_utc(row["received_at"]), row["source"])
 
+    def raw_messages(self) -> Iterator[tuple[str, bytes]]:
+        """Every message's SHA-256 and bytes, one at a time."""
+        for row in self.db.execute("SELECT sha256, raw FROM messages ORDER BY id"):
+            yield row["sha256"], bytes(row["raw"])
+
     def raw_message(self, message_id: int) -> bytes:
         row = self.db.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
         if row is None:
@@ -567,15 +586,7 @@ class Ledger:
             if supersedes
             else None
         )
-        data = {
-            "message": message.sha256,
-            "received_at": utc_text(message.received_at),
-            "code": code,
-            "verdict": verdict,
-            "reason": reason,
-            "choices": choices,
-            "supersedes": superseded_sha,
-        }
+        data = decision_event_data(message.sha256, message.received_at, code, verdict, reason, choices, superseded_sha)
         for chain in [vote_id] if vote_id else ["", *also_in]:
             self.append_event(chain, "decision", data, now)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from voting.config import Config
 from voting.errors import MailError
+from voting.integrity import vote_damage
 from voting.ledger import utc_text
 from voting.mail.server import MailServer
 from voting.service.base import Clock, utcnow, vote_electorate
@@ -56,6 +57,7 @@ class Service(Closing):
             "title": vote.title,
             "rule": vote.rule,
             "state": "open" if vote.is_open else "closed",
+            "damaged": vote_damage(self.ledger, vote_id),
             "closes_at": utc_text(vote.closes_at),
             "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
             "seconds_left": max(0, int((vote.closes_at - now).total_seconds())) if vote.is_open else 0,

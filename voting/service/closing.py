@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from voting import letters, rules
 from voting.bundle import bundles_on_commit, settle_bundles
-from voting.errors import MailError, UsageError
+from voting.errors import LedgerError, MailError, UsageError
+from voting.integrity import damage_text, vote_damage
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
 from voting.mail.compose import text_as_html
 from voting.model import Choice, Outcome
@@ -34,7 +35,8 @@ class Closing(Judging):
         and is in the ledger; a vote with a message received before its
         deadline still undecided (one that failed this pass) waits for it. No
         ballot on time is left out of the count. While the mailbox cannot be
-        read, nothing closes. A bundle that a process closing a vote left
+        read, nothing closes; nor does a vote whose ledger rows are damaged
+        (`integrity`), which is logged. A bundle that a process closing a vote left
         aside when it died is published or removed first (`settle_bundles`).
         """
         settle_bundles(self)
@@ -42,7 +44,14 @@ class Closing(Judging):
         if through is None:
             return []
         due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= through - MAILBOX_SETTLING]
-        return [vote_id for vote_id in due if self.close(vote_id) is not None]
+        closed = []
+        for vote_id in due:
+            try:
+                if self.close(vote_id) is not None:
+                    closed.append(vote_id)
+            except LedgerError as error:  # damaged: it stays open, and status and check say why
+                self.log(str(error))
+        return closed
 
     def close_now(self, vote_id: str) -> None:
         """Close early: the deadline becomes now, then one pass takes in what was delivered before it and counts.
@@ -65,6 +74,9 @@ class Closing(Judging):
         self.decide_pending()
         self.close_due()
         if self.ledger.vote(vote_id).is_open:
+            damage = vote_damage(self.ledger, vote_id)
+            if damage:
+                raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
             raise MailError(f"vote {vote_id} closes at {utc_text(min(now, vote.closes_at))} but is not counted yet:"
                             " the mailbox could not be read, or a message on time is still undecided (see voting"
                             " status); the service counts it at its next pass")
@@ -106,6 +118,9 @@ class Closing(Judging):
             at = vote.closes_at
             if not vote.is_open or any(m.received_at < at for m in self.ledger.undecided_messages()):
                 return None
+            damage = vote_damage(self.ledger, vote_id)
+            if damage:
+                raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
             now = self.clock()
             electorate = vote_electorate(vote)
             outcomes = self.outcomes(vote, at)
