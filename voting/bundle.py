@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from voting.audit import MAX_BUNDLE_BYTES, build_manifest, with_decrypted
 from voting.errors import LedgerError, UsageError
-from voting.files import fsync_directory, read_bounded, write_file_atomically
+from voting.files import fsync_directory, read_bounded, write_failure, write_file_atomically
 from voting.integrity import damage_text, vote_damage
 from voting.manifest import (
     MANIFEST_MEMBER,
@@ -109,7 +109,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_file_atomically(out, data, mode=0o644)
     except OSError as error:
-        raise UsageError(f"{out}: cannot write the bundle: {error.strerror or error}") from None
+        raise write_failure(error, f"{out}: cannot write the bundle") from None
     return ExportSummary(
         path=out,
         vote_id=vote_id,

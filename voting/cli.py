@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from voting import __version__
 from voting.config import DEFAULT_CONFIG, Config, load_config
 from voting.deployment import TEMPLATES
-from voting.errors import UsageError, VotingError
+from voting.errors import StorageError, UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
 
@@ -367,11 +367,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if server is not None:
             print(f"embedded mail server on {server.host}:{server.port}", file=sys.stderr)
         print(f"watching {watched(service.config)}; stop with Ctrl-C", file=sys.stderr)
+        trouble = ""
         try:
             while not stop.is_set():
-                report = service.poll_once()
-                if report.fetched or report.closed or report.sent or report.failed:
-                    print(report_text(report), file=sys.stderr)
+                try:
+                    report = service.poll_once()
+                except (StorageError, sqlite3.OperationalError) as error:
+                    # A full disk or a ledger locked too long: nothing of it was committed; the next pass tries again.
+                    if str(error) != trouble:
+                        print(f"voting: the pass stopped, and is tried again: {error}", file=sys.stderr)
+                    trouble = str(error)
+                else:
+                    if trouble:
+                        print("voting: the ledger takes writes again; the service goes on", file=sys.stderr)
+                    trouble = ""
+                    if report.fetched or report.closed or report.sent or report.failed:
+                        print(report_text(report), file=sys.stderr)
                 service.wait_for_mail(min(service.config.settings.service.poll_seconds, 2.0) if server else
                                       service.config.settings.service.poll_seconds, stop)
         except KeyboardInterrupt:
@@ -413,6 +424,9 @@ def status_text(status: dict[str, Any]) -> str:
     lines.extend(f"  failed: {f['message_id']} to {', '.join(f['recipients'])}: {f['error']}" for f in status["outbox_failures"])
     if status.get("mailbox"):
         lines.append(mailbox_text(status["mailbox"]))
+    if status["storage"]["full"]:
+        lines.append(f"storage: FULL, {status['storage']['free_bytes']} bytes free at {status['storage']['where']}:"
+                     " mail is refused (451) and nothing is recorded until space is freed; the service then resumes")
     return "\n".join(lines)
 
 

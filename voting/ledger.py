@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from voting.errors import ConfigError, LedgerError, UsageError
+from voting.errors import ConfigError, LedgerError, StorageError, UsageError
 from voting.smime import signed_sha256_of
 
 SCHEMA_VERSION = 3
@@ -297,7 +297,8 @@ class Ledger:
     def transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT: everything inside lands together or not at all.
 
-        Inside a transaction already open, it joins that one.
+        Inside a transaction already open, it joins that one. A full or
+        failing disk raises `StorageError`, with nothing of it committed.
         """
         if self.db.in_transaction:
             yield
@@ -305,10 +306,14 @@ class Ledger:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as error:
+            if self.db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                self.db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError) and error.sqlite_errorname.startswith(
+                    ("SQLITE_FULL", "SQLITE_IOERR")):
+                raise StorageError(f"{self.path}: the ledger cannot be written: {error}") from None
             raise
-        self.db.execute("COMMIT")
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the ledger (SQLite's `PRAGMA data_version`)."""

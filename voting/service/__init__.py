@@ -14,6 +14,7 @@ from typing import Any
 
 from voting.config import Config
 from voting.errors import MailError
+from voting.files import free_bytes
 from voting.integrity import vote_damage
 from voting.ledger import utc_text
 from voting.mail.server import MailServer
@@ -81,7 +82,22 @@ class Service(Closing):
                 for m in self.ledger.outbox("queued") if m.attempts
             ],
             "mailbox": self._mailbox_status(),
+            "storage": self._storage(),
         }
+
+    def _storage(self) -> dict[str, Any]:
+        """Free space where the ledger and the mail are kept: `full` below one message's largest size.
+
+        The service itself cannot record that its disk is full, so status
+        looks at the disk: while it is full the mail server answers 451, the
+        passes take nothing in, and `voting serve` resumes once space is freed.
+        """
+        places = [self.config.database.parent]
+        if self.config.settings.mailbox.kind != "imap":
+            places.append(self.config.inbox)
+        free, where = min((free_bytes(place), place) for place in places)
+        return {"free_bytes": free, "where": str(where),
+                "full": free < self.config.settings.service.max_message_bytes}
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from email.utils import getaddresses
 
 from voting import letters
 from voting.electorate import trust_of
+from voting.errors import StorageError
 from voting.ledger import StoredMessage, utc_text
 from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
@@ -88,6 +90,8 @@ class Judging(Intake):
         for message in pending:
             try:
                 judgement = self._decide(message, electorate, known)
+            except (StorageError, sqlite3.OperationalError):
+                raise  # the disk or the ledger failed, not the message: it stays undecided for the next pass
             except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
                 try:
                     judgement = self._record_unreadable(message, known.views, error)
