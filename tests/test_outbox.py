@@ -183,3 +183,19 @@ def test_a_relay_that_drops_the_connection_holds_the_rest_for_a_later_pass(deplo
     assert (sent, failed) == (0, 15)
     assert time.monotonic() - started < 5, "one lost connection must not cost a timeout per message"
     assert all(m.attempts == 1 and m.status == "queued" for m in service.ledger.outbox())
+
+
+def test_receipts_go_out_while_the_pass_still_decides(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    for choice in ("yes", "no", "abstain", "yes"):
+        for code in running.identities:
+            maildir.deliver(running.config.inbox, running.reply(code, [choice]))
+    report = service.poll_once()
+    assert len(report.judgements) == 60 and report.sent == 60
+    first_sent, last_decided = service.ledger.db.execute(
+        "SELECT (SELECT min(sent_at) FROM outbox WHERE kind = 'receipt'), (SELECT max(decided_at) FROM decisions)"
+    ).fetchone()
+    assert first_sent < last_decided, "the first receipts waited for every message to be decided"
+    assert len(service.ledger.decisions(vote_id)) == 60

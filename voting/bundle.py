@@ -79,7 +79,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     vote = ledger.vote(vote_id)
     if vote.is_open:
         raise UsageError(f"vote {vote_id} is still open; it can be exported once it is closed")
-    damage = vote_damage(ledger, vote_id, every_message=True)
+    damage = vote_damage(ledger, vote_id)
     if damage:
         raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     bound = ledger.decisions(vote_id)

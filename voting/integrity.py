@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any, Protocol
 
 from voting.ledger import (
@@ -47,8 +47,12 @@ class Link(Protocol):
     def hash(self) -> str: ...
 
 
-def broken_link(events: Sequence[Link]) -> str | None:
-    """Where the chain breaks (an event missing, unlinked or changed), or None when it links from genesis."""
+def broken_link(events: Sequence[Link], rehash: Container[int] | None = None) -> str | None:
+    """Where the chain breaks (an event missing, unlinked or changed), or None when it links from genesis.
+
+    Every event's link to the one before it is checked; its hash is computed
+    again from its content for the sequence numbers in `rehash` (all if None).
+    """
     previous = GENESIS
     for expected_seq, event in enumerate(events, start=1):
         where = f"event {event.seq} ({event.kind})"
@@ -56,7 +60,8 @@ def broken_link(events: Sequence[Link]) -> str | None:
             return f"event {expected_seq} is missing: the chain goes on with {where}"
         if event.prev_hash != previous:
             return f"{where} does not link to the event before it"
-        if event_hash(previous, event.seq, event.at, event.kind, canonical_json(event.data)) != event.hash:
+        if (rehash is None or event.seq in rehash) and event_hash(
+                previous, event.seq, event.at, event.kind, canonical_json(event.data)) != event.hash:
             return f"{where} was changed: its hash does not match its content"
         previous = event.hash
     return None
@@ -121,27 +126,35 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
     return [f"the vote's {key} differs from its chain" for key in differing]
 
 
-def vote_damage(ledger: Ledger, vote_id: str, *, every_message: bool = False) -> list[str]:
+def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]:
     """What is damaged of what the vote's count rests on, each line naming the vote.
 
-    The messages hashed are the ballots bound to the vote, which are what the
-    count uses; with `every_message`, every message its bundle holds.
+    In full (before a close or an export): every event of the vote's chain,
+    every decision it records and every message its bundle holds. Otherwise
+    (for `voting status`, which must stay quick on a large vote): every link
+    of the chain, and in content what the count uses: the vote's own events,
+    its ballots' decisions and their raw bytes.
     """
     try:
         vote = ledger.vote(vote_id)
         events = ledger.events(vote_id)
         bound = ledger.decisions(vote_id)
-        chained = {e.data.get("message") for e in events if e.kind == "decision"}
-        decisions = [*bound, *(d for d in ledger.decisions(None) if d.sha256 in chained)]
-        hashed = decisions if every_message else [d for d in bound if d.verdict == "ballot"]
-        raws = {d.sha256: ledger.raw_message(d.message) for d in hashed}
+        if full:
+            chained = {e.data.get("message") for e in events if e.kind == "decision"}
+            decisions = [*bound, *(d for d in ledger.decisions(None) if d.sha256 in chained)]
+        else:
+            decisions = [d for d in bound if d.verdict == "ballot"]
+        raws = {d.sha256: ledger.raw_message(d.message) for d in decisions}
         drafts = ledger.drafts(vote_id)
     except (ValueError, sqlite3.DatabaseError) as error:
         return [f"vote {vote_id}: the ledger's rows of it cannot be read: {error}"]
-    broken = broken_link(events)
+    counted = {d.sha256 for d in decisions}
+    rehash = None if full else {e.seq for e in events if e.kind != "decision" or e.data.get("message") in counted}
+    broken = broken_link(events, rehash)
     problems = [f"the chain's {broken}"] if broken else []
     problems += vote_record_damage(vote, drafts, events)
-    problems += decision_damage(events, decisions)
+    problems += decision_damage(events if full else [e for e in events if e.data.get("message") in counted],
+                                decisions)
     problems += [found for sha, raw in raws.items() if (found := message_damage(sha, raw))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
 
@@ -155,7 +168,7 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
         return [f"the database cannot be read: {error}"]
     problems = [] if pages == ["ok"] else [f"the database's pages: {line}" for line in pages]
     for vote_id in vote_ids:
-        problems += vote_damage(ledger, vote_id, every_message=True)
+        problems += vote_damage(ledger, vote_id)
     if not every_message:
         return problems
     try:

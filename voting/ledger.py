@@ -651,12 +651,19 @@ class Ledger:
         ).fetchall()
         return [_outgoing(r) for r in rows]
 
-    def outbox(self, status: str | None = None) -> list[OutgoingMail]:
+    def outbox(self, status: str | None = None, *, attempted: bool = False) -> list[OutgoingMail]:
+        """The outgoing mail, or only that of `status`; with `attempted`, only what was tried at least once."""
+        clause = " AND attempts > 0" if attempted else ""
         if status is None:
-            rows = self.db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+            rows = self.db.execute(f"SELECT * FROM outbox WHERE 1{clause} ORDER BY id").fetchall()
         else:
-            rows = self.db.execute("SELECT * FROM outbox WHERE status = ? ORDER BY id", (status,)).fetchall()
+            rows = self.db.execute(f"SELECT * FROM outbox WHERE status = ?{clause} ORDER BY id", (status,)).fetchall()
         return [_outgoing(r) for r in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """How many messages are queued, sent and failed, counted without reading them."""
+        counts = dict(self.db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+        return {status: int(counts.get(status, 0)) for status in ("queued", "sent", "failed")}
 
     def claim_mail(self, mail_id: int, now: datetime, until: datetime) -> bool:
         """Take a due message for sending until `until`; False when another process took it or sent it first.

@@ -41,12 +41,18 @@ class PassReport:
 class Service(Closing):
     def poll_once(self) -> PassReport:
         report = PassReport()
+
+        def answer() -> None:
+            sent, failed = self.send()
+            report.sent += sent
+            report.failed += failed
+
         started = self.clock()
         report.fetched = self.fetch()
         report.mailbox_read = self.fetched_through is not None and self.fetched_through >= started
-        report.judgements = self.decide_pending()
+        report.judgements = self.decide_pending(answer)
         report.closed = self.close_due()
-        report.sent, report.failed = self.send()
+        answer()
         return report
 
     def status(self, vote_id: str) -> dict[str, Any]:
@@ -58,7 +64,7 @@ class Service(Closing):
             "title": vote.title,
             "rule": vote.rule,
             "state": "open" if vote.is_open else "closed",
-            "damaged": vote_damage(self.ledger, vote_id),
+            "damaged": vote_damage(self.ledger, vote_id, full=False),
             "closes_at": utc_text(vote.closes_at),
             "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
             "seconds_left": max(0, int((vote.closes_at - now).total_seconds())) if vote.is_open else 0,
@@ -70,16 +76,14 @@ class Service(Closing):
                 for d in self.rejections(vote)
             ],
             "outcome": vote.outcome,
-            "outbox": {
-                status: len(self.ledger.outbox(status)) for status in ("queued", "sent", "failed")
-            },
+            "outbox": self.ledger.outbox_counts(),
             "outbox_failures": [
                 {"message_id": m.message_id, "recipients": list(m.recipients), "error": m.last_error}
                 for m in self.ledger.outbox("failed")
             ],
             "outbox_retrying": [
                 {"message_id": m.message_id, "attempts": m.attempts, "error": m.last_error}
-                for m in self.ledger.outbox("queued") if m.attempts
+                for m in self.ledger.outbox("queued", attempted=True)
             ],
             "mailbox": self._mailbox_status(),
             "storage": self._storage(),

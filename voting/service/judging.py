@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -78,16 +79,31 @@ class Known:
     version: int
 
 
+ANSWER_BATCH = 25
+ANSWER_SECONDS = 1.0
+"""While many messages wait, their answers go out every this many decisions or seconds, whichever comes first,
+so that a delegation's receipt never waits for everyone else's mail to be decided."""
+
+
 class Judging(Intake):
-    def decide_pending(self) -> list[Judgement]:
-        """Decide every message not decided yet; one that another process decides first is left to it."""
+    def decide_pending(self, answer: Callable[[], None] | None = None) -> list[Judgement]:
+        """Decide every message not decided yet; one that another process decides first is left to it.
+
+        `answer` sends what is queued; it is called after each batch of decisions.
+        """
         judgements: list[Judgement] = []
         pending = self.ledger.undecided_messages()
         if not pending:
             return judgements
         electorate = self.electorate()
         known = self._known()
+        batch, batch_started = 0, time.monotonic()
         for message in pending:
+            if answer is not None and batch and (batch >= ANSWER_BATCH
+                                                 or time.monotonic() - batch_started >= ANSWER_SECONDS):
+                answer()
+                batch, batch_started = 0, time.monotonic()
+            batch += 1
             try:
                 judgement = self._decide(message, electorate, known)
             except (StorageError, sqlite3.OperationalError):
