@@ -101,3 +101,10 @@ def test_a_damaged_page_is_one_line_not_a_traceback(running: Deployment, tmp_pat
         assert shown.returncode != 0 and "Traceback" not in shown.stderr, shown.stderr
         said = (shown.stdout + shown.stderr).strip().splitlines()
         assert len(said) == 1 and "malformed" in said[0], shown
+
+
+def test_a_ballot_moved_out_of_its_vote_is_named_by_status(running: Deployment, tmp_path: Path) -> None:
+    service, vote_id = voted(running, tmp_path)
+    damage(running, lambda connection: connection.execute("UPDATE decisions SET vote_id = NULL WHERE code = 'CHN'"))
+    status = voting("--config", str(running.config.path), "status", vote_id)
+    assert status.returncode == 1 and "that no decision row holds" in status.stdout, status.stdout + status.stderr

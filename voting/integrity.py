@@ -149,12 +149,13 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]
     except (ValueError, sqlite3.DatabaseError) as error:
         return [f"vote {vote_id}: the ledger's rows of it cannot be read: {error}"]
     counted = {d.sha256 for d in decisions}
-    rehash = None if full else {e.seq for e in events if e.kind != "decision" or e.data.get("message") in counted}
-    broken = broken_link(events, rehash)
+    # Short of everything: the vote's own events, and the decisions that are ballots in a row or in the chain.
+    used = events if full else [e for e in events if e.kind != "decision" or e.data.get("message") in counted
+                                or e.data.get("verdict") == "ballot"]
+    broken = broken_link(events, None if full else {e.seq for e in used})
     problems = [f"the chain's {broken}"] if broken else []
     problems += vote_record_damage(vote, drafts, events)
-    problems += decision_damage(events if full else [e for e in events if e.data.get("message") in counted],
-                                decisions)
+    problems += decision_damage(used, decisions)
     problems += [found for sha, raw in raws.items() if (found := message_damage(sha, raw))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
 
