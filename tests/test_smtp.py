@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from conftest import Deployment, open_vote, write_config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,6 +23,7 @@ from voting.errors import MailError
 from voting.mail import maildir
 from voting.mail.server import MailServer, SocketController
 from voting.mail.smtp import SendFailure, SmtpConnection, SmtpSettings
+from voting.service import Service
 
 RAW = b"From: votes@secretariat.example\r\nSubject: receipt\r\n\r\nrecorded \xe9\r\n.dot line\r\n"
 USER, PASSWORD = "votes", "s3cret-Passw0rd"
@@ -338,3 +340,21 @@ def test_the_ca_file_is_trusted_besides_the_system_authorities(pki: Pki) -> None
     system = ssl.create_default_context().cert_store_stats()["x509_ca"]
     extended = client_context(str(pki.ca_file), "smtp.ca_file").cert_store_stats()["x509_ca"]
     assert extended == system + 1
+
+
+def test_a_corrected_smtp_password_file_is_read_at_the_next_connection(deployment: Deployment, starttls: int,
+                                                                       pki: Pki, recorder: Recorder,
+                                                                       tmp_path: Path) -> None:
+    secret = deployment.config.root / "secrets" / "smtp-password"
+    secret.write_text("not-the-Passw0rd\n")
+    write_config(deployment, smtp={"kind": "smtp", "host": "127.0.0.1", "port": starttls, "tls": "starttls",
+                                   "ca_file": str(pki.ca_file), "username": USER,
+                                   "password_file": "secrets/smtp-password"})
+    moment = [datetime.now(UTC)]
+    service = Service(deployment.config, clock=lambda: moment[0], log=lambda line: None)
+    open_vote(service, tmp_path)
+    assert service.send() == (0, 15)
+    secret.write_text(PASSWORD + "\n")
+    moment[0] += timedelta(minutes=1)
+    assert service.send() == (15, 0)
+    assert len(recorder.received) == 15
