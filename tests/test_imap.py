@@ -181,6 +181,19 @@ def test_a_refused_login_is_reported_and_the_password_never_shown(imap: Deployme
         assert wrong not in text and dovecot.password not in text
 
 
+def test_a_corrected_password_file_is_read_at_the_next_reconnect(imap: Deployment, dovecot: Dovecot,
+                                                                  tmp_path: Path) -> None:
+    secret = imap.config.root / "secrets" / "imap-password"
+    secret.write_text("wrong-password-Xk29")
+    service, vote_id = opened(imap, tmp_path)
+    dovecot.append(imap.reply("FRA", ["yes"]))
+    assert not service.poll_once().mailbox_read
+    secret.write_text(dovecot.password + "\n")
+    time.sleep(1.1)  # the first reconnect waits a second
+    assert service.poll_once().fetched == 1
+    assert [d.code for d in service.ledger.decisions(vote_id)] == ["FRA"]
+
+
 # -- checkpoints and UIDVALIDITY -------------------------------------------------------------------------------------
 
 
@@ -209,7 +222,7 @@ def test_copy_expunge_and_polling_where_the_server_offers_neither_move_nor_idle(
     for number in range(3):
         server.append(f"Subject: {number}\r\n\r\nbody {number}\r\n".encode())
     server.append(b"Subject: stays\r\n\r\nnot fetched\r\n")
-    mailbox = ImapMailbox(settings(server, processed_folder="Done"))
+    mailbox = ImapMailbox(lambda: settings(server, processed_folder="Done"))
     session = mailbox.session()
     assert session is not None and not session.client.has_capability("MOVE")
     state = session.scan()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
@@ -19,6 +21,7 @@ from conftest import (
 )
 
 from voting.mail import maildir
+from voting.mail.outbox import CLAIM
 from voting.mail.server import MailServer
 from voting.service import Service
 
@@ -86,37 +89,67 @@ def test_a_permanent_refusal_is_recorded_and_shown_by_status(deployment: Deploym
     assert "failed: <refused@secretariat.example> to a/b@delegations.example:" in shown.stdout
 
 
+def relay_that_locks_the_ledger(listener: socket.socket, database: Path, received: list[bytes],
+                                 locked: threading.Event, release: threading.Event) -> None:
+    """Speaks SMTP; takes the ledger's write lock before it answers 250 to the first message, until `release`."""
+    connection, _ = listener.accept()
+    with connection, connection.makefile("rb") as lines:
+        connection.sendall(b"220 relay\r\n")
+        for line in lines:
+            if line.upper().startswith(b"DATA"):
+                connection.sendall(b"354 go on\r\n")
+                received.append(b"".join(iter(lines.readline, b".\r\n")))
+                holder = sqlite3.connect(database, isolation_level=None)
+                holder.execute("BEGIN IMMEDIATE")
+                locked.set()
+                connection.sendall(b"250 queued\r\n")
+                release.wait(60)
+                holder.execute("ROLLBACK")
+                holder.close()
+                return
+            connection.sendall(b"250 ok\r\n")
+
+
 def test_a_crash_between_sending_and_recording_resends_once_with_the_same_message_id(
         deployment: Deployment, relay: MailServer, tmp_path: Path) -> None:  # noqa: F811
-    use_relay(deployment, relay)
     service = Service(deployment.config, log=lambda line: None)
     open_vote(service, tmp_path)
     service.close_ledger()
-    holder = sqlite3.connect(deployment.config.database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # the first send is accepted, then recording it waits for this lock
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    write_config(deployment, smtp={"kind": "smtp", "host": "127.0.0.1", "port": listener.getsockname()[1],
+                                   "tls": "none"})
+    received: list[bytes] = []
+    locked, release = threading.Event(), threading.Event()
+    threading.Thread(target=relay_that_locks_the_ledger, args=(listener, deployment.config.database, received,
+                                                               locked, release), daemon=True).start()
     poll = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(deployment.config.path), "poll",
                              "--once"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: sum(map(len, delivered(deployment, b"Ballot").values())) == 1, "the first ballot delivered")
+        wait_for(locked.is_set, "the first ballot accepted by the relay")
         wait_for(lambda: waits_on_a_lock(poll.pid), "the service waiting to record the send")
     finally:
         poll.kill()
         poll.wait()
-        holder.execute("ROLLBACK")
-        holder.close()
+        release.set()
+        listener.close()
+    use_relay(deployment, relay)
     assert voting("--config", str(deployment.config.path), "poll", "--once").returncode == 0
+    assert sum(map(len, delivered(deployment, b"Ballot").values())) == 14, "the one in flight stays claimed"
     assert '"sent": 0' in voting("--config", str(deployment.config.path), "--json", "poll", "--once").stdout
+    assert Service(deployment.config, clock=lambda: later(CLAIM.total_seconds() / 60 + 1),
+                   log=lambda line: None).send() == (1, 0)
     ballots = delivered(deployment, b"Ballot")
-    twice = {code: found for code, found in ballots.items() if len(found) == 2}
-    assert len(twice) == 1 and all(len(found) == 1 for code, found in ballots.items() if code not in twice)
-    [(first, second)] = twice.values()
-    assert first == second and message_from_bytes(first)["Message-ID"] == message_from_bytes(second)["Message-ID"]
+    assert all(len(found) == 1 for found in ballots.values())
+    [in_flight] = received
+    [again] = [raw for found in ballots.values() for raw in found
+               if message_from_bytes(raw)["Message-ID"] == message_from_bytes(in_flight)["Message-ID"]]
+    assert again.replace(b"\r\n", b"\n") == in_flight.replace(b"\r\n", b"\n")
 
 
 def test_a_relay_that_drops_the_connection_holds_the_rest_for_a_later_pass(deployment: Deployment,
                                                                           tmp_path: Path) -> None:
-    import socket
-    import threading
     import time
 
     listener = socket.socket()
@@ -150,3 +183,19 @@ def test_a_relay_that_drops_the_connection_holds_the_rest_for_a_later_pass(deplo
     assert (sent, failed) == (0, 15)
     assert time.monotonic() - started < 5, "one lost connection must not cost a timeout per message"
     assert all(m.attempts == 1 and m.status == "queued" for m in service.ledger.outbox())
+
+
+def test_receipts_go_out_while_the_pass_still_decides(running: Deployment, tmp_path: Path) -> None:
+    service = Service(running.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    for choice in ("yes", "no", "abstain", "yes"):
+        for code in running.identities:
+            maildir.deliver(running.config.inbox, running.reply(code, [choice]))
+    report = service.poll_once()
+    assert len(report.judgements) == 60 and report.sent == 60
+    first_sent, last_decided = service.ledger.db.execute(
+        "SELECT (SELECT min(sent_at) FROM outbox WHERE kind = 'receipt'), (SELECT max(decided_at) FROM decisions)"
+    ).fetchone()
+    assert first_sent < last_decided, "the first receipts waited for every message to be decided"
+    assert len(service.ledger.decisions(vote_id)) == 60

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Deployment, handed_over_p12, open_vote, voting_on_a_terminal
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from conftest import Deployment, handed_over_p12, open_vote, voting_on_a_terminal, write_config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -386,3 +386,21 @@ def test_voting_reply_logs_in_to_a_starttls_relay_with_a_typed_password(
     [(sender, recipients, raw)] = recorder.received
     assert (sender, recipients) == ("fra@delegations.example", ["votes@secretariat.example"])
     assert b"application/pkcs7-signature" in raw
+
+
+def test_a_corrected_smtp_password_file_is_read_at_the_next_connection(deployment: Deployment, starttls: int,
+                                                                       pki: Pki, recorder: Recorder,
+                                                                       tmp_path: Path) -> None:
+    secret = deployment.config.root / "secrets" / "smtp-password"
+    secret.write_text("not-the-Passw0rd\n")
+    write_config(deployment, smtp={"kind": "smtp", "host": "127.0.0.1", "port": starttls, "tls": "starttls",
+                                   "ca_file": str(pki.ca_file), "username": USER,
+                                   "password_file": "secrets/smtp-password"})
+    moment = [datetime.now(UTC)]
+    service = Service(deployment.config, clock=lambda: moment[0], log=lambda line: None)
+    open_vote(service, tmp_path)
+    assert service.send() == (0, 15)
+    secret.write_text(PASSWORD + "\n")
+    moment[0] += timedelta(minutes=1)
+    assert service.send() == (15, 0)
+    assert len(recorder.received) == 15

@@ -7,9 +7,11 @@ reads the ledger into values, signs, and writes or reads the zip.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from voting.audit import build_manifest, with_decrypted
 from voting.audit.reading import MAX_BUNDLE_BYTES, MAX_EXPANSION
-from voting.errors import UsageError
-from voting.files import read_bounded, write_file_atomically
+from voting.errors import LedgerError, UsageError
+from voting.files import fsync_directory, read_bounded, write_failure, write_file_atomically
+from voting.integrity import damage_text, vote_damage
 from voting.manifest import (
     MANIFEST_MEMBER,
     SIGNATURE_MEMBER,
@@ -86,6 +89,9 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     vote = ledger.vote(vote_id)
     if vote.is_open:
         raise UsageError(f"vote {vote_id} is still open; it can be exported once it is closed")
+    damage = vote_damage(ledger, vote_id)
+    if damage:
+        raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     bound = ledger.decisions(vote_id)
     unbound = ledger.decisions(None)
     events = ledger.events(vote_id)
@@ -115,7 +121,7 @@ def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_file_atomically(out, data, mode=0o644)
     except OSError as error:
-        raise UsageError(f"{out}: cannot write the bundle: {error.strerror or error}") from None
+        raise write_failure(error, f"{out}: cannot write the bundle") from None
     return ExportSummary(
         path=out,
         vote_id=vote_id,
@@ -130,6 +136,94 @@ def read_bundle(path: Path) -> bytes:
     return read_bounded(path, MAX_BUNDLE_BYTES, "bundle", UsageError)
 
 
+PENDING_SUFFIX = ".zip.pending"
+
+
+def bundle_name(vote_id: str, head: str) -> str:
+    """The published bundle's file name: the vote, then the beginning of the chain head it states."""
+    return f"{vote_id}-{head[:12]}.zip"
+
+
+@dataclass(frozen=True)
+class PendingBundle:
+    """A bundle written aside, under a hidden name holding its whole head, until what it states is committed."""
+
+    pending: Path
+    path: Path
+    publication: Publication
+
+
+def _move_into_place(pending: Path, path: Path) -> None:
+    """Publish a bundle written aside, durably; one already published under its name is kept, never replaced."""
+    if path.exists():
+        pending.unlink(missing_ok=True)
+        return
+    try:
+        os.rename(pending, path)
+    except FileNotFoundError:
+        if not path.exists():  # another process, settling, moved it into place first
+            raise
+    fsync_directory(path.parent)
+
+
+def _pending_of(path: Path) -> tuple[str, str]:
+    """The vote and the whole head a pending bundle's name holds."""
+    vote_id, _, head = path.name[1 : -len(PENDING_SUFFIX)].rpartition("-")
+    return vote_id, head
+
+
+def _write_aside(service: Service, vote_id: str) -> PendingBundle:
+    head = service.ledger.events(vote_id)[-1].hash
+    published = service.config.records_dir
+    pending = published / f".{vote_id}-{head}{PENDING_SUFFIX}"
+    summary = export_bundle(service, vote_id, pending)
+    return PendingBundle(pending, published / bundle_name(vote_id, head), summary.publication)
+
+
+@contextmanager
+def bundles_on_commit(service: Service) -> Iterator[Callable[[str], Publication]]:
+    """Around a transaction that closes a vote: its bundle written aside, moved into place once it committed.
+
+    Enter it before the transaction (`with bundles_on_commit(s) as bundle_of, s.ledger.transaction():`); the
+    function it gives writes the bundle of the vote's head as it stands in the transaction. If the transaction
+    fails, the bundle goes with it; if the process dies before moving it into place, `settle_bundles` does it.
+    """
+    written: list[PendingBundle] = []
+
+    def bundle_of(vote_id: str) -> Publication:
+        written.append(_write_aside(service, vote_id))
+        return written[-1].publication
+
+    try:
+        yield bundle_of
+    except BaseException:
+        for bundle in written:
+            bundle.pending.unlink(missing_ok=True)
+        raise
+    for bundle in written:
+        _move_into_place(bundle.pending, bundle.path)
+
+
+def settle_bundles(service: Service, vote_id: str | None = None) -> None:
+    """Bundles left aside by a process that died while closing: published if the ledger holds their head,
+    removed otherwise, so that no bundle is ever published that the ledger does not back.
+
+    It runs under the ledger's write lock, which a closing process holds until it has committed: a bundle
+    whose head is not in the ledger then is one whose transaction never committed.
+    """
+    folder = service.config.records_dir
+    pattern = f".{vote_id or '*'}-*{PENDING_SUFFIX}"
+    if not any(folder.glob(pattern)):
+        return
+    with service.ledger.transaction():
+        for pending in sorted(folder.glob(pattern)):
+            owner, head = _pending_of(pending)
+            if any(event.hash == head for event in service.ledger.events(owner)):
+                _move_into_place(pending, folder / bundle_name(owner, head))
+            else:
+                pending.unlink(missing_ok=True)
+
+
 def published_bundle(service: Service, vote_id: str, folder: Path) -> PublishedBundle:
     """The bundle of a closed vote as of its chain's head, named after that head; written once, never replaced.
 
@@ -140,8 +234,9 @@ def published_bundle(service: Service, vote_id: str, folder: Path) -> PublishedB
     """
     published = service.config.records_dir
     with service.ledger.transaction():  # the head cannot move while its bundle is written
+        settle_bundles(service, vote_id)
         head = service.ledger.events(vote_id)[-1].hash
-        name = f"{vote_id}-{head[:12]}.zip"
+        name = bundle_name(vote_id, head)
         if not (published / name).exists():
             export_bundle(service, vote_id, published / name)
     data = (published / name).read_bytes()

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from voting import __version__
 from voting.config import DEFAULT_CONFIG, Config, load_config
 from voting.deployment import TEMPLATES
-from voting.errors import UsageError, VotingError
+from voting.errors import StorageError, UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
 from voting.times import duration
@@ -395,11 +396,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if server is not None:
             print(f"embedded mail server on {server.host}:{server.port}", file=sys.stderr)
         print(f"watching {watched(service.config)}; stop with Ctrl-C", file=sys.stderr)
+        trouble = ""
         try:
             while not stop.is_set():
-                report = service.poll_once()
-                if report.fetched or report.closed or report.sent or report.failed:
-                    print(report_text(report), file=sys.stderr)
+                try:
+                    report = service.poll_once()
+                except (StorageError, sqlite3.OperationalError) as error:
+                    # A full disk or a ledger locked too long: nothing of it was committed; the next pass tries again.
+                    if str(error) != trouble:
+                        print(f"voting: the pass stopped, and is tried again: {error}", file=sys.stderr)
+                    trouble = str(error)
+                else:
+                    if trouble:
+                        print("voting: the ledger takes writes again; the service goes on", file=sys.stderr)
+                    trouble = ""
+                    if report.fetched or report.closed or report.sent or report.failed:
+                        print(report_text(report), file=sys.stderr)
                 service.wait_for_mail(min(service.config.settings.service.poll_seconds, 2.0) if server else
                                       service.config.settings.service.poll_seconds, stop)
         except KeyboardInterrupt:
@@ -420,7 +432,7 @@ def watched(config: Config) -> str:
 
 
 def status_text(status: dict[str, Any]) -> str:
-    lines = [
+    lines = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]] + [
         f"{status['title']} [{status['vote']}]  rule {status['rule']}  {status['state'].upper()}",
         f"closes {status['closes_at']}" + (f" ({status['seconds_left'] // 60} min left)" if status["state"] == "open" else ""),
         f"voted ({len(status['voted'])}): "
@@ -441,6 +453,9 @@ def status_text(status: dict[str, Any]) -> str:
     lines.extend(f"  failed: {f['message_id']} to {', '.join(f['recipients'])}: {f['error']}" for f in status["outbox_failures"])
     if status.get("mailbox"):
         lines.append(mailbox_text(status["mailbox"]))
+    if status["storage"]["full"]:
+        lines.append(f"storage: FULL, {status['storage']['free_bytes']} bytes free at {status['storage']['where']}:"
+                     " mail is refused (451) and nothing is recorded until space is freed; the service then resumes")
     return "\n".join(lines)
 
 
@@ -466,7 +481,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     statuses = [service.status(vote_id) for vote_id in votes]
     emit(args, statuses[0] if args.vote else statuses, "\n\n".join(status_text(s) for s in statuses))
-    return 0
+    return 1 if any(s["damaged"] for s in statuses) else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from voting.integrity import ledger_damage
+
+    ledger = service_of(args).ledger
+    votes = [ledger.vote(args.vote).id] if args.vote else [v.id for v in ledger.votes()]
+    damage = ledger_damage(ledger, votes, every_message=not args.vote)
+    checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
+    emit(args, {"votes": votes, "damaged": damage},
+         "\n".join(f"DAMAGED: {line}" for line in damage) if damage else f"intact: {checked}, their chains,"
+         " decisions and raw messages" + ("" if args.vote else ", and every message in the ledger"))
+    return 1 if damage else 0
 
 
 def cmd_close(args: argparse.Namespace) -> int:
@@ -832,6 +860,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("code", help="delegation code, e.g. FRA")
     p = command("close", cmd_close, "close a vote now and tally it")
     p.add_argument("vote")
+    p = command("check", cmd_check, "verify the ledger: its pages, each vote's chain, decisions and raw messages")
+    p.add_argument("vote", nargs="?")
     p = command("extend", cmd_extend, "move the deadline, where the rule allows")
     p.add_argument("vote")
     p.add_argument("--closes", required=True, type=parse_when, metavar="WHEN")
@@ -905,6 +935,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VotingError as error:
         print(f"voting: {error}", file=sys.stderr)
         return error.exit_status
+    except sqlite3.Error as error:
+        print(f"voting: the ledger (service.database) failed: {error} (voting check names what is damaged)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

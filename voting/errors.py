@@ -39,3 +39,7 @@ class MailError(VotingError):
 
 class UnverifiedError(VotingError):
     """A message that must come signed from a known party (a ballot from the secretariat) does not verify."""
+
+
+class StorageError(VotingError):
+    """The disk refused a write (full, or failing): nothing of it was committed, and it can be tried again."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
-from voting.errors import VotingError
+from voting.errors import StorageError, UsageError, VotingError
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
 def read_bounded(path: Path, limit: int, what: str, error: type[VotingError]) -> bytes:
@@ -29,6 +32,15 @@ def add_lines(path: Path, lines: tuple[str, ...], *, mode: int = 0o644) -> None:
         write_file_atomically(path, "".join(f"{line}\n" for line in (*present, *missing)).encode(), mode=mode)
 
 
+def fsync_directory(directory: Path) -> None:
+    """Make a rename durable: the directory entry must reach the disk, not only the file."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
     """Write through a temporary file in the same directory and rename it over `path`.
 
@@ -47,3 +59,17 @@ def write_file_atomically(path: Path, data: bytes, *, mode: int) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_failure(error: OSError, what: str) -> VotingError:
+    """A write that failed, as the error it is: the disk's (full or failing), which a later try can get past,
+    or the path's, which the caller must change."""
+    kind = StorageError if error.errno in _DISK_ERRNOS else UsageError
+    return kind(f"{what}: {error.strerror or error}")
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem of `path` (or of its nearest existing parent)."""
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    stats = os.statvfs(existing)
+    return stats.f_bavail * stats.f_frsize

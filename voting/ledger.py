@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from voting.errors import ConfigError, LedgerError, UsageError
+from voting.errors import ConfigError, LedgerError, StorageError, UsageError
 from voting.smime.verify import signed_sha256_of
 
 SCHEMA_VERSION = 5
@@ -166,6 +166,20 @@ def event_hash(prev_hash: str, seq: int, at: str, kind: str, data_json: str) -> 
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def decision_event_data(sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
+                        choices: dict[str, str], supersedes: str | None) -> dict[str, Any]:
+    """What the chain records of a decision; `voting check` compares each decision row with it."""
+    return {
+        "message": sha256,
+        "received_at": utc_text(received_at),
+        "code": code,
+        "verdict": verdict,
+        "reason": reason,
+        "choices": choices,
+        "supersedes": supersedes,
+    }
+
+
 @dataclass(frozen=True)
 class StoredMessage:
     id: int
@@ -302,7 +316,8 @@ class Ledger:
     def transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT: everything inside lands together or not at all.
 
-        Inside a transaction already open, it joins that one.
+        Inside a transaction already open, it joins that one. A full or
+        failing disk raises `StorageError`, with nothing of it committed.
         """
         if self.db.in_transaction:
             yield
@@ -310,10 +325,18 @@ class Ledger:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as error:
+            if self.db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                self.db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError) and error.sqlite_errorname.startswith(
+                    ("SQLITE_FULL", "SQLITE_IOERR")):
+                raise StorageError(f"{self.path}: the ledger cannot be written: {error}") from None
             raise
-        self.db.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the ledger (SQLite's `PRAGMA data_version`)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     # -- the hash chain --------------------------------------------------
 
@@ -359,6 +382,9 @@ class Ledger:
             )
         return StoredMessage(int(cursor.lastrowid or 0), sha256, received_at, source, new=True)
 
+    def is_decided(self, message_id: int) -> bool:
+        return self.db.execute("SELECT 1 FROM decisions WHERE message = ?", (message_id,)).fetchone() is not None
+
     def has_source(self, source: str) -> bool:
         return self.db.execute("SELECT 1 FROM messages WHERE source = ?", (source,)).fetchone() is not None
 
@@ -374,6 +400,11 @@ class Ledger:
         if row is None:
             raise LedgerError(f"no message {message_id} in the ledger")
         return StoredMessage(row["id"], row["sha256"], parse_utc(row["received_at"]), row["source"])
+
+    def raw_messages(self) -> Iterator[tuple[str, bytes]]:
+        """Every message's SHA-256 and bytes, one at a time."""
+        for row in self.db.execute("SELECT sha256, raw FROM messages ORDER BY id"):
+            yield row["sha256"], bytes(row["raw"])
 
     def raw_message(self, message_id: int) -> bytes:
         row = self.db.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
@@ -608,15 +639,7 @@ class Ledger:
             if supersedes
             else None
         )
-        data = {
-            "message": message.sha256,
-            "received_at": utc_text(message.received_at),
-            "code": code,
-            "verdict": verdict,
-            "reason": reason,
-            "choices": choices,
-            "supersedes": superseded_sha,
-        }
+        data = decision_event_data(message.sha256, message.received_at, code, verdict, reason, choices, superseded_sha)
         for chain in [vote_id] if vote_id else ["", *also_in]:
             self.append_event(chain, "decision", data, now)
 
@@ -676,12 +699,32 @@ class Ledger:
         ).fetchall()
         return [_outgoing(r) for r in rows]
 
-    def outbox(self, status: str | None = None) -> list[OutgoingMail]:
+    def outbox(self, status: str | None = None, *, attempted: bool = False) -> list[OutgoingMail]:
+        """The outgoing mail, or only that of `status`; with `attempted`, only what was tried at least once."""
+        clause = " AND attempts > 0" if attempted else ""
         if status is None:
-            rows = self.db.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+            rows = self.db.execute(f"SELECT * FROM outbox WHERE 1{clause} ORDER BY id").fetchall()
         else:
-            rows = self.db.execute("SELECT * FROM outbox WHERE status = ? ORDER BY id", (status,)).fetchall()
+            rows = self.db.execute(f"SELECT * FROM outbox WHERE status = ?{clause} ORDER BY id", (status,)).fetchall()
         return [_outgoing(r) for r in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        """How many messages are queued, sent and failed, counted without reading them."""
+        counts = dict(self.db.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+        return {status: int(counts.get(status, 0)) for status in ("queued", "sent", "failed")}
+
+    def claim_mail(self, mail_id: int, now: datetime, until: datetime) -> bool:
+        """Take a due message for sending until `until`; False when another process took it or sent it first.
+
+        Only the process that claimed a message sends it, so that two passes
+        at once (a `serve` and an operator's `poll --once`) never send it twice.
+        """
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'queued' AND next_attempt_at <= ?",
+                (utc_text(until), mail_id, utc_text(now)),
+            )
+        return cursor.rowcount == 1
 
     def mark_sent(self, mail_id: int, now: datetime) -> None:
         self.db.execute(

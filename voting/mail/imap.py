@@ -35,7 +35,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, LoginError
 
 from voting.config import Config
-from voting.errors import MailError
+from voting.errors import MailError, VotingError
 from voting.mail.tls import client_context
 
 IDLE_RENEW_SECONDS = 25 * 60
@@ -260,10 +260,15 @@ def _is_keepalive(response: tuple[object, ...]) -> bool:
 
 
 class ImapMailbox:
-    """A session kept open across passes, reopened after failures with backoff (1 s, 2 s, 4 s, … 60 s)."""
+    """A session kept open across passes, reopened after failures with backoff (1 s, 2 s, 4 s, … 60 s).
 
-    def __init__(self, settings: ImapSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
+    The settings are read again for each new session, so that a password
+    file corrected meanwhile is used at the next reconnect, without a restart.
+    """
+
+    def __init__(self, settings: Callable[[], ImapSettings], *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._read_settings = settings
+        self.settings = settings()
         self._clock = clock
         self._session: ImapSession | None = None
         self._failures = 0
@@ -282,6 +287,10 @@ class ImapMailbox:
             return self._session
         if self._retry_at > self._clock():
             return None
+        try:
+            self.settings = self._read_settings()
+        except VotingError as error:  # a password file unreadable meanwhile: reported, and tried again later
+            raise ImapError(str(error)) from None
         session = ImapSession(self.settings)
         session.open()
         self._session, self._failures = session, 0

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from voting.errors import MailError
+from voting.files import fsync_directory
 
 _SUBDIRS = ("tmp", "new", "cur")
 _PROCESSED_INFO = ":2,S"
@@ -42,15 +43,6 @@ class IncomingMessage:
 def _host_part() -> str:
     """The host name as Maildir unique names spell it ('/' and ':' escaped)."""
     return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable: the directory entry must reach the disk, not only the file."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _create(maildir: Path) -> None:
@@ -85,7 +77,7 @@ def deliver(maildir: Path, raw: bytes) -> Path:
         _create(maildir)
         _write(temporary, raw, now_ns)
         os.rename(temporary, final)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
     except OSError as error:
         _discard(temporary)
         raise MailError(f"cannot deliver into Maildir {maildir}: {error.strerror or error}") from error
@@ -166,10 +158,16 @@ def messages(maildir: Path) -> list[IncomingMessage]:
     return _list(maildir, ("new", "cur"))
 
 
+class MessageGone(MailError):
+    """The message left ``new/`` after it was listed: another process took it in first."""
+
+
 def read(message: IncomingMessage) -> bytes:
-    """The exact bytes of the message."""
+    """The exact bytes of the message; raises `MessageGone` when another reader moved it away meanwhile."""
     try:
         return message.path.read_bytes()
+    except FileNotFoundError:
+        raise MessageGone(f"message {message.key} was taken in by another process") from None
     except OSError as error:
         raise MailError(f"cannot read message {message.key}: {error.strerror or error}") from error
 
@@ -184,7 +182,7 @@ def mark_processed(maildir: Path, message: IncomingMessage) -> None:
     target = maildir / "cur" / f"{message.key}{_PROCESSED_INFO}"
     try:
         os.rename(source, target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     except FileNotFoundError:
         if not _already_processed(maildir, message.key):
             raise MailError(f"message {message.key} is in neither new/ nor cur/ of {maildir}") from None

@@ -14,6 +14,8 @@ from typing import Any
 
 from voting.config import Config
 from voting.errors import MailError
+from voting.files import free_bytes
+from voting.integrity import vote_damage
 from voting.ledger import utc_text
 from voting.mail.server import MailServer
 from voting.service.base import Clock, utcnow, vote_electorate
@@ -42,13 +44,19 @@ class PassReport:
 class Service(Reminding):
     def poll_once(self) -> PassReport:
         report = PassReport()
+
+        def answer() -> None:
+            sent, failed = self.send()
+            report.sent += sent
+            report.failed += failed
+
         started = self.clock()
         report.fetched = self.fetch()
         report.mailbox_read = self.fetched_through is not None and self.fetched_through >= started
-        report.judgements = self.decide_pending()
+        report.judgements = self.decide_pending(answer)
         report.reminded = self.remind_due()
         report.closed = self.close_due()
-        report.sent, report.failed = self.send()
+        answer()
         return report
 
     def status(self, vote_id: str) -> dict[str, Any]:
@@ -60,6 +68,7 @@ class Service(Reminding):
             "title": vote.title,
             "rule": vote.rule,
             "state": "open" if vote.is_open else "closed",
+            "damaged": vote_damage(self.ledger, vote_id, full=False),
             "closes_at": utc_text(vote.closes_at),
             "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
             "seconds_left": max(0, int((vote.closes_at - now).total_seconds())) if vote.is_open else 0,
@@ -71,19 +80,32 @@ class Service(Reminding):
                 for d in self.rejections(vote)
             ],
             "outcome": vote.outcome,
-            "outbox": {
-                status: len(self.ledger.outbox(status)) for status in ("queued", "sent", "failed")
-            },
+            "outbox": self.ledger.outbox_counts(),
             "outbox_failures": [
                 {"message_id": m.message_id, "recipients": list(m.recipients), "error": m.last_error}
                 for m in self.ledger.outbox("failed")
             ],
             "outbox_retrying": [
                 {"message_id": m.message_id, "attempts": m.attempts, "error": m.last_error}
-                for m in self.ledger.outbox("queued") if m.attempts
+                for m in self.ledger.outbox("queued", attempted=True)
             ],
             "mailbox": self._mailbox_status(),
+            "storage": self._storage(),
         }
+
+    def _storage(self) -> dict[str, Any]:
+        """Free space where the ledger and the mail are kept: `full` below one message's largest size.
+
+        The service itself cannot record that its disk is full, so status
+        looks at the disk: while it is full the mail server answers 451, the
+        passes take nothing in, and `voting serve` resumes once space is freed.
+        """
+        places = [self.config.database.parent]
+        if self.config.settings.mailbox.kind != "imap":
+            places.append(self.config.inbox)
+        free, where = min((free_bytes(place), place) for place in places)
+        return {"free_bytes": free, "where": str(where),
+                "full": free < self.config.settings.service.max_message_bytes}
 
 
 @contextmanager

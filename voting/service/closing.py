@@ -6,8 +6,9 @@ import time
 from datetime import datetime, timedelta
 
 from voting import letters, rules
-from voting.bundle import published_bundle
-from voting.errors import MailError, UsageError
+from voting.bundle import bundles_on_commit, settle_bundles
+from voting.errors import LedgerError, MailError, UsageError
+from voting.integrity import damage_text, vote_damage
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
 from voting.mail.compose import text_as_html
 from voting.model import Choice, Outcome
@@ -34,19 +35,23 @@ class Closing(Judging):
         and is in the ledger; a vote with a message received before its
         deadline still undecided (one that failed this pass) waits for it. No
         ballot on time is left out of the count. While the mailbox cannot be
-        read, nothing closes.
+        read, nothing closes; nor does a vote whose ledger rows are damaged
+        (`integrity`), which is logged. A bundle that a process closing a vote left
+        aside when it died is published or removed first (`settle_bundles`).
         """
+        settle_bundles(self)
         through = self.fetched_through
         if through is None:
             return []
-        undecided = [m.received_at for m in self.ledger.undecided_messages()]
-        due = [
-            v.id for v in self.ledger.votes()
-            if v.is_open and v.closes_at <= through - MAILBOX_SETTLING and not any(t < v.closes_at for t in undecided)
-        ]
+        due = [v.id for v in self.ledger.votes() if v.is_open and v.closes_at <= through - MAILBOX_SETTLING]
+        closed = []
         for vote_id in due:
-            self.close(vote_id, at=self.ledger.vote(vote_id).closes_at)
-        return due
+            try:
+                if self.close(vote_id) is not None:
+                    closed.append(vote_id)
+            except LedgerError as error:  # damaged: it stays open, and status and check say why
+                self.log(str(error))
+        return closed
 
     def close_now(self, vote_id: str) -> None:
         """Close early: the deadline becomes now, then one pass takes in what was delivered before it and counts.
@@ -72,7 +77,11 @@ class Closing(Judging):
         time.sleep(max(0.0, (min(now, vote.closes_at) + MAILBOX_SETTLING - self.clock()).total_seconds()))
         self.fetch()
         self.decide_pending()
-        if vote_id not in self.close_due():
+        self.close_due()
+        if self.ledger.vote(vote_id).is_open:
+            damage = vote_damage(self.ledger, vote_id)
+            if damage:
+                raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
             raise MailError(f"vote {vote_id} closes at {utc_text(min(now, vote.closes_at))} but is not counted yet:"
                             " the mailbox could not be read, or a message on time is still undecided (see voting"
                             " status); the service counts it at its next pass")
@@ -99,13 +108,27 @@ class Closing(Judging):
                 self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "notice", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
 
-    def close(self, vote_id: str, *, at: datetime) -> dict[str, Outcome]:
-        """Tally under the vote's rule and queue the signed results, in one transaction."""
-        vote = self.ledger.vote(vote_id)
-        now = self.clock()
-        electorate = vote_electorate(vote)
-        outcomes = self.outcomes(vote, at)
-        with self.ledger.transaction():
+    def close(self, vote_id: str) -> dict[str, Outcome] | None:
+        """Tally under the vote's rule and queue the signed results, in one transaction; None if it cannot close.
+
+        The vote and the messages it waits for are read again under the write
+        lock, so that whatever runs at once (`voting serve`, `voting close`,
+        another pass) the vote closes once, with one result and one bundle:
+        not when another process closed it first, nor while a message
+        received before its deadline is still undecided. The bundle is
+        published only once the close is committed.
+        """
+        with bundles_on_commit(self) as bundle_of, self.ledger.transaction():
+            vote = self.ledger.vote(vote_id)
+            at = vote.closes_at
+            if not vote.is_open or any(m.received_at < at for m in self.ledger.undecided_messages()):
+                return None
+            damage = vote_damage(self.ledger, vote_id)
+            if damage:
+                raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
+            now = self.clock()
+            electorate = vote_electorate(vote)
+            outcomes = self.outcomes(vote, at)
             self.ledger.mark_closed(vote_id, at, {s: o.as_dict() for s, o in outcomes.items()})
             self.ledger.append_event(
                 vote_id,
@@ -117,7 +140,7 @@ class Closing(Judging):
                 },
                 now,
             )
-            publication = published_bundle(self, vote_id, self.config.records_dir).publication
+            publication = bundle_of(vote_id)
             board = self.board(vote_id)
             text = record_text(board, publication)
             for delegation in electorate.delegation:

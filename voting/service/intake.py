@@ -34,7 +34,10 @@ class Intake(Opening):
         stored = 0
         try:
             for message in maildir.pending(inbox):
-                raw = maildir.read(message)
+                try:
+                    raw = maildir.read(message)
+                except maildir.MessageGone:
+                    continue  # another process committed it before it moved it: nothing is lost
                 result = self.ledger.store_message(raw, message.received_at, f"maildir:{message.key}", self.clock())
                 maildir.mark_processed(inbox, message)
                 stored += result.new
@@ -45,7 +48,7 @@ class Intake(Opening):
     @cached_property
     def _imap(self) -> ImapMailbox:
         """The IMAP session, kept open across passes and reopened with backoff."""
-        return ImapMailbox(imap_settings(self.config))
+        return ImapMailbox(lambda: imap_settings(self.config))
 
     def _fetch_imap(self) -> tuple[int, bool]:
         """Fetch by UID past the checkpoint of (folder, UIDVALIDITY); commit, advance the checkpoint, then move.

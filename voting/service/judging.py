@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -11,6 +13,7 @@ from email.utils import getaddresses
 
 from voting import letters, rules
 from voting.electorate import trust_of
+from voting.errors import StorageError
 from voting.ledger import StoredMessage, utc_text
 from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
@@ -65,34 +68,84 @@ class OuterHeaders:
         )
 
 
+@dataclass
+class Known:
+    """What judging a message rests on besides its bytes: the votes, and the ballots each delegation has cast.
+
+    `version` is the ledger's data version when they were read: another
+    process that records meanwhile changes it, and they are read again.
+    """
+
+    views: dict[str, VoteView]
+    prior: dict[tuple[str, str], list[PriorBallot]]
+    version: int
+
+
+ANSWER_BATCH = 25
+ANSWER_SECONDS = 1.0
+"""While many messages wait, their answers go out every this many decisions or seconds, whichever comes first,
+so that a delegation's receipt never waits for everyone else's mail to be decided."""
+
+
 class Judging(Resending):
-    def decide_pending(self) -> list[Judgement]:
+    def decide_pending(self, answer: Callable[[], None] | None = None) -> list[Judgement]:
+        """Decide every message not decided yet; one that another process decides first is left to it.
+
+        `answer` sends what is queued; it is called after each batch of decisions.
+        """
         judgements: list[Judgement] = []
         pending = self.ledger.undecided_messages()
         if not pending:
             return judgements
         electorate = self.electorate()
-        anchors = (self.keys.ca.certificate,)
-        views = self._vote_views()
-        prior = self._prior_ballots()
+        known = self._known()
+        batch, batch_started = 0, time.monotonic()
         for message in pending:
+            if answer is not None and batch and (batch >= ANSWER_BATCH
+                                                 or time.monotonic() - batch_started >= ANSWER_SECONDS):
+                answer()
+                batch, batch_started = 0, time.monotonic()
+            batch += 1
             try:
-                raw = self.ledger.raw_message(message.id)
-                trust = trust_of(electorate, anchors, message.received_at)
-                judgement = self._record(message, raw, judge(raw, message.received_at, views, trust, prior,
-                                                             self.keys.signer), electorate, views)
+                judgement = self._decide(message, electorate, known)
+            except (StorageError, sqlite3.OperationalError):
+                raise  # the disk or the ledger failed, not the message: it stays undecided for the next pass
             except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
                 try:
-                    judgement = self._record_unreadable(message, views, error)
+                    judgement = self._record_unreadable(message, known.views, error)
                 except Exception as failure:  # noqa: BLE001 - the ledger itself fails: retried next pass
                     self.log(f"message {message.sha256[:16]} left undecided: {type(failure).__name__}: {failure}")
                     continue
+            if judgement is None:
+                continue
             if judgement.counted and judgement.vote_id and judgement.code:
-                prior.setdefault((judgement.vote_id, judgement.code), []).append(
+                known.prior.setdefault((judgement.vote_id, judgement.code), []).append(
                     PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
                 )
             judgements.append(judgement)
         return judgements
+
+    def _known(self) -> Known:
+        version = self.ledger.data_version()
+        return Known(self._vote_views(), self._prior_ballots(), version)
+
+    def _decide(self, message: StoredMessage, electorate: Electorate, known: Known) -> Judgement | None:
+        """Judge and record one message under the write lock; None when another process decided it first.
+
+        Judged against the votes and ballots as they stand now: what another
+        process recorded meanwhile (a ballot of the same delegation, a vote
+        closed) is read again first, so that no decision rests on stale state.
+        """
+        with self.ledger.transaction():
+            if self.ledger.is_decided(message.id):
+                return None
+            if self.ledger.data_version() != known.version:
+                fresh = self._known()
+                known.views, known.prior, known.version = fresh.views, fresh.prior, fresh.version
+            raw = self.ledger.raw_message(message.id)
+            trust = trust_of(electorate, (self.keys.ca.certificate,), message.received_at)
+            judgement = judge(raw, message.received_at, known.views, trust, known.prior, self.keys.signer)
+            return self._record(message, raw, judgement, electorate, known.views)
 
     def _vote_views(self) -> dict[str, VoteView]:
         return {
@@ -152,7 +205,8 @@ class Judging(Resending):
         self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
         return judgement
 
-    def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView], error: Exception) -> Judgement:
+    def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView],
+                           error: Exception) -> Judgement | None:
         """A message that failed to be judged or recorded is decided all the same, as `unreadable`.
 
         Left undecided, it would hold every vote open at its receipt time open
@@ -162,6 +216,8 @@ class Judging(Resending):
         judgement = rejected(Reason.UNREADABLE, None, None, f"{type(error).__name__}: {error}"[:500])
         meant_for = [view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until]
         with self.ledger.transaction():
+            if self.ledger.is_decided(message.id):
+                return None
             self.ledger.record_decision(
                 message, vote_id=None, code=None, verdict=REJECTED, reason=Reason.UNREADABLE.value,
                 detail=judgement.detail.encode("utf-8", "replace").decode("utf-8"), choices={}, explanation="",

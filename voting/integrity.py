@@ -1,0 +1,185 @@
+"""The ledger checks itself: what a vote's count rests on is verified before it is counted, reported or published.
+
+`voting audit` checks a bundle offline, after the fact; these checks keep the
+service from counting, reporting or signing what the ledger no longer holds
+intact: a chain event changed, a raw message whose bytes no longer hash to the
+SHA-256 its decision names, a decision row that differs from the event that
+chained it, a vote whose parameters or result differ from its chain. The
+checks are pure functions of ledger values; `vote_damage` and `ledger_damage`
+read those values and say, one line each, what is damaged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Container, Iterable, Sequence
+from typing import Any, Protocol
+
+from voting.ledger import (
+    GENESIS,
+    DecisionRecord,
+    DraftRecord,
+    Event,
+    Ledger,
+    VoteRecord,
+    canonical_json,
+    decision_event_data,
+    event_hash,
+    utc_text,
+)
+
+
+class Link(Protocol):
+    """An event as the ledger holds it or a bundle states it."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def prev_hash(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+
+
+def broken_link(events: Sequence[Link], rehash: Container[int] | None = None) -> str | None:
+    """Where the chain breaks (an event missing, unlinked or changed), or None when it links from genesis.
+
+    Every event's link to the one before it is checked; its hash is computed
+    again from its content for the sequence numbers in `rehash` (all if None).
+    """
+    previous = GENESIS
+    for expected_seq, event in enumerate(events, start=1):
+        where = f"event {event.seq} ({event.kind})"
+        if event.seq != expected_seq:
+            return f"event {expected_seq} is missing: the chain goes on with {where}"
+        if event.prev_hash != previous:
+            return f"{where} does not link to the event before it"
+        if (rehash is None or event.seq in rehash) and event_hash(
+                previous, event.seq, event.at, event.kind, canonical_json(event.data)) != event.hash:
+            return f"{where} was changed: its hash does not match its content"
+        previous = event.hash
+    return None
+
+
+def message_damage(sha256: str, raw: bytes) -> str | None:
+    if hashlib.sha256(raw).hexdigest() == sha256:
+        return None
+    return f"message {sha256[:16]}: its stored bytes no longer hash to its SHA-256"
+
+
+def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]) -> list[str]:
+    """Each decision row as its chain event recorded it, and no decision event without its row."""
+    chained = {e.data.get("message"): e.data for e in events if e.kind == "decision"}
+    sha_of = {d.message: d.sha256 for d in decisions}
+    problems = []
+    for d in decisions:
+        who = f"decision on message {d.sha256[:16]} ({d.code or 'no delegation'})"
+        recorded = chained.get(d.sha256)
+        if recorded is None:
+            problems.append(f"{who} is not in the chain")
+            continue
+        superseded = sha_of.get(d.supersedes) if d.supersedes is not None else None
+        expected = decision_event_data(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices, superseded)
+        differing = sorted(key for key in expected if expected[key] != recorded.get(key))
+        if differing:
+            problems.append(f"{who} differs from its chain event in {', '.join(differing)}")
+    rows = {d.sha256 for d in decisions}
+    problems += [f"the chain records a decision on message {str(sha)[:16]} that no decision row holds"
+                 for sha in chained if sha not in rows]
+    return problems
+
+
+def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: Sequence[Event]) -> list[str]:
+    """The vote row and its drafts as the chain recorded them: deadline, rule, electorate, drafts, result."""
+    opened = next((e for e in events if e.kind == "vote-opened"), None)
+    if opened is None:
+        return ["the chain has no vote-opened event"]
+    closes_at = opened.data.get("closes_at")
+    for event in events:
+        if event.kind == "deadline-moved":
+            closes_at = event.data.get("to")
+    held = {
+        "opened_at": utc_text(vote.opened_at),
+        "closes_at": utc_text(vote.closes_at),
+        "title": vote.title,
+        "rule": vote.rule,
+        "first_ballot_final": vote.first_ballot_final,
+        "quorum": vote.quorum,
+        "electorate_sha256": hashlib.sha256(vote.electorate_json.encode()).hexdigest(),
+        "drafts": [{"symbol": d.symbol, "sha256": d.sha256, "parties": list(d.parties_to_dispute)} for d in drafts],
+        "draft texts": [hashlib.sha256(d.text.encode()).hexdigest() for d in drafts],
+    }
+    recorded = {**opened.data, "opened_at": opened.at, "closes_at": closes_at,
+                "draft texts": [d.get("sha256") for d in opened.data.get("drafts", [])]}
+    closing = next((e for e in events if e.kind == "vote-closed"), None)
+    if vote.closed_at is not None or closing is not None:
+        held |= {"closed_at": utc_text(vote.closed_at) if vote.closed_at else None, "outcomes": vote.outcome}
+        recorded |= {"closed_at": closing.data.get("closed_at") if closing else None,
+                     "outcomes": closing.data.get("outcomes") if closing else None}
+    differing = [key for key in held if held[key] != recorded.get(key)]
+    return [f"the vote's {key} differs from its chain" for key in differing]
+
+
+def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]:
+    """What is damaged of what the vote's count rests on, each line naming the vote.
+
+    In full (before a close or an export): every event of the vote's chain,
+    every decision it records and every message its bundle holds. Otherwise
+    (for `voting status`, which must stay quick on a large vote): every link
+    of the chain, and in content what the count uses: the vote's own events,
+    its ballots' decisions and their raw bytes.
+    """
+    try:
+        vote = ledger.vote(vote_id)
+        events = ledger.events(vote_id)
+        bound = ledger.decisions(vote_id)
+        if full:
+            chained = {e.data.get("message") for e in events if e.kind == "decision"}
+            decisions = [*bound, *(d for d in ledger.decisions(None) if d.sha256 in chained)]
+        else:
+            decisions = [d for d in bound if d.verdict == "ballot"]
+        raws = {d.sha256: ledger.raw_message(d.message) for d in decisions}
+        drafts = ledger.drafts(vote_id)
+    except (ValueError, sqlite3.DatabaseError) as error:
+        return [f"vote {vote_id}: the ledger's rows of it cannot be read: {error}"]
+    counted = {d.sha256 for d in decisions}
+    # Short of everything: the vote's own events, and the decisions that are ballots in a row or in the chain.
+    used = events if full else [e for e in events if e.kind != "decision" or e.data.get("message") in counted
+                                or e.data.get("verdict") == "ballot"]
+    broken = broken_link(events, None if full else {e.seq for e in used})
+    problems = [f"the chain's {broken}"] if broken else []
+    problems += vote_record_damage(vote, drafts, events)
+    problems += decision_damage(used, decisions)
+    problems += [found for sha, raw in raws.items() if (found := message_damage(sha, raw))]
+    return [f"vote {vote_id}: {problem}" for problem in problems]
+
+
+def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool) -> list[str]:
+    """`voting check`: the database's pages, then each vote in full; with `every_message`, also every message
+    in the ledger against its SHA-256, and the chain of messages as they were received."""
+    try:
+        pages = [str(row[0]) for row in ledger.db.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as error:
+        return [f"the database cannot be read: {error}"]
+    problems = [] if pages == ["ok"] else [f"the database's pages: {line}" for line in pages]
+    for vote_id in vote_ids:
+        problems += vote_damage(ledger, vote_id)
+    if not every_message:
+        return problems
+    try:
+        broken = broken_link(ledger.events(""))
+        problems += [f"the chain of messages received: {broken}"] if broken else []
+        problems += [found for sha, raw in ledger.raw_messages() if (found := message_damage(sha, raw))]
+    except (ValueError, sqlite3.DatabaseError) as error:
+        problems.append(f"the messages cannot be read: {error}")
+    return problems
+
+
+def damage_text(problems: Sequence[str]) -> str:
+    return "the ledger is damaged: " + "; ".join(problems) + " (voting check names everything damaged)"
