@@ -113,10 +113,11 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
         "quorum": vote.quorum,
         "electorate_sha256": hashlib.sha256(vote.electorate_json.encode()).hexdigest(),
         "drafts": [{"symbol": d.symbol, "sha256": d.sha256, "parties": list(d.parties_to_dispute)} for d in drafts],
-        "draft texts": [hashlib.sha256(d.text.encode()).hexdigest() for d in drafts],
+        "draft files": [hashlib.sha256(d.content).hexdigest() if not d.text or d.text.encode() == d.content
+                        else "a text that is not its file's" for d in drafts],
     }
     recorded = {**opened.data, "opened_at": opened.at, "closes_at": closes_at,
-                "draft texts": [d.get("sha256") for d in opened.data.get("drafts", [])]}
+                "draft files": [d.get("sha256") for d in opened.data.get("drafts", [])]}
     closing = next((e for e in events if e.kind == "vote-closed"), None)
     if vote.closed_at is not None or closing is not None:
         held |= {"closed_at": utc_text(vote.closed_at) if vote.closed_at else None, "outcomes": vote.outcome}

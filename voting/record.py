@@ -152,9 +152,16 @@ def board_text(board: VoteBoard) -> str:
     return "\n".join(lines) + "\n"
 
 
+HOW_TO_CHECK = (
+    "To check this result yourself: voting audit BUNDLE.zip --secretariat-cert secretariat.pem --results"
+    " RESULTS.eml, with the audit bundle named by the SHA-256 above, the secretariat's signing certificate"
+    " obtained from it directly, and the results email as you received it, saved with its headers."
+)
+
+
 def record_text(board: VoteBoard, publication: Publication | None) -> str:
     """The plain-text public record: the board, then where to check it (`voting audit --results` reads these lines)."""
-    tail = ("\n" + "".join(f"{line}\n" for line in publication.lines()) if publication else
+    tail = ("\n" + "".join(f"{line}\n" for line in publication.lines()) + f"\n{HOW_TO_CHECK}\n" if publication else
             "\nProvisional: the vote is still open; the audit bundle is published when it closes.\n")
     return board_text(board) + tail
 
@@ -178,6 +185,7 @@ def record_body(board: VoteBoard, publication: Publication | None) -> str:
     parts.append(
         "".join(f"<p>{e(label)}: <code style=\"word-break:break-all\">{e(value)}</code></p>"
                 for label, _, value in (line.partition(": ") for line in publication.lines()))
+        + f"<p><small>{e(HOW_TO_CHECK)}</small></p>"
         if publication else "<p><b>Provisional</b>: the vote is still open.</p>"
     )
     return "".join(parts)
