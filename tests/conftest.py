@@ -160,9 +160,10 @@ def open_vote(service: Service, root: Path, symbols: tuple[str, ...] = ("S/2020/
 
 
 def voting(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The `voting` command as a user runs it: a new process, its output and exit status."""
+    """The `voting` command as a script runs it: a new process, no terminal, its output and exit status."""
     return subprocess.run([sys.executable, "-m", "voting", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=120, check=False, start_new_session=True)
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, timeout=120,
+                          check=False, start_new_session=True)
 
 
 def voting_on_a_terminal(*args: str, typed: list[tuple[str, str]], cwd: Path,

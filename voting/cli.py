@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from voting.deployment import TEMPLATES
 from voting.errors import StorageError, UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
-from voting.times import duration
+from voting.times import duration, readable_time, time_left
 
 if TYPE_CHECKING:
     from voting.mail.smtp import SmtpSettings
@@ -119,7 +120,7 @@ def cmd_keys_issue(args: argparse.Namespace) -> int:
 
     issued = issue_delegation_key(
         config_of(args), args.code, email=args.email, name=args.name, permanent=args.permanent, legacy=args.legacy,
-        keep_old=args.keep_old, out=Path(args.out) if args.out else None,
+        keep_old=args.keep_old, new=args.new, out=Path(args.out) if args.out else None,
     )
     emit(
         args,
@@ -223,11 +224,30 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from voting.deployment import revoke_delegation
+    from voting.electorate import load_electorate
 
-    at = datetime.now(UTC)
-    revoke_delegation(config_of(args), args.code, at)
-    emit(args, {"code": args.code, "revoked_at": at.isoformat()}, f"Revoked every certificate of {args.code} from {at:%Y-%m-%d %H:%M:%S} UTC")
+    config = config_of(args)
+    delegation = load_electorate(config.electorate_file).get(args.code)
+    if delegation is not None and not confirmed(
+        args, "keys revoke", f"Revoke every certificate of {delegation.label} now? Ballots it signs after now will not count"
+    ):
+        print("voting: nothing revoked", file=sys.stderr)
+        return 1
+    at = datetime.now(UTC).replace(microsecond=0)
+    revoke_delegation(config, args.code, at)
+    emit(args, {"code": args.code, "revoked_at": at.isoformat()},
+         f"Revoked every certificate of {args.code} from {readable_time(at, [config.settings.secretariat.timezone])}")
     return 0
+
+
+def confirmed(args: argparse.Namespace, command: str, question: str) -> bool:
+    """The operator's yes to a step that cannot be undone: --yes, or y on the terminal; a script must say --yes."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{command} asks for confirmation and no terminal is here to answer; a script must add --yes")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def cmd_keys_rotate_signer(args: argparse.Namespace) -> int:
@@ -245,10 +265,11 @@ def cmd_keys_rotate_signer(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     from voting.deployment import kept_pkcs12_path
-    from voting.electorate import load_electorate
+    from voting.electorate import load_electorate, why_cannot_vote
     from voting.pki import load_pem_certificate
 
     config = config_of(args)
+    now = datetime.now(UTC)
     electorate = load_electorate(config.electorate_file)
     rows: list[dict[str, Any]] = []
     for d in electorate.delegation:
@@ -267,7 +288,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 }
             )
         rows.append({"code": d.code, "name": d.name, "permanent": d.permanent, "addresses": d.addresses,
-                     "certificates": certificates})
+                     "certificates": certificates, "cannot_vote": why_cannot_vote(d, now)})
     lines = [f"{electorate.name}: {len(rows)} delegations"]
     for row in rows:
         marks = " (permanent)" if row["permanent"] else ""
@@ -281,8 +302,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                if c["key_copy_in_keys"] else "")
             for c in row["certificates"]
         )
-        if not row["certificates"]:
-            lines.append("      no certificate: cannot vote")
+        if row["cannot_vote"]:
+            lines.append(f"      cannot vote: {row['cannot_vote']}")
     emit(args, rows, "\n".join(lines))
     return 0
 
@@ -319,7 +340,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     vote_id = service.open_vote(
         drafts, rule=args.rule, closes_at=args.closes, title=next(iter(vote_titles), ", ".join(symbols)),
         first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
-        vote_id=args.id, observers=args.observer,
+        vote_id=args.id, observers=args.observer, allow_missing=args.allow_missing,
     )
     sent, failed = send_now(service)
     queued = service.ledger.outbox("queued")
@@ -350,10 +371,17 @@ def send_now(service: Any) -> tuple[int, int]:
         return service.send()  # type: ignore[no-any-return]
 
 
-def report_text(report: Any) -> str:
+def report_text(report: Any, service: Any) -> str:
+    """What one pass did, and the outcome of each draft of a vote it closed."""
+    from voting.model import Outcome
+    from voting.record import outcome_line
+
     lines = [f"fetched {report.fetched}, decided {len(report.judgements)}, reminded {report.reminded},"
              f" closed {len(report.closed)}, sent {report.sent}, send failures {report.failed}"]
-    lines.extend(f"closed vote {vote_id}" for vote_id in report.closed)
+    for vote_id in report.closed:
+        lines.append(f"closed vote {vote_id}")
+        lines.extend(f"  {outcome_line(symbol, Outcome.from_dict(outcome))}"
+                     for symbol, outcome in (service.ledger.vote(vote_id).outcome or {}).items())
     return "\n".join(lines)
 
 
@@ -378,7 +406,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     service = service_of(args)
     with embedded_server(service.config, required=False):
         report = service.poll_once()
-    emit(args, report_json(report), report_text(report))
+    emit(args, report_json(report), report_text(report, service))
     if not report.mailbox_read:
         print("voting: the mailbox could not be read; votes past their deadline stay open (see voting status)",
               file=sys.stderr)
@@ -394,8 +422,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with embedded_server(service.config, required=True) as server:
         if server is not None:
-            print(f"embedded mail server on {server.host}:{server.port}", file=sys.stderr)
-        print(f"watching {watched(service.config)}; stop with Ctrl-C", file=sys.stderr)
+            service.log(f"embedded mail server on {server.host}:{server.port}")
+        service.log(f"watching {watched(service.config)}; stop with Ctrl-C")
         trouble = ""
         try:
             while not stop.is_set():
@@ -404,14 +432,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 except (StorageError, sqlite3.OperationalError) as error:
                     # A full disk or a ledger locked too long: nothing of it was committed; the next pass tries again.
                     if str(error) != trouble:
-                        print(f"voting: the pass stopped, and is tried again: {error}", file=sys.stderr)
+                        service.log(f"the pass stopped, and is tried again: {error}")
                     trouble = str(error)
                 else:
                     if trouble:
-                        print("voting: the ledger takes writes again; the service goes on", file=sys.stderr)
+                        service.log("the ledger takes writes again; the service goes on")
                     trouble = ""
                     if report.fetched or report.closed or report.sent or report.failed:
-                        print(report_text(report), file=sys.stderr)
+                        service.log(report_text(report, service))
                 service.wait_for_mail(min(service.config.settings.service.poll_seconds, 2.0) if server else
                                       service.config.settings.service.poll_seconds, stop)
         except KeyboardInterrupt:
@@ -431,57 +459,101 @@ def watched(config: Config) -> str:
     return str(config.inbox)
 
 
-def status_text(status: dict[str, Any]) -> str:
+def deadline_text(is_open: bool, closes_at: datetime, closed_at: datetime | None, seconds_left: int,
+                  zone: str | None) -> str:
+    """When the vote closes and how long is left, or when it closed, as people read it."""
+    if not is_open:
+        return f"closed {readable_time(closed_at or closes_at, [zone])}"
+    left = f"{time_left(seconds_left)} left" if seconds_left else "deadline passed, counted at the service's next pass"
+    return f"closes {readable_time(closes_at, [zone])} ({left})"
+
+
+def status_text(status: dict[str, Any], zone: str | None) -> str:
+    """`voting status` for one vote: who has voted, who has not yet (absent, once closed), rejections, the outbox."""
+    from voting.model import Outcome
+    from voting.record import ABSENT, NOT_YET_VOTED, outcome_line
+
+    def when(text: str) -> str:
+        return readable_time(datetime.fromisoformat(text), [zone])
+
+    is_open = status["state"] == "open"
+    closed_at = datetime.fromisoformat(status["closed_at"]) if status["closed_at"] else None
     lines = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]] + [
         f"{status['title']} [{status['vote']}]  rule {status['rule']}  {status['state'].upper()}",
-        f"closes {status['closes_at']}" + (f" ({status['seconds_left'] // 60} min left)" if status["state"] == "open" else ""),
+        deadline_text(is_open, datetime.fromisoformat(status["closes_at"]), closed_at, status["seconds_left"], zone),
         f"voted ({len(status['voted'])}): "
         + (", ".join(f"{code} {' '.join(f'{s}={c}' for s, c in choices.items())}" for code, choices in status["voted"].items()) or "-"),
-        f"not voted ({len(status['not_voted'])}): {', '.join(status['not_voted']) or '-'}",
+        f"{NOT_YET_VOTED if is_open else ABSENT} ({len(status['not_voted'])}): {', '.join(status['not_voted']) or '-'}",
     ]
     if status["rejected"]:
         lines.append(f"rejected ({len(status['rejected'])}):")
-        lines.extend(f"  {r['received_at']} {r['code'] or 'unknown sender'}: {r['reason']}" for r in status["rejected"])
+        lines.extend(f"  {when(r['received_at'])} {r['code'] or 'unknown sender'}: {r['reason']}" for r in status["rejected"])
     if status["outcome"]:
-        lines.extend(
-            f"{symbol}: {'ADOPTED' if o['adopted'] else 'NOT ADOPTED'} — {o['reason']}" for symbol, o in status["outcome"].items()
-        )
+        lines.extend(outcome_line(symbol, Outcome.from_dict(o)) for symbol, o in status["outcome"].items())
     outbox = status["outbox"]
     lines.append(f"outbox: {outbox['queued']} queued, {outbox['sent']} sent, {outbox['failed']} failed")
     lines.extend(f"  retrying: {r['message_id']} after {r['attempts']} attempts: {r['error']}"
                  for r in status.get("outbox_retrying", []))
     lines.extend(f"  failed: {f['message_id']} to {', '.join(f['recipients'])}: {f['error']}" for f in status["outbox_failures"])
     if status.get("mailbox"):
-        lines.append(mailbox_text(status["mailbox"]))
+        lines.append(mailbox_text(status["mailbox"], when))
     if status["storage"]["full"]:
         lines.append(f"storage: FULL, {status['storage']['free_bytes']} bytes free at {status['storage']['where']}:"
                      " mail is refused (451) and nothing is recorded until space is freed; the service then resumes")
     return "\n".join(lines)
 
 
-def mailbox_text(mailbox: dict[str, Any]) -> str:
+def mailbox_text(mailbox: dict[str, Any], when: Callable[[str], str]) -> str:
     if mailbox["connection"] == "local":
         return f"mailbox: {mailbox['mailbox']} (local Maildir), {mailbox['waiting']} messages waiting to be taken in"
     line = f"mailbox: {mailbox['mailbox']} {mailbox['connection']}"
     if mailbox["since"]:
-        line += f" since {mailbox['since']}"
-    line += f", last fetch {mailbox['last_fetch_at'] or 'never'}"
+        line += f" since {when(mailbox['since'])}"
+    line += f", last fetch {when(mailbox['last_fetch_at']) if mailbox['last_fetch_at'] else 'never'}"
     if mailbox["last_fetch_at"]:
         line += f" ({mailbox['last_fetch_new']} new)"
     if mailbox["last_error"]:
-        line += f"\n  last error at {mailbox['last_error_at']}: {mailbox['last_error']}"
+        line += f"\n  last error at {when(mailbox['last_error_at'])}: {mailbox['last_error']}"
     return line
+
+
+WATCH_SECONDS = 2.0
+"""How often `voting status --watch` redraws: a ballot the service has taken in shows within this."""
+
+CLEAR_SCREEN = "\033[H\033[2J"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     service = service_of(args)
-    votes = [args.vote] if args.vote else [v.id for v in service.ledger.votes()]
-    if not votes:
-        emit(args, [], "No votes yet.")
-        return 0
-    statuses = [service.status(vote_id) for vote_id in votes]
-    emit(args, statuses[0] if args.vote else statuses, "\n\n".join(status_text(s) for s in statuses))
+    zone = service.config.settings.secretariat.timezone
+
+    def board() -> tuple[list[dict[str, Any]], str]:
+        votes = [args.vote] if args.vote else [v.id for v in service.ledger.votes()]
+        statuses = [service.status(vote_id) for vote_id in votes]
+        return statuses, "\n\n".join(status_text(s, zone) for s in statuses) or "No votes yet."
+
+    if args.watch:
+        if args.json:
+            raise UsageError("--watch redraws a board on the terminal; for JSON, run voting status without --watch")
+        if sys.stdout.isatty():
+            return watch(board)
+        print("voting: --watch redraws only on a terminal; the status is printed once", file=sys.stderr)
+    statuses, text = board()
+    emit(args, statuses[0] if args.vote else statuses, text)
     return 1 if any(s["damaged"] for s in statuses) else 0
+
+
+def watch(board: Callable[[], tuple[Any, str]]) -> int:
+    """Redraw the board every WATCH_SECONDS until Ctrl-C, which ends it normally."""
+    try:
+        while True:
+            now = readable_time(datetime.now(UTC).replace(microsecond=0))
+            sys.stdout.write(f"{CLEAR_SCREEN}voting status at {now}; Ctrl-C to stop\n\n{board()[1]}\n")
+            sys.stdout.flush()
+            time.sleep(WATCH_SECONDS)
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -497,12 +569,48 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if damage else 0
 
 
+def cmd_votes(args: argparse.Namespace) -> int:
+    """Every vote: its state, rule, deadline and turnout, and the outcome of a closed one."""
+    from voting.ledger import utc_text
+
+    service = service_of(args)
+    zone = service.config.settings.secretariat.timezone
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for vote in service.ledger.votes():
+        board = service.board(vote.id)
+        voted = sum(1 for row in board.rows if row.received_at)
+        seconds_left = max(0, int((vote.closes_at - now).total_seconds()))
+        rows.append({"vote": vote.id, "title": vote.title, "state": "open" if vote.is_open else "closed",
+                     "rule": vote.rule, "closes_at": utc_text(vote.closes_at),
+                     "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
+                     "voted": voted, "delegations": len(board.rows), "outcome": vote.outcome})
+        adopted = "; ".join(f"{symbol} {'ADOPTED' if o['adopted'] else 'NOT ADOPTED'}"
+                            for symbol, o in (vote.outcome or {}).items())
+        lines.extend([
+            f"{vote.id}  {vote.title}",
+            f"  {'OPEN' if vote.is_open else 'CLOSED'}, rule {vote.rule}, "
+            f"{deadline_text(vote.is_open, vote.closes_at, vote.closed_at, seconds_left, zone)}",
+            f"  {voted} of {len(board.rows)} delegations {'have voted' if vote.is_open else 'voted'}"
+            + (f"; {adopted}" if adopted else ""),
+        ])
+    emit(args, rows, "\n".join(lines) or "No votes yet.")
+    return 0
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     service = service_of(args)
+    if service.ledger.vote(args.vote).is_open and not confirmed(
+        args, "close", f"Close vote {args.vote} now? Ballots received after now will not count"
+    ):
+        print(f"voting: vote {args.vote} stays open", file=sys.stderr)
+        return 1
     service.close_now(args.vote)
     send_now(service)
     vote = service.ledger.vote(args.vote)
-    emit(args, {"vote": args.vote, "outcome": vote.outcome}, status_text(service.status(args.vote)))
+    emit(args, {"vote": args.vote, "outcome": vote.outcome},
+         status_text(service.status(args.vote), service.config.settings.secretariat.timezone))
     return 0
 
 
@@ -796,6 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy", action="store_true", help="3DES/SHA-1 PKCS#12 for old Outlook, macOS and gpgsm")
     p.add_argument("--keep-old", action="store_true",
                    help="keep the delegation's earlier certificates valid (by default they are retired from now)")
+    p.add_argument("--new", action="store_true", help="register a delegation not yet in the electorate")
     p.add_argument("--out", metavar="DIR|FILE.p12",
                    help="where to write the one copy of the PKCS#12 (default: handover/, never keys/)")
     p = command("request", cmd_keys_request,
@@ -831,6 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
     proofs.add_argument("--csr", metavar="REQUEST.pem", help="a certificate signing request made with the same key")
     p = command("revoke", cmd_keys_revoke, "revoke every certificate of a delegation from now on", key_commands)
     p.add_argument("code")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
     command("list", cmd_keys_list, "list delegations and certificates", key_commands)
     command("rotate-signer", cmd_keys_rotate_signer,
             "certify the secretariat's signing key anew, with the secretariat's signing role", key_commands)
@@ -849,17 +959,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-ballot-final", action="store_true", help="refuse changes of vote")
     p.add_argument("--observer", action="append", default=[], metavar="ADDR",
                    help="an address told of the vote and its results, which cannot vote (beside the electorate's)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="open even though some delegations cannot vote yet (no valid certificate); they are named")
 
     command("serve", cmd_serve, "run the service: watch the mailbox, process, close, tally, send")
     p = command("poll", cmd_poll, "one pass of the service, for cron and tests")
     p.add_argument("--once", action="store_true", help="one pass (the only mode)")
     p = command("status", cmd_status, "who has voted, who has not, what was rejected and why, time left")
     p.add_argument("vote", nargs="?")
+    p.add_argument("--watch", action="store_true",
+                   help=f"on a terminal, redraw every {WATCH_SECONDS:g} seconds as ballots arrive, until Ctrl-C")
+    command("votes", cmd_votes, "every vote: its state, rule, deadline and turnout")
     p = command("resend", cmd_resend, "send a delegation its ballot again, with the same token")
     p.add_argument("vote")
     p.add_argument("code", help="delegation code, e.g. FRA")
     p = command("close", cmd_close, "close a vote now and tally it")
     p.add_argument("vote")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (for scripts)")
     p = command("check", cmd_check, "verify the ledger: its pages, each vote's chain, decisions and raw messages")
     p.add_argument("vote", nargs="?")
     p = command("extend", cmd_extend, "move the deadline, where the rule allows")

@@ -272,6 +272,7 @@ def issue_delegation_key(
     legacy: bool = False,
     key_type: str = "rsa",
     keep_old: bool = False,
+    new: bool = False,
     out: Path | None = None,
     now: datetime | None = None,
 ) -> IssuedCredential:
@@ -281,8 +282,12 @@ def issue_delegation_key(
     directory, and its password is returned, not written: once the file is
     handed over, nothing the secretariat keeps can sign as the delegation. The
     certificate is registered as one whose key the secretariat held. `keep_old`
-    keeps earlier certificates valid, for a second mail client.
+    keeps earlier certificates valid, for a second mail client. A code not in
+    the electorate is registered only when `new` says so, and `new` is refused
+    for a code that is: a mistyped code would otherwise make a delegation, and a
+    delegation's certificates would be retired by what was meant for a new one.
     """
+    _check_new(load_electorate(config.electorate_file), code, new)
     registration = _prepare_registration(config, code, emails=[email], name=name, permanent=permanent,
                                          keep_old=keep_old, now=now)
     keys = SecretariatKeys.load(config.keys_dir, config.key_password())
@@ -300,6 +305,16 @@ def issue_delegation_key(
                           mode=0o600)
     save_electorate(config.electorate_file, electorate)
     return IssuedCredential(code, pin, p12, password, registration.retired, registration.retired_at)
+
+
+def _check_new(electorate: Electorate, code: str, new: bool) -> None:
+    existing = electorate.get(code)
+    if existing is None and not new:
+        raise UsageError(f"no delegation {code} in the electorate {electorate.name!r} (its codes: "
+                         f"{', '.join(electorate.codes) or 'none yet'}); to register a new delegation, add --new")
+    if existing is not None and new:
+        raise UsageError(f"{code} is already a delegation ({existing.name}), not a new one; without --new this issues"
+                         f" {code} a new certificate, and retires its earlier ones unless --keep-old")
 
 
 def sign_delegation_request(

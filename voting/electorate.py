@@ -223,9 +223,22 @@ def _replace(electorate: Electorate, replacement: Delegation) -> Electorate:
     return electorate.model_copy(update={"delegation": delegations})
 
 
-def _with_addresses(addresses: Sequence[str], new: Sequence[str]) -> list[str]:
-    result = list(addresses)
-    result.extend(a for a in dict.fromkeys(a.lower() for a in new) if a not in result)
+def _with_addresses(electorate: Electorate, code: str, new: Sequence[str]) -> list[str]:
+    """The delegation's addresses and the `new` ones; an address of another delegation is refused.
+
+    Ballots, receipts and results go to a delegation's addresses, and an
+    unsigned message is answered to the delegation whose address sent it: one
+    address shared by two delegations would send each the other's mail.
+    """
+    wanted = list(dict.fromkeys(a.lower() for a in new))
+    for other in electorate.delegation:
+        taken = [a for a in wanted if a in other.addresses]
+        if other.code != code and taken:
+            raise UsageError(f"{taken[0]} is an address of {other.code} ({other.name}); an address belongs to one"
+                             f" delegation, so it cannot be {code}'s too")
+    existing = electorate.get(code)
+    result = list(existing.addresses if existing else ())
+    result.extend(a for a in wanted if a not in result)
     return result
 
 
@@ -240,11 +253,11 @@ def add_delegation(electorate: Electorate, code: str, name: str, *, email: str, 
     """A new delegation; for an existing code, `email` joins its addresses and the rest is kept."""
     _refuse_observers(electorate, code, [email])
     existing = electorate.get(code)
+    addresses = _with_addresses(electorate, code, [email])
     try:
         if existing is None:
-            delegation = Delegation(code=code, name=name, permanent=permanent, addresses=[email])
+            delegation = Delegation(code=code, name=name, permanent=permanent, addresses=addresses)
             return electorate.model_copy(update={"delegation": [*electorate.delegation, delegation]})
-        addresses = _with_addresses(existing.addresses, [email])
         return _replace(electorate, Delegation.model_validate({**existing.model_dump(), "addresses": addresses}))
     except ValidationError as error:
         raise UsageError(f"delegation {code!r}: {_describe(error)}") from None
@@ -289,7 +302,7 @@ def register_certificate(
         updated = Delegation.model_validate(
             {
                 **delegation.model_dump(),
-                "addresses": _with_addresses(delegation.addresses, boxes),
+                "addresses": _with_addresses(electorate, code, boxes),
                 "certificates": [*delegation.certificates, registered],
             }
         )
@@ -312,6 +325,34 @@ def revoke(electorate: Electorate, code: str, at: datetime) -> Electorate:
     return _replace(electorate, delegation.model_copy(update={"certificates": certificates}))
 
 
+def revoked_by(registered: RegisteredCertificate, at: datetime | None) -> bool:
+    """Whether the certificate is revoked at `at` (at any time, without it): a revocation counts from its time on."""
+    return registered.revoked and (at is None or registered.revoked_at is None or registered.revoked_at <= at)
+
+
+NO_ADDRESS = "no address"
+
+
+def why_cannot_vote(delegation: Delegation, at: datetime) -> str | None:
+    """Why no ballot of the delegation could be sent or counted at `at`, or None when one can."""
+    if not delegation.addresses:
+        return NO_ADDRESS
+    if not delegation.certificates:
+        return "no certificate"
+    standing = [c for c in delegation.certificates if not revoked_by(c, at)]
+    if not standing:
+        return "every certificate revoked"
+    certificates = [load_pem_certificate(c.pem) for c in standing]
+    if not any(c.not_valid_before_utc <= at < c.not_valid_after_utc for c in certificates):
+        return "no certificate valid now (expired, or not yet valid)"
+    return None
+
+
+def unable_to_vote(electorate: Electorate, at: datetime) -> dict[str, str]:
+    """Each delegation that cannot vote at `at`, with the reason (`why_cannot_vote`)."""
+    return {d.code: why for d in electorate.delegation if (why := why_cannot_vote(d, at)) is not None}
+
+
 def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate], at: datetime | None = None) -> Trust:
     """What signature verification trusts: each registered certificate with its owner, and the CA anchors.
 
@@ -322,7 +363,7 @@ def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate], at: da
         TrustedCertificate(
             certificate=load_pem_certificate(c.pem),
             owner=d.code,
-            revoked=c.revoked and (at is None or c.revoked_at is None or c.revoked_at <= at),
+            revoked=revoked_by(c, at),
             chain_to_anchor=c.issued_by_secretariat,
         )
         for d in electorate.delegation

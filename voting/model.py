@@ -7,12 +7,13 @@ audit manifest); frozen dataclasses elsewhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -190,10 +191,14 @@ class Electorate(BaseModel):
     def _unique(self) -> Electorate:
         seen_codes: set[str] = set()
         owner_of: dict[str, str] = {}
+        address_of: dict[str, str] = {}
         for d in self.delegation:
             if d.code in seen_codes:
                 raise ValueError(f"delegation {d.code} is listed twice")
             seen_codes.add(d.code)
+            for address in d.addresses:
+                if address_of.setdefault(address, d.code) != d.code:
+                    raise ValueError(f"address {address} is registered to both {address_of[address]} and {d.code}")
             for c in d.certificates:
                 if c.sha256 in owner_of:
                     raise ValueError(
@@ -246,6 +251,11 @@ class Outcome:
     def stated(self) -> str:
         """The outcome in one sentence, as the results and the audit state it."""
         return f"{'Adopted' if self.adopted else 'Not adopted'}: {self.reason}"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        """The outcome as `as_dict` wrote it (in the ledger and in `voting status --json`)."""
+        return cls(**{**data, "vetoed_by": tuple(data["vetoed_by"])})
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -18,7 +18,11 @@ from voting.quoting import quoted_lines
 from voting.rules import RULES
 from voting.times import readable_time
 
-CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", "absent": "#777777"}
+ABSENT = "absent"
+NOT_YET_VOTED = "not yet voted"
+"""A delegation with no counted choice while the vote is open: it may still vote, so it is not absent yet."""
+
+CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", ABSENT: "#777777", NOT_YET_VOTED: "#4a6785"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class BoardRow:
     code: str
     name: str
     choices: Mapping[str, str]
-    """Draft symbol -> "yes" | "no" | "abstain" | "absent"."""
+    """Draft symbol -> "yes" | "no" | "abstain" | "absent", or "not yet voted" while the vote is open."""
     received_at: datetime | None
     explanation: str
 
@@ -73,12 +77,14 @@ def build_board(
     rejected: Sequence[RejectedMessage] = (),
     timezone: str | None = None,
     documents: Sequence[tuple[str, str, str]] = (),
+    closed: bool,
 ) -> VoteBoard:
+    missing = ABSENT if closed else NOT_YET_VOTED
     rows = tuple(
         BoardRow(
             code=d.code,
             name=d.name,
-            choices={s: str(counted.get(s, {}).get(d.code, "absent")) for s in drafts},
+            choices={s: str(counted.get(s, {}).get(d.code, missing)) for s in drafts},
             received_at=last_ballot_at.get(d.code),
             explanation=explanations.get(d.code, ""),
         )
@@ -93,7 +99,7 @@ def outcome_line(symbol: str, outcome: Outcome) -> str:
     return f"{symbol}: {'ADOPTED' if outcome.adopted else 'NOT ADOPTED'} — {outcome.reason}"
 
 
-_UNDER_SILENCE = {"no": "OBJECTION", "absent": "SILENT"}
+_UNDER_SILENCE = {"no": "OBJECTION", ABSENT: "SILENT"}
 """Under the silence procedure a no is an objection, and a member who did not reply kept silence."""
 
 
@@ -119,8 +125,8 @@ def _rule_in_words(name: str) -> str:
 
 def board_text(board: VoteBoard) -> str:
     width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
-    symbol_width = max((len(s) for s in board.drafts), default=7)
-    symbol_width = max(symbol_width, len("ABSENT"), len("NO (VETO)") if board.outcomes or _silence(board) else 0)
+    symbol_width = max([len(ABSENT.upper()), *(len(s) for s in board.drafts),
+                        *(len(_shown(board, r, s)) for r in board.rows for s in board.drafts)])
     header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
     lines = [
         f"{board.title} [{board.vote_id}]",
@@ -197,7 +203,10 @@ def record_html(board: VoteBoard, publication: Publication | None) -> str:
 
 
 def board_html(board: VoteBoard) -> str:
-    """The vote board as an HTML fragment: outcomes first, then green yes, red no, amber abstain, grey absent."""
+    """The vote board as an HTML fragment: outcomes first, then green yes, red no, amber abstain, grey absent.
+
+    While the vote is open, a delegation that has not voted is "not yet voted", in slate blue, never absent.
+    """
     e = html.escape
     pad = "padding:.35em .5em;border:2px solid #fff"
 

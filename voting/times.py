@@ -2,7 +2,8 @@
 
 The ledger and the bundle keep ISO 8601 with microseconds (`ledger.utc_text`);
 a person reads "Wednesday 8 July 2020, 12:00 UTC", and beside it the same
-instant where the reader is, when a time zone is known for them.
+instant where the reader is, when a time zone is known for them. A log line
+(`voting serve`) begins with the compact "2020-07-08T12:00:05Z", which sorts.
 """
 
 from __future__ import annotations
@@ -72,3 +73,17 @@ def parse_readable_time(text: str) -> datetime:
         if readable_time(moment) == utc_part:
             return moment
     raise ValueError(f"{text!r} is not a time such as \"Wednesday 8 July 2020, 12:00 UTC\"")
+
+
+def log_time(moment: datetime) -> str:
+    """ "2020-07-08T12:00:05Z": the compact form of a log line, which sorts and greps; never fractions."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def time_left(seconds: int) -> str:
+    """ "2 h 05 min", "12 min 30 s", "40 s": how long until a deadline, to the second under an hour."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"

@@ -22,6 +22,7 @@ from voting.mail.compose import Attachment, OutgoingMessage, signed_mail
 from voting.mail.outbox import drain
 from voting.model import Delegation, Electorate
 from voting.pki import SecretariatKeys
+from voting.times import log_time
 from voting.verdict import BALLOT, CountedBallot
 from voting.wording import Wording, wording
 
@@ -42,7 +43,12 @@ class ServiceBase:
         self.config = config
         self.clock = clock
         self.ledger = Ledger.open(config.database)
-        self.log = log or (lambda line: print(line, file=sys.stderr))
+        self.log = log or self._log_to_stderr
+
+    def _log_to_stderr(self, text: str) -> None:
+        """Each line on stderr after the time it is written, as `voting serve` shows what happens."""
+        stamp = log_time(self.clock())
+        print("".join(f"{stamp} {line}\n" for line in text.splitlines()), end="", file=sys.stderr, flush=True)
 
     def close_ledger(self) -> None:
         self.ledger.close()

@@ -191,11 +191,7 @@ class Closing(Judging):
                 if d.explanation:
                     explanations[d.code] = d.explanation
         rejected = [_rejected(d) for d in self.rejections(vote)]
-        outcomes = (
-            {s: Outcome(**{**o, "vetoed_by": tuple(o["vetoed_by"])}) for s, o in vote.outcome.items()}
-            if vote.outcome
-            else None
-        )
+        outcomes = {s: Outcome.from_dict(o) for s, o in vote.outcome.items()} if vote.outcome else None
         return build_board(
             vote_id=vote.id,
             title=vote.title,
@@ -210,4 +206,5 @@ class Closing(Judging):
             rejected=rejected,
             timezone=self.config.settings.secretariat.timezone,
             documents=[(d.symbol, d.title, d.sha256) for d in self.ledger.drafts(vote_id)],
+            closed=not vote.is_open,
         )

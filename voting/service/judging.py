@@ -22,6 +22,7 @@ from voting.reasons import Reason
 from voting.service.base import vote_electorate
 from voting.service.resending import Resending
 from voting.smime.verify import signed_sha256_of
+from voting.times import log_time
 from voting.verdict import (
     BALLOT,
     REJECTED,
@@ -202,7 +203,7 @@ class Judging(Resending):
                 self._answer(message, outer, judgement, answer_to, now)
         who = judgement.code or "unknown sender"
         what = judgement.reason.value if judgement.reason else judgement.verdict
-        self.log(f"{utc_text(message.received_at)} {message.sha256[:12]} {who}: {what}")
+        self.log(f"{message.sha256[:12]} {who}: {what}, received {log_time(message.received_at)}")
         return judgement
 
     def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView],
@@ -223,7 +224,7 @@ class Judging(Resending):
                 detail=judgement.detail.encode("utf-8", "replace").decode("utf-8"), choices={}, explanation="",
                 supersedes=None, signed_sha256=None, also_in=meant_for, now=self.clock(),
             )
-        self.log(f"{utc_text(message.received_at)} {message.sha256[:12]}: unreadable ({judgement.detail})")
+        self.log(f"{message.sha256[:12]}: unreadable ({judgement.detail}), received {log_time(message.received_at)}")
         return judgement
 
     def _answer_delegation(self, judgement: Judgement, outer: OuterHeaders, electorate: Electorate) -> Delegation | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from voting import ballot, letters, rules
+from voting.electorate import NO_ADDRESS, unable_to_vote
 from voting.errors import UsageError
 from voting.drafts import MAX_DRAFT_BYTES, draft_lines, read_draft
 from voting.ledger import DraftRecord, utc_text
@@ -51,10 +52,16 @@ class Opening(ServiceBase):
         parties_to_dispute: Mapping[str, Sequence[str]] | None = None,
         vote_id: str | None = None,
         observers: Sequence[str] = (),
+        allow_missing: bool = False,
     ) -> str:
         """Record the vote and queue one signed ballot per delegation, and the observers' notice, in one transaction.
 
         The vote's `observers` join the electorate file's in the vote's snapshot.
+
+        A delegation that cannot vote now (`electorate.why_cannot_vote`) is
+        named and the vote refused, unless `allow_missing`: then it is sent its
+        ballot all the same, and can vote once a certificate is registered.
+        One without an address is refused even so: no ballot could reach it.
         """
         now = self.clock()
         if closes_at <= now:
@@ -75,9 +82,18 @@ class Opening(ServiceBase):
         for symbol in symbols:
             rules.check(rule, electorate, quorum=quorum, parties_to_dispute=parties.get(symbol, ()))
         silence = rules.resolve(rule, electorate).silence
-        silent = [d.code for d in electorate.delegation if not d.addresses]
+        missing = unable_to_vote(electorate, now)
+        silent = [code for code, why in missing.items() if why == NO_ADDRESS]
         if silent:
             raise UsageError(f"delegations without an address cannot receive a ballot: {', '.join(silent)}")
+        if missing and not allow_missing:
+            by_reason: dict[str, list[str]] = {}
+            for code, why in missing.items():
+                by_reason.setdefault(why, []).append(code)
+            raise UsageError(
+                "these delegations cannot vote: " + "; ".join(f"{', '.join(c)} ({why})" for why, c in by_reason.items())
+                + ". Register a certificate for each (voting keys sign, issue or import), or open with --allow-missing"
+            )
         records = [self._draft_record(d, parties.get(d.symbol, ())) for d in drafts]
         with self.ledger.transaction():
             if vote_id is None:
