@@ -137,7 +137,7 @@ def test_init_keys_and_verify_mail(tmp_path: Path) -> None:
     assert france["certificates"][0]["sha256"] == json.loads(issued.stdout)["sha256"]
     again = voting("init", str(tmp_path / "d"))
     assert again.returncode == 2 and "refusing" in again.stderr
-    revoked = voting("--config", str(config), "keys", "revoke", "FRA")
+    revoked = voting("--config", str(config), "keys", "revoke", "FRA", "--yes")
     assert revoked.returncode == 0
     assert json.loads(voting("--json", "--config", str(config), "keys", "list").stdout)[1]["certificates"][0]["revoked"]
 
@@ -161,7 +161,7 @@ def test_a_delegate_replies_with_voting_reply_and_the_service_counts_it(tmp_path
     assert voting("init", str(tmp_path / "d"), "--port", str(port)).returncode == 0
     config = str(tmp_path / "d" / "config" / "voting.toml")
     issued = voting("--json", "--config", config, "keys", "issue", "FRA", "--email", "fra@delegations.example",
-                    "--name", "France", "--permanent", "--legacy")
+                    "--name", "France", "--permanent", "--legacy", "--new")
     assert issued.returncode == 0, issued.stderr
     p12 = json.loads(issued.stdout)
     draft = tmp_path / "draft.txt"
@@ -194,7 +194,7 @@ def test_a_delegate_replies_with_voting_reply_and_the_service_counts_it(tmp_path
     finally:
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=30) == 0, serve.stderr.read() if serve.stderr else ""
-    closed = voting("--json", "--config", config, "close", vote_id)
+    closed = voting("--json", "--config", config, "close", vote_id, "--yes")
     assert closed.returncode == 0, closed.stderr
     assert json.loads(closed.stdout)["outcome"]["S/2020/1"]["adopted"] is True
     polled = voting("--json", "--config", config, "poll", "--once")
@@ -262,7 +262,7 @@ def test_a_signer_made_before_the_role_is_refused_until_rotated(tmp_path: Path) 
     old = issue_signing_certificate(keys.ca, common_name="Secretariat", emails=["votes@secretariat.example"],
                                     encryption=True, key=keys.signer.key)
     (config.keys_dir / "secretariat.pem").write_text(certificate_pem(old.certificate))
-    issue = ("--config", str(config.path), "keys", "issue", "FRA", "--email", "fra@delegations.example")
+    issue = ("--config", str(config.path), "keys", "issue", "FRA", "--email", "fra@delegations.example", "--new")
     refused = voting(*issue)
     assert refused.returncode == 2 and "voting keys rotate-signer" in refused.stderr, refused.stderr
     rotated = voting("--json", "--config", str(config.path), "keys", "rotate-signer")
@@ -279,7 +279,7 @@ def test_extend_on_the_command_line(tmp_path: Path) -> None:
     draft = tmp_path / "draft.txt"
     draft.write_text("Decision under the silence procedure\n")
     opened = voting("--json", "--config", config, "open", "--draft", f"A/74/L.1={draft}", "--rule", "silence",
-                    "--closes", "2999-01-01T00:00:00Z")
+                    "--closes", "2999-01-01T00:00:00Z", "--allow-missing")
     vote_id = json.loads(opened.stdout)["vote"]
     assert vote_id == "ga-2999-0001"
     moved = voting("--config", config, "extend", vote_id, "--closes", "2999-01-04T00:00:00Z")
@@ -298,7 +298,7 @@ def test_reissuing_a_certificate_retires_the_earlier_ones(tmp_path: Path) -> Non
     assert voting("init", str(tmp_path / "d")).returncode == 0
     config = str(tmp_path / "d" / "config" / "voting.toml")
     issue = ("--json", "--config", config, "keys", "issue", "FRA", "--email", "fra@delegations.example")
-    first = json.loads(voting(*issue).stdout)
+    first = json.loads(voting(*issue, "--new").stdout)
     kept = json.loads(voting(*issue, "--keep-old").stdout)
     assert kept["retired"] == []
     second = voting(*issue[1:])
