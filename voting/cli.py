@@ -415,9 +415,9 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from voting.service import embedded_server
+    from voting.service import Service, embedded_server
 
-    service = service_of(args)
+    service = Service(config_of(args))  # its stamped lines on stderr are what serve shows, --json or not
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with embedded_server(service.config, required=True) as server:
