@@ -275,5 +275,5 @@ def test_serve_stamps_its_lines_and_prints_each_outcome_when_a_vote_closes(deplo
     text = "".join(lines)
     assert all(re.match(rf"{STAMP} ", line) for line in lines if line), text
     assert re.search(rf"{STAMP} [0-9a-f]{{12}} FRA: ballot, received {STAMP}\n", text), text
-    assert re.search(rf"{STAMP} closed vote {vote_id}\n{STAMP}   S/2020/654: NOT ADOPTED \(1 in favour, 0 against,"
-                     r" 0 abstentions, 14 absent\)", text), text
+    assert re.search(rf"{STAMP} closed vote {vote_id}\n{STAMP}   S/2020/654: NOT ADOPTED — 1 in favour, 0 against,"
+                     r" 0 abstentions, 14 absent", text), text
