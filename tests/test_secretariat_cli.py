@@ -15,14 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, voting
+from conftest import Deployment, voting, voting_on_a_terminal
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 READABLE = r"[A-Z][a-z]+day \d{1,2} [A-Z][a-z]+ \d{4}, \d\d:\d\d(:\d\d)? UTC"
 
 
 class Terminal:
-    """`voting` on a pseudo-terminal, as an operator runs it: stdin, stdout and stderr are the terminal."""
+    """`voting` on a pseudo-terminal that the test reads while it runs and interrupts, as an operator does with Ctrl-C.
+
+    (`voting_on_a_terminal` serves a command that ends by itself.)
+    """
 
     def __init__(self, *args: str) -> None:
         self.master, slave = pty.openpty()
@@ -48,9 +51,6 @@ class Terminal:
             return False
         self.output += chunk.decode("utf-8", "replace")
         return bool(chunk)
-
-    def type(self, text: str) -> None:
-        os.write(self.master, text.encode())
 
     def wait(self) -> int:
         status = self.process.wait(timeout=60)
@@ -223,31 +223,30 @@ def test_close_asks_on_a_terminal_and_a_script_must_say_yes(running: Deployment,
     scripted = voting("--config", config_of(running), "close", vote_id)
     assert scripted.returncode == 2 and "--yes" in scripted.stderr, scripted.stderr
 
-    declined = Terminal("--config", config_of(running), "close", vote_id)
-    declined.read_until(rf"Close vote {vote_id} now\? Ballots received after now will not count \[y/N\] ")
-    declined.type("n\n")
-    assert declined.wait() == 1 and "stays open" in declined.output
+    status, shown = voting_on_a_terminal("--config", config_of(running), "close", vote_id,
+                                         typed=[("[y/N]", "n")], cwd=tmp_path)
+    assert status == 1 and "stays open" in shown, shown
+    assert re.search(rf"Close vote {vote_id} now\? Ballots received after now will not count \[y/N\] ", shown), shown
     assert json.loads(voting("--json", "--config", config_of(running), "status", vote_id).stdout)["state"] == "open"
 
-    accepted = Terminal("--config", config_of(running), "close", vote_id)
-    accepted.read_until(r"\[y/N\] ")
-    accepted.type("y\n")
-    assert accepted.wait() == 0, accepted.output
-    assert "NOT ADOPTED" in accepted.output and re.search(rf"closed {READABLE}", accepted.output)
+    status, shown = voting_on_a_terminal("--config", config_of(running), "close", vote_id,
+                                         typed=[("[y/N]", "y")], cwd=tmp_path)
+    assert status == 0, shown
+    assert "NOT ADOPTED" in shown and re.search(rf"closed {READABLE}", shown)
     assert json.loads(voting("--json", "--config", config_of(running), "status", vote_id).stdout)["state"] == "closed"
 
 
-def test_keys_revoke_asks_on_a_terminal_and_a_script_must_say_yes(deployment: Deployment) -> None:
+def test_keys_revoke_asks_on_a_terminal_and_a_script_must_say_yes(deployment: Deployment, tmp_path: Path) -> None:
     def revoked() -> bool:
         listed = json.loads(voting("--json", "--config", config_of(deployment), "keys", "list").stdout)
         return all(c["revoked"] for row in listed if row["code"] == "FRA" for c in row["certificates"])
 
     scripted = voting("--config", config_of(deployment), "keys", "revoke", "FRA")
     assert scripted.returncode == 2 and "keys revoke" in scripted.stderr and "--yes" in scripted.stderr
-    declined = Terminal("--config", config_of(deployment), "keys", "revoke", "FRA")
-    declined.read_until(r"Revoke every certificate of FRA \(France\) now\? .* \[y/N\] ")
-    declined.type("\n")
-    assert declined.wait() == 1 and not revoked()
+    status, shown = voting_on_a_terminal("--config", config_of(deployment), "keys", "revoke", "FRA",
+                                         typed=[("[y/N]", "")], cwd=tmp_path)
+    assert status == 1 and not revoked(), shown
+    assert re.search(r"Revoke every certificate of FRA \(France\) now\? .* \[y/N\] ", shown), shown
     done = voting("--config", config_of(deployment), "keys", "revoke", "FRA", "--yes")
     assert done.returncode == 0 and re.search(rf"from {READABLE}$", done.stdout.strip()), done.stdout
     assert revoked()
