@@ -67,7 +67,7 @@ def test_a_vote_closed_by_two_processes_at_once_closes_once(running: Deployment,
     vote_id = open_vote(service, tmp_path, seconds=0.5)
     service.send()
     time.sleep(0.5 + MAILBOX_SETTLING.total_seconds())
-    results = race(running, ("close", vote_id), ("poll", "--once"), ("poll", "--once"))
+    results = race(running, ("close", vote_id, "--yes"), ("poll", "--once"), ("poll", "--once"))
     assert [code for code, _, _ in results] == [0, 0, 0], results
     closed = [e for e in service.ledger.events(vote_id) if e.kind == "vote-closed"]
     assert len(closed) == 1

@@ -72,7 +72,7 @@ def test_a_damaged_ledger_is_never_counted_nor_published(running: Deployment, tm
     config = str(running.config.path)
     assert voting("--config", config, "check").returncode == 0
     damage(running, change)
-    closed = voting("--config", config, "close", vote_id)
+    closed = voting("--config", config, "close", vote_id, "--yes")
     assert closed.returncode == 1, closed.stdout + closed.stderr
     assert named in closed.stderr and "Traceback" not in closed.stderr
     assert not running.config.records_dir.exists() or not list(running.config.records_dir.iterdir())
@@ -96,7 +96,7 @@ def test_a_damaged_page_is_one_line_not_a_traceback(running: Deployment, tmp_pat
     with database.open("r+b") as file:
         file.seek((root - 1) * page_size)
         file.write(b"\xff" * page_size)
-    for command in (("status", vote_id), ("check",), ("close", vote_id)):
+    for command in (("status", vote_id), ("check",), ("close", vote_id, "--yes")):
         shown = voting("--config", str(running.config.path), *command)
         assert shown.returncode != 0 and "Traceback" not in shown.stderr, shown.stderr
         said = (shown.stdout + shown.stderr).strip().splitlines()

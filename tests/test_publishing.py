@@ -77,10 +77,10 @@ def test_a_close_killed_before_its_commit_leaves_no_bundle(running: Deployment, 
 def test_a_close_that_fails_before_its_commit_leaves_no_bundle(running: Deployment, tmp_path: Path) -> None:
     service, vote_id = vote_past_its_deadline(running, tmp_path)
     fault(running, REFUSE)
-    failed = voting("--config", str(running.config.path), "close", vote_id)
+    failed = voting("--config", str(running.config.path), "close", vote_id, "--yes")
     assert failed.returncode != 0
     assert service.ledger.vote(vote_id).is_open
     assert running_records(service) == []
     fault(running, "DROP TRIGGER refuse_results;")
-    assert voting("--config", str(running.config.path), "close", vote_id).returncode == 0
+    assert voting("--config", str(running.config.path), "close", vote_id, "--yes").returncode == 0
     every_bundle_is_backed(service, vote_id)
