@@ -14,7 +14,7 @@ from email.utils import getaddresses
 from voting import letters, rules
 from voting.electorate import trust_of
 from voting.errors import StorageError
-from voting.ledger import StoredMessage, utc_text
+from voting.ledger import StoredMessage
 from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
 from voting.model import Delegation, Electorate
