@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import unicodedata
+from collections.abc import Sequence
+from typing import Any
 
 from voting.errors import UsageError
 from voting.ledger import DraftRecord
@@ -53,6 +55,11 @@ def read_draft(symbol: str, file_name: str, data: bytes, *, title: str | None,
         raise UsageError(f"{where}: this file is not text, so its title must be given: --title {symbol}=TITLE")
     return DraftRecord(symbol, chosen[:TITLE_LIMIT], text or "", hashlib.sha256(data).hexdigest(), parties,
                        file_name, media_type, data)
+
+
+def opened_entry(symbol: str, sha256: str, parties: Sequence[str]) -> dict[str, Any]:
+    """A draft as the vote-opened event records it, and as the ledger and the audit check it against that event."""
+    return {"symbol": symbol, "sha256": sha256, "parties": list(parties)}
 
 
 def draft_lines(draft: DraftRecord) -> list[str]:

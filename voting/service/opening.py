@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from voting import ballot, letters, rules
 from voting.electorate import NO_ADDRESS, unable_to_vote
 from voting.errors import UsageError
-from voting.drafts import MAX_DRAFT_BYTES, draft_lines, read_draft
+from voting.drafts import MAX_DRAFT_BYTES, draft_lines, opened_entry, read_draft
 from voting.ledger import DraftRecord, utc_text
 from voting.mail.compose import Attachment, OutgoingMessage, text_as_html
 from voting.model import Delegation, Electorate
@@ -134,8 +134,7 @@ class Opening(ServiceBase):
                     "closes_at": utc_text(closes_at),
                     "first_ballot_final": first_ballot_final,
                     "quorum": quorum,
-                    "drafts": [{"symbol": r.symbol, "sha256": r.sha256, "parties": list(r.parties_to_dispute)}
-                               for r in records],
+                    "drafts": [opened_entry(r.symbol, r.sha256, r.parties_to_dispute) for r in records],
                     "electorate_sha256": hashlib.sha256(electorate.model_dump_json().encode()).hexdigest(),
                     "ballot_tokens_sha256": tokens,
                 },
