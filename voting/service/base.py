@@ -24,7 +24,7 @@ from voting.model import Delegation, Electorate
 from voting.pki import SecretariatKeys
 from voting.times import log_time
 from voting.verdict import BALLOT, CountedBallot
-from voting.wording import Wording, wording
+from voting.wording import DEFAULT_LANGUAGE, Wording, wording
 
 Clock = Callable[[], datetime]
 
@@ -69,6 +69,10 @@ class ServiceBase:
     def _words(self, delegation: Delegation) -> Wording:
         """The delegation's language: the deployment's own catalogue (beside its configuration) before the service's."""
         return wording(delegation.language, (self.config.path.parent,))
+
+    def secretariat_words(self) -> Wording:
+        """The secretariat's language, for observers and the public record, as the deployment words it."""
+        return wording(DEFAULT_LANGUAGE, (self.config.path.parent,))
 
     def _zones(self, delegation: Delegation) -> tuple[str | None, ...]:
         """Where a letter to the delegation is read, and where the secretariat is: its times are also given there."""

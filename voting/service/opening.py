@@ -121,7 +121,7 @@ class Opening(ServiceBase):
                                           token, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
             notice = letters.observer_notice(vote_id, title, rule, closes_at, _shown(records),
-                                             (self.config.settings.secretariat.timezone,))
+                                             (self.config.settings.secretariat.timezone,), self.secretariat_words())
             for observer in electorate.observers:
                 self._write([observer], notice.subject, notice.text, text_as_html(notice.text), "notice", vote_id, now,
                             attachments=_attached(records))

@@ -55,7 +55,7 @@ class Resending(Intake):
         for vote in votes:
             self._resend(vote, delegation, now, request_id)
         if not votes:
-            letter = letters.no_open_ballot(delegation)
+            letter = letters.no_open_ballot(delegation, self._words(delegation))
             self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "receipt", None, now,
                         in_reply_to=request_id, references=[request_id] if request_id else (),
                         auto_submitted="auto-replied")
