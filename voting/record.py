@@ -56,8 +56,9 @@ class VoteBoard:
     rejected: tuple[RejectedMessage, ...] = ()
     timezone: str | None = None
     """The secretariat's time zone: its local time is shown beside UTC."""
-    documents: tuple[tuple[str, str, str], ...] = ()
-    """(symbol, title, SHA-256 of the file) per draft: what was voted on, as the ballots carried it."""
+    documents: tuple[tuple[str, str, str, str], ...] = ()
+    """(symbol, title, SHA-256 of the file, sponsors as named or "") per draft: what was voted on, as the ballots
+    carried it."""
 
     def when(self, moment: datetime | None, words: Wording = ENGLISH) -> str:
         return readable_time(moment, [self.timezone], words) if moment else "-"
@@ -77,7 +78,7 @@ def build_board(
     outcomes: Mapping[str, Outcome] | None,
     rejected: Sequence[RejectedMessage] = (),
     timezone: str | None = None,
-    documents: Sequence[tuple[str, str, str]] = (),
+    documents: Sequence[tuple[str, str, str, str]] = (),
     closed: bool,
 ) -> VoteBoard:
     missing = ABSENT if closed else NOT_YET_VOTED
@@ -130,6 +131,10 @@ def _rule_in_words(name: str) -> str:
     return f"{rule.summary} ({name})" if rule else name
 
 
+def _sponsored(sponsors: str, words: Wording, indent: str) -> list[str]:
+    return [indent + words("draft.sponsored", sponsors=sponsors)] if sponsors else []
+
+
 def _heading(key: str, words: Wording) -> str:
     """A heading of the text record: its words, then a colon as the language writes it."""
     return words("record.heading", heading=words(key))
@@ -146,7 +151,8 @@ def board_text(board: VoteBoard, words: Wording = ENGLISH) -> str:
         words("vote.rule", rule=_rule_in_words(board.rule)),
         words("vote.closes", deadline=board.when(board.closes_at, words)),
         *(["", _heading("record.drafts", words)] if board.documents else []),
-        *(line for symbol, title, sha256 in board.documents for line in (f"  {symbol}: {title}", f"    SHA-256 {sha256}")),
+        *(line for symbol, title, sha256, sponsors in board.documents
+          for line in (f"  {symbol}: {title}", *_sponsored(sponsors, words, "    "), f"    SHA-256 {sha256}")),
         "",
         header,
         "-" * len(header),
@@ -246,8 +252,9 @@ def board_html(board: VoteBoard, words: Wording = ENGLISH) -> str:
     )
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
     documents = (f"<p>{e(_heading('record.drafts', words))}</p><ul>" + "".join(
-        f"<li><b>{e(symbol)}</b>: {e(title)}<br><small>SHA-256 <code style=\"word-break:break-all\">{e(sha256)}"
-        "</code></small></li>" for symbol, title, sha256 in board.documents) + "</ul>") if board.documents else ""
+        f"<li><b>{e(symbol)}</b>: {e(title)}{''.join(f'<br>{e(line)}' for line in _sponsored(sponsors, words, ''))}"
+        f"<br><small>SHA-256 <code style=\"word-break:break-all\">{e(sha256)}</code></small></li>"
+        for symbol, title, sha256, sponsors in board.documents) + "</ul>") if board.documents else ""
     return (
         f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
         f"<p>{e(words('vote.rule', rule=_rule_in_words(board.rule)))}"

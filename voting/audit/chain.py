@@ -44,7 +44,7 @@ def parameter_check(manifest: Manifest) -> Check:
         "closes_at": utc_text(vote.closes_at),
         "first_ballot_final": vote.first_ballot_final,
         "quorum": vote.quorum,
-        "drafts": [opened_entry(d.symbol, d.sha256, d.parties) for d in manifest.drafts],
+        "drafts": [opened_entry(d.symbol, d.sha256, d.parties, d.sponsors) for d in manifest.drafts],
     }
     chained = {**{key: data.get(key) for key in stated}, "opened_at": opened.at, "closes_at": closes_at}
     differing = [key for key in stated if stated[key] != chained[key]]

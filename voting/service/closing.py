@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from voting import letters, rules
 from voting.bundle import bundles_on_commit, settle_bundles
+from voting.drafts import sponsors_shown
 from voting.errors import LedgerError, MailError, UsageError
 from voting.integrity import damage_text, vote_damage
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
@@ -196,19 +197,21 @@ class Closing(Judging):
                     explanations[d.code] = d.explanation
         rejected = [_rejected(d) for d in self.rejections(vote)]
         outcomes = {s: Outcome.from_dict(o) for s, o in vote.outcome.items()} if vote.outcome else None
+        electorate = vote_electorate(vote)
+        drafts = self.ledger.drafts(vote_id)
         return build_board(
             vote_id=vote.id,
             title=vote.title,
             rule=vote.rule,
             closes_at=vote.closes_at,
-            drafts=[d.symbol for d in self.ledger.drafts(vote_id)],
-            electorate=vote_electorate(vote),
+            drafts=[d.symbol for d in drafts],
+            electorate=electorate,
             counted=self.counted(vote, deadline),
             last_ballot_at=last_ballot_at,
             explanations=explanations,
             outcomes=outcomes,
             rejected=rejected,
             timezone=self.config.settings.secretariat.timezone,
-            documents=[(d.symbol, d.title, d.sha256) for d in self.ledger.drafts(vote_id)],
+            documents=[(d.symbol, d.title, d.sha256, sponsors_shown(d.sponsors, electorate)) for d in drafts],
             closed=not vote.is_open,
         )

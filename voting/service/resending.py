@@ -36,8 +36,9 @@ class Resending(Intake):
                 request_id: str | None = None) -> OutgoingMessage:
         """The same ballot, to the delegation's addresses as registered now, threaded under the first one."""
         first = self.ledger.ballot_message_id(vote.id, delegation.code)
+        electorate = vote_electorate(vote)
         return self._queue_ballot(vote.id, vote.title, vote.closes_at, self.ledger.drafts(vote.id),
-                                  vote.first_ballot_final, rules.resolve(vote.rule, vote_electorate(vote)).silence,
+                                  vote.first_ballot_final, rules.resolve(vote.rule, electorate).silence, electorate,
                                   delegation, self.ledger.ballot_tokens(vote.id)[delegation.code],
                                   now, in_reply_to=request_id or first,
                                   references=[ref for ref in (first, request_id) if ref])
