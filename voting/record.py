@@ -214,7 +214,7 @@ def record_body(board: VoteBoard, publication: Publication | None, words: Wordin
 
 def record_html(board: VoteBoard, publication: Publication | None, words: Wording = ENGLISH) -> str:
     """The public record as one self-contained page, readable on a phone."""
-    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, publication, words))
+    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, publication, words), words.language)
 
 
 def board_html(board: VoteBoard, words: Wording = ENGLISH) -> str:

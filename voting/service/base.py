@@ -94,7 +94,7 @@ class ServiceBase:
         attachments: Sequence[Attachment] = (),
     ) -> OutgoingMessage:
         """Sign a message from the secretariat to a delegation's registered addresses (or to given addresses: an
-        observer's) and queue it.
+        observer's) and queue it; its HTML is marked as in the delegation's language, or the secretariat's.
 
         Call inside the transaction of what the message announces.
         """
@@ -113,6 +113,7 @@ class ServiceBase:
             references=references,
             auto_submitted=auto_submitted,
             attachments=attachments,
+            language=to.language if isinstance(to, Delegation) else DEFAULT_LANGUAGE,
         )
         self.ledger.queue_mail(
             message_id=mail.message_id,
