@@ -64,7 +64,7 @@ def test_sponsors_are_named_in_the_ballots_results_record_and_status_and_audited
     fra.language = "fr"
     save_electorate(running.config.electorate_file, electorate)
     config = str(running.config.path)
-    status, stdout, stderr = open_two_drafts(running, tmp_path, "--sponsor", "S/2020/654=BEL, DEU",
+    status, stdout, stderr = open_two_drafts(running, tmp_path, "--sponsor", "S/2020/654=BEL, deu",
                                              "--sponsor", "S/2020/658=RUS")
     assert status == 0, stderr
     vote_id = json.loads(stdout)["vote"]

@@ -72,9 +72,11 @@ def opened_entry(symbol: str, sha256: str, parties: Sequence[str], sponsors: Seq
 
 
 def checked_sponsors(symbol: str, given: Sequence[str], electorate: Electorate) -> tuple[str, ...]:
-    """A draft's sponsors as recorded: each a delegation's code, or a sponsor from outside the electorate (the
-    European Commission) named in words; a code of no delegation is a mistake, never taken for a name."""
-    sponsors = tuple(dict.fromkeys(" ".join(who.split()) for who in given))
+    """A draft's sponsors as recorded: each a delegation's code (in any case), or a sponsor from outside the
+    electorate (the European Commission) named in words; a code of no delegation is a mistake, never taken for a
+    name."""
+    written = [" ".join(who.split()) for who in given]
+    sponsors = tuple(dict.fromkeys(who.upper() if electorate.get(who.upper()) else who for who in written))
     for who in sponsors:
         if not who:
             raise UsageError(f"--sponsor {symbol}: a sponsor is empty; write SYMBOL=WHO[,WHO...]")
