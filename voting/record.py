@@ -250,9 +250,12 @@ def board_html(board: VoteBoard, words: Wording = ENGLISH) -> str:
         + "</tr>"
         for r in board.rows
     )
+    def sponsored(sponsors: str) -> str:
+        return "".join(f"<br>{e(line)}" for line in _sponsored(sponsors, words, ""))
+
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
     documents = (f"<p>{e(_heading('record.drafts', words))}</p><ul>" + "".join(
-        f"<li><b>{e(symbol)}</b>: {e(title)}{''.join(f'<br>{e(line)}' for line in _sponsored(sponsors, words, ''))}"
+        f"<li><b>{e(symbol)}</b>: {e(title)}{sponsored(sponsors)}"
         f"<br><small>SHA-256 <code style=\"word-break:break-all\">{e(sha256)}</code></small></li>"
         for symbol, title, sha256, sponsors in board.documents) + "</ul>") if board.documents else ""
     return (

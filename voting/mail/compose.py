@@ -96,7 +96,8 @@ def signed_mail(
     """
     content = MIMEPart(policy=SMTP)
     content.set_content(text, charset="utf-8", cte="quoted-printable")
-    content.add_alternative(html_page(subject, html_body, language), subtype="html", charset="utf-8", cte="quoted-printable")
+    content.add_alternative(html_page(subject, html_body, language), subtype="html", charset="utf-8",
+                            cte="quoted-printable")
     for attachment in attachments:
         maintype, _, subtype = attachment.media_type.partition("/")
         content.add_attachment(attachment.content, maintype=maintype, subtype=subtype or "octet-stream",

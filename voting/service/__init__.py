@@ -82,7 +82,8 @@ class Service(Reminding):
                 for d in self.rejections(vote)
             ],
             "drafts": [{"symbol": d.symbol, "title": d.title, "sha256": d.sha256,
-                        "sponsors": [{"code": code, "name": name} for code, name in sponsor_names(d.sponsors, electorate)]}
+                        "sponsors": [{"code": code, "name": name}
+                                     for code, name in sponsor_names(d.sponsors, electorate)]}
                        for d in self.ledger.drafts(vote_id)],
             "outcome": vote.outcome,
             "outbox": self.ledger.outbox_counts(),
