@@ -28,7 +28,7 @@ SPONSORED = (
 )
 
 
-def open_with_files(running: Deployment, tmp_path: Path) -> tuple[str, Path, Path]:
+def open_with_files(running: Deployment, tmp_path: Path, *options: str) -> tuple[str, Path, Path]:
     """S/2020/654 as a PDF (titled on the command line) and S/2020/658 as text written to unsettle a reply."""
     pdf, text = tmp_path / "S-2020-654.pdf", tmp_path / "S-2020-658.txt"
     pdf.write_bytes(PDF)
@@ -36,7 +36,7 @@ def open_with_files(running: Deployment, tmp_path: Path) -> tuple[str, Path, Pat
     opened = voting("--json", "--config", str(running.config.path), "open",
                     "--draft", f"S/2020/654={pdf}", "--draft", f"S/2020/658={text}",
                     "--title", "S/2020/654=Draft resolution submitted by Belgium and Germany",
-                    "--title", "Syria", "--rule", "unsc-substantive", "--closes", "+1h")
+                    "--title", "Syria", "--rule", "unsc-substantive", "--closes", "+1h", *options)
     assert opened.returncode == 0, opened.stderr
     return json.loads(opened.stdout)["vote"], pdf, text
 

@@ -8,8 +8,9 @@ import re
 import threading
 import zipfile
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from email.message import MIMEPart
-from email.policy import SMTP
+from email.policy import SMTP, default
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
@@ -348,3 +349,64 @@ def test_an_observer_is_never_a_delegation_nor_the_secretariat(running: Deployme
         add_delegation(electorate, "PRS", "Press", email=OBSERVER, permanent=False)
     assert parse_electorate(dump_electorate(electorate)) == electorate
     assert service.ledger.votes() == []
+
+
+# -- the delegation's language ----------------------------------------------------------------
+
+
+def subjects_and_texts(deployment: Deployment, address: str) -> dict[str, str]:
+    """Each letter in the mailbox by its subject (decoded, as a mail client shows it)."""
+    return {str(message_from_bytes(raw, policy=default)["Subject"]): text_of_entity(raw).replace("\r\n", "\n")
+            for raw in inbox(deployment, address)}
+
+
+def one(letters_by_subject: dict[str, str], start: str) -> str:
+    found = [text for subject, text in letters_by_subject.items() if subject.startswith(start)]
+    assert len(found) == 1, f"{start!r} in {list(letters_by_subject)}"
+    return found[0]
+
+
+def test_a_french_delegation_receives_every_letter_in_french_and_observers_the_secretariats(
+        running: Deployment, tmp_path: Path) -> None:
+    """France reads French in the answer to a request, the reminder, the moved deadline and the results; the UK and
+    an observer read English; the lines the audit and the parser read are the same in both."""
+    electorate = load_electorate(running.config.electorate_file)
+    fra = electorate.get("FRA")
+    assert fra is not None
+    fra.language, fra.timezone = "fr", "Europe/Paris"
+    save_electorate(running.config.electorate_file, electorate.model_copy(update={"observers": [OBSERVER]}))
+    clock = Clock()
+    service = Service(running.config, clock=clock)
+    running.submit(signed(running, "FRA", "BULLETIN\n"), running.address("FRA"))
+    service.poll_once()
+    vote_id = open_vote(service, tmp_path, rule="unanimity", seconds=7 * 3600)
+    service.send()
+    clock.ahead = timedelta(hours=6, minutes=30)
+    assert service.poll_once().reminded == 15
+    service.extend(vote_id, clock() + timedelta(hours=2))
+    service.send()
+    clock.ahead = timedelta(0)
+    running.submit(running.reply("FRA", ["no"]), running.address("FRA"))
+    service.poll_once()
+    service.close_now(vote_id)
+    service.send()
+
+    french = subjects_and_texts(running, running.address("FRA"))
+    assert "Une demande signée de FRA (France) visant à recevoir ses bulletins" in one(french, "Aucun bulletin ouvert"
+                                                                                            " pour FRA")
+    reminder = one(french, "Rappel : Test vote")
+    assert f"Le vote {vote_id} (Test vote) sera clos le " in reminder and "à Paris" in reminder
+    assert "le mot BULLETIN sur une ligne à part" in reminder and f"Vote-ID: {vote_id}\n" in reminder
+    moved = one(french, "Modification de l'heure de clôture : Test vote")
+    assert "Nouvelle heure de clôture : " in moved and "Heure de clôture précédente : " in moved
+    results = one(french, f"Résultats : Test vote [{vote_id}]")
+    assert "S/2020/654: NON ADOPTÉ — " in results and "Délégation" in results and "CONTRE" in results
+    assert "FRA France" in results and "Pour vérifier vous-même ce résultat" in results
+    assert re.search(r"^Audit bundle SHA-256: [0-9a-f]{64}$", results, re.MULTILINE), "the audit reads this line"
+
+    english = subjects_and_texts(running, running.address("GBR"))
+    assert "Reminder: Test vote" in "".join(english) and "Deadline moved: Test vote" in "".join(english)
+    assert "S/2020/654: NOT ADOPTED — " in one(english, "Results: Test vote")
+    observed = subjects_and_texts(running, OBSERVER)
+    assert "Rule: unanimity" in one(observed, "Observer notice: Test vote")
+    assert "S/2020/654: NOT ADOPTED — " in one(observed, "Results: Test vote")

@@ -390,3 +390,10 @@ def test_a_deployment_adds_a_language_and_a_wrong_catalogue_is_named(running: De
         wording("de", (folder,))
     with pytest.raises(ConfigError, match=r"no wording catalogue for the language 'it' \(there are: de, en, es, fr\)"):
         wording("it", (folder,))
+    for key, line in (("reminder.how", "how = 'To vote, reply to your ballot"),
+                      ("record.subject", 'subject = "Results:'), ("no_ballot.text", 'text = "A signed request of')):
+        kept = [text for text in english.splitlines() if not text.startswith(line)]
+        (folder / "wording-pt.toml").write_text("\n".join(kept))
+        with pytest.raises(ConfigError, match=rf"wording-pt.toml: {re.escape(key)} is missing"):
+            wording("pt", (folder,))
+    assert set(wording("fr").texts) == set(wording("en").texts), "the service's own catalogues have the same keys"

@@ -451,6 +451,7 @@ def test_a_vote_waits_for_an_undecided_message_received_on_time(running: Deploym
     (1, ("    signed_sha256 TEXT,\n", "")),
     (1, ("'rejected', 'request'", "'rejected'")),
     (3, ("'rejected', 'request'", "'rejected'")),
+    (5, ("    sponsors_json TEXT NOT NULL DEFAULT '[]',\n", "")),
 ])
 def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date(tmp_path: Path, version: int,
                                                              then: tuple[str, str]) -> None:
@@ -468,4 +469,5 @@ def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date(tmp_path: Path, ver
         assert "signed_sha256" in columns
         table = ledger.db.execute("SELECT sql FROM sqlite_master WHERE name = 'decisions'").fetchone()["sql"]
         assert "'request'" in table, "a decision may be a request for the ballot"
+        assert "sponsors_json" in {row["name"] for row in ledger.db.execute("PRAGMA table_info(drafts)")}
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

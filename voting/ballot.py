@@ -16,7 +16,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value
@@ -164,9 +164,12 @@ class Ballot:
     appendix: tuple[str, ...] = ()
     """The drafts in full (`drafts.draft_lines`), after the instructions: what is voted on."""
     words: Wording = ENGLISH
-    """The delegation's language, for everything but the binding block, whose lines are the same in every ballot."""
+    """The delegation's language, for all but the lines read back (Vote-ID, token, choices): those are the same in
+    every ballot."""
     silence: bool = False
     """Under the silence procedure: a reply is needed only to object."""
+    sponsors: Mapping[str, str] = field(default_factory=dict)
+    """Draft symbol -> its sponsors as named ("France, United Kingdom"), for each draft that names any."""
 
 
 def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
@@ -192,6 +195,8 @@ def _ballot_parts(ballot: Ballot) -> tuple[list[str], list[str]]:
     offered = "[ ] OBJECT" if ballot.silence else "YES | NO | ABSTAIN"
     for symbol, title in drafts:
         block += ["", f"{symbol}: {offered}"] + ([f"    {_one_line(title)}"] if title.strip() else [])
+        if symbol in ballot.sponsors:
+            block.append(f"    {_one_line(ballot.words('draft.sponsored', sponsors=ballot.sponsors[symbol]))}")
     if not ballot.instructions:
         return block, []
     words = ballot.words

@@ -266,11 +266,12 @@ def write_record(service: Service, vote_id: str, folder: Path) -> Record:
     bundle = None if vote.is_open else published_bundle(service, vote_id, folder)
     publication = bundle.publication if bundle else None
     board = service.board(vote_id)
+    words = service.secretariat_words()
     paths = {"html": folder / f"{vote_id}.html", "text": folder / f"{vote_id}.txt"}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_file_atomically(paths["html"], record_html(board, publication).encode(), mode=0o644)
-        write_file_atomically(paths["text"], record_text(board, publication).encode(), mode=0o644)
+        write_file_atomically(paths["html"], record_html(board, publication, words).encode(), mode=0o644)
+        write_file_atomically(paths["text"], record_text(board, publication, words).encode(), mode=0o644)
     except OSError as error:
         raise UsageError(f"{folder}: cannot write the record: {error.strerror or error}") from None
     return Record(paths["html"], paths["text"], bundle)

@@ -336,11 +336,17 @@ def cmd_open(args: argparse.Namespace) -> int:
         if not separator:
             raise UsageError(f"--party {item!r}: write SYMBOL=CODE")
         parties.setdefault(symbol, []).append(code)
+    sponsors: dict[str, list[str]] = {}
+    for item in args.sponsor:
+        symbol, separator, who = item.partition("=")
+        if not separator or not symbol.strip() or not who.strip():
+            raise UsageError(f"--sponsor {item!r}: write SYMBOL=WHO[,WHO...], e.g. S/2020/654=BEL,DEU")
+        sponsors.setdefault(symbol.strip(), []).extend(who.split(","))
     service = service_of(args)
     vote_id = service.open_vote(
         drafts, rule=args.rule, closes_at=args.closes, title=next(iter(vote_titles), ", ".join(symbols)),
         first_ballot_final=args.first_ballot_final, quorum=args.quorum, parties_to_dispute=parties,
-        vote_id=args.id, observers=args.observer, allow_missing=args.allow_missing,
+        sponsors=sponsors, vote_id=args.id, observers=args.observer, allow_missing=args.allow_missing,
     )
     sent, failed = send_now(service)
     queued = service.ledger.outbox("queued")
@@ -956,6 +962,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quorum", type=int, help="members present and voting required (majority rules)")
     p.add_argument("--party", action="append", default=[], metavar="SYMBOL=CODE",
                    help="a party to the dispute, which must abstain on that (Chapter VI) draft")
+    p.add_argument("--sponsor", action="append", default=[], metavar="SYMBOL=WHO[,WHO...]",
+                   help="who put the draft forward: delegation codes, shown with their names; or, for a sponsor from"
+                        " outside the electorate, its name (European Commission)")
     p.add_argument("--first-ballot-final", action="store_true", help="refuse changes of vote")
     p.add_argument("--observer", action="append", default=[], metavar="ADDR",
                    help="an address told of the vote and its results, which cannot vote (beside the electorate's)")

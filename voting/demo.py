@@ -23,7 +23,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,8 @@ class Procedure:
     explanations: Mapping[str, str]
     mishaps: bool = False
     """A change of vote, a forged reply and a late one, as in the July 2020 round."""
+    sponsors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Draft -> who put it forward: delegation codes, or a proposer from outside the body named in words."""
 
 
 SILENCE_DRAFTS = {
@@ -109,7 +111,7 @@ PROCEDURES: Mapping[str, Procedure] = {
     "recorded": Procedure(
         "unsc-2020", "Security Council Affairs Division", "unsc", "unsc-substantive",
         "The situation in the Middle East (Syria)", DRAFTS, {DRAFT_654: VOTES_654, DRAFT_658: VOTES_658},
-        EXPLANATIONS, mishaps=True,
+        EXPLANATIONS, mishaps=True, sponsors={DRAFT_654: ("BEL", "DEU"), DRAFT_658: ("RUS",)},
     ),
     "silence": Procedure(
         "unsc-2020", "Security Council Affairs Division", "unsc", "silence",
@@ -122,6 +124,7 @@ PROCEDURES: Mapping[str, Procedure] = {
         "Written procedure of the Council", EU_DRAFTS,
         {"ST-DEMO-1": _against(("DEU", "FRA", "ITA")), "ST-DEMO-2": _against(("DEU", "FRA", "ITA", "ESP"))},
         {"ESP": "Spain cannot support the Decision in its present form."},
+        sponsors={symbol: ("European Commission",) for symbol in EU_DRAFTS},
     ),
 }
 """`voting demo --procedure NAME`."""
@@ -165,7 +168,8 @@ def run_demo(directory: Path | None, *, as_json: bool = False, procedure: str = 
     addresses = {d.code: d.addresses[0] for d in electorate.delegation}
     with embedded_server(config, required=True):
         closes_at = datetime.now(UTC) + timedelta(seconds=VOTING_SECONDS_PER_DELEGATION * len(addresses))
-        vote_id = service.open_vote(drafts, rule=chosen.rule, closes_at=closes_at, title=chosen.title)
+        vote_id = service.open_vote(drafts, rule=chosen.rule, closes_at=closes_at, title=chosen.title,
+                                    sponsors=chosen.sponsors)
         service.send()
         say(talk, f"Opened vote {vote_id} under {chosen.rule}, closing {closes_at:%H:%M:%S} UTC; ballots emailed to"
                   f" {len(addresses)} delegations")

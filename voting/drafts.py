@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 import unicodedata
+from collections.abc import Sequence
+from typing import Any
 
 from voting.errors import UsageError
 from voting.ledger import DraftRecord
+from voting.model import CODE_PATTERN, Electorate
 from voting.quoting import quoted_lines
 
 MAX_DRAFT_BYTES = 10 << 20
@@ -36,7 +40,7 @@ def _one_line(text: str) -> str:
 
 
 def read_draft(symbol: str, file_name: str, data: bytes, *, title: str | None,
-               parties: tuple[str, ...]) -> DraftRecord:
+               parties: tuple[str, ...], sponsors: tuple[str, ...] = ()) -> DraftRecord:
     """The draft to record: its title is the one given, else the first line of a text file."""
     where = f"--draft {symbol}={file_name}"
     if len(data) > MAX_DRAFT_BYTES:
@@ -52,7 +56,46 @@ def read_draft(symbol: str, file_name: str, data: bytes, *, title: str | None,
     if not chosen:
         raise UsageError(f"{where}: this file is not text, so its title must be given: --title {symbol}=TITLE")
     return DraftRecord(symbol, chosen[:TITLE_LIMIT], text or "", hashlib.sha256(data).hexdigest(), parties,
-                       file_name, media_type, data)
+                       file_name, media_type, data, sponsors)
+
+
+def opened_entry(symbol: str, sha256: str, parties: Sequence[str], sponsors: Sequence[str] = ()) -> dict[str, Any]:
+    """A draft as the vote-opened event records it, and as the ledger and the audit check it against that event.
+
+    Sponsors are stated only when there are any: an event recorded before
+    sponsors were kept reads as it always did.
+    """
+    entry: dict[str, Any] = {"symbol": symbol, "sha256": sha256, "parties": list(parties)}
+    if sponsors:
+        entry["sponsors"] = list(sponsors)
+    return entry
+
+
+def checked_sponsors(symbol: str, given: Sequence[str], electorate: Electorate) -> tuple[str, ...]:
+    """A draft's sponsors as recorded: each a delegation's code (in any case), or a sponsor from outside the
+    electorate (the European Commission) named in words; a code of no delegation is a mistake, never taken for a
+    name."""
+    written = [" ".join(who.split()) for who in given]
+    sponsors = tuple(dict.fromkeys(who.upper() if electorate.get(who.upper()) else who for who in written))
+    for who in sponsors:
+        if not who:
+            raise UsageError(f"--sponsor {symbol}: a sponsor is empty; write SYMBOL=WHO[,WHO...]")
+        if electorate.get(who) is None and re.fullmatch(CODE_PATTERN, who):
+            raise UsageError(f"--sponsor {symbol}={who}: {who} is no delegation of the electorate; a sponsor from"
+                             " outside it is named in words, e.g. European Commission")
+    return sponsors
+
+
+def sponsor_names(sponsors: Sequence[str], electorate: Electorate) -> list[tuple[str | None, str]]:
+    """(code, name) of each sponsor: a delegation's name as the electorate gives it; a sponsor from outside has
+    no code, and its name as recorded."""
+    named = [(who, electorate.get(who)) for who in sponsors]
+    return [(who, delegation.name) if delegation else (None, who) for who, delegation in named]
+
+
+def sponsors_shown(sponsors: Sequence[str], electorate: Electorate) -> str:
+    """ "France, United Kingdom": the sponsors as letters and records name them."""
+    return ", ".join(name for _, name in sponsor_names(sponsors, electorate))
 
 
 def draft_lines(draft: DraftRecord) -> list[str]:

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Container, Iterable, Sequence
 from typing import Any, Protocol
 
+from voting.drafts import opened_entry
 from voting.ledger import (
     GENESIS,
     DecisionRecord,
@@ -112,7 +113,7 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
         "first_ballot_final": vote.first_ballot_final,
         "quorum": vote.quorum,
         "electorate_sha256": hashlib.sha256(vote.electorate_json.encode()).hexdigest(),
-        "drafts": [{"symbol": d.symbol, "sha256": d.sha256, "parties": list(d.parties_to_dispute)} for d in drafts],
+        "drafts": [opened_entry(d.symbol, d.sha256, d.parties_to_dispute, d.sponsors) for d in drafts],
         "draft files": [hashlib.sha256(d.content).hexdigest() if not d.text or d.text.encode() == d.content
                         else "a text that is not its file's" for d in drafts],
     }

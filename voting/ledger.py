@@ -24,10 +24,10 @@ from typing import Any
 from voting.errors import ConfigError, LedgerError, StorageError, UsageError
 from voting.smime.verify import signed_sha256_of
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
 attributes instead, which recognise a copy whatever the encoding of its signature; 4: a decision may be a
-`request` for the ballot again, and reminders sent are kept."""
+`request` for the ballot again, and reminders sent are kept; 6: a draft keeps its sponsors."""
 GENESIS = "0" * 64
 
 SCHEMA = """
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS drafts (
     file_name TEXT NOT NULL DEFAULT '',
     media_type TEXT NOT NULL DEFAULT 'text/plain',
     content BLOB,
+    sponsors_json TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (vote_id, symbol)
 );
 CREATE TABLE IF NOT EXISTS ballots (
@@ -231,6 +232,8 @@ class DraftRecord:
     file_name: str
     media_type: str
     content: bytes
+    sponsors: tuple[str, ...] = ()
+    """Who put the draft forward: delegation codes, or names of sponsors from outside the electorate."""
 
 
 @dataclass(frozen=True)
@@ -505,7 +508,7 @@ class Ledger:
         for position, draft in enumerate(drafts):
             self.db.execute(
                 "INSERT INTO drafts (vote_id, position, symbol, title, text, sha256, parties_json, file_name,"
-                " media_type, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " media_type, content, sponsors_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     vote_id,
                     position,
@@ -517,6 +520,7 @@ class Ledger:
                     draft.file_name,
                     draft.media_type,
                     draft.content,
+                    json.dumps(list(draft.sponsors)),
                 ),
             )
 
@@ -579,7 +583,8 @@ class Ledger:
         return [
             DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])),
                         r["file_name"], r["media_type"],
-                        bytes(r["content"]) if r["content"] is not None else r["text"].encode("utf-8"))
+                        bytes(r["content"]) if r["content"] is not None else r["text"].encode("utf-8"),
+                        tuple(json.loads(r["sponsors_json"])))
             for r in rows
         ]
 
@@ -758,7 +763,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
             connection.execute("ALTER TABLE decisions DROP COLUMN signature_sha256")
         draft_columns = {row["name"] for row in connection.execute("PRAGMA table_info(drafts)")}
         for column, definition in (("file_name", "TEXT NOT NULL DEFAULT ''"),
-                                   ("media_type", "TEXT NOT NULL DEFAULT 'text/plain'"), ("content", "BLOB")):
+                                   ("media_type", "TEXT NOT NULL DEFAULT 'text/plain'"), ("content", "BLOB"),
+                                   ("sponsors_json", "TEXT NOT NULL DEFAULT '[]'")):
             if column not in draft_columns:
                 connection.execute(f"ALTER TABLE drafts ADD COLUMN {column} {definition}")
         ballots = connection.execute(

@@ -141,60 +141,57 @@ def _first_lines(text: str, count: int = 3, width: int = 200) -> str:
     return "\n".join(shown + (["…"] if len(lines) > count else []))
 
 
-def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime, zones: Sequence[str | None] = ()) -> Letter:
-    return Letter(
-        f"Deadline moved: {title} [{vote_id}]",
-        f"The deadline of vote {vote_id} ({title}) has been moved.\n\n"
-        f"New deadline: {readable_time(new, zones)}\n"
-        f"It was: {readable_time(old, zones)}\n\n"
-        "Your ballot and its token are unchanged; a ballot already recorded stands.\n",
-    )
+def deadline_moved(vote_id: str, title: str, old: datetime, new: datetime, zones: Sequence[str | None] = (),
+                   words: Wording = ENGLISH) -> Letter:
+    about = {"vote_id": vote_id, "title": title}
+    lines = [words("moved.text", **about), "",
+             words("moved.new", deadline=readable_time(new, zones, words)),
+             words("moved.old", deadline=readable_time(old, zones, words)), "",
+             words("moved.unchanged")]
+    return Letter(words("moved.subject", **about), "\n".join(lines) + "\n")
 
 
 def observer_notice(vote_id: str, title: str, rule: str, closes_at: datetime, drafts: Sequence[str],
-                    zones: Sequence[str | None] = ()) -> Letter:
+                    zones: Sequence[str | None] = (), words: Wording = ENGLISH) -> Letter:
     """What an observer is told when a vote opens: the drafts as the ballots show them (`drafts.draft_lines`),
     the rule and the deadline; never a ballot token."""
+    about = {"vote_id": vote_id, "title": title}
     lines = [
-        f"Vote {vote_id} ({title}) is open.",
+        words("observer.text", **about),
         "",
-        "You are an observer of this vote: you receive this notice and the results, and you cannot vote."
-        " Mail from your address is not counted.",
+        words("observer.role"),
         "",
         f"Vote-ID: {vote_id}",
-        f"Rule: {rule}",
-        f"Closes: {readable_time(closes_at, zones)}",
+        words("vote.rule", rule=rule),
+        words("vote.closes", deadline=readable_time(closes_at, zones, words)),
         "",
-        "The drafts voted on, in full (each file is also attached as it was circulated):",
+        words("ballot.drafts"),
         *drafts,
     ]
-    return Letter(f"Observer notice: {title} [{vote_id}]", "\n".join(lines) + "\n")
+    return Letter(words("observer.subject", **about), "\n".join(lines) + "\n")
 
 
 def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence[tuple[str, str]],
-             closes_at: datetime, zones: Sequence[str | None] = ()) -> Letter:
+             closes_at: datetime, zones: Sequence[str | None] = (), words: Wording = ENGLISH) -> Letter:
     """A reminder to a delegation that has not voted yet on the `missing` drafts (symbol, title), with what to do."""
-    deadline = readable_time(closes_at, zones)
-    drafts = "".join(f"  {symbol}: {draft_title}\n" for symbol, draft_title in missing)
-    return Letter(
-        f"Reminder: {title} [{vote_id}] closes {readable_time(closes_at)}",
-        f"Vote {vote_id} ({title}) closes {deadline}.\n\n"
-        f"No ballot of {delegation.label} is recorded yet on:\n{drafts}\n"
-        f'To vote, reply to your ballot (subject "Ballot: {title} [{vote_id}]") with a reply signed with your'
-        ' S/MIME certificate, keeping the ballot quoted, with each choice on a line of its own, for example'
-        f' "{missing[0][0]}: YES" (or NO, or ABSTAIN).\n'
-        "If you cannot find the ballot, reply to this message, signed, with the word BALLOT on a line of its own:"
-        " the same ballot is sent to you again.\n"
-        "A delegation that has not voted by the deadline is counted as absent; replies received after it are not"
-        " counted.\n\n"
-        f"Vote-ID: {vote_id}\n",
-    )
+    about = {"vote_id": vote_id, "title": title}
+    lines = [
+        words("reminder.text", deadline=readable_time(closes_at, zones, words), **about),
+        "",
+        words("reminder.not_yet", delegation=delegation.label),
+        *(f"  {symbol}: {draft_title}" for symbol, draft_title in missing),
+        "",
+        words("reminder.how", example=missing[0][0], **about),
+        words("reminder.again"),
+        words("reminder.absent"),
+        "",
+        f"Vote-ID: {vote_id}",
+    ]
+    return Letter(words("reminder.subject", deadline=readable_time(closes_at, (), words), **about),
+                  "\n".join(lines) + "\n")
 
 
-def no_open_ballot(delegation: Delegation) -> Letter:
+def no_open_ballot(delegation: Delegation, words: Wording = ENGLISH) -> Letter:
     """The answer to a request for ballots when no vote is open to the delegation."""
-    return Letter(
-        f"No open ballot for {delegation.code}",
-        f"A signed request of {delegation.label} for its ballots was received, but no vote is open to it now:"
-        " there is no ballot to send again.\n",
-    )
+    who = {"code": delegation.code, "delegation": delegation.label}
+    return Letter(words("no_ballot.subject", **who), words("no_ballot.text", **who) + "\n")

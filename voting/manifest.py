@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 
 from voting.model import Choice, Electorate
 from voting.pki import SECRETARIAT_SIGNING
@@ -69,6 +77,19 @@ class DraftEntry(_Strict):
     parties: list[str] = Field(description="Parties to a dispute, who must abstain on this draft")
     file_name: str = Field(description="The file's name as circulated, attached to every ballot")
     media_type: str = Field(description="The file's media type: text/plain, application/pdf, ...")
+    sponsors: list[str] = Field(
+        default_factory=list,
+        description="Who put the draft forward, as the vote-opened event records it: delegation codes of the "
+        "electorate snapshot, or names of sponsors from outside it; absent when none were named",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_no_sponsors(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A draft without sponsors is written as before sponsors were kept, byte for byte."""
+        written: dict[str, Any] = handler(self)
+        if not self.sponsors:
+            written.pop("sponsors", None)
+        return written
 
 
 class ElectorateInfo(_Strict):

@@ -17,6 +17,7 @@ from voting.publication import Publication
 from voting.quoting import quoted_lines
 from voting.rules import RULES
 from voting.times import readable_time
+from voting.wording import ENGLISH, Wording
 
 ABSENT = "absent"
 NOT_YET_VOTED = "not yet voted"
@@ -55,11 +56,12 @@ class VoteBoard:
     rejected: tuple[RejectedMessage, ...] = ()
     timezone: str | None = None
     """The secretariat's time zone: its local time is shown beside UTC."""
-    documents: tuple[tuple[str, str, str], ...] = ()
-    """(symbol, title, SHA-256 of the file) per draft: what was voted on, as the ballots carried it."""
+    documents: tuple[tuple[str, str, str, str], ...] = ()
+    """(symbol, title, SHA-256 of the file, sponsors as named or "") per draft: what was voted on, as the ballots
+    carried it."""
 
-    def when(self, moment: datetime | None) -> str:
-        return readable_time(moment, [self.timezone]) if moment else "-"
+    def when(self, moment: datetime | None, words: Wording = ENGLISH) -> str:
+        return readable_time(moment, [self.timezone], words) if moment else "-"
 
 
 def build_board(
@@ -76,7 +78,7 @@ def build_board(
     outcomes: Mapping[str, Outcome] | None,
     rejected: Sequence[RejectedMessage] = (),
     timezone: str | None = None,
-    documents: Sequence[tuple[str, str, str]] = (),
+    documents: Sequence[tuple[str, str, str, str]] = (),
     closed: bool,
 ) -> VoteBoard:
     missing = ABSENT if closed else NOT_YET_VOTED
@@ -94,12 +96,18 @@ def build_board(
                      tuple(documents))
 
 
-def outcome_line(symbol: str, outcome: Outcome) -> str:
-    """The outcome stated once: the verdict, then the count and why it decides."""
-    return f"{symbol}: {'ADOPTED' if outcome.adopted else 'NOT ADOPTED'} — {outcome.reason}"
+def _verdict(outcome: Outcome, words: Wording) -> str:
+    return words("record.adopted" if outcome.adopted else "record.not_adopted")
 
 
-_UNDER_SILENCE = {"no": "OBJECTION", ABSENT: "SILENT"}
+def outcome_line(symbol: str, outcome: Outcome, words: Wording = ENGLISH) -> str:
+    """The outcome stated once: the verdict, then the count and why it decides (as the rule recorded it)."""
+    return f"{symbol}: {_verdict(outcome, words)} — {outcome.reason}"
+
+
+_CHOICE_WORDS = {"yes": "choices.yes", "no": "choices.no", "abstain": "choices.abstain", ABSENT: "choices.absent",
+                 NOT_YET_VOTED: "record.not_yet_voted"}
+_UNDER_SILENCE = {"no": "record.objection", ABSENT: "record.silent"}
 """Under the silence procedure a no is an objection, and a member who did not reply kept silence."""
 
 
@@ -108,14 +116,14 @@ def _silence(board: VoteBoard) -> bool:
     return rule is not None and rule.silence
 
 
-def _shown(board: VoteBoard, row: BoardRow, symbol: str) -> str:
+def _shown(board: VoteBoard, row: BoardRow, symbol: str, words: Wording) -> str:
     """A delegation's choice on a draft as the board shows it: a permanent member's decisive no is a veto."""
     choice = row.choices[symbol]
     if _silence(board):
-        return _UNDER_SILENCE.get(choice, choice.upper())
+        return words(_UNDER_SILENCE.get(choice, _CHOICE_WORDS[choice]))
     outcome = (board.outcomes or {}).get(symbol)
-    vetoed = outcome is not None and row.code in outcome.vetoed_by
-    return choice.upper() + (" (VETO)" if vetoed else "")
+    shown = words(_CHOICE_WORDS[choice])
+    return words("record.veto", choice=shown) if outcome is not None and row.code in outcome.vetoed_by else shown
 
 
 def _rule_in_words(name: str) -> str:
@@ -123,86 +131,93 @@ def _rule_in_words(name: str) -> str:
     return f"{rule.summary} ({name})" if rule else name
 
 
-def board_text(board: VoteBoard) -> str:
+def _sponsored(sponsors: str, words: Wording, indent: str) -> list[str]:
+    return [indent + words("draft.sponsored", sponsors=sponsors)] if sponsors else []
+
+
+def _heading(key: str, words: Wording) -> str:
+    """A heading of the text record: its words, then a colon as the language writes it."""
+    return words("record.heading", heading=words(key))
+
+
+def board_text(board: VoteBoard, words: Wording = ENGLISH) -> str:
     width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
-    symbol_width = max([len(ABSENT.upper()), *(len(s) for s in board.drafts),
-                        *(len(_shown(board, r, s)) for r in board.rows for s in board.drafts)])
-    header = f"{'Delegation':<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts) + "  Received"
+    symbol_width = max([len(words("choices.absent")), *(len(s) for s in board.drafts),
+                        *(len(_shown(board, r, s, words)) for r in board.rows for s in board.drafts)])
+    header = (f"{words('record.delegation'):<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts)
+              + f"  {words('record.received')}")
     lines = [
         f"{board.title} [{board.vote_id}]",
-        f"Rule: {_rule_in_words(board.rule)}",
-        f"Closes: {board.when(board.closes_at)}",
-        *(["", "Drafts voted on:"] if board.documents else []),
-        *(line for symbol, title, sha256 in board.documents for line in (f"  {symbol}: {title}", f"    SHA-256 {sha256}")),
+        words("vote.rule", rule=_rule_in_words(board.rule)),
+        words("vote.closes", deadline=board.when(board.closes_at, words)),
+        *(["", _heading("record.drafts", words)] if board.documents else []),
+        *(line for symbol, title, sha256, sponsors in board.documents
+          for line in (f"  {symbol}: {title}", *_sponsored(sponsors, words, "    "), f"    SHA-256 {sha256}")),
         "",
         header,
         "-" * len(header),
     ]
     for row in board.rows:
-        cells = "  ".join(f"{_shown(board, row, s):<{symbol_width}}" for s in board.drafts)
-        lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {board.when(row.received_at)}")
+        cells = "  ".join(f"{_shown(board, row, s, words):<{symbol_width}}" for s in board.drafts)
+        lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {board.when(row.received_at, words)}")
     if board.outcomes:
         lines.append("")
-        lines.extend(outcome_line(s, board.outcomes[s]) for s in board.drafts)
+        lines.extend(outcome_line(s, board.outcomes[s], words) for s in board.drafts)
     statements = [r for r in board.rows if r.explanation]
     if statements:
-        lines.extend(["", "Explanations of vote:"])
+        lines.extend(["", _heading("record.explanations", words)])
         for r in statements:
             lines.extend([f"  {r.code}:", *quoted_lines(r.explanation)])
     if board.rejected:
-        lines.extend(["", "Rejected messages:"])
+        lines.extend(["", _heading("record.rejected", words)])
         lines.extend(
-            f"  {board.when(m.received_at)}  {m.code or 'unknown sender'}: {m.reason}  (SHA-256 {m.sha256})"
+            f"  {board.when(m.received_at, words)}  {m.code or words('record.unknown_sender')}: {m.reason}"
+            f"  (SHA-256 {m.sha256})"
             for m in board.rejected
         )
     return "\n".join(lines) + "\n"
 
 
-HOW_TO_CHECK = (
-    "To check this result yourself: voting audit BUNDLE.zip --secretariat-cert secretariat.pem --results"
-    " RESULTS.eml, with the audit bundle named by the SHA-256 above, the secretariat's signing certificate"
-    " obtained from it directly, and the results email as you received it, saved with its headers."
-)
+def record_text(board: VoteBoard, publication: Publication | None, words: Wording = ENGLISH) -> str:
+    """The plain-text public record: the board, then where to check it (`voting audit --results` reads these lines,
+    whose labels are the same in every language)."""
+    tail = ("\n" + "".join(f"{line}\n" for line in publication.lines()) + f"\n{words('record.how_to_check')}\n"
+            if publication else f"\n{words('record.provisional')}\n")
+    return board_text(board, words) + tail
 
 
-def record_text(board: VoteBoard, publication: Publication | None) -> str:
-    """The plain-text public record: the board, then where to check it (`voting audit --results` reads these lines)."""
-    tail = ("\n" + "".join(f"{line}\n" for line in publication.lines()) + f"\n{HOW_TO_CHECK}\n" if publication else
-            "\nProvisional: the vote is still open; the audit bundle is published when it closes.\n")
-    return board_text(board) + tail
-
-
-def record_body(board: VoteBoard, publication: Publication | None) -> str:
+def record_body(board: VoteBoard, publication: Publication | None, words: Wording = ENGLISH) -> str:
     """The public record as an HTML fragment: the board, explanations, rejections, the bundle's hash."""
     e = html.escape
     statements = "".join(
         f"<li><b>{e(r.code)} {e(r.name)}</b>: {e(r.explanation)}</li>" for r in board.rows if r.explanation
     )
     rejected = "".join(
-        f"<li>{e(board.when(m.received_at))} — {e(m.code or 'unknown sender')}: <code>{e(m.reason)}</code>"
+        f"<li>{e(board.when(m.received_at, words))} — {e(m.code or words('record.unknown_sender'))}:"
+        f" <code>{e(m.reason)}</code>"
         f" <small>(SHA-256 <code style=\"word-break:break-all\">{e(m.sha256)}</code>)</small></li>"
         for m in board.rejected
     )
-    parts = [board_html(board)]
+    parts = [board_html(board, words)]
     if statements:
-        parts.append(f"<h2 style=\"font-size:1.1em\">Explanations of vote</h2><ul>{statements}</ul>")
+        parts.append(f"<h2 style=\"font-size:1.1em\">{e(words('record.explanations'))}</h2><ul>{statements}</ul>")
     if rejected:
-        parts.append(f"<h2 style=\"font-size:1.1em\">Rejected messages</h2><ul>{rejected}</ul>")
+        parts.append(f"<h2 style=\"font-size:1.1em\">{e(words('record.rejected'))}</h2><ul>{rejected}</ul>")
     parts.append(
         "".join(f"<p>{e(label)}: <code style=\"word-break:break-all\">{e(value)}</code></p>"
                 for label, _, value in (line.partition(": ") for line in publication.lines()))
-        + f"<p><small>{e(HOW_TO_CHECK)}</small></p>"
-        if publication else "<p><b>Provisional</b>: the vote is still open.</p>"
+        + f"<p><small>{e(words('record.how_to_check'))}</small></p>"
+        if publication else f"<p><b>{e(words('record.provisional'))}</b></p>"
     )
     return "".join(parts)
 
 
-def record_html(board: VoteBoard, publication: Publication | None) -> str:
+def record_html(board: VoteBoard, publication: Publication | None, words: Wording = ENGLISH) -> str:
     """The public record as one self-contained page, readable on a phone."""
-    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, publication))
+    return html_page(f"{board.title} [{board.vote_id}]", record_body(board, publication, words), words.language)
 
 
-def board_html(board: VoteBoard) -> str:
+def board_html(board: VoteBoard, words: Wording = ENGLISH) -> str:
     """The vote board as an HTML fragment: outcomes first, then green yes, red no, amber abstain, grey absent.
 
     While the vote is open, a delegation that has not voted is "not yet voted", in slate blue, never absent.
@@ -212,18 +227,19 @@ def board_html(board: VoteBoard) -> str:
 
     def cell(row: BoardRow, symbol: str) -> str:
         colour = CHOICE_COLOURS[row.choices[symbol]]
-        return f"<td style=\"background:{colour};color:#fff;text-align:center;{pad}\">{e(_shown(board, row, symbol))}</td>"
+        return (f"<td style=\"background:{colour};color:#fff;text-align:center;{pad}\">"
+                f"{e(_shown(board, row, symbol, words))}</td>")
 
     def received(moment: datetime | None) -> str:
         """Under the delegation's name, not in a column of its own: the board fits a phone's width."""
         if moment is None:
             return ""
-        return f"<br><small style=\"color:#555;font-weight:normal\">{e(board.when(moment))}</small>"
+        return f"<br><small style=\"color:#555;font-weight:normal\">{e(board.when(moment, words))}</small>"
 
     def verdict(symbol: str, outcome: Outcome) -> str:
         colour = CHOICE_COLOURS["yes" if outcome.adopted else "no"]
-        word = "ADOPTED" if outcome.adopted else "NOT ADOPTED"
-        return (f"<p style=\"border-left:.4em solid {colour};padding-left:.6em\"><b>{e(symbol)}: {word}</b>"
+        return (f"<p style=\"border-left:.4em solid {colour};padding-left:.6em\"><b>{e(symbol)}:"
+                f" {e(_verdict(outcome, words))}</b>"
                 f"<br>{e(outcome.reason)}</p>")
 
     head = "".join(f"<th style=\"{pad};font-size:.85em\">{e(s)}</th>" for s in board.drafts)
@@ -234,16 +250,22 @@ def board_html(board: VoteBoard) -> str:
         + "</tr>"
         for r in board.rows
     )
+    def sponsored(sponsors: str) -> str:
+        return "".join(f"<br>{e(line)}" for line in _sponsored(sponsors, words, ""))
+
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
-    documents = ("<p>Drafts voted on:</p><ul>" + "".join(
-        f"<li><b>{e(symbol)}</b>: {e(title)}<br><small>SHA-256 <code style=\"word-break:break-all\">{e(sha256)}"
-        "</code></small></li>" for symbol, title, sha256 in board.documents) + "</ul>") if board.documents else ""
+    documents = (f"<p>{e(_heading('record.drafts', words))}</p><ul>" + "".join(
+        f"<li><b>{e(symbol)}</b>: {e(title)}{sponsored(sponsors)}"
+        f"<br><small>SHA-256 <code style=\"word-break:break-all\">{e(sha256)}</code></small></li>"
+        for symbol, title, sha256, sponsors in board.documents) + "</ul>") if board.documents else ""
     return (
         f"<h1 style=\"font-size:1.3em\">{e(board.title)} <small>[{e(board.vote_id)}]</small></h1>"
-        f"<p>Rule: {e(_rule_in_words(board.rule))}<br>Closes: {e(board.when(board.closes_at))}</p>"
+        f"<p>{e(words('vote.rule', rule=_rule_in_words(board.rule)))}"
+        f"<br>{e(words('vote.closes', deadline=board.when(board.closes_at, words)))}</p>"
         f"{documents}{outcomes}"
         "<div style=\"overflow-x:auto\"><table style=\"border-collapse:collapse;width:100%\">"
-        f"<tr><th style=\"text-align:left;{pad}\">Delegation <small style=\"font-weight:normal\">(last ballot)</small>"
+        f"<tr><th style=\"text-align:left;{pad}\">{e(words('record.delegation'))}"
+        f" <small style=\"font-weight:normal\">{e(words('record.last_ballot'))}</small>"
         f"</th>{head}</tr>"
         f"{rows}</table></div>"
     )

@@ -76,7 +76,7 @@ def build_manifest(
         vote=info,
         drafts=[
             DraftEntry(symbol=d.symbol, title=d.title, text=d.text, sha256=d.sha256, parties=list(d.parties_to_dispute),
-                       file_name=d.file_name, media_type=d.media_type)
+                       file_name=d.file_name, media_type=d.media_type, sponsors=list(d.sponsors))
             for d in drafts
         ],
         electorate=ElectorateInfo(snapshot_json=vote.electorate_json, current=electorate),

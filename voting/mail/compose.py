@@ -54,10 +54,11 @@ def new_message_id(domain: str) -> str:
     return f"<{secrets.token_hex(16)}@{domain}>"
 
 
-def html_page(title: str, body_html: str) -> str:
-    """A self-contained HTML alternative: inline style only, no external resources."""
+def html_page(title: str, body_html: str, language: str = "en") -> str:
+    """A self-contained HTML alternative in `language` (for screen readers and hyphenation): inline style only, no
+    external resources."""
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<!DOCTYPE html><html lang=\"{html.escape(language)}\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{html.escape(title)}</title></head>"
         "<body style=\"font-family: sans-serif; max-width: 46em; margin: 1em auto; padding: 0 1em\">"
@@ -85,6 +86,7 @@ def signed_mail(
     references: Sequence[str] = (),
     auto_submitted: str = "auto-generated",
     attachments: Sequence[Attachment] = (),
+    language: str = "en",
 ) -> OutgoingMessage:
     """Build one signed message; the content is 7-bit, CRLF, so no relay can change a signed byte.
 
@@ -94,7 +96,8 @@ def signed_mail(
     """
     content = MIMEPart(policy=SMTP)
     content.set_content(text, charset="utf-8", cte="quoted-printable")
-    content.add_alternative(html_page(subject, html_body), subtype="html", charset="utf-8", cte="quoted-printable")
+    content.add_alternative(html_page(subject, html_body, language), subtype="html", charset="utf-8",
+                            cte="quoted-printable")
     for attachment in attachments:
         maintype, _, subtype = attachment.media_type.partition("/")
         content.add_attachment(attachment.content, maintype=maintype, subtype=subtype or "octet-stream",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voting.config import Config
+from voting.drafts import sponsor_names
 from voting.errors import MailError
 from voting.files import free_bytes
 from voting.integrity import vote_damage
@@ -63,6 +64,7 @@ class Service(Reminding):
         vote = self.ledger.vote(vote_id)
         now = self.clock()
         board = self.board(vote_id)
+        electorate = vote_electorate(vote)
         return {
             "vote": vote.id,
             "title": vote.title,
@@ -79,6 +81,10 @@ class Service(Reminding):
                  "detail": d.detail}
                 for d in self.rejections(vote)
             ],
+            "drafts": [{"symbol": d.symbol, "title": d.title, "sha256": d.sha256,
+                        "sponsors": [{"code": code, "name": name}
+                                     for code, name in sponsor_names(d.sponsors, electorate)]}
+                       for d in self.ledger.drafts(vote_id)],
             "outcome": vote.outcome,
             "outbox": self.ledger.outbox_counts(),
             "outbox_failures": [

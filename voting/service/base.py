@@ -24,7 +24,7 @@ from voting.model import Delegation, Electorate
 from voting.pki import SecretariatKeys
 from voting.times import log_time
 from voting.verdict import BALLOT, CountedBallot
-from voting.wording import Wording, wording
+from voting.wording import DEFAULT_LANGUAGE, Wording, wording
 
 Clock = Callable[[], datetime]
 
@@ -70,6 +70,10 @@ class ServiceBase:
         """The delegation's language: the deployment's own catalogue (beside its configuration) before the service's."""
         return wording(delegation.language, (self.config.path.parent,))
 
+    def secretariat_words(self) -> Wording:
+        """The secretariat's language, for observers and the public record, as the deployment words it."""
+        return wording(DEFAULT_LANGUAGE, (self.config.path.parent,))
+
     def _zones(self, delegation: Delegation) -> tuple[str | None, ...]:
         """Where a letter to the delegation is read, and where the secretariat is: its times are also given there."""
         return delegation.timezone, self.config.settings.secretariat.timezone
@@ -90,7 +94,7 @@ class ServiceBase:
         attachments: Sequence[Attachment] = (),
     ) -> OutgoingMessage:
         """Sign a message from the secretariat to a delegation's registered addresses (or to given addresses: an
-        observer's) and queue it.
+        observer's) and queue it; its HTML is marked as in the delegation's language, or the secretariat's.
 
         Call inside the transaction of what the message announces.
         """
@@ -109,6 +113,7 @@ class ServiceBase:
             references=references,
             auto_submitted=auto_submitted,
             attachments=attachments,
+            language=to.language if isinstance(to, Delegation) else DEFAULT_LANGUAGE,
         )
         self.ledger.queue_mail(
             message_id=mail.message_id,

@@ -7,15 +7,17 @@ from datetime import datetime, timedelta
 
 from voting import letters, rules
 from voting.bundle import bundles_on_commit, settle_bundles
+from voting.drafts import sponsors_shown
 from voting.errors import LedgerError, MailError, UsageError
 from voting.integrity import damage_text, vote_damage
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
 from voting.mail.compose import text_as_html
-from voting.model import Choice, Outcome
+from voting.model import Choice, Delegation, Outcome
 from voting.record import RejectedMessage, VoteBoard, build_board, record_body, record_text
 from voting.service.base import vote_electorate
 from voting.service.judging import Judging
 from voting.verdict import BALLOT, REJECTED, STATEMENT, counted_ballots, counted_choices, received_times
+from voting.wording import Wording
 
 MAILBOX_SETTLING = timedelta(seconds=2)
 """A mail server dates a message a moment before it shows it (a Maildir delivery sets the time, then moves
@@ -104,7 +106,8 @@ class Closing(Judging):
                 vote_id, "deadline-moved", {"from": utc_text(vote.closes_at), "to": utc_text(closes_at)}, now
             )
             for delegation in vote_electorate(vote).delegation:
-                letter = letters.deadline_moved(vote_id, vote.title, vote.closes_at, closes_at, self._zones(delegation))
+                letter = letters.deadline_moved(vote_id, vote.title, vote.closes_at, closes_at, self._zones(delegation),
+                                                self._words(delegation))
                 self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "notice", vote_id, now,
                             in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
 
@@ -142,14 +145,16 @@ class Closing(Judging):
             )
             publication = bundle_of(vote_id)
             board = self.board(vote_id)
-            text = record_text(board, publication)
+
+            def results(to: Delegation | list[str], words: Wording, in_reply_to: str | None = None) -> None:
+                self._write(to, words("record.subject", title=vote.title, vote_id=vote_id),
+                            record_text(board, publication, words), record_body(board, publication, words),
+                            "results", vote_id, now, in_reply_to=in_reply_to)
+
             for delegation in electorate.delegation:
-                self._write(delegation, f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
-                            "results", vote_id, now,
-                            in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
+                results(delegation, self._words(delegation), self.ledger.ballot_message_id(vote_id, delegation.code))
             for observer in electorate.observers:
-                self._write([observer], f"Results: {vote.title} [{vote_id}]", text, record_body(board, publication),
-                            "results", vote_id, now)
+                results([observer], self.secretariat_words())
         return outcomes
 
     def counted(self, vote: VoteRecord, deadline: datetime) -> dict[str, dict[str, Choice]]:
@@ -192,19 +197,21 @@ class Closing(Judging):
                     explanations[d.code] = d.explanation
         rejected = [_rejected(d) for d in self.rejections(vote)]
         outcomes = {s: Outcome.from_dict(o) for s, o in vote.outcome.items()} if vote.outcome else None
+        electorate = vote_electorate(vote)
+        drafts = self.ledger.drafts(vote_id)
         return build_board(
             vote_id=vote.id,
             title=vote.title,
             rule=vote.rule,
             closes_at=vote.closes_at,
-            drafts=[d.symbol for d in self.ledger.drafts(vote_id)],
-            electorate=vote_electorate(vote),
+            drafts=[d.symbol for d in drafts],
+            electorate=electorate,
             counted=self.counted(vote, deadline),
             last_ballot_at=last_ballot_at,
             explanations=explanations,
             outcomes=outcomes,
             rejected=rejected,
             timezone=self.config.settings.secretariat.timezone,
-            documents=[(d.symbol, d.title, d.sha256) for d in self.ledger.drafts(vote_id)],
+            documents=[(d.symbol, d.title, d.sha256, sponsors_shown(d.sponsors, electorate)) for d in drafts],
             closed=not vote.is_open,
         )

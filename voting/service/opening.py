@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from voting import ballot, letters, rules
 from voting.electorate import NO_ADDRESS, unable_to_vote
 from voting.errors import UsageError
-from voting.drafts import MAX_DRAFT_BYTES, draft_lines, read_draft
+from voting.drafts import MAX_DRAFT_BYTES, checked_sponsors, draft_lines, opened_entry, read_draft, sponsors_shown
 from voting.ledger import DraftRecord, utc_text
 from voting.mail.compose import Attachment, OutgoingMessage, text_as_html
 from voting.model import Delegation, Electorate
@@ -50,13 +50,16 @@ class Opening(ServiceBase):
         first_ballot_final: bool = False,
         quorum: int | None = None,
         parties_to_dispute: Mapping[str, Sequence[str]] | None = None,
+        sponsors: Mapping[str, Sequence[str]] | None = None,
         vote_id: str | None = None,
         observers: Sequence[str] = (),
         allow_missing: bool = False,
     ) -> str:
         """Record the vote and queue one signed ballot per delegation, and the observers' notice, in one transaction.
 
-        The vote's `observers` join the electorate file's in the vote's snapshot.
+        The vote's `observers` join the electorate file's in the vote's snapshot;
+        each draft's `sponsors` are delegation codes, or sponsors from outside
+        the electorate named in words (`drafts.checked_sponsors`).
 
         A delegation that cannot vote now (`electorate.why_cannot_vote`) is
         named and the vote refused, unless `allow_missing`: then it is sent its
@@ -79,6 +82,11 @@ class Opening(ServiceBase):
             unknown = [c for c in codes if electorate.get(c) is None]
             if unknown:
                 raise UsageError(f"parties to dispute {', '.join(unknown)} are not in the electorate")
+        sponsored = {symbol: checked_sponsors(symbol, who, electorate) for symbol, who in (sponsors or {}).items()}
+        for symbol in sponsored:
+            if symbol not in symbols:
+                raise UsageError(f"--sponsor {symbol}: {symbol} is not a draft of this vote"
+                                 f" (its drafts: {', '.join(symbols)})")
         for symbol in symbols:
             rules.check(rule, electorate, quorum=quorum, parties_to_dispute=parties.get(symbol, ()))
         silence = rules.resolve(rule, electorate).silence
@@ -94,7 +102,7 @@ class Opening(ServiceBase):
                 "these delegations cannot vote: " + "; ".join(f"{', '.join(c)} ({why})" for why, c in by_reason.items())
                 + ". Register a certificate for each (voting keys sign, issue or import), or open with --allow-missing"
             )
-        records = [self._draft_record(d, parties.get(d.symbol, ())) for d in drafts]
+        records = [self._draft_record(d, parties.get(d.symbol, ()), sponsored.get(d.symbol, ())) for d in drafts]
         with self.ledger.transaction():
             if vote_id is None:
                 prefix = f"{self.config.settings.secretariat.vote_prefix}-{closes_at.year}-"
@@ -117,11 +125,11 @@ class Opening(ServiceBase):
             for delegation in electorate.delegation:
                 token = ballot.new_ballot_token()
                 tokens[delegation.code] = hashlib.sha256(token.encode()).hexdigest()
-                mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, silence, delegation,
-                                          token, now)
+                mail = self._queue_ballot(vote_id, title, closes_at, records, first_ballot_final, silence, electorate,
+                                          delegation, token, now)
                 self.ledger.add_ballot(vote_id, delegation.code, token, mail.message_id)
             notice = letters.observer_notice(vote_id, title, rule, closes_at, _shown(records),
-                                             (self.config.settings.secretariat.timezone,))
+                                             (self.config.settings.secretariat.timezone,), self.secretariat_words())
             for observer in electorate.observers:
                 self._write([observer], notice.subject, notice.text, text_as_html(notice.text), "notice", vote_id, now,
                             attachments=_attached(records))
@@ -134,8 +142,7 @@ class Opening(ServiceBase):
                     "closes_at": utc_text(closes_at),
                     "first_ballot_final": first_ballot_final,
                     "quorum": quorum,
-                    "drafts": [{"symbol": r.symbol, "sha256": r.sha256, "parties": list(r.parties_to_dispute)}
-                               for r in records],
+                    "drafts": [opened_entry(r.symbol, r.sha256, r.parties_to_dispute, r.sponsors) for r in records],
                     "electorate_sha256": hashlib.sha256(electorate.model_dump_json().encode()).hexdigest(),
                     "ballot_tokens_sha256": tokens,
                 },
@@ -157,7 +164,8 @@ class Opening(ServiceBase):
             raise UsageError(f"--observer: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
     def _queue_ballot(self, vote_id: str, title: str, closes_at: datetime, drafts: Sequence[DraftRecord],
-                      first_ballot_final: bool, silence: bool, delegation: Delegation, token: str, now: datetime, *,
+                      first_ballot_final: bool, silence: bool, electorate: Electorate, delegation: Delegation,
+                      token: str, now: datetime, *,
                       in_reply_to: str | None = None, references: Sequence[str] = ()) -> OutgoingMessage:
         """Sign and queue the delegation's ballot with its token; call inside the transaction that records it."""
         content = ballot.Ballot(
@@ -167,6 +175,7 @@ class Opening(ServiceBase):
             delegation_name=delegation.name,
             closes=closes_at,
             drafts=tuple((d.symbol, d.title) for d in drafts),
+            sponsors={d.symbol: sponsors_shown(d.sponsors, electorate) for d in drafts if d.sponsors},
             title=title,
             first_ballot_final=first_ballot_final,
             zones=self._zones(delegation),
@@ -178,10 +187,10 @@ class Opening(ServiceBase):
                            ballot.render_ballot_html(content), "ballot", vote_id, now, in_reply_to=in_reply_to,
                            references=references, attachments=_attached(drafts))
 
-    def _draft_record(self, draft: DraftFile, parties: tuple[str, ...]) -> DraftRecord:
+    def _draft_record(self, draft: DraftFile, parties: tuple[str, ...], sponsors: tuple[str, ...]) -> DraftRecord:
         try:
             with draft.path.open("rb") as file:
                 data = file.read(MAX_DRAFT_BYTES + 1)
         except OSError as error:
             raise UsageError(f"--draft {draft.symbol}={draft.path}: {error.strerror}") from None
-        return read_draft(draft.symbol, draft.path.name, data, title=draft.title, parties=parties)
+        return read_draft(draft.symbol, draft.path.name, data, title=draft.title, parties=parties, sponsors=sponsors)

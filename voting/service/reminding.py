@@ -55,7 +55,7 @@ class Reminding(Closing):
             if not missing:
                 return False
             letter = letters.reminder(vote_id, vote.title, delegation, missing, vote.closes_at,
-                                      self._zones(delegation))
+                                      self._zones(delegation), self._words(delegation))
             mail = self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "reminder", vote_id,
                                now, in_reply_to=self.ledger.ballot_message_id(vote_id, delegation.code))
             self.ledger.add_reminders(vote_id, delegation.code, vote.closes_at, [name for _, name in due[:-1]], None, now)

@@ -36,8 +36,9 @@ class Resending(Intake):
                 request_id: str | None = None) -> OutgoingMessage:
         """The same ballot, to the delegation's addresses as registered now, threaded under the first one."""
         first = self.ledger.ballot_message_id(vote.id, delegation.code)
+        electorate = vote_electorate(vote)
         return self._queue_ballot(vote.id, vote.title, vote.closes_at, self.ledger.drafts(vote.id),
-                                  vote.first_ballot_final, rules.resolve(vote.rule, vote_electorate(vote)).silence,
+                                  vote.first_ballot_final, rules.resolve(vote.rule, electorate).silence, electorate,
                                   delegation, self.ledger.ballot_tokens(vote.id)[delegation.code],
                                   now, in_reply_to=request_id or first,
                                   references=[ref for ref in (first, request_id) if ref])
@@ -55,7 +56,7 @@ class Resending(Intake):
         for vote in votes:
             self._resend(vote, delegation, now, request_id)
         if not votes:
-            letter = letters.no_open_ballot(delegation)
+            letter = letters.no_open_ballot(delegation, self._words(delegation))
             self._write(delegation, letter.subject, letter.text, text_as_html(letter.text), "receipt", None, now,
                         in_reply_to=request_id, references=[request_id] if request_id else (),
                         auto_submitted="auto-replied")
