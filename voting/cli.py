@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from voting import __version__
-from voting.config import DEFAULT_CONFIG, Config, load_config
-from voting.deployment import TEMPLATES
 from voting.errors import StorageError, UsageError, VotingError
 from voting.files import read_bounded
+from voting.layout import DEFAULT_CONFIG, TEMPLATES
 from voting.publication import Publication
 from voting.times import duration, readable_time, time_left
 
 if TYPE_CHECKING:
+    from voting.config import Config
     from voting.mail.smtp import SmtpSettings
     from voting.reply import SignedReply
 
@@ -74,6 +74,8 @@ def emit(args: argparse.Namespace, document: Any, text: str) -> None:
 
 
 def config_of(args: argparse.Namespace) -> Config:
+    from voting.config import load_config
+
     return load_config(args.config)
 
 

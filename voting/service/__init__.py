@@ -10,19 +10,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voting.config import Config
 from voting.errors import MailError
 from voting.files import free_bytes
 from voting.integrity import vote_damage
 from voting.ledger import utc_text
-from voting.mail.server import MailServer
 from voting.service.base import Clock, utcnow, vote_electorate
 from voting.service.closing import MAILBOX_SETTLING
 from voting.service.opening import DraftFile
 from voting.service.reminding import Reminding
 from voting.verdict import Judgement
+
+if TYPE_CHECKING:
+    from voting.mail.server import MailServer
 
 __all__ = ["MAILBOX_SETTLING", "Clock", "DraftFile", "PassReport", "Service", "embedded_server", "utcnow",
            "vote_electorate"]
@@ -113,8 +115,11 @@ def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | 
     """Run the built-in SMTP server for the duration, when the deployment uses it.
 
     For one pass (`required=False`), a server already listening on the port,
-    such as a running `voting serve`, is used instead.
+    such as a running `voting serve`, is used instead. aiosmtpd is imported
+    here, not by the commands that only read the ledger.
     """
+    from voting.mail.server import MailServer
+
     if config.settings.smtp.kind != "embedded":
         yield None
         return
