@@ -422,7 +422,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     service = Service(config_of(args))  # its stamped lines on stderr are what serve shows, --json or not
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with embedded_server(service.config, required=True) as server:
+    with embedded_server(service.config, required=True, delivered=service.mail_delivered) as server:
         if server is not None:
             service.log(f"embedded mail server on {server.host}:{server.port}")
         service.log(f"watching {watched(service.config)}; stop with Ctrl-C")

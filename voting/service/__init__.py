@@ -7,7 +7,7 @@ Each stage lives in the module named after it (`opening`, `intake`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -111,7 +111,8 @@ class Service(Reminding):
 
 
 @contextmanager
-def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | None]:
+def embedded_server(config: Config, *, required: bool,
+                    delivered: Callable[[], None] | None = None) -> Iterator[MailServer | None]:
     """Run the built-in SMTP server for the duration, when the deployment uses it.
 
     For one pass (`required=False`), a server already listening on the port,
@@ -126,7 +127,7 @@ def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | 
     smtp = config.settings.smtp
     server = MailServer(config.resolve(config.settings.mailbox.root), host=smtp.host, port=smtp.port,
                         max_message_bytes=config.settings.service.max_message_bytes,
-                        inbox=config.settings.secretariat.address)
+                        inbox=config.settings.secretariat.address, delivered=delivered)
     try:
         server.start()
     except MailError:
