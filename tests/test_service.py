@@ -493,4 +493,6 @@ def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date(tmp_path: Path, ver
         assert "signed_sha256" in columns
         table = ledger.db.execute("SELECT sql FROM sqlite_master WHERE name = 'decisions'").fetchone()["sql"]
         assert "'request'" in table, "a decision may be a request for the ballot"
+        assert ledger.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'decisions_by_vote'").fetchone(), \
+            "a vote's decisions are found without reading every decision"
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
