@@ -322,6 +322,7 @@ def row_serve() -> list[Row]:
     """`voting serve` on its embedded server: from a ballot's submission to its receipt in the delegation's Maildir."""
     bench = unsc()
     mail_root = bench.config.resolve(bench.config.settings.mailbox.root)
+    first = bench.made  # the delegations reply in turn: reply n is the (first + n)th's
     replies = bench.replies(SERVE_BALLOTS)
     folders = [mail_root / f"{code.lower()}@delegations.example" for code in bench.codes]
     serve = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(bench.config.path), "serve"],
@@ -335,7 +336,7 @@ def row_serve() -> list[Row]:
             time.sleep(0.05)
         settings = smtp_settings(bench.config)
         for n, raw in enumerate(replies):
-            folder = folders[n % len(folders)]
+            folder = folders[(first + n) % len(folders)]
             before = receipts_in(folder)
             started = time.perf_counter()
             with SmtpConnection(settings) as connection:
