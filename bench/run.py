@@ -300,7 +300,7 @@ def row_audit() -> list[Row]:
 
     ours = median3(audit)
     bare = 1 / rsa_verify_seconds()
-    return [Row(f"`voting audit`, bundle of {messages:,} ballots", f"{ours:,.0f} msg/s",
+    return [Row(f"`voting audit`, bundle of {messages:,} ballots, {ASSEMBLY} members", f"{ours:,.0f} msg/s",
                 f"bare RSA verify {per_s(bare)}", below(ours, bare))]
 
 
