@@ -69,12 +69,12 @@ def test_a_ballot_the_embedded_server_accepts_ends_the_wait_between_passes(deplo
     """`voting serve` takes a ballot in as it is delivered, not at its next timer tick (here a minute away)."""
     write_config(deployment, service={"poll_seconds": 60})
     service = Service(deployment.config, log=lambda line: None)
-    stop = threading.Event()
-    with embedded_server(deployment.config, required=True, delivered=service.mail_delivered):
+    stop, delivered = threading.Event(), threading.Event()
+    with embedded_server(deployment.config, required=True, delivered=delivered.set):
         vote_id = open_vote(service, tmp_path)
         service.send()
         waiting = threading.Thread(target=service.wait_for_mail,
-                                   args=(deployment.config.settings.service.poll_seconds, stop))
+                                   args=(deployment.config.settings.service.poll_seconds, stop, delivered))
         waiting.start()
         try:
             deployment.submit(deployment.reply("FRA", ["yes"]), "fra@delegations.example")

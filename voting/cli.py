@@ -420,9 +420,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from voting.service import Service, embedded_server
 
     service = Service(config_of(args))  # its stamped lines on stderr are what serve shows, --json or not
-    stop = threading.Event()
+    stop, delivered = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with embedded_server(service.config, required=True, delivered=service.mail_delivered) as server:
+    with embedded_server(service.config, required=True, delivered=delivered.set) as server:
         if server is not None:
             service.log(f"embedded mail server on {server.host}:{server.port}")
         service.log(f"watching {watched(service.config)}; stop with Ctrl-C")
@@ -443,7 +443,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     if report.fetched or report.closed or report.sent or report.failed:
                         service.log(report_text(report, service))
                 service.wait_for_mail(min(service.config.settings.service.poll_seconds, 2.0) if server else
-                                      service.config.settings.service.poll_seconds, stop)
+                                      service.config.settings.service.poll_seconds, stop, delivered)
         except KeyboardInterrupt:
             pass
         finally:

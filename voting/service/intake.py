@@ -90,29 +90,24 @@ class Intake(Opening):
         self.ledger.note_fetch(mailbox.settings.label, "connected", stored, self.clock())
         return stored, True
 
-    @cached_property
-    def _delivered(self) -> threading.Event:
-        return threading.Event()
+    def wait_for_mail(self, seconds: float, stop: threading.Event, delivered: threading.Event | None = None) -> None:
+        """Between passes: IDLE on an IMAP mailbox (or wait for the next reconnect), else until `seconds` pass or
+        `delivered` is set (by the embedded mail server, once a message is in the inbox), whichever comes first.
 
-    def mail_delivered(self) -> None:
-        """The embedded mail server has put a message in the inbox (called from its thread): the wait ends now."""
-        self._delivered.set()
-
-    def wait_for_mail(self, seconds: float, stop: threading.Event) -> None:
-        """Between passes: IDLE on an IMAP mailbox (or wait for the next reconnect), else until `seconds` pass or the
-        embedded mail server delivers, whichever comes first.
-
-        The signal is cleared before the pass that follows, never after it: a
+        `delivered` is cleared before the pass that follows, never after it: a
         message delivered during that pass ends the next wait at once.
         """
         if self.config.settings.mailbox.kind == "imap":
             self._imap.wait(seconds, stop)
             return
+        if delivered is None:
+            stop.wait(seconds)
+            return
         deadline = time.monotonic() + seconds
         while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            if self._delivered.wait(min(left, STOP_CHECK_SECONDS)):
+            if delivered.wait(min(left, STOP_CHECK_SECONDS)):
                 break
-        self._delivered.clear()
+        delivered.clear()
 
     def close_mailbox(self) -> None:
         if "_imap" in self.__dict__:
