@@ -62,6 +62,27 @@ def test_port_zero_picks_a_free_port(server: MailServer) -> None:
         assert connection.recv(1024).startswith(b"220 ")
 
 
+def test_the_server_sends_its_replies_without_waiting_for_acknowledgements(server: MailServer) -> None:
+    """TCP_NODELAY on the accepted connection: Nagle's algorithm would hold a reply until the client's delayed ACK."""
+    with client(server) as smtp:
+        smtp.ehlo()
+        assert server._controller is not None and server._controller.smtpd is not None
+        accepted = server._controller.smtpd.transport.get_extra_info("socket")
+        assert accepted.getsockname() == smtp.sock.getpeername()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_a_delivery_into_the_inbox_is_signalled_and_one_to_another_address_is_not(tmp_path: Path) -> None:
+    signals: list[int] = []
+    with MailServer(tmp_path / "mail", port=0, inbox="votes@secretariat.example",
+                    delivered=lambda: signals.append(len(stored(server, "votes@secretariat.example")))) as server:
+        with client(server) as smtp:
+            smtp.sendmail("votes@secretariat.example", ["fra@delegations.example"], RAW)
+            assert signals == []
+            smtp.sendmail("fra@delegations.example", ["Votes@Secretariat.example", "gbr@delegations.example"], RAW)
+    assert signals == [1]  # once, and only once the message is in the inbox's Maildir
+
+
 def test_the_exact_bytes_land_in_the_recipients_maildir(server: MailServer) -> None:
     with client(server) as smtp:
         assert smtp.sendmail("fra@delegations.example", ["votes@secretariat.example"], RAW) == {}

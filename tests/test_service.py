@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, open_vote
+from conftest import Deployment, open_vote, write_config
 
 from voting.ballot import text_of_entity
 from voting.ledger import Ledger
 from voting.mail import maildir
 from voting.pki import create_ca, issue_signing_certificate
-from voting.service import MAILBOX_SETTLING, Service
+from voting.service import MAILBOX_SETTLING, Service, embedded_server
 
 
 def decisions(service: Service, vote_id: str | None) -> list[tuple[str | None, str, str | None]]:
@@ -61,6 +62,30 @@ def test_a_signed_reply_is_counted_acknowledged_and_tallied(running: Deployment,
     assert outcome is not None and outcome["S/2020/654"]["yes"] == 1
     assert outcome["S/2020/654"]["adopted"] is False
     assert any(b"Subject: Results" in raw for raw in running.inbox_of("CHN"))
+
+
+def test_a_ballot_the_embedded_server_accepts_ends_the_wait_between_passes(deployment: Deployment,
+                                                                          tmp_path: Path) -> None:
+    """`voting serve` takes a ballot in as it is delivered, not at its next timer tick (here a minute away)."""
+    write_config(deployment, service={"poll_seconds": 60})
+    service = Service(deployment.config, log=lambda line: None)
+    stop, delivered = threading.Event(), threading.Event()
+    with embedded_server(deployment.config, required=True, delivered=delivered.set):
+        vote_id = open_vote(service, tmp_path)
+        service.send()
+        waiting = threading.Thread(target=service.wait_for_mail,
+                                   args=(deployment.config.settings.service.poll_seconds, stop, delivered))
+        waiting.start()
+        try:
+            deployment.submit(deployment.reply("FRA", ["yes"]), "fra@delegations.example")
+            waiting.join(timeout=30)
+            assert not waiting.is_alive(), "the wait for mail went on after the ballot was delivered"
+        finally:
+            stop.set()
+            waiting.join()
+        assert service.poll_once().fetched == 1
+    assert decisions(service, vote_id) == [("FRA", "ballot", None)]
+    assert [raw for raw in deployment.inbox_of("FRA") if b"Subject: Receipt" in raw]
 
 
 def test_a_change_of_vote_supersedes_and_the_last_counts(running: Deployment, tmp_path: Path) -> None:
@@ -470,4 +495,6 @@ def test_a_ledger_of_an_earlier_schema_is_brought_up_to_date(tmp_path: Path, ver
         table = ledger.db.execute("SELECT sql FROM sqlite_master WHERE name = 'decisions'").fetchone()["sql"]
         assert "'request'" in table, "a decision may be a request for the ballot"
         assert "sponsors_json" in {row["name"] for row in ledger.db.execute("PRAGMA table_info(drafts)")}
+        assert ledger.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'decisions_by_vote'").fetchone(), \
+            "a vote's decisions are found without reading every decision"
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

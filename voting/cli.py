@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from voting import __version__
-from voting.config import DEFAULT_CONFIG, Config, load_config
-from voting.deployment import TEMPLATES
 from voting.errors import StorageError, UsageError, VotingError
 from voting.files import read_bounded
+from voting.layout import DEFAULT_CONFIG, TEMPLATES
 from voting.publication import Publication
 from voting.times import duration, readable_time, time_left
 
 if TYPE_CHECKING:
+    from voting.config import Config
     from voting.mail.smtp import SmtpSettings
     from voting.reply import SignedReply
 
@@ -74,6 +74,8 @@ def emit(args: argparse.Namespace, document: Any, text: str) -> None:
 
 
 def config_of(args: argparse.Namespace) -> Config:
+    from voting.config import load_config
+
     return load_config(args.config)
 
 
@@ -424,9 +426,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from voting.service import Service, embedded_server
 
     service = Service(config_of(args))  # its stamped lines on stderr are what serve shows, --json or not
-    stop = threading.Event()
+    stop, delivered = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with embedded_server(service.config, required=True) as server:
+    with embedded_server(service.config, required=True, delivered=delivered.set) as server:
         if server is not None:
             service.log(f"embedded mail server on {server.host}:{server.port}")
         service.log(f"watching {watched(service.config)}; stop with Ctrl-C")
@@ -447,7 +449,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     if report.fetched or report.closed or report.sent or report.failed:
                         service.log(report_text(report, service))
                 service.wait_for_mail(min(service.config.settings.service.poll_seconds, 2.0) if server else
-                                      service.config.settings.service.poll_seconds, stop)
+                                      service.config.settings.service.poll_seconds, stop, delivered)
         except KeyboardInterrupt:
             pass
         finally:

@@ -31,11 +31,11 @@ from pydantic_settings import (
 )
 
 from voting.errors import ConfigError
+from voting.layout import DEFAULT_CONFIG
 from voting.model import TimeZoneName
 from voting.times import duration
 from voting.mail.smtp import is_loopback
 
-DEFAULT_CONFIG = Path("config/voting.toml")
 ENV_PREFIX = "VOTING_"
 
 TlsMode = Literal["implicit", "starttls", "none"]

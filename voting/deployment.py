@@ -36,6 +36,7 @@ from voting.electorate import (
 )
 from voting.errors import KeyMaterialError, UsageError
 from voting.files import add_lines, read_bounded, write_file_atomically
+from voting.layout import TEMPLATES
 from voting.model import CODE_PATTERN, Electorate
 from voting.pki import (
     CA_CERTIFICATE,
@@ -57,7 +58,6 @@ from voting.pki import (
 )
 from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
-TEMPLATES = ("unsc-2020", "eu-2026")
 NOT_IN_GIT = ("secrets/", "var/", "handover/", "*.p12", "*.p12.password", "*.key")
 
 CONFIG_TEMPLATE = """\

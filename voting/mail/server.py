@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -64,6 +65,15 @@ class _MailSMTP(SMTP):
     """
 
     line_length_limit = 2**20
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Each reply leaves at once: Nagle's algorithm would hold a reply back until the client acknowledged the
+        previous one (asyncio sets TCP_NODELAY only on sockets made with an explicit IPPROTO_TCP, which an accepted
+        socket is not)."""
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -167,11 +177,14 @@ class _MaildirHandler:
         try:
             if not isinstance(raw, bytes):
                 raise TypeError("the SMTP server did not keep the original bytes")
-            for address in dict.fromkeys(recipient.lower() for recipient in envelope.rcpt_tos):
+            addresses = list(dict.fromkeys(recipient.lower() for recipient in envelope.rcpt_tos))
+            for address in addresses:
                 deliver(self._server.mailbox(address), self._server.stored_form(address, raw))
         except Exception:
             log.exception("delivery from %r to %r failed", envelope.mail_from, envelope.rcpt_tos)
             return "451 4.3.0 Local error in delivery, try again later"
+        if self._server.delivered is not None and self._server.inbox in addresses:
+            self._server.delivered()
         return "250 Message accepted for delivery"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -188,14 +201,18 @@ class MailServer:
     A message for several recipients that fails for one of them is answered
     451 after the others were delivered; the sender's retry then delivers
     those again, which the ledger's SHA-256 dedupe absorbs.
+
+    `delivered` is called, from the server's thread, once a message is in the
+    `inbox` Maildir: `voting serve` then takes it in at once.
     """
 
     def __init__(
         self, root: Path, *, host: str = "127.0.0.1", port: int = 8025, max_message_bytes: int = 25 * 2**20,
-        inbox: str | None = None,
+        inbox: str | None = None, delivered: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
         self.inbox = inbox.lower() if inbox else None
+        self.delivered = delivered
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes

@@ -7,10 +7,10 @@ Each stage lives in the module named after it (`opening`, `intake`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voting.config import Config
 from voting.drafts import sponsor_names
@@ -18,12 +18,14 @@ from voting.errors import MailError
 from voting.files import free_bytes
 from voting.integrity import vote_damage
 from voting.ledger import utc_text
-from voting.mail.server import MailServer
 from voting.service.base import Clock, utcnow, vote_electorate
 from voting.service.closing import MAILBOX_SETTLING
 from voting.service.opening import DraftFile
 from voting.service.reminding import Reminding
 from voting.verdict import Judgement
+
+if TYPE_CHECKING:
+    from voting.mail.server import MailServer
 
 __all__ = ["MAILBOX_SETTLING", "Clock", "DraftFile", "PassReport", "Service", "embedded_server", "utcnow",
            "vote_electorate"]
@@ -115,19 +117,23 @@ class Service(Reminding):
 
 
 @contextmanager
-def embedded_server(config: Config, *, required: bool) -> Iterator[MailServer | None]:
+def embedded_server(config: Config, *, required: bool,
+                    delivered: Callable[[], None] | None = None) -> Iterator[MailServer | None]:
     """Run the built-in SMTP server for the duration, when the deployment uses it.
 
     For one pass (`required=False`), a server already listening on the port,
-    such as a running `voting serve`, is used instead.
+    such as a running `voting serve`, is used instead. aiosmtpd is imported
+    here, not by the commands that only read the ledger.
     """
+    from voting.mail.server import MailServer
+
     if config.settings.smtp.kind != "embedded":
         yield None
         return
     smtp = config.settings.smtp
     server = MailServer(config.resolve(config.settings.mailbox.root), host=smtp.host, port=smtp.port,
                         max_message_bytes=config.settings.service.max_message_bytes,
-                        inbox=config.settings.secretariat.address)
+                        inbox=config.settings.secretariat.address, delivered=delivered)
     try:
         server.start()
     except MailError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -12,6 +13,10 @@ from voting.ledger import utc_text
 from voting.mail import maildir
 from voting.mail.imap import ImapError, ImapMailbox, batches, imap_settings, mailbox_label
 from voting.service.opening import Opening
+
+
+STOP_CHECK_SECONDS = 0.5
+"""How often a wait for mail looks at the stop flag, so that `voting serve` stops promptly."""
 
 
 class Intake(Opening):
@@ -85,12 +90,24 @@ class Intake(Opening):
         self.ledger.note_fetch(mailbox.settings.label, "connected", stored, self.clock())
         return stored, True
 
-    def wait_for_mail(self, seconds: float, stop: threading.Event) -> None:
-        """Between passes: IDLE on an IMAP mailbox (or wait for the next reconnect), a plain wait otherwise."""
+    def wait_for_mail(self, seconds: float, stop: threading.Event, delivered: threading.Event | None = None) -> None:
+        """Between passes: IDLE on an IMAP mailbox (or wait for the next reconnect), else until `seconds` pass or
+        `delivered` is set (by the embedded mail server, once a message is in the inbox), whichever comes first.
+
+        `delivered` is cleared before the pass that follows, never after it: a
+        message delivered during that pass ends the next wait at once.
+        """
         if self.config.settings.mailbox.kind == "imap":
             self._imap.wait(seconds, stop)
-        else:
+            return
+        if delivered is None:
             stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if delivered.wait(min(left, STOP_CHECK_SECONDS)):
+                break
+        delivered.clear()
 
     def close_mailbox(self) -> None:
         if "_imap" in self.__dict__:
