@@ -242,7 +242,7 @@ def read_signer_info(info: cms.ContentInfo, detached: bool, content: bytes) -> S
     )
 
 
-def _subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
+def subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
     """The certificate's SKI extension, and the RFC 5280 method-1 value, as a signer may use either."""
     identifiers = set()
     try:
@@ -256,10 +256,10 @@ def _subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
 def matches(identifier: core.Choice, certificate: x509.Certificate) -> bool:
     """Whether a signer or recipient identifier (issuerAndSerialNumber or a key identifier) names the certificate."""
     if identifier.name == "subject_key_identifier":
-        return bytes(identifier.chosen.native) in _subject_key_ids(certificate)
+        return bytes(identifier.chosen.native) in subject_key_ids(certificate)
     if identifier.name == "r_key_id":
         # RecipientKeyIdentifier: its first field is the subjectKeyIdentifier.
-        return bytes(identifier.chosen[0].native) in _subject_key_ids(certificate)
+        return bytes(identifier.chosen[0].native) in subject_key_ids(certificate)
     issuer_and_serial = identifier.chosen
     if issuer_and_serial["serial_number"].native != certificate.serial_number:
         return False
