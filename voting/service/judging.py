@@ -69,6 +69,22 @@ class OuterHeaders:
         )
 
 
+class PriorBallots(dict[tuple[str, str], list[PriorBallot]]):
+    """The ballots counted for each (vote, delegation), read from the ledger's index the first time a pair is asked
+    for: a pass reads those of the delegations whose mail it judges, not every ballot ever recorded."""
+
+    def __init__(self, read: Callable[[str, str], list[PriorBallot]]) -> None:
+        super().__init__()
+        self._read = read
+
+    def __missing__(self, key: tuple[str, str]) -> list[PriorBallot]:
+        found = self[key] = self._read(*key)
+        return found
+
+    def get(self, key: tuple[str, str], default: object = None) -> list[PriorBallot]:  # type: ignore[override]
+        return self[key]
+
+
 @dataclass
 class Known:
     """What judging a message rests on besides its bytes: the votes, and the ballots each delegation has cast.
@@ -78,7 +94,7 @@ class Known:
     """
 
     views: dict[str, VoteView]
-    prior: dict[tuple[str, str], list[PriorBallot]]
+    prior: PriorBallots
     version: int
 
 
@@ -119,16 +135,16 @@ class Judging(Resending):
                     continue
             if judgement is None:
                 continue
-            if judgement.counted and judgement.vote_id and judgement.code:
-                known.prior.setdefault((judgement.vote_id, judgement.code), []).append(
-                    PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
-                )
+            key = (judgement.vote_id or "", judgement.code or "")
+            if judgement.counted and key in known.prior:  # one not read yet is read with this ballot in it
+                known.prior[key].append(PriorBallot(message.id, judgement.signed_sha256 or "",
+                                                    frozenset(judgement.choices)))
             judgements.append(judgement)
         return judgements
 
     def _known(self) -> Known:
         version = self.ledger.data_version()
-        return Known(self._vote_views(), self._prior_ballots(), version)
+        return Known(self._vote_views(), PriorBallots(self._prior_ballots), version)
 
     def _decide(self, message: StoredMessage, electorate: Electorate, known: Known) -> Judgement | None:
         """Judge and record one message under the write lock; None when another process decided it first.
@@ -164,16 +180,13 @@ class Judging(Resending):
             for vote in self.ledger.votes()
         }
 
-    def _prior_ballots(self) -> dict[tuple[str, str], list[PriorBallot]]:
-        prior: dict[tuple[str, str], list[PriorBallot]] = {}
-        for vote in self.ledger.votes():
-            for d in self.ledger.decisions(vote.id):
-                if d.verdict == BALLOT and d.code:
-                    prior.setdefault((vote.id, d.code), []).append(
-                        PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
-                            self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
-                    )
-        return prior
+    def _prior_ballots(self, vote_id: str, code: str) -> list[PriorBallot]:
+        """The delegation's ballots counted in the vote, oldest first."""
+        return [
+            PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
+                self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
+            for d in self.ledger.decisions(vote_id, code) if d.verdict == BALLOT
+        ]
 
     def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate,
                 views: Mapping[str, VoteView]) -> Judgement:
