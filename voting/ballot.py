@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value
+from functools import lru_cache
 from html.parser import HTMLParser
 from types import MappingProxyType
 
@@ -280,8 +281,19 @@ class Reply:
 
 
 def _clean(line: str) -> str:
-    """The line as matched: invisible format characters (bidi marks, zero-width spaces) gone, NFC, stripped."""
+    """The line as matched: invisible format characters (bidi marks, zero-width spaces) gone, NFC, stripped.
+
+    A reply is read several times (its binding, its choices, a request), each
+    line with the lines after it: a short line is cleaned once.
+    """
+    return _clean_short(line) if len(line) <= _LINE_LIMIT else _cleaned(line)
+
+
+def _cleaned(line: str) -> str:
     return unicodedata.normalize("NFC", _INVISIBLE.sub("", line)).strip()
+
+
+_clean_short = lru_cache(maxsize=4096)(_cleaned)
 
 
 def _symbol_key(symbol: str) -> str:
