@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from email import policy as email_policy
 from email.errors import ObsoleteHeaderDefect
 from typing import Any
@@ -376,8 +376,14 @@ def _from_address(headers: Headers) -> str | None:
     values = [value for name, value in headers if name == "from"]
     if len(values) != 1 or len(values[0]) > MAX_FROM_CHARS:
         return None
+    return _address_of(values[0])
+
+
+@lru_cache(maxsize=1024)
+def _address_of(value: str) -> str | None:
+    """`_from_address` of one header value; a delegation writes the same From on every ballot, read once."""
     try:
-        parsed = email_policy.default.header_factory("from", values[0])
+        parsed = email_policy.default.header_factory("from", value)
     except Exception:  # noqa: BLE001 - any failure to read one plain address is "not exactly one address"
         return None
     if any(not isinstance(defect, ObsoleteHeaderDefect) for defect in parsed.defects):
