@@ -102,12 +102,18 @@ def _signer_identifiers(certificate: x509.Certificate) -> list[SignerIdentifier]
     return identifiers
 
 
+@functools.lru_cache(maxsize=4096)
+def _identifiers_of_pem(pem: str) -> tuple[SignerIdentifier, ...]:
+    """`_signer_identifiers` of a registered certificate, worked out once: the electorate is read every pass."""
+    return tuple(_signer_identifiers(load_pem_certificate(pem)))
+
+
 def shared_signer(electorate: Electorate) -> str | None:
     """Why two delegations' certificates could be taken for each other, or None when none can."""
     seen: dict[SignerIdentifier, tuple[str, str]] = {}
     for delegation in electorate.delegation:
         for registered in delegation.certificates:
-            for identifier in _signer_identifiers(load_pem_certificate(registered.pem)):
+            for identifier in _identifiers_of_pem(registered.pem):
                 owner, pin = seen.setdefault(identifier, (delegation.code, registered.sha256))
                 if owner != delegation.code:
                     return (
