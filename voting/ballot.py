@@ -688,6 +688,12 @@ def _names_an_explanation(file_name: str) -> bool:
     return any(stem == key or stem.startswith(key + " ") for key in _EXPLANATION_KEYS)
 
 
+@lru_cache(maxsize=1)
+def _readable_parts(entity: bytes) -> list[Part]:
+    """The entity's parts, attached messages unopened: read once for its text and again for its attachments."""
+    return parts(crlf(entity), into_messages=False)
+
+
 def attached_explanations(entity: bytes) -> list[str]:
     """The explanations of vote the delegate attached as files named for one, each as published.
 
@@ -699,7 +705,7 @@ def attached_explanations(entity: bytes) -> list[str]:
     """
     found = []
     try:
-        for part in parts(crlf(entity), into_messages=False):
+        for part in _readable_parts(entity):
             name = _file_name(part)
             if part.disposition != "attachment" or not _names_an_explanation(name):
                 continue
@@ -725,7 +731,7 @@ def text_of_entity(entity: bytes) -> str:
     """
     try:
         leaves = [
-            part for part in parts(crlf(entity), into_messages=False)
+            part for part in _readable_parts(entity)
             if part.type in ("text/plain", "text/html") and part.disposition != "attachment"
         ]
         plain = next((part for part in leaves if part.type == "text/plain"), None)
