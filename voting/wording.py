@@ -100,13 +100,20 @@ def wording(language: str = DEFAULT_LANGUAGE, folders: Sequence[Path] = ()) -> W
             except (OSError, UnicodeDecodeError) as error:
                 raise ConfigError(f"{path}: cannot read the catalogue: {error}") from None
             return _catalogue(language, text, str(path), over_english=language == DEFAULT_LANGUAGE)
-    packaged = resources.files("voting").joinpath(f"data/{name}")
-    if not packaged.is_file():
+    packaged = _packaged(name)
+    if packaged is None:
         known = sorted({p.name[8:-5] for p in resources.files("voting").joinpath("data").iterdir()
                         if p.name.startswith("wording-")} | {p.name[8:-5] for f in folders for p in f.glob("wording-*.toml")})
         raise ConfigError(f"no wording catalogue for the language {language!r} (there are: {', '.join(known)});"
                           f" add {name} to the deployment's config folder")
-    return _catalogue(language, packaged.read_text("utf-8"), name, over_english=False)
+    return _catalogue(language, packaged, name, over_english=False)
+
+
+@cache
+def _packaged(name: str) -> str | None:
+    """A catalogue that comes with the service, read once: it does not change while the service runs."""
+    packaged = resources.files("voting").joinpath(f"data/{name}")
+    return packaged.read_text("utf-8") if packaged.is_file() else None
 
 
 @lru_cache(maxsize=32)
