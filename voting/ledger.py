@@ -357,6 +357,21 @@ class Ledger:
                 raise StorageError(f"{self.path}: the ledger cannot be written: {error}") from None
             raise
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: what is written inside is undone alone on an error, the rest of the transaction kept."""
+        if not self.db.in_transaction:
+            raise LedgerError("a savepoint belongs inside a transaction")
+        self.db.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:  # SQLite may have rolled back the whole transaction already (a full disk does)
+                self.db.execute("ROLLBACK TO part")
+                self.db.execute("RELEASE part")
+            raise
+        self.db.execute("RELEASE part")
+
     def data_version(self) -> int:
         """Changes whenever another connection commits to the ledger (SQLite's `PRAGMA data_version`)."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
