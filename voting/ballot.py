@@ -422,6 +422,24 @@ def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
     )
 
 
+def _lines(text: str) -> list[str]:
+    return text[:TEXT_LIMIT].splitlines()[:LINE_LIMIT]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The vote and ballot a reply quotes: its Vote-ID and Ballot-Token, each None unless it holds exactly one."""
+
+    vote_id: str | None
+    token: str | None
+
+
+def reply_binding(text: str) -> Binding:
+    """What `parse_reply` reads as the reply's binding, without reading its choices: it finds the vote first."""
+    vote_id, token, _ = _binding(_lines(text))
+    return Binding(vote_id, token)
+
+
 def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     """Read a reply: its binding to a vote, its choices, its explanation of vote, and the first problem found.
 
@@ -439,7 +457,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     read (the service uses that to find the vote first).
     """
     by_key = _check_drafts(drafts)
-    lines = text[:TEXT_LIMIT].splitlines()[:LINE_LIMIT]
+    lines = _lines(text)
     vote_id, token, ambiguous = _binding(lines)
     problem: tuple[Reason, str] | None = None
     if ambiguous == "vote-id":
