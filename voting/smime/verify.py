@@ -85,29 +85,42 @@ class TrustIndex:
 
     A lookup gives only candidates, in the order of registration; `matches`
     still decides, so the index changes how fast a signer is found, never which.
+    A certificate whose key identifiers cannot be read is a candidate for every
+    key identifier, so that `matches` meets it and refuses as it always did.
     """
 
-    by_serial: Mapping[int, tuple[TrustedCertificate, ...]]
-    by_key_id: Mapping[bytes, tuple[TrustedCertificate, ...]]
+    registered: tuple[TrustedCertificate, ...]
+    by_serial: Mapping[int, tuple[int, ...]]
+    by_key_id: Mapping[bytes, tuple[int, ...]]
+    unreadable_key_ids: tuple[int, ...]
     by_pin: Mapping[str, TrustedCertificate]
 
     @classmethod
     def of(cls, registered: Sequence[TrustedCertificate]) -> TrustIndex:
-        by_serial: dict[int, list[TrustedCertificate]] = {}
-        by_key_id: dict[bytes, list[TrustedCertificate]] = {}
+        by_serial: dict[int, list[int]] = {}
+        by_key_id: dict[bytes, list[int]] = {}
+        unreadable: list[int] = []
         by_pin: dict[str, TrustedCertificate] = {}
-        for entry in registered:
-            by_serial.setdefault(entry.certificate.serial_number, []).append(entry)
-            for key_id in subject_key_ids(entry.certificate):
-                by_key_id.setdefault(key_id, []).append(entry)
+        for place, entry in enumerate(registered):
+            by_serial.setdefault(entry.certificate.serial_number, []).append(place)
+            try:
+                key_ids = subject_key_ids(entry.certificate)
+            except MALFORMED_DER:
+                unreadable.append(place)
+                key_ids = set()
+            for key_id in key_ids:
+                by_key_id.setdefault(key_id, []).append(place)
             by_pin.setdefault(fingerprint(entry.certificate), entry)
-        return cls({k: tuple(v) for k, v in by_serial.items()}, {k: tuple(v) for k, v in by_key_id.items()}, by_pin)
+        return cls(tuple(registered), {k: tuple(v) for k, v in by_serial.items()},
+                   {k: tuple(v) for k, v in by_key_id.items()}, tuple(unreadable), by_pin)
 
-    def candidates(self, signer_id: cms.SignerIdentifier) -> tuple[TrustedCertificate, ...]:
-        """The registered certificates the identifier may name (a superset of those it does)."""
+    def candidates(self, signer_id: cms.SignerIdentifier) -> list[TrustedCertificate]:
+        """The registered certificates the identifier may name (a superset of those it does), in registration order."""
         if signer_id.name == "subject_key_identifier":
-            return self.by_key_id.get(bytes(signer_id.chosen.native), ())
-        return self.by_serial.get(signer_id.chosen["serial_number"].native, ())
+            places = sorted({*self.by_key_id.get(bytes(signer_id.chosen.native), ()), *self.unreadable_key_ids})
+        else:
+            places = list(self.by_serial.get(signer_id.chosen["serial_number"].native, ()))
+        return [self.registered[place] for place in places]
 
 
 @dataclass(frozen=True)
