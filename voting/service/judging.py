@@ -52,8 +52,11 @@ class OuterHeaders:
 
     @classmethod
     def of(cls, raw: bytes) -> OuterHeaders:
+        head = raw[: 256 * 1024]
+        # The parser reads every line of what it is given, body included: it is given the header block only.
+        ends = [end for end in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if end >= 0]
         try:
-            headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: 256 * 1024])
+            headers = BytesHeaderParser(policy=compat32).parsebytes(head[: min(ends) + 2] if ends else head)
         except Exception:  # noqa: BLE001 - unreadable headers are simply absent
             return cls(None, None, False)
 
