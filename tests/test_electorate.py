@@ -287,6 +287,23 @@ def test_trust_of(ca: pki.Identity, france: x509.Certificate, thunderbird: Path)
     ]
 
 
+def test_trust_is_built_once_per_registrations_and_follows_each_change(
+        ca: pki.Identity, france: x509.Certificate, thunderbird: Path) -> None:
+    """The same registrations give the same trust; a revocation counts from its time on, whichever time came
+    first; a certificate registered or revoked afterwards shows at once."""
+    electorate = register_certificate(small(), "FRA", france, issued_by_secretariat=True, secretariat_held_key=True)
+    assert trust_of(electorate, [ca.certificate], WHEN) is trust_of(electorate, [ca.certificate], WHEN)
+    revoked = revoke(electorate, "FRA", WHEN)
+    before, after = WHEN - dt.timedelta(seconds=1), WHEN + dt.timedelta(seconds=1)
+    for at, expected in ((after, True), (before, False), (after, True), (None, True), (before, False)):
+        assert [t.revoked for t in trust_of(revoked, [ca.certificate], at).registered] == [expected]
+    assert [t.revoked for t in trust_of(electorate, [ca.certificate], after).registered] == [False]
+    alice = pki.load_pkcs12((thunderbird / "Alice.p12").read_bytes(), b"nss").certificate
+    more = register_certificate(electorate, "NER", alice, issued_by_secretariat=False, secretariat_held_key=False)
+    assert [t.owner for t in trust_of(more, [ca.certificate], WHEN).registered] == ["FRA", "NER"]
+    assert trust_of(more, [], WHEN).anchors == ()
+
+
 # --- one delegation's certificate never shadows another's, through the command line -----------------
 
 

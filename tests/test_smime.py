@@ -897,3 +897,47 @@ def test_the_signer_is_the_registered_certificate_the_message_carries(tmp_path: 
     assert (result.valid, result.owner, result.signer) == (True, "FRA", current.certificate)
     assert_rejected(verify_message(openssl_sign(tmp_path, retired, *identifier), trust, NOW),
                     Reason.REVOKED_CERTIFICATE)
+
+
+# ---------------------------------------------------------------- what is found once and reused
+
+
+def test_a_path_found_once_is_refused_once_its_issuer_has_expired() -> None:
+    """The span a validated path holds in is kept; a check after the CA's expiry searches again, and fails."""
+    ca = pki.create_ca("Short-lived CA", "Test", days=10)
+    signer = pki.issue_signing_certificate(ca, common_name="FRA", emails=[SENDER], days=825)
+    trust = Trust(registered=(TrustedCertificate(signer.certificate, "FRA", chain_to_anchor=True),),
+                  anchors=(ca.certificate,))
+    message = signed_by_us(signer)
+    now = datetime.now(UTC)
+    assert verify_message(message, trust, now).valid
+    assert verify_message(message, trust, now + timedelta(days=1)).valid
+    assert_rejected(verify_message(message, trust, now + timedelta(days=20)), Reason.UNTRUSTED_CHAIN)
+    assert verify_message(message, trust, now).valid
+    assert_rejected(verify_message(message, trust, ca.certificate.not_valid_before_utc - timedelta(days=1)),
+                    Reason.CERTIFICATE_NOT_YET_VALID)
+
+
+def test_a_failed_path_is_searched_again_under_another_anchor(fra: Identity) -> None:
+    """Nothing about one anchor's failure is carried over to another trust: the right anchor still admits it."""
+    stranger = make_ca("Stranger CA")
+    registered = (TrustedCertificate(fra.certificate, "FRA", chain_to_anchor=True),)
+    assert_rejected(verify_message(signed_by_us(fra), Trust(registered, anchors=(stranger.certificate,)), NOW),
+                    Reason.UNTRUSTED_CHAIN)
+    assert verify_message(signed_by_us(fra), Trust(registered, anchors=(fra.issuer,)), NOW).valid
+    assert_rejected(verify_message(signed_by_us(fra), Trust(registered, anchors=(stranger.certificate,)), NOW),
+                    Reason.UNTRUSTED_CHAIN)
+
+
+def test_the_index_finds_each_signer_among_many_registered(fra: Identity, tmp_path: Path) -> None:
+    """Among other registered certificates, by issuer and serial and by key identifier, the signer is the one found."""
+    others = tuple(TrustedCertificate(make_identity(f"d{i}@delegations.example").certificate, f"D{i}")
+                   for i in range(5))
+    trust = Trust(registered=(*others, TrustedCertificate(fra.certificate, "FRA")))
+    by_serial = verify_message(signed_by_us(fra), trust, NOW)
+    assert (by_serial.valid, by_serial.owner) == (True, "FRA")
+    by_key_id = verify_message(openssl_sign(tmp_path, fra, "-keyid"), trust, NOW)
+    assert (by_key_id.valid, by_key_id.owner) == (True, "FRA")
+    revoked = Trust(registered=(*others, TrustedCertificate(fra.certificate, "FRA", revoked=True)))
+    assert_rejected(verify_message(signed_by_us(fra), revoked, NOW), Reason.REVOKED_CERTIFICATE)
+    assert_rejected(verify_message(signed_by_us(fra), Trust(registered=others), NOW), Reason.UNKNOWN_SIGNER)

@@ -64,3 +64,35 @@ def test_whatever_fails_while_recording_becomes_a_recorded_rejection(running: De
     status = json.loads(voting("--json", "--config", str(running.config.path), "status", vote_id).stdout)
     assert [r["reason"] for r in status["rejected"]] == ["unreadable"], status["rejected"]
     assert any("unreadable" in line for line in lines)
+
+
+def test_a_decision_that_fails_halfway_is_undone_alone_and_the_rest_of_its_batch_answered(
+        running: Deployment, tmp_path: Path) -> None:
+    """Decisions are committed a batch at a time: the one whose answer fails after its decision was written is
+    undone and recorded as unreadable, and the others of the batch are recorded and answered."""
+    lines: list[str] = []
+    service = Service(running.config, log=lines.append)
+    vote_id = open_vote(service, tmp_path, seconds=60.0)
+    service.send()
+    for code in ("FRA", "NER", "CHN"):
+        running.submit(running.reply(code, ["yes"]), running.address(code))
+    answering = service._answer
+
+    def answer(message, outer, judgement, delegation, now):  # type: ignore[no-untyped-def]
+        if judgement.code == "NER":
+            raise RuntimeError("cannot write the receipt")
+        answering(message, outer, judgement, delegation, now)
+
+    service._answer = answer  # type: ignore[method-assign]
+    queued_before = {m.id for m in service.ledger.outbox()}
+    judgements = service.poll_once().judgements
+    service._answer = answering  # type: ignore[method-assign]
+    assert sorted((j.code or "", j.verdict) for j in judgements) == [("", "rejected"), ("CHN", "ballot"),
+                                                                     ("FRA", "ballot")], lines
+    assert service.ledger.undecided_messages() == []
+    decisions = {d.code: d.verdict for d in service.ledger.decisions(vote_id)}
+    assert decisions == {"CHN": "ballot", "FRA": "ballot"}
+    answered = [m for m in service.ledger.outbox() if m.id not in queued_before]
+    assert sorted((m.kind, m.recipients) for m in answered) == [("receipt", (running.address("CHN"),)),
+                                                                ("receipt", (running.address("FRA"),))]
+    assert any("unreadable (RuntimeError: cannot write the receipt)" in line for line in lines), lines

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value
+from functools import lru_cache
 from html.parser import HTMLParser
 from types import MappingProxyType
 
@@ -280,8 +281,19 @@ class Reply:
 
 
 def _clean(line: str) -> str:
-    """The line as matched: invisible format characters (bidi marks, zero-width spaces) gone, NFC, stripped."""
+    """The line as matched: invisible format characters (bidi marks, zero-width spaces) gone, NFC, stripped.
+
+    A reply is read several times (its binding, its choices, a request), each
+    line with the lines after it: a short line is cleaned once.
+    """
+    return _clean_short(line) if len(line) <= _LINE_LIMIT else _cleaned(line)
+
+
+def _cleaned(line: str) -> str:
     return unicodedata.normalize("NFC", _INVISIBLE.sub("", line)).strip()
+
+
+_clean_short = lru_cache(maxsize=4096)(_cleaned)
 
 
 def _symbol_key(symbol: str) -> str:
@@ -410,6 +422,24 @@ def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
     )
 
 
+def _lines(text: str) -> list[str]:
+    return text[:TEXT_LIMIT].splitlines()[:LINE_LIMIT]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The vote and ballot a reply quotes: its Vote-ID and Ballot-Token, each None unless it holds exactly one."""
+
+    vote_id: str | None
+    token: str | None
+
+
+def reply_binding(text: str) -> Binding:
+    """What `parse_reply` reads as the reply's binding, without reading its choices: it finds the vote first."""
+    vote_id, token, _ = _binding(_lines(text))
+    return Binding(vote_id, token)
+
+
 def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     """Read a reply: its binding to a vote, its choices, its explanation of vote, and the first problem found.
 
@@ -427,7 +457,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     read (the service uses that to find the vote first).
     """
     by_key = _check_drafts(drafts)
-    lines = text[:TEXT_LIMIT].splitlines()[:LINE_LIMIT]
+    lines = _lines(text)
     vote_id, token, ambiguous = _binding(lines)
     problem: tuple[Reason, str] | None = None
     if ambiguous == "vote-id":
@@ -676,6 +706,12 @@ def _names_an_explanation(file_name: str) -> bool:
     return any(stem == key or stem.startswith(key + " ") for key in _EXPLANATION_KEYS)
 
 
+@lru_cache(maxsize=1)
+def _readable_parts(entity: bytes) -> list[Part]:
+    """The entity's parts, attached messages unopened: read once for its text and again for its attachments."""
+    return parts(crlf(entity), into_messages=False)
+
+
 def attached_explanations(entity: bytes) -> list[str]:
     """The explanations of vote the delegate attached as files named for one, each as published.
 
@@ -687,7 +723,7 @@ def attached_explanations(entity: bytes) -> list[str]:
     """
     found = []
     try:
-        for part in parts(crlf(entity), into_messages=False):
+        for part in _readable_parts(entity):
             name = _file_name(part)
             if part.disposition != "attachment" or not _names_an_explanation(name):
                 continue
@@ -713,7 +749,7 @@ def text_of_entity(entity: bytes) -> str:
     """
     try:
         leaves = [
-            part for part in parts(crlf(entity), into_messages=False)
+            part for part in _readable_parts(entity)
             if part.type in ("text/plain", "text/html") and part.disposition != "attachment"
         ]
         plain = next((part for part in leaves if part.type == "text/plain"), None)

@@ -9,6 +9,7 @@ writing are at the edge (`load_electorate`, `save_electorate`); changes
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Sequence
@@ -101,12 +102,18 @@ def _signer_identifiers(certificate: x509.Certificate) -> list[SignerIdentifier]
     return identifiers
 
 
+@functools.lru_cache(maxsize=4096)
+def _identifiers_of_pem(pem: str) -> tuple[SignerIdentifier, ...]:
+    """`_signer_identifiers` of a registered certificate, worked out once: the electorate is read every pass."""
+    return tuple(_signer_identifiers(load_pem_certificate(pem)))
+
+
 def shared_signer(electorate: Electorate) -> str | None:
     """Why two delegations' certificates could be taken for each other, or None when none can."""
     seen: dict[SignerIdentifier, tuple[str, str]] = {}
     for delegation in electorate.delegation:
         for registered in delegation.certificates:
-            for identifier in _signer_identifiers(load_pem_certificate(registered.pem)):
+            for identifier in _identifiers_of_pem(registered.pem):
                 owner, pin = seen.setdefault(identifier, (delegation.code, registered.sha256))
                 if owner != delegation.code:
                     return (
@@ -358,15 +365,33 @@ def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate], at: da
 
     With `at`, a certificate counts as revoked only from its revocation time
     on, so a ballot received before a revocation stays valid when re-checked.
+    The same registrations, anchors and revocations give the same `Trust`,
+    built once: the certificates are read and indexed once, not per message.
     """
-    registered = tuple(
-        TrustedCertificate(
-            certificate=load_pem_certificate(c.pem),
-            owner=d.code,
-            revoked=revoked_by(c, at),
-            chain_to_anchor=c.issued_by_secretariat,
-        )
-        for d in electorate.delegation
-        for c in d.certificates
+    key = (
+        tuple((d.code, c.pem, c.issued_by_secretariat, revoked_by(c, at)) for d in electorate.delegation
+              for c in d.certificates),
+        tuple(anchors),
     )
-    return Trust(registered=registered, anchors=tuple(anchors), anchors_admit_unregistered=False)
+    trust = _TRUSTS.get(key)
+    if trust is None:
+        registered = tuple(
+            TrustedCertificate(certificate=_certificate(pem), owner=code, revoked=revoked, chain_to_anchor=chained)
+            for code, pem, chained, revoked in key[0]
+        )
+        trust = Trust(registered=registered, anchors=key[1], anchors_admit_unregistered=False)
+        if len(_TRUSTS) >= MAX_TRUSTS:
+            _TRUSTS.pop(next(iter(_TRUSTS)))
+        _TRUSTS[key] = trust
+    return trust
+
+
+MAX_TRUSTS = 8
+"""Electorates kept with their trust: the one in force, and those around a revocation an audit steps across."""
+_TRUSTS: dict[tuple[tuple[tuple[str, str, bool, bool], ...], tuple[x509.Certificate, ...]], Trust] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _certificate(pem: str) -> x509.Certificate:
+    """A registered certificate, read from its PEM once."""
+    return load_pem_certificate(pem)

@@ -146,6 +146,15 @@ CREATE TRIGGER IF NOT EXISTS messages_keep_raw BEFORE UPDATE OF raw, sha256, rec
 BEGIN SELECT RAISE(ABORT, 'raw messages are never changed'); END;
 """
 
+INDEXES = """
+CREATE INDEX IF NOT EXISTS decisions_by_vote ON decisions(vote_id, code);
+CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages(received_at, id, sha256, source);
+CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox(status, next_attempt_at);
+"""
+"""What each pass looks up, so that it costs the same however long the ledger grows: a delegation's decisions in
+a vote, the messages not decided yet (read from the index alone, never their bytes), the mail due. Made after
+any migration, which may rebuild a table and its indexes with it."""
+
 
 def utc_text(moment: datetime) -> str:
     """The one text form of instants in the ledger: ISO 8601, UTC, microseconds, 'Z'."""
@@ -281,6 +290,16 @@ class OutgoingMail:
     last_error: str
 
 
+@dataclass(frozen=True)
+class MailNote:
+    """An outgoing message as `voting status` lists it: to whom, how often tried, the last error."""
+
+    message_id: str
+    recipients: tuple[str, ...]
+    attempts: int
+    last_error: str
+
+
 class Ledger:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.db = connection
@@ -301,6 +320,7 @@ class Ledger:
             if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 # Only when it differs: opening an existing ledger then takes no write lock.
                 _migrate(connection)
+            connection.executescript(INDEXES)
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{path}: cannot open the ledger (service.database): {error}") from None
         except OSError as error:
@@ -337,6 +357,21 @@ class Ledger:
                     ("SQLITE_FULL", "SQLITE_IOERR")):
                 raise StorageError(f"{self.path}: the ledger cannot be written: {error}") from None
             raise
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: what is written inside is undone alone on an error, the rest of the transaction kept."""
+        if not self.db.in_transaction:
+            raise LedgerError("a savepoint belongs inside a transaction")
+        self.db.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:  # SQLite may have rolled back the whole transaction already (a full disk does)
+                self.db.execute("ROLLBACK TO part")
+                self.db.execute("RELEASE part")
+            raise
+        self.db.execute("RELEASE part")
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the ledger (SQLite's `PRAGMA data_version`)."""
@@ -707,12 +742,18 @@ class Ledger:
 
     def outbox(self, status: str | None = None, *, attempted: bool = False) -> list[OutgoingMail]:
         """The outgoing mail, or only that of `status`; with `attempted`, only what was tried at least once."""
-        clause = " AND attempts > 0" if attempted else ""
-        if status is None:
-            rows = self.db.execute(f"SELECT * FROM outbox WHERE 1{clause} ORDER BY id").fetchall()
-        else:
-            rows = self.db.execute(f"SELECT * FROM outbox WHERE status = ?{clause} ORDER BY id", (status,)).fetchall()
-        return [_outgoing(r) for r in rows]
+        return [_outgoing(r) for r in self._outbox_rows("*", status, attempted)]
+
+    def outbox_notes(self, status: str, *, attempted: bool = False) -> list[MailNote]:
+        """What `outbox` gives, without the bytes: what status shows of each message."""
+        rows = self._outbox_rows("message_id, recipients_json, attempts, last_error", status, attempted)
+        return [MailNote(r["message_id"], tuple(json.loads(r["recipients_json"])), r["attempts"], r["last_error"])
+                for r in rows]
+
+    def _outbox_rows(self, columns: str, status: str | None, attempted: bool) -> list[sqlite3.Row]:
+        clause = (" AND status = ?" if status is not None else "") + (" AND attempts > 0" if attempted else "")
+        params = (status,) if status is not None else ()
+        return self.db.execute(f"SELECT {columns} FROM outbox WHERE 1{clause} ORDER BY id", params).fetchall()
 
     def outbox_counts(self) -> dict[str, int]:
         """How many messages are queued, sent and failed, counted without reading them."""

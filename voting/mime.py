@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from functools import lru_cache
 from email.message import Message
 
 from voting.reasons import Reason, Rejected
@@ -84,24 +85,62 @@ def header(headers: Headers, name: str) -> str | None:
     return next((value for field, value in headers if field == name), None)
 
 
-def content_type(headers: Headers) -> Message:
-    """A header-only `Message` for its Content-Type parsing (type, parameters, RFC 2231).
+class ContentType:
+    """A Content-Type value as the standard library reads it (type, parameters, RFC 2231), each answer found once.
+
+    `email.message.Message` parses the parameter list again on every
+    question; a message's structure asks several of each part.
+    """
+
+    def __init__(self, message: Message) -> None:
+        self._message = message
+        self._type = message.get_content_type()
+        self._boundary = message.get_boundary()
+        self._params: dict[str, object] = {}
+
+    def get_content_type(self) -> str:
+        return self._type
+
+    def get_content_maintype(self) -> str:
+        return self._type.partition("/")[0]
+
+    def get_boundary(self) -> str | None:
+        return self._boundary
+
+    def get_param(self, name: str, failobj: object = None) -> object:
+        if name not in self._params:
+            self._params[name] = self._message.get_param(name, _ABSENT)
+        found = self._params[name]
+        return failobj if found is _ABSENT else found
+
+
+_ABSENT = object()
+
+
+def content_type(headers: Headers) -> ContentType:
+    """The entity's Content-Type, read once.
 
     The value is bounded and parsed once here, so that a hostile parameter
     list is a malformed message rather than an exception or a long stall later.
     """
-    message = Message()
     value = header(headers, "content-type")
+    if value is not None and len(value) > MAX_CONTENT_TYPE_CHARS:
+        raise Rejected(Reason.MALFORMED_MIME)
+    return _content_type(value)
+
+
+@lru_cache(maxsize=256)
+def _content_type(value: str | None) -> ContentType:
+    """One value's reading; the same value (a part read again, a common text/plain) is not parsed twice."""
+    message = Message()
     if value is not None:
-        if len(value) > MAX_CONTENT_TYPE_CHARS:
-            raise Rejected(Reason.MALFORMED_MIME)
         message["Content-Type"] = value
         try:
             message.get_params()
-            message.get_boundary()
+            return ContentType(message)
         except Exception:  # noqa: BLE001 - the standard library raises several kinds on hostile parameters
             raise Rejected(Reason.MALFORMED_MIME) from None
-    return message
+    return ContentType(message)
 
 
 def multipart_parts(body: bytes, boundary: str, max_parts: int = MAX_MIME_PARTS) -> tuple[list[bytes], bool]:
@@ -158,7 +197,7 @@ class Part:
 
     headers: Headers
     body: bytes
-    content_type: Message
+    content_type: ContentType
     depth: int
 
     @property

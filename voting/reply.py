@@ -25,7 +25,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from voting.ballot import choice_word, parse_reply, text_of_entity
+from voting.ballot import choice_word, parse_reply, reply_binding, text_of_entity
 from voting.config import Config
 from voting.errors import UnverifiedError, UsageError
 from voting.mail.compose import OutgoingMessage, message_id_in
@@ -143,7 +143,7 @@ class BallotFacts:
 
 def ballot_facts(ballot_text: str) -> BallotFacts:
     """The binding block of a ballot's signed text; refused unless it has every line a ballot carries."""
-    vote_id = parse_reply(ballot_text, ()).vote_id
+    vote_id = reply_binding(ballot_text).vote_id
     delegation = DELEGATION_LINE.search(ballot_text)
     closes = CLOSES_LINE.search(ballot_text)
     drafts = ballot_drafts(ballot_text)

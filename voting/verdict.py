@@ -12,7 +12,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from voting.ballot import BallotRequest, Reply, attached_explanations, ballot_request, parse_reply, text_of_entity
+from voting.ballot import (
+    BallotRequest,
+    Binding,
+    attached_explanations,
+    ballot_request,
+    parse_reply,
+    reply_binding,
+    text_of_entity,
+)
 from voting.model import Choice
 from voting.pki import Identity
 from voting.reasons import Reason
@@ -125,7 +133,7 @@ def judge(
         return rejected(Reason.UNKNOWN_SIGNER, None, verification)
 
     text = text_of_entity(verification.signed_content)
-    binding = parse_reply(text, ())
+    binding = reply_binding(text)
     request = ballot_request(text)
     if request is not None:
         asked = _request(request, binding, text, received_at, votes, code, verification)
@@ -174,7 +182,7 @@ def judge(
     )
 
 
-def _request(request: BallotRequest, binding: Reply, text: str, received_at: datetime, votes: Mapping[str, VoteView],
+def _request(request: BallotRequest, binding: Binding, text: str, received_at: datetime, votes: Mapping[str, VoteView],
              code: str, verification: Verification) -> Judgement | None:
     """A request for the ballot of the vote it names (by its line, or the Vote-ID it quotes), or of every open vote.
 

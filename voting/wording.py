@@ -15,9 +15,10 @@ import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from voting.errors import ConfigError
@@ -98,15 +99,31 @@ def wording(language: str = DEFAULT_LANGUAGE, folders: Sequence[Path] = ()) -> W
                 text = path.read_text("utf-8")
             except (OSError, UnicodeDecodeError) as error:
                 raise ConfigError(f"{path}: cannot read the catalogue: {error}") from None
-            return Wording(language, _checked({**_english(), **_read(text, str(path))}
-                                              if language == DEFAULT_LANGUAGE else _read(text, str(path)), str(path)))
-    packaged = resources.files("voting").joinpath(f"data/{name}")
-    if not packaged.is_file():
+            return _catalogue(language, text, str(path), over_english=language == DEFAULT_LANGUAGE)
+    packaged = _packaged(name)
+    if packaged is None:
         known = sorted({p.name[8:-5] for p in resources.files("voting").joinpath("data").iterdir()
                         if p.name.startswith("wording-")} | {p.name[8:-5] for f in folders for p in f.glob("wording-*.toml")})
         raise ConfigError(f"no wording catalogue for the language {language!r} (there are: {', '.join(known)});"
                           f" add {name} to the deployment's config folder")
-    return Wording(language, _checked(_read(packaged.read_text("utf-8"), name), name))
+    return _catalogue(language, packaged, name, over_english=False)
+
+
+@cache
+def _packaged(name: str) -> str | None:
+    """A catalogue that comes with the service, read once: it does not change while the service runs."""
+    packaged = resources.files("voting").joinpath(f"data/{name}")
+    return packaged.read_text("utf-8") if packaged.is_file() else None
+
+
+@lru_cache(maxsize=32)
+def _catalogue(language: str, text: str, where: str, *, over_english: bool) -> Wording:
+    """The catalogue a text holds (`over_english`: the keys it rewords in English), checked.
+
+    Parsed once per text: a file edited meanwhile is another text, read anew.
+    """
+    texts = _read(text, where)
+    return Wording(language, MappingProxyType(_checked({**_english(), **texts} if over_english else texts, where)))
 
 
 ENGLISH = wording()

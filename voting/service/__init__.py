@@ -91,11 +91,11 @@ class Service(Reminding):
             "outbox": self.ledger.outbox_counts(),
             "outbox_failures": [
                 {"message_id": m.message_id, "recipients": list(m.recipients), "error": m.last_error}
-                for m in self.ledger.outbox("failed")
+                for m in self.ledger.outbox_notes("failed")
             ],
             "outbox_retrying": [
                 {"message_id": m.message_id, "attempts": m.attempts, "error": m.last_error}
-                for m in self.ledger.outbox("queued", attempted=True)
+                for m in self.ledger.outbox_notes("queued", attempted=True)
             ],
             "mailbox": self._mailbox_status(),
             "storage": self._storage(),

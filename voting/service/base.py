@@ -34,8 +34,20 @@ def utcnow() -> datetime:
 
 
 def vote_electorate(vote: VoteRecord) -> Electorate:
-    """The membership snapshot taken when the vote opened."""
-    return Electorate.model_validate_json(vote.electorate_json)
+    """The membership snapshot taken when the vote opened, read once per vote (it never changes)."""
+    cached = _SNAPSHOTS.get(vote.id)
+    if cached is not None and cached[0] == vote.electorate_json:
+        return cached[1]
+    electorate = Electorate.model_validate_json(vote.electorate_json)
+    if len(_SNAPSHOTS) >= MAX_SNAPSHOTS:
+        _SNAPSHOTS.pop(next(iter(_SNAPSHOTS)))
+    _SNAPSHOTS[vote.id] = (vote.electorate_json, electorate)
+    return electorate
+
+
+MAX_SNAPSHOTS = 64
+"""Votes whose snapshot is kept read: more than are ever open at once."""
+_SNAPSHOTS: dict[str, tuple[str, Electorate]] = {}
 
 
 class ServiceBase:

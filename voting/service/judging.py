@@ -52,8 +52,11 @@ class OuterHeaders:
 
     @classmethod
     def of(cls, raw: bytes) -> OuterHeaders:
+        head = raw[: 256 * 1024]
+        # The parser reads every line of what it is given, body included: it is given the header block only.
+        ends = [end for end in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if end >= 0]
         try:
-            headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: 256 * 1024])
+            headers = BytesHeaderParser(policy=compat32).parsebytes(head[: min(ends) + 2] if ends else head)
         except Exception:  # noqa: BLE001 - unreadable headers are simply absent
             return cls(None, None, False)
 
@@ -69,6 +72,22 @@ class OuterHeaders:
         )
 
 
+class PriorBallots(dict[tuple[str, str], list[PriorBallot]]):
+    """The ballots counted for each (vote, delegation), read from the ledger's index the first time a pair is asked
+    for: a pass reads those of the delegations whose mail it judges, not every ballot ever recorded."""
+
+    def __init__(self, read: Callable[[str, str], list[PriorBallot]]) -> None:
+        super().__init__()
+        self._read = read
+
+    def __missing__(self, key: tuple[str, str]) -> list[PriorBallot]:
+        found = self[key] = self._read(*key)
+        return found
+
+    def get(self, key: tuple[str, str], default: object = None) -> list[PriorBallot]:  # type: ignore[override]
+        return self[key]
+
+
 @dataclass
 class Known:
     """What judging a message rests on besides its bytes: the votes, and the ballots each delegation has cast.
@@ -78,21 +97,27 @@ class Known:
     """
 
     views: dict[str, VoteView]
-    prior: dict[tuple[str, str], list[PriorBallot]]
+    prior: PriorBallots
     version: int
 
 
 ANSWER_BATCH = 25
 ANSWER_SECONDS = 1.0
-"""While many messages wait, their answers go out every this many decisions or seconds, whichever comes first,
-so that a delegation's receipt never waits for everyone else's mail to be decided."""
+"""While many messages wait, they are decided in batches of this many decisions or seconds, whichever comes first,
+each batch committed at once and its answers then sent, so that a delegation's receipt never waits for everyone
+else's mail to be decided."""
 
 
 class Judging(Resending):
     def decide_pending(self, answer: Callable[[], None] | None = None) -> list[Judgement]:
         """Decide every message not decided yet; one that another process decides first is left to it.
 
-        `answer` sends what is queued; it is called after each batch of decisions.
+        The messages' bytes were committed when they were taken in; their
+        decisions are committed a batch at a time, each decision with its
+        answer, and `answer` (which sends what is queued) is called after each
+        batch but the last. A message whose judging fails is undone alone and
+        recorded as unreadable; a failing disk or ledger undoes the batch, whose
+        messages stay undecided for the next pass, none of them answered.
         """
         judgements: list[Judgement] = []
         pending = self.ledger.undecided_messages()
@@ -100,35 +125,66 @@ class Judging(Resending):
             return judgements
         electorate = self.electorate()
         known = self._known()
-        batch, batch_started = 0, time.monotonic()
-        for message in pending:
-            if answer is not None and batch and (batch >= ANSWER_BATCH
-                                                 or time.monotonic() - batch_started >= ANSWER_SECONDS):
+        remaining = iter(pending)
+        message = next(remaining, None)
+        while message is not None:
+            decided: list[tuple[Judgement | None, str]] = []
+            batch, started = 0, time.monotonic()
+            with self.ledger.transaction():
+                while message is not None and batch < ANSWER_BATCH and time.monotonic() - started < ANSWER_SECONDS:
+                    batch += 1
+                    if (outcome := self._decide_one(message, electorate, known)) is not None:
+                        decided.append(outcome)
+                    message = next(remaining, None)
+            for judgement, line in decided:  # told once committed
+                self.log(line)
+                if judgement is not None:
+                    judgements.append(judgement)
+            if answer is not None and message is not None:
                 answer()
-                batch, batch_started = 0, time.monotonic()
-            batch += 1
-            try:
-                judgement = self._decide(message, electorate, known)
-            except (StorageError, sqlite3.OperationalError):
-                raise  # the disk or the ledger failed, not the message: it stays undecided for the next pass
-            except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
-                try:
-                    judgement = self._record_unreadable(message, known.views, error)
-                except Exception as failure:  # noqa: BLE001 - the ledger itself fails: retried next pass
-                    self.log(f"message {message.sha256[:16]} left undecided: {type(failure).__name__}: {failure}")
-                    continue
-            if judgement is None:
-                continue
-            if judgement.counted and judgement.vote_id and judgement.code:
-                known.prior.setdefault((judgement.vote_id, judgement.code), []).append(
-                    PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices))
-                )
-            judgements.append(judgement)
         return judgements
+
+    def _decide_one(self, message: StoredMessage, electorate: Electorate,
+                    known: Known) -> tuple[Judgement | None, str] | None:
+        """Decide one message inside the batch's transaction: what was decided (None: left undecided), with its log
+        line; None when another process decided it first."""
+        try:
+            judgement = self._decide(message, electorate, known)
+            line = "" if judgement is None else self._decided_line(message, judgement)
+        except (StorageError, sqlite3.OperationalError):
+            raise  # the disk or the ledger failed, not the message: the batch stays undecided for the next pass
+        except Exception as error:  # noqa: BLE001 - one message must never stop or freeze the service
+            self._require_transaction(error)
+            try:
+                judgement = self._record_unreadable(message, known.views, error)
+            except Exception as failure:  # noqa: BLE001 - the ledger itself fails: retried next pass
+                self._require_transaction(failure)
+                return None, f"message {message.sha256[:16]} left undecided: {type(failure).__name__}: {failure}"
+            if judgement is None:
+                return None
+            line = f"{message.sha256[:12]}: unreadable ({judgement.detail}), received {log_time(message.received_at)}"
+        if judgement is None:
+            return None
+        key = (judgement.vote_id or "", judgement.code or "")
+        if judgement.counted and key in known.prior:  # one not read yet is read with this ballot in it
+            known.prior[key].append(PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices)))
+        return judgement, line
+
+    def _require_transaction(self, error: Exception) -> None:
+        """A failure that ended the batch's transaction (SQLite rolls back on some) ends the pass: nothing of the
+        batch may be written outside it."""
+        if not self.ledger.db.in_transaction:
+            raise StorageError(f"the ledger's transaction ended: {type(error).__name__}: {error}") from error
+
+    @staticmethod
+    def _decided_line(message: StoredMessage, judgement: Judgement) -> str:
+        who = judgement.code or "unknown sender"
+        what = judgement.reason.value if judgement.reason else judgement.verdict
+        return f"{message.sha256[:12]} {who}: {what}, received {log_time(message.received_at)}"
 
     def _known(self) -> Known:
         version = self.ledger.data_version()
-        return Known(self._vote_views(), self._prior_ballots(), version)
+        return Known(self._vote_views(), PriorBallots(self._prior_ballots), version)
 
     def _decide(self, message: StoredMessage, electorate: Electorate, known: Known) -> Judgement | None:
         """Judge and record one message under the write lock; None when another process decided it first.
@@ -137,7 +193,7 @@ class Judging(Resending):
         process recorded meanwhile (a ballot of the same delegation, a vote
         closed) is read again first, so that no decision rests on stale state.
         """
-        with self.ledger.transaction():
+        with self.ledger.savepoint():
             if self.ledger.is_decided(message.id):
                 return None
             if self.ledger.data_version() != known.version:
@@ -164,16 +220,13 @@ class Judging(Resending):
             for vote in self.ledger.votes()
         }
 
-    def _prior_ballots(self) -> dict[tuple[str, str], list[PriorBallot]]:
-        prior: dict[tuple[str, str], list[PriorBallot]] = {}
-        for vote in self.ledger.votes():
-            for d in self.ledger.decisions(vote.id):
-                if d.verdict == BALLOT and d.code:
-                    prior.setdefault((vote.id, d.code), []).append(
-                        PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
-                            self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
-                    )
-        return prior
+    def _prior_ballots(self, vote_id: str, code: str) -> list[PriorBallot]:
+        """The delegation's ballots counted in the vote, oldest first."""
+        return [
+            PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
+                self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
+            for d in self.ledger.decisions(vote_id, code) if d.verdict == BALLOT
+        ]
 
     def _record(self, message: StoredMessage, raw: bytes, judgement: Judgement, electorate: Electorate,
                 views: Mapping[str, VoteView]) -> Judgement:
@@ -201,9 +254,6 @@ class Judging(Resending):
             )
             if answer_to is not None:
                 self._answer(message, outer, judgement, answer_to, now)
-        who = judgement.code or "unknown sender"
-        what = judgement.reason.value if judgement.reason else judgement.verdict
-        self.log(f"{message.sha256[:12]} {who}: {what}, received {log_time(message.received_at)}")
         return judgement
 
     def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView],
@@ -216,7 +266,7 @@ class Judging(Resending):
         """
         judgement = rejected(Reason.UNREADABLE, None, None, f"{type(error).__name__}: {error}"[:500])
         meant_for = [view.id for view in views.values() if view.opened_at <= message.received_at < view.statements_until]
-        with self.ledger.transaction():
+        with self.ledger.savepoint():
             if self.ledger.is_decided(message.id):
                 return None
             self.ledger.record_decision(
@@ -224,7 +274,6 @@ class Judging(Resending):
                 detail=judgement.detail.encode("utf-8", "replace").decode("utf-8"), choices={}, explanation="",
                 supersedes=None, signed_sha256=None, also_in=meant_for, now=self.clock(),
             )
-        self.log(f"{message.sha256[:12]}: unreadable ({judgement.detail}), received {log_time(message.received_at)}")
         return judgement
 
     def _answer_delegation(self, judgement: Judgement, outer: OuterHeaders, electorate: Electorate) -> Delegation | None:

@@ -98,6 +98,21 @@ def _has_more_elements(der: bytes, limit: int) -> bool:
     return False
 
 
+_DOTTED: dict[bytes, str] = {}
+MAX_DOTTED = 1024
+
+
+def _dotted(oid: core.ObjectIdentifier) -> str:
+    """`oid.dotted`, each encoding decoded once: every signature names the same dozen object identifiers."""
+    known = isinstance(oid, core.ObjectIdentifier)
+    if known and (found := _DOTTED.get(oid.contents)) is not None:
+        return found
+    dotted = str(oid.dotted)
+    if known and len(_DOTTED) < MAX_DOTTED:
+        _DOTTED[oid.contents] = dotted
+    return dotted
+
+
 def load_content_info(der: bytes) -> cms.ContentInfo:
     """The parsed ContentInfo, its size in elements bounded first (MAX_CMS_ELEMENTS)."""
     if _has_more_elements(der, MAX_CMS_ELEMENTS):
@@ -112,7 +127,7 @@ def load_content_info(der: bytes) -> cms.ContentInfo:
 
 def content_info_type(info: cms.ContentInfo) -> str:
     try:
-        return str(info["content_type"].dotted)
+        return _dotted(info["content_type"])
     except (ValueError, TypeError, KeyError):
         raise Rejected(Reason.BAD_CMS_STRUCTURE) from None
 
@@ -121,7 +136,7 @@ def econtent(info: cms.ContentInfo) -> bytes | None:
     """The encapsulated content of a SignedData, or None when detached."""
     try:
         encapsulated = info["content"]["encap_content_info"]
-        if str(encapsulated["content_type"].dotted) != OID_DATA:
+        if _dotted(encapsulated["content_type"]) != OID_DATA:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
         content = encapsulated["content"]
         if isinstance(content, core.Void):
@@ -164,11 +179,11 @@ def _digest_of(oid: str) -> tuple[str, type[hashes.HashAlgorithm]]:
 
 def _pss_padding(parameters: algos.RSASSAPSSParams, digest_name: str) -> tuple[padding.PSS, type[hashes.HashAlgorithm]]:
     """PSS parameters as read from the message (their defaults are SHA-1, hence weak)."""
-    name, hash_type = _digest_of(str(parameters["hash_algorithm"]["algorithm"].dotted))
+    name, hash_type = _digest_of(_dotted(parameters["hash_algorithm"]["algorithm"]))
     mask = parameters["mask_gen_algorithm"]
-    if str(mask["algorithm"].dotted) != "1.2.840.113549.1.1.8":
+    if _dotted(mask["algorithm"]) != "1.2.840.113549.1.1.8":
         raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
-    mask_name, mask_hash = _digest_of(str(mask["parameters"]["algorithm"].dotted))
+    mask_name, mask_hash = _digest_of(_dotted(mask["parameters"]["algorithm"]))
     if mask_name in WEAK_DIGESTS:
         raise Rejected(Reason.WEAK_DIGEST)
     if name != digest_name or parameters["trailer_field"].native not in (1, "trailer_field_bc"):
@@ -197,13 +212,13 @@ def read_signer_info(info: cms.ContentInfo, detached: bool, content: bytes) -> S
         raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
     found: dict[str, list[Any]] = {}
     for attribute in attributes:
-        found.setdefault(str(attribute["type"].dotted), []).append(attribute["values"])
+        found.setdefault(_dotted(attribute["type"]), []).append(attribute["values"])
     content_types = found.get(_OID_CONTENT_TYPE, [])
     digests = found.get(_OID_MESSAGE_DIGEST, [])
     if len(content_types) != 1 or len(digests) != 1 or len(found.get(_OID_SIGNING_TIME, [])) > 1:
         raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
-    encapsulated_type = str(signed_data["encap_content_info"]["content_type"].dotted)
-    if str(_single_value(content_types[0]).dotted) != encapsulated_type:
+    encapsulated_type = _dotted(signed_data["encap_content_info"]["content_type"])
+    if _dotted(_single_value(content_types[0])) != encapsulated_type:
         raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
     message_digest = _single_value(digests[0]).native
     signing_times = found.get(_OID_SIGNING_TIME)
@@ -211,9 +226,9 @@ def read_signer_info(info: cms.ContentInfo, detached: bool, content: bytes) -> S
     if not isinstance(message_digest, bytes) or not (signing_time is None or isinstance(signing_time, datetime)):
         raise Rejected(Reason.BAD_SIGNED_ATTRIBUTES)
 
-    digest_name, digest = _digest_of(str(signer_info["digest_algorithm"]["algorithm"].dotted))
+    digest_name, digest = _digest_of(_dotted(signer_info["digest_algorithm"]["algorithm"]))
     algorithm = signer_info["signature_algorithm"]
-    oid = str(algorithm["algorithm"].dotted)
+    oid = _dotted(algorithm["algorithm"])
     if oid not in _SIGNATURE_ALGORITHMS:
         raise Rejected(Reason.UNSUPPORTED_ALGORITHM)
     family, implied = _SIGNATURE_ALGORITHMS[oid]
@@ -242,7 +257,7 @@ def read_signer_info(info: cms.ContentInfo, detached: bool, content: bytes) -> S
     )
 
 
-def _subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
+def subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
     """The certificate's SKI extension, and the RFC 5280 method-1 value, as a signer may use either."""
     identifiers = set()
     try:
@@ -256,10 +271,10 @@ def _subject_key_ids(certificate: x509.Certificate) -> set[bytes]:
 def matches(identifier: core.Choice, certificate: x509.Certificate) -> bool:
     """Whether a signer or recipient identifier (issuerAndSerialNumber or a key identifier) names the certificate."""
     if identifier.name == "subject_key_identifier":
-        return bytes(identifier.chosen.native) in _subject_key_ids(certificate)
+        return bytes(identifier.chosen.native) in subject_key_ids(certificate)
     if identifier.name == "r_key_id":
         # RecipientKeyIdentifier: its first field is the subjectKeyIdentifier.
-        return bytes(identifier.chosen[0].native) in _subject_key_ids(certificate)
+        return bytes(identifier.chosen[0].native) in subject_key_ids(certificate)
     issuer_and_serial = identifier.chosen
     if issuer_and_serial["serial_number"].native != certificate.serial_number:
         return False

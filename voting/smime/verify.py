@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property, lru_cache
 from email import policy as email_policy
 from email.errors import ObsoleteHeaderDefect
 from typing import Any
@@ -40,6 +41,7 @@ from voting.smime.cms import (
     load_content_info,
     matches,
     read_signer_info,
+    subject_key_ids,
 )
 from voting.smime.decrypt import ContentKey, Decrypted
 from voting.smime.entity import opened
@@ -70,6 +72,55 @@ class Trust:
     certificate registered to a delegation can vote, and the anchors only
     vouch for the secretariat-issued ones among them.
     """
+
+    @cached_property
+    def index(self) -> TrustIndex:
+        """The registered certificates by each way a signature names them, built on first use."""
+        return TrustIndex.of(self.registered)
+
+
+@dataclass(frozen=True)
+class TrustIndex:
+    """Where to find a registered certificate without comparing every one: by serial, key identifier and pin.
+
+    A lookup gives only candidates, in the order of registration; `matches`
+    still decides, so the index changes how fast a signer is found, never which.
+    A certificate whose key identifiers cannot be read is a candidate for every
+    key identifier, so that `matches` meets it and refuses as it always did.
+    """
+
+    registered: tuple[TrustedCertificate, ...]
+    by_serial: Mapping[int, tuple[int, ...]]
+    by_key_id: Mapping[bytes, tuple[int, ...]]
+    unreadable_key_ids: tuple[int, ...]
+    by_pin: Mapping[str, TrustedCertificate]
+
+    @classmethod
+    def of(cls, registered: Sequence[TrustedCertificate]) -> TrustIndex:
+        by_serial: dict[int, list[int]] = {}
+        by_key_id: dict[bytes, list[int]] = {}
+        unreadable: list[int] = []
+        by_pin: dict[str, TrustedCertificate] = {}
+        for place, entry in enumerate(registered):
+            by_serial.setdefault(entry.certificate.serial_number, []).append(place)
+            try:
+                key_ids = subject_key_ids(entry.certificate)
+            except MALFORMED_DER:
+                unreadable.append(place)
+                key_ids = set()
+            for key_id in key_ids:
+                by_key_id.setdefault(key_id, []).append(place)
+            by_pin.setdefault(fingerprint(entry.certificate), entry)
+        return cls(tuple(registered), {k: tuple(v) for k, v in by_serial.items()},
+                   {k: tuple(v) for k, v in by_key_id.items()}, tuple(unreadable), by_pin)
+
+    def candidates(self, signer_id: cms.SignerIdentifier) -> list[TrustedCertificate]:
+        """The registered certificates the identifier may name (a superset of those it does), in registration order."""
+        if signer_id.name == "subject_key_identifier":
+            places = sorted({*self.by_key_id.get(bytes(signer_id.chosen.native), ()), *self.unreadable_key_ids})
+        else:
+            places = list(self.by_serial.get(signer_id.chosen["serial_number"].native, ()))
+        return [self.registered[place] for place in places]
 
 
 @dataclass(frozen=True)
@@ -169,7 +220,7 @@ def _find_signer(
     """
     named = [c for c in carried if matches(signer.signer_id, c)]
     registered = sorted(
-        (entry for entry in trust.registered if matches(signer.signer_id, entry.certificate)),
+        (entry for entry in trust.index.candidates(signer.signer_id) if matches(signer.signer_id, entry.certificate)),
         key=lambda entry: (entry.certificate not in named, entry.revoked),
     )
     found = [entry.certificate for entry in registered] + named
@@ -240,22 +291,41 @@ def _chains_to_anchor(
     anchors: Sequence[x509.Certificate],
     at: datetime,
 ) -> bool:
-    """RFC 5280 path validation to one of the anchors, with the S/MIME end-entity profile of `voting.pki`."""
+    """RFC 5280 path validation to one of the anchors, with the S/MIME end-entity profile of `voting.pki`.
+
+    A path found once holds at any other time at which every certificate on
+    it is valid (nothing else in the validation depends on the time), so the
+    span in which it holds is kept and a later check inside it skips the
+    search. A failure is never kept: it is searched for again each time.
+    """
     if not anchors:
         return False
+    others = tuple(c for c in intermediates if c != certificate)
+    key = (certificate, others, tuple(anchors))
+    span = _VALID_PATHS.get(key)
+    if span is not None and span[0] <= at <= span[1]:
+        return True
     try:
-        smime_verifier(anchors, at).verify(certificate, [c for c in intermediates if c != certificate])
+        path = smime_verifier(anchors, at).verify(certificate, list(others)).chain
     except (verification.VerificationError, ValueError):
         return False
+    if len(_VALID_PATHS) >= MAX_VALID_PATHS:
+        _VALID_PATHS.clear()
+    _VALID_PATHS[key] = (max(c.not_valid_before_utc for c in path), min(c.not_valid_after_utc for c in path))
     return True
+
+
+MAX_VALID_PATHS = 4096
+"""Paths kept; each is a few certificates' references, and a body has a few hundred signers."""
+_VALID_PATHS: dict[tuple[x509.Certificate, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]],
+                   tuple[datetime, datetime]] = {}
 
 
 def _trusted_owner(
     certificate: x509.Certificate, carried: Sequence[x509.Certificate], trust: Trust, at: datetime
 ) -> str | None:
     """Check 5: returns the owner (None for an anchor-trusted, unregistered signer)."""
-    pin = fingerprint(certificate)
-    entry = next((e for e in trust.registered if fingerprint(e.certificate) == pin), None)
+    entry = trust.index.by_pin.get(fingerprint(certificate))
     if entry is None and not (trust.anchors and trust.anchors_admit_unregistered):
         raise Rejected(Reason.UNKNOWN_SIGNER)
     if entry is not None and entry.revoked:
@@ -319,8 +389,14 @@ def _from_address(headers: Headers) -> str | None:
     values = [value for name, value in headers if name == "from"]
     if len(values) != 1 or len(values[0]) > MAX_FROM_CHARS:
         return None
+    return _address_of(values[0])
+
+
+@lru_cache(maxsize=1024)
+def _address_of(value: str) -> str | None:
+    """`_from_address` of one header value; a delegation writes the same From on every ballot, read once."""
     try:
-        parsed = email_policy.default.header_factory("from", values[0])
+        parsed = email_policy.default.header_factory("from", value)
     except Exception:  # noqa: BLE001 - any failure to read one plain address is "not exactly one address"
         return None
     if any(not isinstance(defect, ObsoleteHeaderDefect) for defect in parsed.defects):
