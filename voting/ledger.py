@@ -86,7 +86,6 @@ CREATE TABLE IF NOT EXISTS decisions (
     signed_sha256 TEXT,
     decided_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS decisions_by_vote ON decisions (vote_id, code);
 CREATE TABLE IF NOT EXISTS reminders (
     vote_id TEXT NOT NULL REFERENCES votes(id),
     code TEXT NOT NULL,
@@ -836,9 +835,6 @@ def _rebuild_decisions(connection: sqlite3.Connection) -> None:
     connection.execute(f"INSERT INTO decisions_new ({columns}) SELECT {columns} FROM decisions")
     connection.execute("DROP TABLE decisions")
     connection.execute("ALTER TABLE decisions_new RENAME TO decisions")
-    index = re.search(r"CREATE INDEX IF NOT EXISTS decisions_by_vote .*?;", SCHEMA)
-    assert index is not None
-    connection.execute(index.group(0))
 
 
 def _vote_record(row: sqlite3.Row) -> VoteRecord:
