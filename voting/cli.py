@@ -476,9 +476,12 @@ def status_text(status: dict[str, Any], zone: str | None) -> str:
     def when(text: str) -> str:
         return readable_time(datetime.fromisoformat(text), [zone])
 
+    damaged = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]]
+    if status["state"] == "unreadable":
+        return "\n".join([*damaged, f"vote {status['vote']} cannot be shown: the ledger's rows of it are damaged"])
     is_open = status["state"] == "open"
     closed_at = datetime.fromisoformat(status["closed_at"]) if status["closed_at"] else None
-    lines = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]] + [
+    lines = damaged + [
         f"{status['title']} [{status['vote']}]  rule {status['rule']}  {status['state'].upper()}",
         deadline_text(is_open, datetime.fromisoformat(status["closes_at"]), closed_at, status["seconds_left"], zone),
         f"voted ({len(status['voted'])}): "
@@ -528,7 +531,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     zone = service.config.settings.secretariat.timezone
 
     def board() -> tuple[list[dict[str, Any]], str]:
-        votes = [args.vote] if args.vote else [v.id for v in service.ledger.votes()]
+        votes = [args.vote] if args.vote else service.ledger.vote_ids()
         statuses = [service.status(vote_id) for vote_id in votes]
         return statuses, "\n\n".join(status_text(s, zone) for s in statuses) or "No votes yet."
 
@@ -560,7 +563,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from voting.integrity import ledger_damage
 
     ledger = service_of(args).ledger
-    votes = [ledger.vote(args.vote).id] if args.vote else [v.id for v in ledger.votes()]
+    votes = ledger.vote_ids()
+    if args.vote:
+        if args.vote not in votes:
+            raise UsageError(f"no vote {args.vote!r} in {ledger.path}")
+        votes = [args.vote]
     damage = ledger_damage(ledger, votes, every_message=not args.vote)
     checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
     emit(args, {"votes": votes, "damaged": damage},
