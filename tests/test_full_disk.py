@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,8 +80,8 @@ def test_serve_outlives_a_full_disk_and_resumes_when_space_returns(deployment: D
         wait_for(lambda: "cannot be written" in (tmp_path / "serve.log").read_text(), "the full disk logged")
         status = voting("--config", str(deployment.config.path), "status", vote_id)
         assert status.returncode == 0 and "storage: FULL" in status.stdout, status.stdout + status.stderr
-        time.sleep(max(0.0, (closes_at - service.clock()).total_seconds())
-                   + 2 * MAILBOX_SETTLING.total_seconds() + 2)
+        wait_for(lambda: service.clock() > closes_at + MAILBOX_SETTLING or serve.poll() is not None,
+                 "the deadline passed", seconds=60)
         assert serve.poll() is None, "serve died of the full disk at the deadline"
         deployment.submit(deployment.reply("GBR", ["yes"]), "gbr@delegations.example")  # still listening
         filler.unlink()

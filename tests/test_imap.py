@@ -169,8 +169,7 @@ def test_a_corrected_password_file_is_read_at_the_next_reconnect(imap: Deploymen
     dovecot.append(imap.reply("FRA", ["yes"]))
     assert not service.poll_once().mailbox_read
     secret.write_text(dovecot.password + "\n")
-    time.sleep(1.1)  # the first reconnect waits a second
-    assert service.poll_once().fetched == 1
+    wait_for(lambda: service.poll_once().fetched == 1, "the message fetched at the first reconnect, a second later")
     assert [d.code for d in service.ledger.decisions(vote_id)] == ["FRA"]
 
 
