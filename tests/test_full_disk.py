@@ -87,6 +87,8 @@ def test_serve_outlives_a_full_disk_and_resumes_when_space_returns(deployment: D
         wait_for(lambda: service.clock() > closes_at + MAILBOX_SETTLING or serve.poll() is not None,
                  "the deadline passed", seconds=60)
         assert serve.poll() is None, "serve died of the full disk at the deadline"
+        status = voting("--config", str(deployment.config.path), "status", vote_id)
+        assert "OPEN" in status.stdout and "storage: FULL" in status.stdout, status.stdout + status.stderr
         deployment.submit(deployment.reply("GBR", ["yes"]), "gbr@delegations.example")  # still listening
         filler.unlink()
         wait_for(lambda: inbox_has(deployment, "FRA", b"Receipt"), "the receipt once space returned")

@@ -167,10 +167,11 @@ def test_a_bit_flipped_in_any_row_a_count_rests_on_is_named_and_nothing_is_publi
 
 
 def still_open(deployment: Deployment, vote_id: str) -> bool:
-    """Whether the vote has no close recorded, whatever else of its row is damaged."""
+    """Whether the vote has no close recorded nor its deadline moved, whatever else of its row is damaged."""
     with sqlite3.connect(deployment.config.database) as connection:
         closed = connection.execute("SELECT closed_at FROM votes WHERE id = ?", (vote_id,)).fetchone()[0]
-        events = connection.execute("SELECT count(*) FROM events WHERE kind = 'vote-closed'").fetchone()[0]
+        events = connection.execute(
+            "SELECT count(*) FROM events WHERE kind IN ('vote-closed', 'deadline-moved')").fetchone()[0]
     return closed is None and events == 0
 
 
