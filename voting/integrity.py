@@ -185,9 +185,17 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]
 def page_damage(ledger: Ledger) -> list[str]:
     """The database's own check of its pages (`PRAGMA quick_check`), in one line."""
     try:
-        pages = [str(row[0]) for row in ledger.db.execute("PRAGMA quick_check")]
+        return _pages(ledger)
     except sqlite3.DatabaseError as error:
-        return [f"the database cannot be read: {error}"]
+        return [_unreadable(error)]
+
+
+def _unreadable(error: sqlite3.DatabaseError) -> str:
+    return f"the database cannot be read: {error}"
+
+
+def _pages(ledger: Ledger) -> list[str]:
+    pages = [str(row[0]) for row in ledger.db.execute("PRAGMA quick_check")]
     return [] if pages == ["ok"] else [f"the database's pages are damaged: {' '.join(' '.join(pages).split())}"]
 
 
@@ -200,9 +208,10 @@ def publication_damage(ledger: Ledger, vote_id: str) -> list[str]:
 def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool) -> list[str]:
     """`voting check`: the database's pages, then each vote in full; with `every_message`, also every message
     in the ledger against its SHA-256, and the chain of messages as they were received."""
-    problems = page_damage(ledger)
-    if problems and problems[0].startswith("the database cannot be read"):
-        return problems
+    try:
+        problems = _pages(ledger)
+    except sqlite3.DatabaseError as error:  # nothing else can be read either
+        return [_unreadable(error)]
     for vote_id in vote_ids:
         problems += vote_damage(ledger, vote_id)
     if not every_message:
