@@ -10,7 +10,10 @@ explanation and detail, a ballot's Message-ID, reminders, the outbox, the mailbo
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -190,6 +193,29 @@ def test_a_pass_past_the_deadline_names_the_damage_and_leaves_the_vote_open(runn
     assert ROWS[0].named in polled.stderr and "Traceback" not in polled.stderr, said(polled)
     assert still_open(running, vote_id)
     assert not running.config.records_dir.exists() or not list(running.config.records_dir.iterdir())
+
+
+def test_serve_stays_up_on_a_damaged_row_takes_mail_in_and_says_why(deployment: Deployment, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        serve = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(deployment.config.path), "serve"],
+                                 stdout=output, stderr=output)
+    try:
+        service = Service(deployment.config, log=lambda line: None)
+        vote_id = open_vote(service, tmp_path)
+        wait_for(lambda: "sent 15," in log.read_text(), "the ballots sent by serve")
+        damage(deployment, Row("votes", "closes_at", "1", "", at=0.6).flip)  # 12:00:00 becomes 12:00;00: no time
+        deployment.submit(deployment.reply("FRA", ["yes"]), deployment.address("FRA"))
+        wait_for(lambda: f"the row of vote {vote_id}" in log.read_text(), "the damage logged")
+        wait_for(lambda: service.ledger.undecided_messages(), "the reply taken in, to be decided once repaired")
+        assert serve.poll() is None, log.read_text()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    said_by_serve = log.read_text()
+    assert "the pass stopped, and is tried again" in said_by_serve and "Traceback" not in said_by_serve, said_by_serve
+    checked = voting("--config", str(deployment.config.path), "check")
+    assert checked.returncode == 1 and f"the row of vote {vote_id}" in checked.stdout, said(checked)
 
 
 def overwrite_a_page(database: Path, page: Callable[[sqlite3.Connection], int]) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from voting import __version__
 from voting.config import DEFAULT_CONFIG, Config, load_config
 from voting.deployment import TEMPLATES
-from voting.errors import StorageError, UsageError, VotingError
+from voting.errors import LedgerError, StorageError, UsageError, VotingError
 from voting.files import read_bounded
 from voting.publication import Publication
 from voting.times import duration, readable_time, time_left
@@ -429,8 +429,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             while not stop.is_set():
                 try:
                     report = service.poll_once()
-                except (StorageError, sqlite3.OperationalError) as error:
-                    # A full disk or a ledger locked too long: nothing of it was committed; the next pass tries again.
+                except (StorageError, LedgerError, sqlite3.OperationalError) as error:
+                    # A full disk, a ledger locked too long, or a damaged row (which voting check names): nothing of
+                    # the pass was committed past what it took in; the next pass tries again.
                     if str(error) != trouble:
                         service.log(f"the pass stopped, and is tried again: {error}")
                     trouble = str(error)

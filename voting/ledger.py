@@ -570,12 +570,10 @@ class Ledger:
         row = self.db.execute("SELECT * FROM votes WHERE id = ?", (vote_id,)).fetchone()
         if row is None:
             raise UsageError(f"no vote {vote_id!r} in {self.path}")
-        with _decoding(f"the row of vote {vote_id}"):
-            return _vote_record(row)
+        return _vote_record(row)
 
     def votes(self) -> list[VoteRecord]:
-        with _decoding("a vote's row"):
-            return [_vote_record(r) for r in self.db.execute("SELECT * FROM votes ORDER BY opened_at, id")]
+        return [_vote_record(r) for r in self.db.execute("SELECT * FROM votes ORDER BY opened_at, id")]
 
     def vote_ids(self) -> list[str]:
         """The votes' ids alone: read even where a vote's other values are damaged, for `voting check`."""
@@ -809,19 +807,20 @@ def _decoding(what: str) -> Iterator[None]:
 
 
 def _vote_record(row: sqlite3.Row) -> VoteRecord:
-    return VoteRecord(
-        id=row["id"],
-        title=row["title"],
-        rule=row["rule"],
-        opened_at=parse_utc(row["opened_at"]),
-        closes_at=parse_utc(row["closes_at"]),
-        closed_at=parse_utc(row["closed_at"]) if row["closed_at"] else None,
-        first_ballot_final=bool(row["first_ballot_final"]),
-        quorum=row["quorum"],
-        statement_hours=row["statement_hours"],
-        electorate_json=row["electorate_json"],
-        outcome=json.loads(row["outcome_json"]) if row["outcome_json"] else None,
-    )
+    with _decoding(f"the row of vote {row['id']}"):
+        return VoteRecord(
+            id=row["id"],
+            title=row["title"],
+            rule=row["rule"],
+            opened_at=parse_utc(row["opened_at"]),
+            closes_at=parse_utc(row["closes_at"]),
+            closed_at=parse_utc(row["closed_at"]) if row["closed_at"] else None,
+            first_ballot_final=bool(row["first_ballot_final"]),
+            quorum=row["quorum"],
+            statement_hours=row["statement_hours"],
+            electorate_json=row["electorate_json"],
+            outcome=json.loads(row["outcome_json"]) if row["outcome_json"] else None,
+        )
 
 
 def _outgoing(row: sqlite3.Row) -> OutgoingMail:
