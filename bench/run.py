@@ -41,10 +41,8 @@ from voting.bundle import export_bundle  # noqa: E402
 from voting.config import load_config  # noqa: E402
 from voting.deployment import init_deployment  # noqa: E402
 from voting.electorate import trust_of  # noqa: E402
-from voting.mail import maildir  # noqa: E402
 from voting.mail.outbox import smtp_settings  # noqa: E402
 from voting.mail.smtp import SmtpConnection  # noqa: E402
-from voting.pki import CA_CERTIFICATE  # noqa: E402
 from voting.reasons import Reason  # noqa: E402
 from voting.service import DraftFile, Service  # noqa: E402
 from voting.service.judging import OuterHeaders  # noqa: E402

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import tomli_w
@@ -31,6 +32,9 @@ from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, load_pkcs12
 from voting.reply import Secretariat, build_reply
 from voting.service import DraftFile, Service, embedded_server
+
+if TYPE_CHECKING:  # the plugin itself is loaded by pytest_plugins, so that its asserts are rewritten
+    from dovecot import Dovecot
 
 pytest_plugins = ["dovecot"]
 
@@ -218,6 +222,24 @@ def relay(deployment: Deployment) -> Iterator[MailServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def imap(deployment: Deployment, dovecot: Dovecot, relay: MailServer) -> Deployment:
+    """The deployment reading its mail from Dovecot over verified STARTTLS and sending through the relay."""
+    dovecot.empty()
+    secret = deployment.config.root / "secrets" / "imap-password"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text(dovecot.password + "\n")
+    write_config(
+        deployment,
+        mailbox={"kind": "imap", "host": "localhost", "port": dovecot.port, "tls": "starttls",
+                 "ca_file": str(dovecot.ca_file), "username": dovecot.user, "password_file": "secrets/imap-password",
+                 "folder": "INBOX", "processed_folder": "Processed"},
+        smtp={"kind": "smtp", "host": "127.0.0.1", "port": relay.port, "tls": "none"},
+        service={"poll_seconds": 60},
+    )
+    return deployment
 
 
 def wait_for(condition: Callable[[], object], what: str, *, seconds: float = 30) -> None:

@@ -48,6 +48,7 @@ default_login_user = dovenull
 default_internal_user = dovecot
 mail_location = maildir:{root}/mail/%u
 mail_max_lock_timeout = 5min
+verbose_proctitle = yes
 {capability}
 passdb {{
   driver = passwd-file
@@ -189,19 +190,32 @@ class Dovecot:
         self.stop()
         self.start()
 
-    def kill_sessions(self) -> int:
-        """SIGKILL every IMAP process of this server, as a crash would: their clients see the connection drop."""
+    def sessions(self) -> dict[int, str]:
+        """Each IMAP process of this server, by its process id, with its title: `verbose_proctitle` shows in it the
+        command the session is carrying out, such as IDLE."""
         master = (self.root / "run" / "master.pid").read_text().split()[0]
-        killed = 0
+        found = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
-            except (OSError, IndexError):
+                text = stat.read_text()
+                title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
                 continue
-            if fields[1] == master and name == "imap":
-                os.kill(int(stat.parent.name), signal.SIGKILL)
-                killed += 1
+            name = text.split("(", 1)[1].rsplit(")", 1)[0]
+            if text.rsplit(")", 1)[1].split()[1] == master and name == "imap":
+                found[int(stat.parent.name)] = title
+        return found
+
+    def idling(self) -> int:
+        """How many sessions wait in IDLE: a client there learns of new mail at once."""
+        return sum(1 for title in self.sessions().values() if title.endswith(" IDLE]"))
+
+    def kill_sessions(self) -> int:
+        """SIGKILL every IMAP process of this server, as a crash would: their clients see the connection drop."""
+        killed = 0
+        for pid in self.sessions():
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
         return killed
 
     def log(self) -> str:

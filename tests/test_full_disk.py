@@ -7,18 +7,21 @@ tmpfs, which needs root, as the tests have in CI), which the test fills.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
+import smtplib
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, open_vote, voting, wait_for, write_config
+from conftest import Deployment, free_port, open_vote, voting, wait_for, write_config
 
+from voting.mail import maildir
+from voting.mail.server import MailServer
 from voting.service import MAILBOX_SETTLING, Service
 
 
@@ -81,9 +84,11 @@ def test_serve_outlives_a_full_disk_and_resumes_when_space_returns(deployment: D
         wait_for(lambda: "cannot be written" in (tmp_path / "serve.log").read_text(), "the full disk logged")
         status = voting("--config", str(deployment.config.path), "status", vote_id)
         assert status.returncode == 0 and "storage: FULL" in status.stdout, status.stdout + status.stderr
-        time.sleep(max(0.0, (closes_at - service.clock()).total_seconds())
-                   + 2 * MAILBOX_SETTLING.total_seconds() + 2)
+        wait_for(lambda: service.clock() > closes_at + MAILBOX_SETTLING or serve.poll() is not None,
+                 "the deadline passed", seconds=60)
         assert serve.poll() is None, "serve died of the full disk at the deadline"
+        status = voting("--config", str(deployment.config.path), "status", vote_id)
+        assert "OPEN" in status.stdout and "storage: FULL" in status.stdout, status.stdout + status.stderr
         deployment.submit(deployment.reply("GBR", ["yes"]), "gbr@delegations.example")  # still listening
         filler.unlink()
         wait_for(lambda: inbox_has(deployment, "FRA", b"Receipt"), "the receipt once space returned")
@@ -103,3 +108,23 @@ def test_serve_outlives_a_full_disk_and_resumes_when_space_returns(deployment: D
     gbr = [d for d in ledger.decisions(vote_id) if d.code == "GBR"]
     assert len(gbr) == 1 and gbr[0].received_at >= closed.closes_at  # taken in while the disk was full: late
     assert os.listdir(small_disk / "records")
+
+
+def test_the_mail_server_answers_451_on_a_full_disk_and_takes_the_mail_once_space_returns(
+        small_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = MailServer(small_disk / "mail", port=free_port())
+    server.start()
+    raw = b"Subject: a ballot\r\n\r\n" + b"x" * 2**18 + b"\r\n"  # larger than any room a filled disk has left
+    try:
+        filler = fill(small_disk)
+        with smtplib.SMTP(server.host, server.port) as smtp:
+            with pytest.raises(smtplib.SMTPDataError) as refused, caplog.at_level(logging.ERROR):
+                smtp.sendmail("fra@delegations.example", ["votes@secretariat.example"], raw)
+            assert refused.value.smtp_code == 451
+            filler.unlink()
+            assert smtp.sendmail("fra@delegations.example", ["votes@secretariat.example"], raw) == {}
+    finally:
+        server.stop()
+    assert [maildir.read(m) for m in maildir.messages(small_disk / "mail" / "votes@secretariat.example")] == [raw]
+    [said] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert said.exc_info is None and "No space left on device" in said.getMessage()

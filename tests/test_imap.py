@@ -33,7 +33,6 @@ from conftest import (
     voting,
     wait_for,
     waits_on_a_lock,
-    write_config,
 )
 from dovecot import Dovecot
 
@@ -41,29 +40,10 @@ from voting.config import load_config
 from voting.errors import ConfigError
 from voting.ledger import Ledger
 from voting.mail.imap import ImapError, ImapMailbox, ImapSession, ImapSettings
-from voting.mail.server import MailServer
 from voting.service import Service
 
 CODES = ("CHN", "FRA", "RUS", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN", "VNM")
 YES = ("FRA", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN")
-
-
-@pytest.fixture
-def imap(deployment: Deployment, dovecot: Dovecot, relay: MailServer) -> Deployment:
-    """The deployment reading its mail from Dovecot over verified STARTTLS and sending through the relay."""
-    dovecot.empty()
-    secret = deployment.config.root / "secrets" / "imap-password"
-    secret.parent.mkdir(exist_ok=True)
-    secret.write_text(dovecot.password + "\n")
-    write_config(
-        deployment,
-        mailbox={"kind": "imap", "host": "localhost", "port": dovecot.port, "tls": "starttls",
-                 "ca_file": str(dovecot.ca_file), "username": dovecot.user, "password_file": "secrets/imap-password",
-                 "folder": "INBOX", "processed_folder": "Processed"},
-        smtp={"kind": "smtp", "host": "127.0.0.1", "port": relay.port, "tls": "none"},
-        service={"poll_seconds": 60},
-    )
-    return deployment
 
 
 def settings(dovecot: Dovecot, **changes: object) -> ImapSettings:
@@ -189,8 +169,7 @@ def test_a_corrected_password_file_is_read_at_the_next_reconnect(imap: Deploymen
     dovecot.append(imap.reply("FRA", ["yes"]))
     assert not service.poll_once().mailbox_read
     secret.write_text(dovecot.password + "\n")
-    time.sleep(1.1)  # the first reconnect waits a second
-    assert service.poll_once().fetched == 1
+    wait_for(lambda: service.poll_once().fetched == 1, "the message fetched at the first reconnect, a second later")
     assert [d.code for d in service.ledger.decisions(vote_id)] == ["FRA"]
 
 
@@ -271,8 +250,7 @@ def test_serve_acknowledges_within_two_seconds_and_survives_a_dovecot_restart(im
     serve = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(imap.config.path), "serve"],
                              stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: connected(imap), "voting serve connected to Dovecot")
-        time.sleep(0.5)  # into IDLE
+        wait_for(lambda: dovecot.idling() == 1, "voting serve waiting in IDLE")
         dovecot.append(imap.reply("FRA", ["yes"]))
         started = time.monotonic()
         wait_for(lambda: bool(receipts(imap, "FRA")), "the receipt of FRA", seconds=10)
@@ -360,6 +338,3 @@ def stored(deployment: Deployment) -> int:
 def checkpointed(deployment: Deployment) -> bool:
     return query(deployment, "SELECT max(last_uid) FROM mailbox_checkpoints") > 0
 
-
-def connected(deployment: Deployment) -> bool:
-    return query(deployment, "SELECT count(*) FROM mailbox_state WHERE connection = 'connected'") == 1

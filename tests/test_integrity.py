@@ -1,19 +1,32 @@
-"""The ledger checks itself: one flipped bit in what a count rests on stops the close and is named, never published."""
+"""The ledger checks itself: one flipped bit in any row a count or a bundle rests on stops the close, is named, and
+nothing is published from the damaged ledger.
+
+Each kind of row is one entry of `ROWS`: the table, the column, which row, and the words that name the damage in
+`voting check`, `voting status` and `voting close` (or `voting export`, for a closed vote). Values that no chain
+records and the ledger cannot check by itself (a draft's title, a vote's statement window, a decision's
+explanation and detail, a ballot's Message-ID, reminders, the outbox, the mailbox's checkpoints) are not listed:
+`voting audit` replays the explanation and the statement window from the bundle's messages.
+"""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import Deployment, open_vote, voting
+from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 
-from voting.service import Service
+from voting.service import MAILBOX_SETTLING, Service, embedded_server
 
 
 def flipped(value: bytes, index: int) -> bytes:
-    """The value with one bit of one byte flipped, as a failing disk or memory does it."""
+    """The value with the lowest bit of one byte flipped, as a failing disk or memory does it."""
     damaged = bytearray(value)
     damaged[index] ^= 0x01
     return bytes(damaged)
@@ -24,87 +37,215 @@ def damage(deployment: Deployment, change: Callable[[sqlite3.Connection], None])
     with sqlite3.connect(deployment.config.database) as connection:
         connection.execute("DROP TRIGGER messages_keep_raw")
         connection.execute("DROP TRIGGER events_append_only_update")
+        connection.execute("PRAGMA ignore_check_constraints = ON")
         change(connection)
 
 
-def voted(running: Deployment, tmp_path: Path) -> tuple[Service, str]:
-    """FRA votes yes and CHN, a permanent member, no: the draft is vetoed."""
-    service = Service(running.config, log=lambda line: None)
-    vote_id = open_vote(service, tmp_path)
-    service.send()
-    running.submit(running.reply("FRA", ["yes"]), "fra@delegations.example")
-    running.submit(running.reply("CHN", ["no"]), "chn@delegations.example")
-    service.poll_once()
+@dataclass(frozen=True)
+class Row:
+    """One kind of row: a stored value of `column` in `table`, in the row `where` picks, with a bit flipped."""
+
+    table: str
+    column: str
+    where: str
+    named: str
+    """What `voting check` and a refused close say of it; {vote} stands for the vote's id."""
+    at: float = 0.5
+    """Where in the value the bit is flipped, as a fraction of its length."""
+    closed: bool = False
+    """A row of a closed vote: its bundle is what must not be published."""
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column}"
+
+    def flip(self, connection: sqlite3.Connection) -> None:
+        rowid, value = connection.execute(
+            f"SELECT rowid, {self.column} FROM {self.table} WHERE {self.where} LIMIT 1").fetchone()
+        if isinstance(value, int):
+            connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?", (value ^ 1, rowid))
+            return
+        data = value.encode() if isinstance(value, str) else bytes(value)
+        data = flipped(data, int(len(data) * self.at))
+        connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?",
+                           (data.decode() if isinstance(value, str) else data, rowid))
+
+
+TIME_DIGIT = 0.93
+"""The last digit of the microseconds of a time as the ledger writes it (2026-07-08T11:59:59.123456Z): still a time."""
+FRA_BALLOT = "message = (SELECT message FROM decisions WHERE code = 'FRA')"
+CHANGE_OF_VOTE = "supersedes IS NOT NULL"
+ROWS = [
+    Row("messages", "raw", "id = (SELECT message FROM decisions WHERE code = 'FRA')",
+        "its stored bytes no longer hash to its SHA-256"),
+    Row("messages", "sha256", "id = (SELECT message FROM decisions WHERE code = 'FRA')",
+        "its stored bytes no longer hash to its SHA-256"),
+    Row("messages", "received_at", "id = (SELECT message FROM decisions WHERE code = 'FRA')",
+        "(FRA) differs from its chain event in received_at", at=TIME_DIGIT),
+    Row("decisions", "choices_json", "code = 'CHN'", "(CHN) differs from its chain event in choices", at=0.8),
+    Row("decisions", "code", FRA_BALLOT, "differs from its chain event in code"),
+    Row("decisions", "verdict", FRA_BALLOT, "differs from its chain event in verdict", at=0.9),
+    Row("decisions", "reason", "verdict = 'rejected'", "differs from its chain event in reason"),
+    Row("decisions", "supersedes", CHANGE_OF_VOTE, "(NER) differs from its chain event in supersedes"),
+    Row("decisions", "signed_sha256", FRA_BALLOT, "(FRA): its signed attributes no longer hash to"),
+    Row("decisions", "vote_id", FRA_BALLOT, "that no decision row holds", at=0.9),
+    Row("events", "data_json", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content",
+        at=0.3),
+    Row("events", "at", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content"),
+    Row("events", "kind", "kind = 'vote-opened'", "was changed: its hash does not match its content"),
+    Row("events", "hash", "kind = 'vote-opened'", "event 1 (vote-opened) was changed"),
+    Row("events", "prev_hash", "kind = 'decision' AND chain != ''", "does not link to the event before it"),
+    Row("votes", "title", "1", "the vote's title differs from its chain"),
+    Row("votes", "rule", "1", "the vote's rule differs from its chain"),
+    Row("votes", "opened_at", "1", "the vote's opened_at differs from its chain", at=TIME_DIGIT),
+    Row("votes", "closes_at", "1", "the vote's closes_at differs from its chain", at=TIME_DIGIT),
+    Row("votes", "first_ballot_final", "1", "the vote's first_ballot_final differs from its chain"),
+    Row("votes", "electorate_json", "1", "the vote's electorate_sha256 differs from its chain"),
+    Row("drafts", "content", "1", "the vote's draft files differs from its chain"),
+    Row("drafts", "text", "1", "the vote's draft files differs from its chain"),
+    Row("drafts", "sha256", "1", "the vote's drafts differs from its chain"),
+    Row("drafts", "parties_json", "1", "the drafts of vote {vote}: a value stored in the ledger no longer reads"),
+    Row("drafts", "sponsors_json", "1", "the drafts of vote {vote}: a value stored in the ledger no longer reads"),
+    Row("drafts", "symbol", "1", "the vote's drafts differs from its chain"),
+    Row("ballots", "token", "code = 'FRA'", "the ballot token of FRA differs from its chain"),
+    Row("votes", "outcome_json", "1", "the row of vote {vote}: a value stored in the ledger no longer reads",
+        at=0.3, closed=True),
+    Row("votes", "closed_at", "1", "the vote's closed_at differs from its chain", at=TIME_DIGIT, closed=True),
+]
+
+
+@pytest.fixture(scope="module")
+def voted_template(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One vote, copied for each test: FRA yes, CHN no (a veto), NER abstain then yes, USA unsigned (rejected)."""
+    root = tmp_path_factory.mktemp("voted") / "deployment"
+    deployment = copy_deployment(unsc_template, root)
+    service = Service(deployment.config, log=lambda line: None)
+    with embedded_server(deployment.config, required=True):
+        vote_id = open_vote(service, root.parent)
+        service.send()
+        for code, choice in (("FRA", "yes"), ("CHN", "no"), ("NER", "abstain")):
+            deployment.submit(deployment.reply(code, [choice]), deployment.address(code))
+        service.poll_once()
+        deployment.submit(deployment.reply("NER", ["yes"]), deployment.address("NER"))
+        deployment.submit(b"From: usa@delegations.example\r\nSubject: vote\r\n\r\nYES\r\n", deployment.address("USA"))
+        service.poll_once()
     service.close_ledger()
-    return service, vote_id
+    return root, vote_id
 
 
-def ballot_of(connection: sqlite3.Connection, code: str) -> int:
-    return int(connection.execute("SELECT message FROM decisions WHERE code = ?", (code,)).fetchone()[0])
+def copied(voted_template: tuple[Path, str], tmp_path: Path) -> tuple[Deployment, str]:
+    root, vote_id = voted_template
+    return copy_deployment(root, tmp_path / "deployment"), vote_id
 
 
-def change_choice(connection: sqlite3.Connection) -> None:
-    connection.execute("""UPDATE decisions SET choices_json = '{"S/2020/654":"yes"}' WHERE code = 'CHN'""")
+def said(result: object) -> str:
+    return f"{result.stdout}{result.stderr}"  # type: ignore[attr-defined]
 
 
-def flip_raw(connection: sqlite3.Connection) -> None:
-    message = ballot_of(connection, "FRA")
-    raw = connection.execute("SELECT raw FROM messages WHERE id = ?", (message,)).fetchone()[0]
-    connection.execute("UPDATE messages SET raw = ? WHERE id = ?", (flipped(raw, len(raw) // 2), message))
-
-
-def flip_event(connection: sqlite3.Connection) -> None:
-    chain, seq, at = connection.execute(
-        "SELECT chain, seq, at FROM events WHERE kind = 'decision' AND chain != '' ORDER BY seq LIMIT 1").fetchone()
-    connection.execute("UPDATE events SET at = ? WHERE chain = ? AND seq = ?",
-                       (flipped(at.encode(), len(at) - 3).decode(), chain, seq))
-
-
-@pytest.mark.parametrize(("change", "named"), [
-    (change_choice, "(CHN) differs from its chain event in choices"),
-    (flip_raw, "its stored bytes no longer hash to its SHA-256"),
-    (flip_event, "(decision) was changed: its hash does not match its content"),
-])
-def test_a_damaged_ledger_is_never_counted_nor_published(running: Deployment, tmp_path: Path,
-                                                         change: Callable[[sqlite3.Connection], None],
-                                                         named: str) -> None:
-    service, vote_id = voted(running, tmp_path)
-    config = str(running.config.path)
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_a_bit_flipped_in_any_row_a_count_rests_on_is_named_and_nothing_is_published(
+        voted_template: tuple[Path, str], tmp_path: Path, row: Row) -> None:
+    deployment, vote_id = copied(voted_template, tmp_path)
+    config = str(deployment.config.path)
+    if row.closed:
+        assert voting("--config", config, "close", vote_id, "--yes").returncode == 0
+        for bundle in deployment.config.records_dir.iterdir():
+            bundle.unlink()
     assert voting("--config", config, "check").returncode == 0
-    damage(running, change)
-    closed = voting("--config", config, "close", vote_id, "--yes")
-    assert closed.returncode == 1, closed.stdout + closed.stderr
-    assert named in closed.stderr and "Traceback" not in closed.stderr
-    assert not running.config.records_dir.exists() or not list(running.config.records_dir.iterdir())
-    status = voting("--config", config, "status", vote_id)
-    assert status.returncode == 1 and "LEDGER DAMAGED" in status.stdout and named in status.stdout
+    damage(deployment, row.flip)
+    named = row.named.format(vote=vote_id)
     checked = voting("--config", config, "check", vote_id)
-    assert checked.returncode == 1 and named in checked.stdout
-    polled = voting("--config", config, "poll", "--once")
-    assert named in polled.stderr and "Traceback" not in polled.stderr
-    assert "OPEN" in voting("--config", config, "status", vote_id).stdout
-    assert not any(b"Subject: Results" in raw for raw in running.inbox_of("FRA"))
+    assert checked.returncode == 1 and named in checked.stdout, said(checked)
+    status = voting("--config", config, "status", vote_id)
+    assert status.returncode == 1 and "LEDGER DAMAGED" in status.stdout, said(status)
+    published = voting("--config", config, *(("export", vote_id, "--out", str(tmp_path / "bundle.zip")) if row.closed
+                                              else ("close", vote_id, "--yes")))
+    assert published.returncode == 1 and named in published.stderr, said(published)
+    assert len(published.stderr.strip().splitlines()) == 1, said(published)
+    for result in (checked, status, published):
+        assert "Traceback" not in said(result), said(result)
+    assert not (tmp_path / "bundle.zip").exists()
+    assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
+    if not row.closed:
+        assert still_open(deployment, vote_id)
+        assert not any(b"Subject: Results" in raw for raw in deployment.inbox_of("FRA"))
 
 
-def test_a_damaged_page_is_one_line_not_a_traceback(running: Deployment, tmp_path: Path) -> None:
-    service, vote_id = voted(running, tmp_path)
-    database = running.config.database
+def still_open(deployment: Deployment, vote_id: str) -> bool:
+    """Whether the vote has no close recorded nor its deadline moved, whatever else of its row is damaged."""
+    with sqlite3.connect(deployment.config.database) as connection:
+        closed = connection.execute("SELECT closed_at FROM votes WHERE id = ?", (vote_id,)).fetchone()[0]
+        events = connection.execute(
+            "SELECT count(*) FROM events WHERE kind IN ('vote-closed', 'deadline-moved')").fetchone()[0]
+    return closed is None and events == 0
+
+
+def test_a_pass_past_the_deadline_names_the_damage_and_leaves_the_vote_open(running: Deployment,
+                                                                          tmp_path: Path) -> None:
+    service = Service(running.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path, seconds=3)
+    service.send()
+    running.submit(running.reply("FRA", ["yes"]), running.address("FRA"))
+    service.poll_once()
+    closes_at = service.ledger.vote(vote_id).closes_at
+    service.close_ledger()
+    damage(running, ROWS[0].flip)
+    wait_for(lambda: datetime.now(UTC) > closes_at + MAILBOX_SETTLING, "the vote due to close", seconds=10)
+    polled = voting("--config", str(running.config.path), "poll", "--once")
+    assert ROWS[0].named in polled.stderr and "Traceback" not in polled.stderr, said(polled)
+    assert still_open(running, vote_id)
+    assert not running.config.records_dir.exists() or not list(running.config.records_dir.iterdir())
+
+
+def test_serve_stays_up_on_a_damaged_row_takes_mail_in_and_says_why(deployment: Deployment, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        serve = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(deployment.config.path), "serve"],
+                                 stdout=output, stderr=output)
+    try:
+        service = Service(deployment.config, log=lambda line: None)
+        vote_id = open_vote(service, tmp_path)
+        wait_for(lambda: "sent 15," in log.read_text(), "the ballots sent by serve")
+        damage(deployment, Row("votes", "closes_at", "1", "", at=0.6).flip)  # 12:00:00 becomes 12:00;00: no time
+        deployment.submit(deployment.reply("FRA", ["yes"]), deployment.address("FRA"))
+        wait_for(lambda: f"the row of vote {vote_id}" in log.read_text(), "the damage logged")
+        wait_for(lambda: service.ledger.undecided_messages(), "the reply taken in, to be decided once repaired")
+        assert serve.poll() is None, log.read_text()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    said_by_serve = log.read_text()
+    assert "the pass stopped, and is tried again" in said_by_serve and "Traceback" not in said_by_serve, said_by_serve
+    checked = voting("--config", str(deployment.config.path), "check")
+    assert checked.returncode == 1 and f"the row of vote {vote_id}" in checked.stdout, said(checked)
+
+
+def overwrite_a_page(database: Path, page: Callable[[sqlite3.Connection], int]) -> None:
     with sqlite3.connect(database) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         page_size = connection.execute("PRAGMA page_size").fetchone()[0]
-        root = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'decisions'").fetchone()[0]
+        number = page(connection)
     with database.open("r+b") as file:
-        file.seek((root - 1) * page_size)
+        file.seek((number - 1) * page_size)
         file.write(b"\xff" * page_size)
+
+
+def root_of_decisions(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'decisions'").fetchone()[0])
+
+
+def middle_of_the_file(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA page_count").fetchone()[0]) // 2 + 1
+
+
+@pytest.mark.parametrize("page", [root_of_decisions, middle_of_the_file], ids=lambda page: page.__name__)
+def test_a_damaged_page_is_one_line_not_a_traceback(voted_template: tuple[Path, str], tmp_path: Path,
+                                                    page: Callable[[sqlite3.Connection], int]) -> None:
+    deployment, vote_id = copied(voted_template, tmp_path)
+    overwrite_a_page(deployment.config.database, page)
     for command in (("status", vote_id), ("check",), ("close", vote_id, "--yes")):
-        shown = voting("--config", str(running.config.path), *command)
+        shown = voting("--config", str(deployment.config.path), *command)
         assert shown.returncode != 0 and "Traceback" not in shown.stderr, shown.stderr
-        said = (shown.stdout + shown.stderr).strip().splitlines()
-        assert len(said) == 1 and "malformed" in said[0], shown
-
-
-def test_a_ballot_moved_out_of_its_vote_is_named_by_status(running: Deployment, tmp_path: Path) -> None:
-    service, vote_id = voted(running, tmp_path)
-    damage(running, lambda connection: connection.execute("UPDATE decisions SET vote_id = NULL WHERE code = 'CHN'"))
-    status = voting("--config", str(running.config.path), "status", vote_id)
-    assert status.returncode == 1 and "that no decision row holds" in status.stdout, status.stdout + status.stderr
+        lines = said(shown).strip().splitlines()
+        assert len(lines) == 1 and ("malformed" in lines[0] or "damaged" in lines[0]), shown
+    assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
+    assert not any(b"Subject: Results" in raw for raw in deployment.inbox_of("FRA"))

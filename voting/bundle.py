@@ -21,7 +21,7 @@ from voting.audit import build_manifest, with_decrypted
 from voting.audit.reading import MAX_BUNDLE_BYTES, MAX_EXPANSION
 from voting.errors import LedgerError, UsageError
 from voting.files import fsync_directory, read_bounded, write_failure, write_file_atomically
-from voting.integrity import damage_text, vote_damage
+from voting.integrity import damage_text, publication_damage
 from voting.manifest import (
     MANIFEST_MEMBER,
     SIGNATURE_MEMBER,
@@ -86,12 +86,12 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
 def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     """Write the audit bundle of a closed vote to `out`, atomically."""
     ledger = service.ledger
+    damage = publication_damage(ledger, vote_id)
+    if damage:
+        raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     vote = ledger.vote(vote_id)
     if vote.is_open:
         raise UsageError(f"vote {vote_id} is still open; it can be exported once it is closed")
-    damage = vote_damage(ledger, vote_id)
-    if damage:
-        raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     bound = ledger.decisions(vote_id)
     unbound = ledger.decisions(None)
     events = ledger.events(vote_id)

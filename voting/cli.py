@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from voting import __version__
-from voting.errors import StorageError, UsageError, VotingError
+from voting.errors import LedgerError, StorageError, UsageError, VotingError
 from voting.files import read_bounded
 from voting.layout import DEFAULT_CONFIG, TEMPLATES
 from voting.publication import Publication
@@ -437,8 +437,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             while not stop.is_set():
                 try:
                     report = service.poll_once()
-                except (StorageError, sqlite3.OperationalError) as error:
-                    # A full disk or a ledger locked too long: nothing of it was committed; the next pass tries again.
+                except (StorageError, LedgerError, sqlite3.OperationalError) as error:
+                    # A full disk, a ledger locked too long, or a damaged row (which voting check names): nothing of
+                    # the pass was committed past what it took in; the next pass tries again.
                     if str(error) != trouble:
                         service.log(f"the pass stopped, and is tried again: {error}")
                     trouble = str(error)
@@ -484,9 +485,12 @@ def status_text(status: dict[str, Any], zone: str | None) -> str:
     def when(text: str) -> str:
         return readable_time(datetime.fromisoformat(text), [zone])
 
+    damaged = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]]
+    if status["state"] == "unreadable":
+        return "\n".join([*damaged, f"vote {status['vote']} cannot be shown: the ledger's rows of it are damaged"])
     is_open = status["state"] == "open"
     closed_at = datetime.fromisoformat(status["closed_at"]) if status["closed_at"] else None
-    lines = [f"LEDGER DAMAGED, not to be trusted: {line}" for line in status["damaged"]] + [
+    lines = damaged + [
         f"{status['title']} [{status['vote']}]  rule {status['rule']}  {status['state'].upper()}",
         deadline_text(is_open, datetime.fromisoformat(status["closes_at"]), closed_at, status["seconds_left"], zone),
         f"voted ({len(status['voted'])}): "
@@ -536,7 +540,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     zone = service.config.settings.secretariat.timezone
 
     def board() -> tuple[list[dict[str, Any]], str]:
-        votes = [args.vote] if args.vote else [v.id for v in service.ledger.votes()]
+        votes = [args.vote] if args.vote else service.ledger.vote_ids()
         statuses = [service.status(vote_id) for vote_id in votes]
         return statuses, "\n\n".join(status_text(s, zone) for s in statuses) or "No votes yet."
 
@@ -568,7 +572,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from voting.integrity import ledger_damage
 
     ledger = service_of(args).ledger
-    votes = [ledger.vote(args.vote).id] if args.vote else [v.id for v in ledger.votes()]
+    votes = ledger.vote_ids()
+    if args.vote:
+        if args.vote not in votes:
+            raise UsageError(f"no vote {args.vote!r} in {ledger.path}")
+        votes = [args.vote]
     damage = ledger_damage(ledger, votes, every_message=not args.vote)
     checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
     emit(args, {"votes": votes, "damaged": damage},

@@ -4,8 +4,10 @@
 service from counting, reporting or signing what the ledger no longer holds
 intact: a chain event changed, a raw message whose bytes no longer hash to the
 SHA-256 its decision names, a decision row that differs from the event that
-chained it, a vote whose parameters or result differ from its chain. The
-checks are pure functions of ledger values; `vote_damage` and `ledger_damage`
+chained it, a ballot whose kept SHA-256 of its signed attributes is not its
+message's, a ballot token that does not hash to what the chain recorded of it,
+a vote whose parameters or result differ from its chain. The checks are pure
+functions of ledger values; `vote_damage` and `ledger_damage`
 read those values and say, one line each, what is damaged.
 """
 
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from voting.drafts import opened_entry
+from voting.errors import LedgerError
 from voting.ledger import (
     GENESIS,
     DecisionRecord,
@@ -29,6 +32,7 @@ from voting.ledger import (
     event_hash,
     utc_text,
 )
+from voting.smime.verify import signed_sha256_of
 
 
 class Link(Protocol):
@@ -48,12 +52,9 @@ class Link(Protocol):
     def hash(self) -> str: ...
 
 
-def broken_link(events: Sequence[Link], rehash: Container[int] | None = None) -> str | None:
-    """Where the chain breaks (an event missing, unlinked or changed), or None when it links from genesis.
-
-    Every event's link to the one before it is checked; its hash is computed
-    again from its content for the sequence numbers in `rehash` (all if None).
-    """
+def broken_link(events: Sequence[Link]) -> str | None:
+    """Where the chain breaks (an event missing, unlinked or changed), or None when it links from genesis:
+    every event's link to the one before it, and its hash computed again from its content."""
     previous = GENESIS
     for expected_seq, event in enumerate(events, start=1):
         where = f"event {event.seq} ({event.kind})"
@@ -61,8 +62,7 @@ def broken_link(events: Sequence[Link], rehash: Container[int] | None = None) ->
             return f"event {expected_seq} is missing: the chain goes on with {where}"
         if event.prev_hash != previous:
             return f"{where} does not link to the event before it"
-        if (rehash is None or event.seq in rehash) and event_hash(
-                previous, event.seq, event.at, event.kind, canonical_json(event.data)) != event.hash:
+        if event_hash(previous, event.seq, event.at, event.kind, canonical_json(event.data)) != event.hash:
             return f"{where} was changed: its hash does not match its content"
         previous = event.hash
     return None
@@ -72,6 +72,30 @@ def message_damage(sha256: str, raw: bytes) -> str | None:
     if hashlib.sha256(raw).hexdigest() == sha256:
         return None
     return f"message {sha256[:16]}: its stored bytes no longer hash to its SHA-256"
+
+
+def signed_attributes_damage(decision: DecisionRecord, raw: bytes) -> str | None:
+    """A ballot's kept SHA-256 of its signed attributes, which recognises a copy of it, against its message.
+
+    Only where the message can be read without the secretariat's key (a ballot
+    not encrypted to it); its bytes are checked against their SHA-256 apart.
+    """
+    if decision.verdict != "ballot" or decision.signed_sha256 is None:
+        return None
+    found = signed_sha256_of(raw)
+    if found is None or found == decision.signed_sha256:
+        return None
+    return (f"decision on message {decision.sha256[:16]} ({decision.code}): its signed attributes no longer hash to"
+            " the SHA-256 it keeps of them")
+
+
+def token_damage(tokens: Mapping[str, str], events: Sequence[Event]) -> list[str]:
+    """Each delegation's ballot token against the SHA-256 of it that the vote-opened event recorded."""
+    opened = next((e for e in events if e.kind == "vote-opened"), None)
+    recorded = opened.data.get("ballot_tokens_sha256", {}) if opened else {}
+    held = {code: hashlib.sha256(token.encode()).hexdigest() for code, token in tokens.items()}
+    return [f"the ballot token of {code} differs from its chain" for code in sorted({*held, *recorded})
+            if held.get(code) != recorded.get(code)]
 
 
 def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]) -> list[str]:
@@ -131,45 +155,64 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
 def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]:
     """What is damaged of what the vote's count rests on, each line naming the vote.
 
-    In full (before a close or an export): every event of the vote's chain,
-    every decision it records and every message its bundle holds. Otherwise
-    (for `voting status`, which must stay quick on a large vote): every link
-    of the chain, and in content what the count uses: the vote's own events,
-    its ballots' decisions and their raw bytes.
+    Every event of the vote's chain, every decision it records, the vote's
+    row, drafts and ballot tokens; in full (before a close or an export) the
+    bytes of every message its bundle holds, otherwise (for `voting status`,
+    which must stay quick on a large vote) those of its ballots only.
     """
     try:
         vote = ledger.vote(vote_id)
         events = ledger.events(vote_id)
-        bound = ledger.decisions(vote_id)
-        if full:
-            chained = {e.data.get("message") for e in events if e.kind == "decision"}
-            decisions = [*bound, *(d for d in ledger.decisions(None) if d.sha256 in chained)]
-        else:
-            decisions = [d for d in bound if d.verdict == "ballot"]
-        raws = {d.sha256: ledger.raw_message(d.message) for d in decisions}
+        chained = {e.data.get("message") for e in events if e.kind == "decision"}
+        decisions = [*ledger.decisions(vote_id), *(d for d in ledger.decisions(None) if d.sha256 in chained)]
+        read = decisions if full else [d for d in decisions if d.verdict == "ballot"]
+        raws = {d.sha256: ledger.raw_message(d.message) for d in read}
         drafts = ledger.drafts(vote_id)
-    except (ValueError, sqlite3.DatabaseError) as error:
-        return [f"vote {vote_id}: the ledger's rows of it cannot be read: {error}"]
-    counted = {d.sha256 for d in decisions}
-    # Short of everything: the vote's own events, and the decisions that are ballots in a row or in the chain.
-    used = events if full else [e for e in events if e.kind != "decision" or e.data.get("message") in counted
-                                or e.data.get("verdict") == "ballot"]
-    broken = broken_link(events, None if full else {e.seq for e in used})
+        tokens = ledger.ballot_tokens(vote_id)
+    except LedgerError as error:  # names the rows already
+        return [str(error)]
+    except sqlite3.DatabaseError as error:
+        return [f"vote {vote_id}: its rows cannot be read: {error}"]
+    broken = broken_link(events)
     problems = [f"the chain's {broken}"] if broken else []
     problems += vote_record_damage(vote, drafts, events)
-    problems += decision_damage(used, decisions)
+    problems += token_damage(tokens, events)
+    problems += decision_damage(events, decisions)
     problems += [found for sha, raw in raws.items() if (found := message_damage(sha, raw))]
+    problems += [found for d in read if (found := signed_attributes_damage(d, raws[d.sha256]))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
+
+
+def page_damage(ledger: Ledger) -> list[str]:
+    """The database's own check of its pages (`PRAGMA quick_check`), in one line."""
+    try:
+        return _pages(ledger)
+    except sqlite3.DatabaseError as error:
+        return [_unreadable(error)]
+
+
+def _unreadable(error: sqlite3.DatabaseError) -> str:
+    return f"the database cannot be read: {error}"
+
+
+def _pages(ledger: Ledger) -> list[str]:
+    pages = [str(row[0]) for row in ledger.db.execute("PRAGMA quick_check")]
+    return [] if pages == ["ok"] else [f"the database's pages are damaged: {' '.join(' '.join(pages).split())}"]
+
+
+def publication_damage(ledger: Ledger, vote_id: str) -> list[str]:
+    """What stops a vote's result or bundle from being published: a damaged page anywhere in the database (no
+    part of it can then be trusted), or anything the vote's count rests on."""
+    return page_damage(ledger) + vote_damage(ledger, vote_id)
 
 
 def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool) -> list[str]:
     """`voting check`: the database's pages, then each vote in full; with `every_message`, also every message
     in the ledger against its SHA-256, and the chain of messages as they were received."""
     try:
-        pages = [str(row[0]) for row in ledger.db.execute("PRAGMA quick_check")]
-    except sqlite3.DatabaseError as error:
-        return [f"the database cannot be read: {error}"]
-    problems = [] if pages == ["ok"] else [f"the database's pages: {line}" for line in pages]
+        problems = _pages(ledger)
+    except sqlite3.DatabaseError as error:  # nothing else can be read either
+        return [_unreadable(error)]
     for vote_id in vote_ids:
         problems += vote_damage(ledger, vote_id)
     if not every_message:
@@ -178,7 +221,7 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
         broken = broken_link(ledger.events(""))
         problems += [f"the chain of messages received: {broken}"] if broken else []
         problems += [found for sha, raw in ledger.raw_messages() if (found := message_damage(sha, raw))]
-    except (ValueError, sqlite3.DatabaseError) as error:
+    except (LedgerError, sqlite3.DatabaseError) as error:
         problems.append(f"the messages cannot be read: {error}")
     return problems
 

@@ -395,10 +395,11 @@ class Ledger:
 
     def events(self, chain: str) -> list[Event]:
         rows = self.db.execute("SELECT * FROM events WHERE chain = ? ORDER BY seq", (chain,)).fetchall()
-        return [
-            Event(r["chain"], r["seq"], r["at"], r["kind"], json.loads(r["data_json"]), r["prev_hash"], r["hash"])
-            for r in rows
-        ]
+        with _decoding(f"the chain {chain!r}"):
+            return [
+                Event(r["chain"], r["seq"], r["at"], r["kind"], json.loads(r["data_json"]), r["prev_hash"], r["hash"])
+                for r in rows
+            ]
 
     # -- raw messages ----------------------------------------------------
 
@@ -613,15 +614,20 @@ class Ledger:
     def votes(self) -> list[VoteRecord]:
         return [_vote_record(r) for r in self.db.execute("SELECT * FROM votes ORDER BY opened_at, id")]
 
+    def vote_ids(self) -> list[str]:
+        """The votes' ids alone: read even where a vote's other values are damaged, for `voting check`."""
+        return [r["id"] for r in self.db.execute("SELECT id FROM votes ORDER BY opened_at, id")]
+
     def drafts(self, vote_id: str) -> list[DraftRecord]:
         rows = self.db.execute("SELECT * FROM drafts WHERE vote_id = ? ORDER BY position", (vote_id,)).fetchall()
-        return [
-            DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])),
-                        r["file_name"], r["media_type"],
-                        bytes(r["content"]) if r["content"] is not None else r["text"].encode("utf-8"),
-                        tuple(json.loads(r["sponsors_json"])))
-            for r in rows
-        ]
+        with _decoding(f"the drafts of vote {vote_id}"):
+            return [
+                DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])),
+                            r["file_name"], r["media_type"],
+                            bytes(r["content"]) if r["content"] is not None else r["text"].encode("utf-8"),
+                            tuple(json.loads(r["sponsors_json"])))
+                for r in rows
+            ]
 
     def set_closes_at(self, vote_id: str, closes_at: datetime) -> None:
         self.db.execute("UPDATE votes SET closes_at = ? WHERE id = ?", (utc_text(closes_at), vote_id))
@@ -695,23 +701,24 @@ class Ledger:
             f" WHERE {clause} ORDER BY m.received_at, m.id",
             params,
         ).fetchall()
-        return [
-            DecisionRecord(
-                r["message"],
-                r["sha256"],
-                parse_utc(r["received_at"]),
-                r["vote_id"],
-                r["code"],
-                r["verdict"],
-                r["reason"],
-                r["detail"],
-                json.loads(r["choices_json"]),
-                r["explanation"],
-                r["supersedes"],
-                r["signed_sha256"],
-            )
-            for r in rows
-        ]
+        with _decoding(f"the decisions of vote {vote_id}" if vote_id else "the decisions bound to no vote"):
+            return [
+                DecisionRecord(
+                    r["message"],
+                    r["sha256"],
+                    parse_utc(r["received_at"]),
+                    r["vote_id"],
+                    r["code"],
+                    r["verdict"],
+                    r["reason"],
+                    r["detail"],
+                    json.loads(r["choices_json"]),
+                    r["explanation"],
+                    r["supersedes"],
+                    r["signed_sha256"],
+                )
+                for r in rows
+            ]
 
     # -- the outbox ----------------------------------------------------------
 
@@ -837,20 +844,30 @@ def _rebuild_decisions(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE decisions_new RENAME TO decisions")
 
 
+@contextmanager
+def _decoding(what: str) -> Iterator[None]:
+    """A stored value that no longer decodes (JSON, a time) is a damaged row: named in one line, not a traceback."""
+    try:
+        yield
+    except ValueError as error:
+        raise LedgerError(f"{what}: a value stored in the ledger no longer reads, damaged ({error})") from None
+
+
 def _vote_record(row: sqlite3.Row) -> VoteRecord:
-    return VoteRecord(
-        id=row["id"],
-        title=row["title"],
-        rule=row["rule"],
-        opened_at=parse_utc(row["opened_at"]),
-        closes_at=parse_utc(row["closes_at"]),
-        closed_at=parse_utc(row["closed_at"]) if row["closed_at"] else None,
-        first_ballot_final=bool(row["first_ballot_final"]),
-        quorum=row["quorum"],
-        statement_hours=row["statement_hours"],
-        electorate_json=row["electorate_json"],
-        outcome=json.loads(row["outcome_json"]) if row["outcome_json"] else None,
-    )
+    with _decoding(f"the row of vote {row['id']}"):
+        return VoteRecord(
+            id=row["id"],
+            title=row["title"],
+            rule=row["rule"],
+            opened_at=parse_utc(row["opened_at"]),
+            closes_at=parse_utc(row["closes_at"]),
+            closed_at=parse_utc(row["closed_at"]) if row["closed_at"] else None,
+            first_ballot_final=bool(row["first_ballot_final"]),
+            quorum=row["quorum"],
+            statement_hours=row["statement_hours"],
+            electorate_json=row["electorate_json"],
+            outcome=json.loads(row["outcome_json"]) if row["outcome_json"] else None,
+        )
 
 
 def _outgoing(row: sqlite3.Row) -> OutgoingMail:

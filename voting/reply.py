@@ -25,7 +25,7 @@ from email.utils import format_datetime, getaddresses, make_msgid
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from voting.ballot import choice_word, parse_reply, reply_binding, text_of_entity
+from voting.ballot import choice_word, reply_binding, text_of_entity
 from voting.config import Config
 from voting.errors import UnverifiedError, UsageError
 from voting.mail.compose import OutgoingMessage, message_id_in

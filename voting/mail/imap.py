@@ -213,18 +213,36 @@ class ImapSession:
         return fetched
 
     def mark_processed(self, uids: Sequence[int]) -> None:
-        """Move these UIDs to the processed folder; call only once their bytes are committed."""
-        if not uids:
-            return
+        """Move these UIDs to the processed folder; call only once their bytes are committed.
+
+        Another process on the same mailbox (a `voting serve` beside an
+        operator's `poll --once`) may have moved some of them first, once it
+        had committed them too: the server then refuses the whole move
+        ([EXPUNGEISSUED]), and those still in the folder are moved again.
+        """
+        remaining = list(uids)
+        with _translated(self.settings, f"move messages to {self.settings.processed_folder}"):
+            while remaining:
+                try:
+                    self._move(remaining)
+                    return
+                except imaplib.IMAP4.error as error:
+                    if "EXPUNGEISSUED" not in str(error):
+                        raise
+                    still = sorted(set(self.client.search(["UID", ",".join(map(str, remaining))])) & set(remaining))
+                    if len(still) == len(remaining):
+                        raise
+                    remaining = still
+
+    def _move(self, uids: list[int]) -> None:
         client, target = self.client, self.settings.processed_folder
-        with _translated(self.settings, f"move messages to {target}"):
-            if client.has_capability("MOVE"):
-                client.move(list(uids), target)
-                return
-            client.copy(list(uids), target)
-            client.add_flags(list(uids), [b"\\Deleted"], silent=True)
+        if client.has_capability("MOVE"):
+            client.move(uids, target)
+        else:
+            client.copy(uids, target)
+            client.add_flags(uids, [b"\\Deleted"], silent=True)
             if client.has_capability("UIDPLUS"):
-                client.uid_expunge(list(uids))
+                client.uid_expunge(uids)
             else:
                 client.expunge()
 

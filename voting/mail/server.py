@@ -180,6 +180,9 @@ class _MaildirHandler:
             addresses = list(dict.fromkeys(recipient.lower() for recipient in envelope.rcpt_tos))
             for address in addresses:
                 deliver(self._server.mailbox(address), self._server.stored_form(address, raw))
+        except MailError as error:  # a full or failing disk: one line, and the sender tries again
+            log.error("delivery from %r to %r failed: %s", envelope.mail_from, envelope.rcpt_tos, error)
+            return "451 4.3.0 Local error in delivery, try again later"
         except Exception:
             log.exception("delivery from %r to %r failed", envelope.mail_from, envelope.rcpt_tos)
             return "451 4.3.0 Local error in delivery, try again later"

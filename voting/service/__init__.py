@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from voting.config import Config
 from voting.drafts import sponsor_names
-from voting.errors import MailError
+from voting.errors import LedgerError, MailError
 from voting.files import free_bytes
 from voting.integrity import vote_damage
 from voting.ledger import utc_text
@@ -63,6 +63,16 @@ class Service(Reminding):
         return report
 
     def status(self, vote_id: str) -> dict[str, Any]:
+        """The vote's state; where a damaged row cannot even be read, only what is damaged (state "unreadable")."""
+        damaged = vote_damage(self.ledger, vote_id, full=False)
+        try:
+            return self._status(vote_id, damaged)
+        except (ValueError, LedgerError):  # a value no longer of its type (a choice, JSON): the damage says which
+            if not damaged:
+                raise
+            return {"vote": vote_id, "state": "unreadable", "damaged": damaged}
+
+    def _status(self, vote_id: str, damaged: list[str]) -> dict[str, Any]:
         vote = self.ledger.vote(vote_id)
         now = self.clock()
         board = self.board(vote_id)
@@ -72,7 +82,7 @@ class Service(Reminding):
             "title": vote.title,
             "rule": vote.rule,
             "state": "open" if vote.is_open else "closed",
-            "damaged": vote_damage(self.ledger, vote_id, full=False),
+            "damaged": damaged,
             "closes_at": utc_text(vote.closes_at),
             "closed_at": utc_text(vote.closed_at) if vote.closed_at else None,
             "seconds_left": max(0, int((vote.closes_at - now).total_seconds())) if vote.is_open else 0,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from voting import letters, rules
 from voting.drafts import sponsors_shown
 from voting.errors import LedgerError, MailError, UsageError
-from voting.integrity import damage_text, vote_damage
+from voting.integrity import damage_text, publication_damage
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
 from voting.mail.compose import text_as_html
 from voting.model import Choice, Delegation, Outcome
@@ -65,6 +65,7 @@ class Closing(Judging):
         vote = self.ledger.vote(vote_id)
         if not vote.is_open:
             raise UsageError(f"vote {vote_id} is already closed")
+        self.refuse_if_damaged(vote_id)  # before the deadline moves: a move would overwrite a damaged deadline
         now = self.clock()
         unbroken = [symbol for symbol, choices in self.counted(vote, now).items() if Choice.NO not in choices.values()]
         if now < vote.closes_at and rules.resolve(vote.rule, vote_electorate(vote)).silence and unbroken:
@@ -82,12 +83,17 @@ class Closing(Judging):
         self.decide_pending()
         self.close_due()
         if self.ledger.vote(vote_id).is_open:
-            damage = vote_damage(self.ledger, vote_id)
-            if damage:
-                raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
+            self.refuse_if_damaged(vote_id)
             raise MailError(f"vote {vote_id} closes at {utc_text(min(now, vote.closes_at))} but is not counted yet:"
                             " the mailbox could not be read, or a message on time is still undecided (see voting"
                             " status); the service counts it at its next pass")
+
+    def refuse_if_damaged(self, vote_id: str) -> None:
+        """Raise `LedgerError`, naming what is damaged, when anything the vote's count rests on is, or a page of the
+        database (`integrity`)."""
+        damage = publication_damage(self.ledger, vote_id)
+        if damage:
+            raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
 
     def extend(self, vote_id: str, closes_at: datetime) -> None:
         vote = self.ledger.vote(vote_id)
@@ -129,9 +135,7 @@ class Closing(Judging):
             at = vote.closes_at
             if not vote.is_open or any(m.received_at < at for m in self.ledger.undecided_messages()):
                 return None
-            damage = vote_damage(self.ledger, vote_id)
-            if damage:
-                raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
+            self.refuse_if_damaged(vote_id)
             now = self.clock()
             electorate = vote_electorate(vote)
             outcomes = self.outcomes(vote, at)
