@@ -460,14 +460,22 @@ class Ledger:
         ).fetchone()
         return int(row["last_uid"]) if row else 0
 
-    def set_checkpoint(self, folder: str, uidvalidity: int, uid: int, now: datetime) -> None:
-        """Advance the checkpoint; it never moves back."""
-        self.db.execute(
-            "INSERT INTO mailbox_checkpoints (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (folder, uidvalidity) DO UPDATE"
-            " SET last_uid = max(last_uid, excluded.last_uid), updated_at = excluded.updated_at",
-            (folder, uidvalidity, uid, utc_text(now)),
-        )
+    def set_checkpoint(self, folder: str, uidvalidity: int, uid: int, now: datetime) -> int:
+        """Advance the checkpoint (it never moves back) and return where it stood before.
+
+        The UIDs between the two are this caller's to move: another process
+        that fetched the same messages finds the checkpoint past them, and
+        leaves their move to the one that advanced it.
+        """
+        with self.transaction():
+            before = self.checkpoint(folder, uidvalidity)
+            self.db.execute(
+                "INSERT INTO mailbox_checkpoints (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (folder, uidvalidity) DO UPDATE"
+                " SET last_uid = max(last_uid, excluded.last_uid), updated_at = excluded.updated_at",
+                (folder, uidvalidity, uid, utc_text(now)),
+            )
+        return before
 
     def note_fetch(self, mailbox: str, connection: str, new: int, now: datetime) -> None:
         """A pass read the mailbox: `connection` is "connected" (IMAP) or "local" (a Maildir)."""

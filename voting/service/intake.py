@@ -62,7 +62,10 @@ class Intake(Opening):
         the checkpoint, and the next pass moves it without fetching it again;
         a crash before the checkpoint fetches it again, and the ledger's
         SHA-256 dedupe keeps it once. A new UIDVALIDITY has no checkpoint, so
-        the folder is read again in full under the same dedupe. A server
+        the folder is read again in full under the same dedupe. Of several
+        processes that fetched the same messages, only the one that advanced
+        the checkpoint past them moves them, so each lands in the processed
+        folder once. A server
         problem never stops the pass: it is logged, recorded for `voting
         status`, and the session is reopened with backoff.
         """
@@ -80,8 +83,8 @@ class Intake(Opening):
                 for message in session.fetch(batch):
                     source = f"imap:{name}:{folder.uidvalidity}:{message.uid}"
                     stored += self.ledger.store_message(message.raw, message.received_at, source, self.clock()).new
-                self.ledger.set_checkpoint(name, folder.uidvalidity, batch[-1], self.clock())
-                session.mark_processed(batch)
+                before = self.ledger.set_checkpoint(name, folder.uidvalidity, batch[-1], self.clock())
+                session.mark_processed([uid for uid in batch if uid > before])
         except ImapError as error:
             mailbox.failed()
             self.ledger.note_mailbox_error(mailbox.settings.label, str(error), self.clock())
