@@ -416,7 +416,8 @@ def test_a_french_delegation_reads_every_delegation_named_in_french(running: Dep
     assert "Russian Federation" not in results and "Belgium" not in results
     [english_results] = letters_to(running, "GBR", "Results")
     assert "RUS Russian Federation" in english_results and "Fédération" not in english_results
-    observed = [text_of_entity(maildir.read(m)) for m in maildir.messages(running.mail_root / "press@observers.example")]
+    observer = running.mail_root / "press@observers.example"
+    observed = [text_of_entity(maildir.read(m)) for m in maildir.messages(observer)]
     assert observed and all("Fédération" not in text and "Belgique" not in text for text in observed)
     assert any("RUS Russian Federation" in text for text in observed), "observers read the results in English"
 

@@ -175,7 +175,8 @@ class Opening(ServiceBase):
             delegation_name=delegation.name_in(delegation.language),
             closes=closes_at,
             drafts=tuple((d.symbol, d.title) for d in drafts),
-            sponsors={d.symbol: sponsors_shown(d.sponsors, electorate, delegation.language) for d in drafts if d.sponsors},
+            sponsors={d.symbol: sponsors_shown(d.sponsors, electorate, delegation.language)
+                      for d in drafts if d.sponsors},
             title=title,
             first_ballot_final=first_ballot_final,
             zones=self._zones(delegation),
