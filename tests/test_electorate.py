@@ -90,6 +90,44 @@ def test_unsc_2020(unsc: Electorate) -> None:
     assert all(not d.certificates for d in unsc.delegation)
 
 
+def test_unsc_2020_names_its_members_in_french_as_the_councils_documents_do(unsc: Electorate) -> None:
+    assert [d.name_in("fr") for d in unsc.delegation] == [
+        "Chine", "France", "Fédération de Russie", "Royaume-Uni de Grande-Bretagne et d'Irlande du Nord",
+        "États-Unis d'Amérique", "Belgique", "République dominicaine", "Estonie", "Allemagne", "Indonésie", "Niger",
+        "Saint-Vincent-et-les Grenadines", "Afrique du Sud", "Tunisie", "Viet Nam",
+    ]  # fmt: skip
+    assert all(d.name_in("en") == d.name and d.name_in("es") == d.name for d in unsc.delegation)
+    assert unsc.get("USA").label_in("fr") == "USA (États-Unis d'Amérique)"  # type: ignore[union-attr]
+
+
+def test_eu_2026_names_its_members_in_french_as_the_union_does() -> None:
+    eu = load_electorate(ROOT / "voting" / "data" / "eu-2026.toml")
+    assert [d.name_in("fr") for d in eu.delegation] == [
+        "Belgique", "Bulgarie", "Tchéquie", "Danemark", "Allemagne", "Estonie", "Irlande", "Grèce", "Espagne",
+        "France", "Croatie", "Italie", "Chypre", "Lettonie", "Lituanie", "Luxembourg", "Hongrie", "Malte",
+        "Pays-Bas", "Autriche", "Pologne", "Portugal", "Roumanie", "Slovénie", "Slovaquie", "Finlande", "Suède",
+    ]  # fmt: skip
+    assert eu.get("CZE").name == "Czechia"  # type: ignore[union-attr]
+
+
+SNAPSHOT_BEFORE_NAMES = (
+    '{"name":"Board","required_yes":null,"quorum":null,"observers":[],"rules":{},"delegation":[{"code":"FRA",'
+    '"name":"France","permanent":true,"weight":null,"population":null,"addresses":["fra@delegations.example"],'
+    '"certificates":[],"timezone":null,"language":"fr"}]}'
+)
+"""An electorate as a vote recorded it (and hashed it into its chain) before delegations could be named in other
+languages."""
+
+
+def test_a_snapshot_without_names_reads_and_is_written_as_before() -> None:
+    snapshot = Electorate.model_validate_json(SNAPSHOT_BEFORE_NAMES)
+    assert snapshot.model_dump_json() == SNAPSHOT_BEFORE_NAMES
+    named = snapshot.model_copy(update={"delegation": [snapshot.delegation[0].model_copy(
+        update={"names": {"es": "Francia"}})]})
+    assert named.model_dump_json().endswith(',"language":"fr","names":{"es":"Francia"}}]}')
+    assert Electorate.model_validate_json(named.model_dump_json()) == named
+
+
 def test_committed_file_is_in_the_written_form(unsc: Electorate) -> None:
     assert dump_electorate(unsc) == COMMITTED.read_text()
 
@@ -135,14 +173,17 @@ def test_save_replaces_the_file_atomically(tmp_path: Path) -> None:
 @given(
     name=st.text(min_size=1, max_size=40),
     delegate_name=st.text(max_size=40),
+    names=st.dictionaries(st.from_regex(r"[a-z]{2,3}", fullmatch=True).filter(lambda code: code != "en"),
+                          st.text(min_size=1, max_size=40).filter(str.strip), max_size=3),
     required_yes=st.none() | st.integers(min_value=1, max_value=500),
     local=st.from_regex(r"[a-z0-9._+-]{1,12}", fullmatch=True),
 )
-def test_any_names_round_trip(name: str, delegate_name: str, required_yes: int | None, local: str) -> None:
+def test_any_names_round_trip(name: str, delegate_name: str, names: dict[str, str], required_yes: int | None,
+                              local: str) -> None:
     electorate = Electorate(
         name=name,
         required_yes=required_yes,
-        delegation=[Delegation(code="X-1", name=delegate_name, addresses=[f"{local}@example.org"])],
+        delegation=[Delegation(code="X-1", name=delegate_name, names=names, addresses=[f"{local}@example.org"])],
     )
     assert parse_electorate(dump_electorate(electorate)) == electorate
 
@@ -161,6 +202,13 @@ GOOD_DELEGATION = '[[delegation]]\ncode = "FRA"\nname = "France"\n'
         (GOOD_DELEGATION + '[[delegation]]\nname = "x"\n', r"delegation\[1\]\.code: required key is missing"),
         (GOOD_DELEGATION + GOOD_DELEGATION, r"delegation: delegation FRA is listed twice"),
         (GOOD_DELEGATION + 'addresses = ["nobody"]\n', r"delegation\[0\]\.addresses: 'nobody' is not a mailbox"),
+        (GOOD_DELEGATION + 'names = { french = "France" }\n',
+         r"delegation\[0\]\.names: 'french' is not a language code: write a two- or three-letter code in lower case"),
+        (GOOD_DELEGATION + 'names = { FR = "France" }\n', r"delegation\[0\]\.names: 'FR' is not a language code"),
+        (GOOD_DELEGATION + 'names = { en = "France" }\n',
+         r"delegation\[0\]\.names: en is the secretariat's language, in which the delegation's name is `name`"),
+        (GOOD_DELEGATION + 'names = { fr = " " }\n', r"delegation\[0\]\.names: the name in fr is empty"),
+        (GOOD_DELEGATION + 'names = "France"\n', r"delegation\[0\]\.names: Input should be a valid dictionary"),
         ("required_yes = 0\n", r"required_yes: Input should be greater than or equal to 1"),
         ('name = "x"\nrequired_yes = \n', r"invalid TOML: .*\(at line 2, column 16\)"),
         ("a = " + "[" * 5000 + "]" * 5000 + "\n", r"invalid TOML"),

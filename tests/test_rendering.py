@@ -64,7 +64,9 @@ def pages(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 def test_belgium_reads_its_letters_in_french(pages: dict[str, str]) -> None:
     assert '<html lang="fr">' in pages["results-fr"] and "NON ADOPTÉ" in pages["results-fr"]
-    assert "Présenté par Belgium, Germany" in pages["results-fr"] and "Présenté par" in pages["ballot-fr"]
+    assert "Présenté par Belgique, Allemagne" in pages["results-fr"] and "Présenté par" in pages["ballot-fr"]
+    assert "Royaume-Uni de Grande-Bretagne et d&#x27;Irlande du Nord" in pages["results-fr"]
+    assert "BEL (Belgique)" in pages["ballot-fr"] and "United Kingdom" not in pages["results-fr"]
     assert '<html lang="en">' in pages["results"] and "Sponsored by Russian Federation" in pages["results"]
 
 

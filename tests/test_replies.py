@@ -19,6 +19,7 @@ from conftest import Deployment, handed_over_p12, handed_over_password, open_vot
 from voting.ballot import text_of_entity
 from voting.electorate import load_electorate, save_electorate
 from voting.errors import ConfigError, UnverifiedError
+from voting.mail import maildir
 from voting.pki import Identity, fingerprint
 from voting.reply import Secretariat
 from voting.service import Service
@@ -378,6 +379,47 @@ def test_a_delegation_reads_its_ballot_and_receipts_in_its_language(running: Dep
     assert "à Paris" in receipt and "La France soutient le projet." in receipt
     [decided] = service.ledger.decisions(vote_id)
     assert (decided.choices, decided.explanation) == ({"S/2020/654": "yes"}, "La France soutient le projet.")
+
+
+def test_a_french_delegation_reads_every_delegation_named_in_french(running: Deployment, tmp_path: Path) -> None:
+    """Belgium reads French: its ballot, receipt and results name the delegations as the Council's French documents
+    do; English letters, observers' notices and the public record keep the names in the secretariat's language."""
+    electorate = load_electorate(running.config.electorate_file)
+    belgium = electorate.get("BEL")
+    assert belgium is not None and belgium.names == {"fr": "Belgique"}
+    belgium.language = "fr"
+    observers = {"observers": ["press@observers.example"]}
+    save_electorate(running.config.electorate_file, electorate.model_copy(update=observers))
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, sponsors={"S/2020/654": ["USA", "RUS", "European Commission"]})
+    service.send()
+    ballot = text_of_entity(running.ballot_of("BEL")).replace("\r\n", "\n")
+    assert "Delegation: BEL (Belgique)\n" in ballot
+    assert "    Présenté par États-Unis d'Amérique, Fédération de Russie, European Commission\n" in ballot
+    english = text_of_entity(running.ballot_of("GBR")).replace("\r\n", "\n")
+    assert "Delegation: GBR (United Kingdom)\n" in english
+    assert "    Sponsored by United States, Russian Federation, European Commission\n" in english
+    submit_all(running, {"BEL": "S/2020/654: YES", "RUS": "S/2020/654: NO"})
+    service.poll_once()
+    service.close_now(vote_id)
+    service.send()
+    def french_letter(subject: str) -> str:
+        [letter] = [text_of_entity(raw) for raw in running.inbox_of("BEL")
+                    if str(message_from_bytes(raw, policy=default)["Subject"]).startswith(subject)]
+        return letter
+
+    assert "Le bulletin de BEL (Belgique) pour le vote" in french_letter("Accusé de réception")
+    results = french_letter("Résultats")
+    for french in ("BEL Belgique", "RUS Fédération de Russie", "USA États-Unis d'Amérique", "VNM Viet Nam",
+                   "GBR Royaume-Uni de Grande-Bretagne et d'Irlande du Nord", "Présenté par États-Unis d'Amérique"):
+        assert french in results, french
+    assert "Russian Federation" not in results and "Belgium" not in results
+    [english_results] = letters_to(running, "GBR", "Results")
+    assert "RUS Russian Federation" in english_results and "Fédération" not in english_results
+    observer = running.mail_root / "press@observers.example"
+    observed = [text_of_entity(maildir.read(m)) for m in maildir.messages(observer)]
+    assert observed and all("Fédération" not in text and "Belgique" not in text for text in observed)
+    assert any("RUS Russian Federation" in text for text in observed), "observers read the results in English"
 
 
 def test_a_deployment_adds_a_language_and_a_wrong_catalogue_is_named(running: Deployment, tmp_path: Path) -> None:

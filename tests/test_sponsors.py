@@ -76,7 +76,9 @@ def test_sponsors_are_named_in_the_ballots_results_record_and_status_and_audited
     assert "S/2020/654: YES | NO | ABSTAIN\n    Draft resolution S/2020/654\n    Sponsored by Belgium, Germany\n" in (
         text_of_entity(ballot).replace("\r\n", "\n"))
     assert "Sponsored by Russian Federation" in html_of(ballot)
-    assert "    Présenté par Belgium, Germany\n" in text_of_entity(running.ballot_of("FRA")).replace("\r\n", "\n")
+    french_ballot = running.ballot_of("FRA")
+    assert "    Présenté par Belgique, Allemagne\n" in text_of_entity(french_ballot).replace("\r\n", "\n")
+    assert "Présenté par Fédération de Russie" in html_of(french_ballot)
 
     running.submit(running.reply("GBR", ["S/2020/654=yes", "S/2020/658=no"]), running.address("GBR"))
     assert voting("--config", config, "poll", "--once").returncode == 0
@@ -87,7 +89,9 @@ def test_sponsors_are_named_in_the_ballots_results_record_and_status_and_audited
         text_of_entity(results).replace("\r\n", "\n"))
     assert "Sponsored by Russian Federation" in html_of(results)
     french = next(raw for raw in running.inbox_of("FRA") if subject_of(raw).startswith("Résultats : Syria"))
-    assert "Présenté par Belgium, Germany" in text_of_entity(french)
+    assert "Présenté par Belgique, Allemagne" in text_of_entity(french)
+    assert "Présenté par Fédération de Russie" in html_of(french)
+    assert "Belgique" not in text_of_entity(results) and "Allemagne" not in html_of(results)
 
     recorded = voting("--json", "--config", config, "record", vote_id, "--out", str(tmp_path / "record"))
     assert recorded.returncode == 0, recorded.stderr
@@ -95,6 +99,7 @@ def test_sponsors_are_named_in_the_ballots_results_record_and_status_and_audited
     for page in (paths["html"], paths["text"]):
         text = Path(page).read_text()
         assert "Sponsored by Belgium, Germany" in text and "Sponsored by Russian Federation" in text
+        assert "Belgique" not in text, "the public record is in the secretariat's language"
     shown = json.loads(voting("--json", "--config", config, "status", vote_id).stdout)
     assert [d["sponsors"] for d in shown["drafts"]] == [
         [{"code": "BEL", "name": "Belgium"}, {"code": "DEU", "name": "Germany"}],

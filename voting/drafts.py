@@ -86,16 +86,16 @@ def checked_sponsors(symbol: str, given: Sequence[str], electorate: Electorate) 
     return sponsors
 
 
-def sponsor_names(sponsors: Sequence[str], electorate: Electorate) -> list[tuple[str | None, str]]:
-    """(code, name) of each sponsor: a delegation's name as the electorate gives it; a sponsor from outside has
-    no code, and its name as recorded."""
+def sponsor_names(sponsors: Sequence[str], electorate: Electorate, language: str) -> list[tuple[str | None, str]]:
+    """(code, name) of each sponsor: a delegation's name as the electorate gives it in `language`; a sponsor from
+    outside has no code, and its name as recorded."""
     named = [(who, electorate.get(who)) for who in sponsors]
-    return [(who, delegation.name) if delegation else (None, who) for who, delegation in named]
+    return [(who, delegation.name_in(language)) if delegation else (None, who) for who, delegation in named]
 
 
-def sponsors_shown(sponsors: Sequence[str], electorate: Electorate) -> str:
-    """ "France, United Kingdom": the sponsors as letters and records name them."""
-    return ", ".join(name for _, name in sponsor_names(sponsors, electorate))
+def sponsors_shown(sponsors: Sequence[str], electorate: Electorate, language: str) -> str:
+    """ "France, United Kingdom": the sponsors as a letter in `language` names them."""
+    return ", ".join(name for _, name in sponsor_names(sponsors, electorate, language))
 
 
 def draft_lines(draft: DraftRecord) -> list[str]:

@@ -164,6 +164,12 @@ def _pem_line(pem: str) -> str:
     return _line("pem", pem)
 
 
+def _names_line(names: dict[str, str]) -> str:
+    """ `names = { fr = "Belgique" }`: an inline table, so it stays among the delegation's own keys."""
+    pairs = ", ".join(_line(language, name).strip() for language, name in names.items())
+    return f"names = {{ {pairs} }}\n"
+
+
 def _certificate_table(registered: RegisteredCertificate) -> str:
     lines = [
         "[[delegation.certificates]]\n",
@@ -184,6 +190,7 @@ def _delegation_table(delegation: Delegation) -> str:
             "[[delegation]]\n",
             _line("code", delegation.code),
             _line("name", delegation.name),
+            _names_line(delegation.names) if delegation.names else "",
             _line("permanent", delegation.permanent),
             _line("weight", delegation.weight) if delegation.weight is not None else "",
             _line("population", delegation.population) if delegation.population is not None else "",

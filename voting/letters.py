@@ -96,7 +96,7 @@ def answer(judgement: Judgement, delegation: Delegation, message: Received, supe
     its language; times also in each of `zones` (the delegation's, the secretariat's); for a message bound to a
     vote, the delegation's vote as it then stands."""
     vote_id = judgement.vote_id
-    who = {"code": delegation.code, "delegation": delegation.label, "vote_id": vote_id}
+    who = {"code": delegation.code, "delegation": delegation.label_in(words.language), "vote_id": vote_id}
     if judgement.verdict == BALLOT:
         subject = words("answer.ballot_subject", **who)
         lines = [words("answer.ballot_recorded", **who), ""]
@@ -178,7 +178,7 @@ def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence
     lines = [
         words("reminder.text", deadline=readable_time(closes_at, zones, words), **about),
         "",
-        words("reminder.not_yet", delegation=delegation.label),
+        words("reminder.not_yet", delegation=delegation.label_in(words.language)),
         *(f"  {symbol}: {draft_title}" for symbol, draft_title in missing),
         "",
         words("reminder.how", example=missing[0][0], **about),
@@ -193,5 +193,5 @@ def reminder(vote_id: str, title: str, delegation: Delegation, missing: Sequence
 
 def no_open_ballot(delegation: Delegation, words: Wording = ENGLISH) -> Letter:
     """The answer to a request for ballots when no vote is open to the delegation."""
-    who = {"code": delegation.code, "delegation": delegation.label}
+    who = {"code": delegation.code, "delegation": delegation.label_in(words.language)}
     return Letter(words("no_ballot.subject", **who), words("no_ballot.text", **who) + "\n")

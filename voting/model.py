@@ -15,9 +15,19 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from voting.times import zone_name
+from voting.wording import DEFAULT_LANGUAGE, LANGUAGE_CODE
 
 CODE_PATTERN = r"^[A-Z][A-Z0-9-]{1,15}$"
 
@@ -80,14 +90,50 @@ class Delegation(BaseModel):
     addresses: list[str] = Field(default_factory=list)
     certificates: list[RegisteredCertificate] = Field(default_factory=list)
     timezone: TimeZoneName | None = None
-    language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    language: str = Field(default=DEFAULT_LANGUAGE, pattern=LANGUAGE_CODE)
     """The language of the letters it receives: a wording catalogue (en and fr come with the service)."""
+    names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Its name in other languages than the secretariat's, by language code ({fr = \"Belgique\"}):"
+        " a letter written in one of them names the delegation so; `name` is its name in the secretariat's language",
+    )
 
     _addresses_are_mailboxes = field_validator("addresses")(mailbox_addresses)
 
+    @field_validator("names")
+    @classmethod
+    def _names_by_language(cls, names: dict[str, str]) -> dict[str, str]:
+        for language, name in names.items():
+            if not re.fullmatch(LANGUAGE_CODE, language):
+                raise ValueError(f"{language!r} is not a language code: write a two- or three-letter code in lower"
+                                 " case, such as fr")
+            if language == DEFAULT_LANGUAGE:
+                raise ValueError(f"{language} is the secretariat's language, in which the delegation's name is `name`")
+            if not name.strip():
+                raise ValueError(f"the name in {language} is empty")
+        return names
+
+    @model_serializer(mode="wrap")
+    def _without_names_when_none(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """`names` left out when empty: the snapshot a vote records (and hashes) of an electorate that names no
+        delegation in other languages stays as it was before names could be given."""
+        data = handler(self)
+        if isinstance(data, dict) and not self.names:
+            data.pop("names", None)
+        return data
+
+    def name_in(self, language: str) -> str:
+        """Its name in a letter written in `language`: as given for that language, else `name`."""
+        return self.names.get(language, self.name)
+
+    def label_in(self, language: str) -> str:
+        """ "BEL (Belgique)": code and name, as a letter in `language` shows the delegation."""
+        return f"{self.code} ({self.name_in(language)})"
+
     @property
     def label(self) -> str:
-        return f"{self.code} ({self.name})"
+        """Code and name in the secretariat's language, as the secretariat's own tools show the delegation."""
+        return self.label_in(DEFAULT_LANGUAGE)
 
 
 def share(text: str) -> Fraction:

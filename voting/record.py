@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from voting.drafts import sponsors_shown
 from voting.mail.compose import html_page
-from voting.model import Choice, Electorate, Outcome
+from voting.model import Choice, Delegation, Electorate, Outcome
 from voting.publication import Publication
 from voting.quoting import quoted_lines
 from voting.rules import RULES
@@ -28,12 +29,19 @@ CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", ABSEN
 
 @dataclass(frozen=True)
 class BoardRow:
-    code: str
-    name: str
+    delegation: Delegation
+    """Named in the language of the letter that shows the board (`Delegation.name_in`)."""
     choices: Mapping[str, str]
     """Draft symbol -> "yes" | "no" | "abstain" | "absent", or "not yet voted" while the vote is open."""
     received_at: datetime | None
     explanation: str
+
+    @property
+    def code(self) -> str:
+        return self.delegation.code
+
+    def name(self, words: Wording) -> str:
+        return self.delegation.name_in(words.language)
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,18 @@ class VoteBoard:
     rejected: tuple[RejectedMessage, ...] = ()
     timezone: str | None = None
     """The secretariat's time zone: its local time is shown beside UTC."""
-    documents: tuple[tuple[str, str, str, str], ...] = ()
-    """(symbol, title, SHA-256 of the file, sponsors as named or "") per draft: what was voted on, as the ballots
+    documents: tuple[tuple[str, str, str, tuple[str, ...]], ...] = ()
+    """(symbol, title, SHA-256 of the file, sponsors as recorded) per draft: what was voted on, as the ballots
     carried it."""
+    electorate: Electorate = field(default_factory=Electorate)
+    """Who the sponsors recorded by code are, named in the language of the letter that shows the board."""
 
     def when(self, moment: datetime | None, words: Wording = ENGLISH) -> str:
         return readable_time(moment, [self.timezone], words) if moment else "-"
+
+    def sponsors(self, recorded: Sequence[str], words: Wording) -> str:
+        """A draft's sponsors as a letter in the language of `words` names them."""
+        return sponsors_shown(recorded, self.electorate, words.language)
 
 
 def build_board(
@@ -78,14 +92,13 @@ def build_board(
     outcomes: Mapping[str, Outcome] | None,
     rejected: Sequence[RejectedMessage] = (),
     timezone: str | None = None,
-    documents: Sequence[tuple[str, str, str, str]] = (),
+    documents: Sequence[tuple[str, str, str, tuple[str, ...]]] = (),
     closed: bool,
 ) -> VoteBoard:
     missing = ABSENT if closed else NOT_YET_VOTED
     rows = tuple(
         BoardRow(
-            code=d.code,
-            name=d.name,
+            delegation=d,
             choices={s: str(counted.get(s, {}).get(d.code, missing)) for s in drafts},
             received_at=last_ballot_at.get(d.code),
             explanation=explanations.get(d.code, ""),
@@ -93,7 +106,7 @@ def build_board(
         for d in electorate.delegation
     )
     return VoteBoard(vote_id, title, rule, closes_at, tuple(drafts), rows, outcomes, tuple(rejected), timezone,
-                     tuple(documents))
+                     tuple(documents), electorate)
 
 
 def _verdict(outcome: Outcome, words: Wording) -> str:
@@ -131,8 +144,8 @@ def _rule_in_words(name: str) -> str:
     return f"{rule.summary} ({name})" if rule else name
 
 
-def _sponsored(sponsors: str, words: Wording, indent: str) -> list[str]:
-    return [indent + words("draft.sponsored", sponsors=sponsors)] if sponsors else []
+def _sponsored(board: VoteBoard, sponsors: Sequence[str], words: Wording, indent: str) -> list[str]:
+    return [indent + words("draft.sponsored", sponsors=board.sponsors(sponsors, words))] if sponsors else []
 
 
 def _heading(key: str, words: Wording) -> str:
@@ -141,7 +154,7 @@ def _heading(key: str, words: Wording) -> str:
 
 
 def board_text(board: VoteBoard, words: Wording = ENGLISH) -> str:
-    width = max((len(f"{r.code} {r.name}") for r in board.rows), default=10)
+    width = max((len(f"{r.code} {r.name(words)}") for r in board.rows), default=10)
     symbol_width = max([len(words("choices.absent")), *(len(s) for s in board.drafts),
                         *(len(_shown(board, r, s, words)) for r in board.rows for s in board.drafts)])
     header = (f"{words('record.delegation'):<{width}}  " + "  ".join(f"{s:<{symbol_width}}" for s in board.drafts)
@@ -152,14 +165,14 @@ def board_text(board: VoteBoard, words: Wording = ENGLISH) -> str:
         words("vote.closes", deadline=board.when(board.closes_at, words)),
         *(["", _heading("record.drafts", words)] if board.documents else []),
         *(line for symbol, title, sha256, sponsors in board.documents
-          for line in (f"  {symbol}: {title}", *_sponsored(sponsors, words, "    "), f"    SHA-256 {sha256}")),
+          for line in (f"  {symbol}: {title}", *_sponsored(board, sponsors, words, "    "), f"    SHA-256 {sha256}")),
         "",
         header,
         "-" * len(header),
     ]
     for row in board.rows:
         cells = "  ".join(f"{_shown(board, row, s, words):<{symbol_width}}" for s in board.drafts)
-        lines.append(f"{row.code + ' ' + row.name:<{width}}  {cells}  {board.when(row.received_at, words)}")
+        lines.append(f"{row.code + ' ' + row.name(words):<{width}}  {cells}  {board.when(row.received_at, words)}")
     if board.outcomes:
         lines.append("")
         lines.extend(outcome_line(s, board.outcomes[s], words) for s in board.drafts)
@@ -190,7 +203,7 @@ def record_body(board: VoteBoard, publication: Publication | None, words: Wordin
     """The public record as an HTML fragment: the board, explanations, rejections, the bundle's hash."""
     e = html.escape
     statements = "".join(
-        f"<li><b>{e(r.code)} {e(r.name)}</b>: {e(r.explanation)}</li>" for r in board.rows if r.explanation
+        f"<li><b>{e(r.code)} {e(r.name(words))}</b>: {e(r.explanation)}</li>" for r in board.rows if r.explanation
     )
     rejected = "".join(
         f"<li>{e(board.when(m.received_at, words))} — {e(m.code or words('record.unknown_sender'))}:"
@@ -244,14 +257,14 @@ def board_html(board: VoteBoard, words: Wording = ENGLISH) -> str:
 
     head = "".join(f"<th style=\"{pad};font-size:.85em\">{e(s)}</th>" for s in board.drafts)
     rows = "".join(
-        f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;{pad}\">{e(r.name)}"
+        f"<tr data-delegation=\"{e(r.code)}\"><th style=\"text-align:left;{pad}\">{e(r.name(words))}"
         f" <small style=\"color:#555\">{e(r.code)}</small>{received(r.received_at)}</th>"
         + "".join(cell(r, s) for s in board.drafts)
         + "</tr>"
         for r in board.rows
     )
-    def sponsored(sponsors: str) -> str:
-        return "".join(f"<br>{e(line)}" for line in _sponsored(sponsors, words, ""))
+    def sponsored(sponsors: Sequence[str]) -> str:
+        return "".join(f"<br>{e(line)}" for line in _sponsored(board, sponsors, words, ""))
 
     outcomes = "".join(verdict(s, board.outcomes[s]) for s in board.drafts) if board.outcomes else ""
     documents = (f"<p>{e(_heading('record.drafts', words))}</p><ul>" + "".join(

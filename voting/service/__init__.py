@@ -23,6 +23,7 @@ from voting.service.closing import MAILBOX_SETTLING
 from voting.service.opening import DraftFile
 from voting.service.reminding import Reminding
 from voting.verdict import Judgement
+from voting.wording import DEFAULT_LANGUAGE
 
 if TYPE_CHECKING:
     from voting.mail.server import MailServer
@@ -95,7 +96,7 @@ class Service(Reminding):
             ],
             "drafts": [{"symbol": d.symbol, "title": d.title, "sha256": d.sha256,
                         "sponsors": [{"code": code, "name": name}
-                                     for code, name in sponsor_names(d.sponsors, electorate)]}
+                                     for code, name in sponsor_names(d.sponsors, electorate, DEFAULT_LANGUAGE)]}
                        for d in self.ledger.drafts(vote_id)],
             "outcome": vote.outcome,
             "outbox": self.ledger.outbox_counts(),

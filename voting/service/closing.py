@@ -6,7 +6,6 @@ import time
 from datetime import datetime, timedelta
 
 from voting import letters, rules
-from voting.drafts import sponsors_shown
 from voting.errors import LedgerError, MailError, UsageError
 from voting.integrity import damage_text, publication_damage
 from voting.ledger import DecisionRecord, VoteRecord, utc_text
@@ -219,6 +218,6 @@ class Closing(Judging):
             outcomes=outcomes,
             rejected=rejected,
             timezone=self.config.settings.secretariat.timezone,
-            documents=[(d.symbol, d.title, d.sha256, sponsors_shown(d.sponsors, electorate)) for d in drafts],
+            documents=[(d.symbol, d.title, d.sha256, d.sponsors) for d in drafts],
             closed=not vote.is_open,
         )

@@ -172,10 +172,11 @@ class Opening(ServiceBase):
             vote_id=vote_id,
             token=token,
             delegation_code=delegation.code,
-            delegation_name=delegation.name,
+            delegation_name=delegation.name_in(delegation.language),
             closes=closes_at,
             drafts=tuple((d.symbol, d.title) for d in drafts),
-            sponsors={d.symbol: sponsors_shown(d.sponsors, electorate) for d in drafts if d.sponsors},
+            sponsors={d.symbol: sponsors_shown(d.sponsors, electorate, delegation.language)
+                      for d in drafts if d.sponsors},
             title=title,
             first_ballot_final=first_ballot_final,
             zones=self._zones(delegation),
