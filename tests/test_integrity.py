@@ -240,11 +240,16 @@ def middle_of_the_file(connection: sqlite3.Connection) -> int:
 @pytest.mark.parametrize("page", [root_of_decisions, middle_of_the_file], ids=lambda page: page.__name__)
 def test_a_damaged_page_is_one_line_not_a_traceback(voted_template: tuple[Path, str], tmp_path: Path,
                                                     page: Callable[[sqlite3.Connection], int]) -> None:
+    """`check` and `close` read every page; `status` reads only what it shows (an index page it does not use may be
+    the damaged one), so it may still answer, but never with a traceback."""
     deployment, vote_id = copied(voted_template, tmp_path)
     overwrite_a_page(deployment.config.database, page)
     for command in (("status", vote_id), ("check",), ("close", vote_id, "--yes")):
         shown = voting("--config", str(deployment.config.path), *command)
-        assert shown.returncode != 0 and "Traceback" not in shown.stderr, shown.stderr
+        assert "Traceback" not in shown.stderr, shown.stderr
+        if command[0] == "status" and shown.returncode == 0:
+            continue
+        assert shown.returncode != 0, shown
         lines = said(shown).strip().splitlines()
         assert len(lines) == 1 and ("malformed" in lines[0] or "damaged" in lines[0]), shown
     assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
