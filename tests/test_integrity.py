@@ -88,6 +88,7 @@ ROWS = [
     Row("decisions", "supersedes", CHANGE_OF_VOTE, "(NER) differs from its chain event in supersedes"),
     Row("decisions", "signed_sha256", FRA_BALLOT, "(FRA): its signed attributes no longer hash to"),
     Row("decisions", "vote_id", FRA_BALLOT, "that no decision row holds", at=0.9),
+    Row("decisions", "explanation", FRA_BALLOT, "the explanation of FRA's ballot differs from its signed message"),
     Row("events", "data_json", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content",
         at=0.3),
     Row("events", "at", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content"),
@@ -115,14 +116,17 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def voted_template(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One vote, copied for each test: FRA yes, CHN no (a veto), NER abstain then yes, USA unsigned (rejected)."""
+    """One vote, copied for each test: FRA yes with an explanation, CHN no (a veto), NER abstain then yes, USA unsigned
+    (rejected)."""
     root = tmp_path_factory.mktemp("voted") / "deployment"
     deployment = copy_deployment(unsc_template, root)
     service = Service(deployment.config, log=lambda line: None)
     with embedded_server(deployment.config, required=True):
         vote_id = open_vote(service, root.parent)
         service.send()
-        for code, choice in (("FRA", "yes"), ("CHN", "no"), ("NER", "abstain")):
+        deployment.submit(deployment.reply("FRA", ["yes"], explanation="France votes for the resolution."),
+                          deployment.address("FRA"))
+        for code, choice in (("CHN", "no"), ("NER", "abstain")):
             deployment.submit(deployment.reply(code, [choice]), deployment.address(code))
         service.poll_once()
         deployment.submit(deployment.reply("NER", ["yes"]), deployment.address("NER"))

@@ -86,7 +86,7 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
 def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     """Write the audit bundle of a closed vote to `out`, atomically."""
     ledger = service.ledger
-    damage = publication_damage(ledger, vote_id)
+    damage = publication_damage(ledger, vote_id, service.keys.signer)
     if damage:
         raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     vote = ledger.vote(vote_id)

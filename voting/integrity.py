@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from voting.ballot import explained_reply, text_of_entity
 from voting.drafts import opened_entry
 from voting.errors import LedgerError
 from voting.ledger import (
@@ -32,7 +33,9 @@ from voting.ledger import (
     event_hash,
     utc_text,
 )
-from voting.smime.verify import signed_sha256_of
+from voting.pki import Identity
+from voting.smime.verify import signed_content_of, signed_sha256_of
+from voting.verdict import BALLOT, STATEMENT
 
 
 class Link(Protocol):
@@ -74,19 +77,39 @@ def message_damage(sha256: str, raw: bytes) -> str | None:
     return f"message {sha256[:16]}: its stored bytes no longer hash to its SHA-256"
 
 
-def signed_attributes_damage(decision: DecisionRecord, raw: bytes) -> str | None:
+def signed_attributes_damage(decision: DecisionRecord, raw: bytes, decryption: Identity | None) -> str | None:
     """A ballot's kept SHA-256 of its signed attributes, which recognises a copy of it, against its message.
 
-    Only where the message can be read without the secretariat's key (a ballot
-    not encrypted to it); its bytes are checked against their SHA-256 apart.
+    Only where the message can be read: one encrypted to the secretariat only
+    with its key (`decryption`); its bytes are checked against their SHA-256 apart.
     """
-    if decision.verdict != "ballot" or decision.signed_sha256 is None:
+    if decision.verdict != BALLOT or decision.signed_sha256 is None:
         return None
-    found = signed_sha256_of(raw)
+    found = signed_sha256_of(raw, decryption)
     if found is None or found == decision.signed_sha256:
         return None
     return (f"decision on message {decision.sha256[:16]} ({decision.code}): its signed attributes no longer hash to"
             " the SHA-256 it keeps of them")
+
+
+def explanation_damage(decision: DecisionRecord, raw: bytes, drafts: Sequence[str],
+                       decryption: Identity | None) -> str | None:
+    """The published explanation of a ballot or a statement, read again from its signed message as `judge` read it.
+
+    No chain event records the explanation; the message's bytes, which the
+    chain names by their SHA-256, are what the delegation signed. A message
+    encrypted to the secretariat is read only with its key (`decryption`):
+    without it, its explanation is left to the checks that hold the key.
+    """
+    if decision.verdict not in (BALLOT, STATEMENT):
+        return None
+    entity = signed_content_of(raw, decryption)
+    if entity is None:
+        return None
+    _, explanation = explained_reply(text_of_entity(entity), entity, drafts)
+    if explanation == decision.explanation:
+        return None
+    return f"the explanation of {decision.code}'s {decision.verdict} differs from its signed message"
 
 
 def token_damage(tokens: Mapping[str, str], events: Sequence[Event]) -> list[str]:
@@ -152,20 +175,23 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
     return [f"the vote's {key} differs from its chain" for key in differing]
 
 
-def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]:
+def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: Identity | None = None) -> list[str]:
     """What is damaged of what the vote's count rests on, each line naming the vote.
 
     Every event of the vote's chain, every decision it records, the vote's
-    row, drafts and ballot tokens; in full (before a close or an export) the
-    bytes of every message its bundle holds, otherwise (for `voting status`,
-    which must stay quick on a large vote) those of its ballots only.
+    row, drafts and ballot tokens, and the explanation of every ballot and
+    statement against its signed message; in full (before a close or an
+    export) the bytes of every message its bundle holds, otherwise (for
+    `voting status`, which must stay quick on a large vote) those of its
+    ballots and statements only. `decryption`, the secretariat's identity,
+    reads the messages encrypted to it.
     """
     try:
         vote = ledger.vote(vote_id)
         events = ledger.events(vote_id)
         chained = {e.data.get("message") for e in events if e.kind == "decision"}
         decisions = [*ledger.decisions(vote_id), *(d for d in ledger.decisions(None) if d.sha256 in chained)]
-        read = decisions if full else [d for d in decisions if d.verdict == "ballot"]
+        read = decisions if full else [d for d in decisions if d.verdict in (BALLOT, STATEMENT)]
         raws = {d.sha256: ledger.raw_message(d.message) for d in read}
         drafts = ledger.drafts(vote_id)
         tokens = ledger.ballot_tokens(vote_id)
@@ -178,8 +204,12 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]
     problems += vote_record_damage(vote, drafts, events)
     problems += token_damage(tokens, events)
     problems += decision_damage(events, decisions)
-    problems += [found for sha, raw in raws.items() if (found := message_damage(sha, raw))]
-    problems += [found for d in read if (found := signed_attributes_damage(d, raws[d.sha256]))]
+    damaged = {sha: found for sha, raw in raws.items() if (found := message_damage(sha, raw))}
+    problems += damaged.values()
+    problems += [found for d in read if (found := signed_attributes_damage(d, raws[d.sha256], decryption))]
+    symbols = [d.symbol for d in drafts]
+    problems += [found for d in read if d.sha256 not in damaged  # whose damaged bytes are named already
+                 and (found := explanation_damage(d, raws[d.sha256], symbols, decryption))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
 
 
@@ -200,13 +230,14 @@ def _pages(ledger: Ledger) -> list[str]:
     return [] if pages == ["ok"] else [f"the database's pages are damaged: {' '.join(' '.join(pages).split())}"]
 
 
-def publication_damage(ledger: Ledger, vote_id: str) -> list[str]:
+def publication_damage(ledger: Ledger, vote_id: str, decryption: Identity) -> list[str]:
     """What stops a vote's result or bundle from being published: a damaged page anywhere in the database (no
-    part of it can then be trusted), or anything the vote's count rests on."""
-    return page_damage(ledger) + vote_damage(ledger, vote_id)
+    part of it can then be trusted), or anything the vote's count or its record rests on."""
+    return page_damage(ledger) + vote_damage(ledger, vote_id, decryption=decryption)
 
 
-def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool) -> list[str]:
+def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool,
+                  decryption: Identity | None) -> list[str]:
     """`voting check`: the database's pages, then each vote in full; with `every_message`, also every message
     in the ledger against its SHA-256, and the chain of messages as they were received."""
     try:
@@ -214,7 +245,7 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
     except sqlite3.DatabaseError as error:  # nothing else can be read either
         return [_unreadable(error)]
     for vote_id in vote_ids:
-        problems += vote_damage(ledger, vote_id)
+        problems += vote_damage(ledger, vote_id, decryption=decryption)
     if not every_message:
         return problems
     try:
