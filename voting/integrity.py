@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from voting.ballot import explained_reply, text_of_entity
-from voting.drafts import opened_entry
+from voting.drafts import opened_entry, states_shown
 from voting.errors import LedgerError
 from voting.ledger import (
     GENESIS,
@@ -149,6 +149,7 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
     if opened is None:
         return ["the chain has no vote-opened event"]
     closes_at = opened.data.get("closes_at")
+    shown = states_shown(opened.data)
     for event in events:
         if event.kind == "deadline-moved":
             closes_at = event.data.get("to")
@@ -160,7 +161,8 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
         "first_ballot_final": vote.first_ballot_final,
         "quorum": vote.quorum,
         "electorate_sha256": hashlib.sha256(vote.electorate_json.encode()).hexdigest(),
-        "drafts": [opened_entry(d.symbol, d.sha256, d.parties_to_dispute, d.sponsors) for d in drafts],
+        "drafts": [opened_entry(d.symbol, d.sha256, d.parties_to_dispute, d.sponsors,
+                                (d.title, d.file_name, d.media_type) if shown else None) for d in drafts],
         "draft files": [hashlib.sha256(d.content).hexdigest() if not d.text or d.text.encode() == d.content
                         else "a text that is not its file's" for d in drafts],
     }
