@@ -256,3 +256,37 @@ def test_a_damaged_page_is_one_line_not_a_traceback(voted_template: tuple[Path, 
         assert len(lines) == 1 and ("malformed" in lines[0] or "damaged" in lines[0]), shown
     assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
     assert not any(b"Subject: Results" in raw for raw in deployment.inbox_of("FRA"))
+
+
+def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_with_its_key_and_the_gap_said_without(
+        unsc_template: Path, tmp_path: Path) -> None:
+    deployment = copy_deployment(unsc_template, tmp_path / "deployment")
+    config = str(deployment.config.path)
+    service = Service(deployment.config, log=lambda line: None)
+    with embedded_server(deployment.config, required=True):
+        vote_id = open_vote(service, tmp_path)
+        service.send()
+        deployment.submit(deployment.encrypted_reply("EST", service.keys.signer.certificate, tmp_path,
+                                                     explanation="Estonia votes for the resolution."),
+                          deployment.address("EST"))
+        service.poll_once()
+    assert [(d.code, d.verdict) for d in service.ledger.decisions(vote_id)] == [("EST", "ballot")]
+    service.close_ledger()
+    assert voting("--config", config, "check").returncode == 0
+    damage(deployment, Row("decisions", "explanation", "code = 'EST'", "").flip)
+    named = "the explanation of EST's ballot differs from its signed message"
+    for command in (("check", vote_id), ("close", vote_id, "--yes")):
+        refused = voting("--config", config, *command)
+        assert refused.returncode == 1 and named in said(refused), said(refused)
+    assert still_open(deployment, vote_id)
+
+    password = deployment.config.resolve(deployment.config.settings.secretariat.key_password_file or "")
+    password.rename(password.with_name("elsewhere"))
+    checked = voting("--config", config, "check", vote_id)
+    assert checked.returncode == 0 and named not in checked.stdout, said(checked)
+    assert "NOT CHECKED: the explanations of ballots encrypted to the secretariat are not checked without its key" \
+        in checked.stdout, said(checked)
+    status = voting("--config", config, "status", vote_id)
+    assert status.returncode == 0 and "LEDGER DAMAGED" not in status.stdout, said(status)
+    closed = voting("--config", config, "close", vote_id, "--yes")
+    assert closed.returncode != 0 and "Traceback" not in closed.stderr and still_open(deployment, vote_id), said(closed)

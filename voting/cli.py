@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from voting import __version__
-from voting.errors import ConfigError, KeyMaterialError, LedgerError, StorageError, UsageError, VotingError
+from voting.errors import LedgerError, StorageError, UsageError, VotingError
 from voting.files import read_bounded
 from voting.layout import DEFAULT_CONFIG, TEMPLATES
 from voting.publication import Publication
@@ -578,11 +578,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.vote not in votes:
             raise UsageError(f"no vote {args.vote!r} in {ledger.path}")
         votes = [args.vote]
-    try:
-        decryption, unread = service.keys.signer, None
-    except (ConfigError, KeyMaterialError) as error:  # the rest is checked all the same, and the gap said
-        decryption, unread = None, (f"the explanations of ballots encrypted to the secretariat are not checked"
-                                    f" without its key: {error}")
+    decryption, unread = service.decryption()
     damage = ledger_damage(ledger, votes, every_message=not args.vote, decryption=decryption)
     checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
     text = "\n".join(f"DAMAGED: {line}" for line in damage) if damage else (
