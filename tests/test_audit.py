@@ -367,10 +367,20 @@ def test_a_draft_shown_under_another_title_file_name_or_media_type_is_named(expo
         assert list(failed) == ["vote parameters"] and "drafts" in failed["vote parameters"], (key, failed)
 
 
-def test_a_bundle_whose_vote_opened_event_states_no_draft_title_still_passes(exported: Exported) -> None:
-    """As a bundle of a vote opened before the title, file name and media type were chained reads."""
+def test_a_statement_window_other_than_the_chain_s_is_named(exported: Exported) -> None:
+    def widen(document: dict[str, Any]) -> None:
+        document["vote"]["statement_hours"] += 1
+
+    failed = failures(audit_bundle(edit_manifest(exported, widen)))
+    assert "vote parameters" in failed and "statement_hours" in failed["vote parameters"], failed
+
+
+def test_a_bundle_whose_vote_opened_event_states_no_draft_title_nor_window_still_passes(exported: Exported) -> None:
+    """As a bundle of a vote opened before the drafts' title, file name and media type and the statement window
+    were chained reads."""
     def as_before(document: dict[str, Any]) -> None:
         events = document["chain"]["events"]
+        del events[0]["data"]["statement_hours"]
         for draft in events[0]["data"]["drafts"]:
             for key in ("title", "file_name", "media_type"):
                 del draft[key]

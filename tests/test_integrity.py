@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -64,6 +65,11 @@ class Row:
         if isinstance(value, int):
             connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?", (value ^ 1, rowid))
             return
+        if isinstance(value, float):  # the lowest bit of its mantissa
+            bits = struct.unpack("<q", struct.pack("<d", value))[0] ^ 1
+            connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?",
+                               (struct.unpack("<d", struct.pack("<q", bits))[0], rowid))
+            return
         data = value.encode() if isinstance(value, str) else bytes(value)
         data = flipped(data, int(len(data) * self.at))
         connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?",
@@ -100,6 +106,7 @@ ROWS = [
     Row("votes", "opened_at", "1", "the vote's opened_at differs from its chain", at=TIME_DIGIT),
     Row("votes", "closes_at", "1", "the vote's closes_at differs from its chain", at=TIME_DIGIT),
     Row("votes", "first_ballot_final", "1", "the vote's first_ballot_final differs from its chain"),
+    Row("votes", "statement_hours", "1", "the vote's statement_hours differs from its chain"),
     Row("votes", "electorate_json", "1", "the vote's electorate_sha256 differs from its chain"),
     Row("drafts", "content", "1", "the vote's draft files differs from its chain"),
     Row("drafts", "text", "1", "the vote's draft files differs from its chain"),

@@ -144,7 +144,8 @@ def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]
 
 
 def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: Sequence[Event]) -> list[str]:
-    """The vote row and its drafts as the chain recorded them: deadline, rule, electorate, drafts, result."""
+    """The vote row and its drafts as the chain recorded them: deadline, rule, statement window, electorate, drafts
+    (what ballots, results and records show of them too), result."""
     opened = next((e for e in events if e.kind == "vote-opened"), None)
     if opened is None:
         return ["the chain has no vote-opened event"]
@@ -166,6 +167,8 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
         "draft files": [hashlib.sha256(d.content).hexdigest() if not d.text or d.text.encode() == d.content
                         else "a text that is not its file's" for d in drafts],
     }
+    if "statement_hours" in opened.data:  # an event recorded before the window was chained holds none
+        held["statement_hours"] = vote.statement_hours
     recorded = {**opened.data, "opened_at": opened.at, "closes_at": closes_at,
                 "draft files": [d.get("sha256") for d in opened.data.get("drafts", [])]}
     closing = next((e for e in events if e.kind == "vote-closed"), None)

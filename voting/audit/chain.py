@@ -48,6 +48,8 @@ def parameter_check(manifest: Manifest) -> Check:
         "drafts": [opened_entry(d.symbol, d.sha256, d.parties, d.sponsors,
                                 (d.title, d.file_name, d.media_type) if shown else None) for d in manifest.drafts],
     }
+    if "statement_hours" in data:  # an event recorded before the window was chained holds none
+        stated["statement_hours"] = vote.statement_hours
     chained = {**{key: data.get(key) for key in stated}, "opened_at": opened.at, "closes_at": closes_at}
     differing = [key for key in stated if stated[key] != chained[key]]
     if differing:

@@ -142,6 +142,7 @@ class Opening(ServiceBase):
                     "closes_at": utc_text(closes_at),
                     "first_ballot_final": first_ballot_final,
                     "quorum": quorum,
+                    "statement_hours": self.config.settings.service.statement_hours,
                     "drafts": [opened_entry(r.symbol, r.sha256, r.parties_to_dispute, r.sponsors,
                                             (r.title, r.file_name, r.media_type)) for r in records],
                     "electorate_sha256": hashlib.sha256(electorate.model_dump_json().encode()).hexdigest(),
