@@ -2,10 +2,12 @@
 nothing is published from the damaged ledger.
 
 Each kind of row is one entry of `ROWS`: the table, the column, which row, and the words that name the damage in
-`voting check`, `voting status` and `voting close` (or `voting export`, for a closed vote). Values that no chain
-records and the ledger cannot check by itself (a draft's title, a vote's statement window, a decision's
-explanation and detail, a ballot's Message-ID, reminders, the outbox, the mailbox's checkpoints) are not listed:
-`voting audit` replays the explanation and the statement window from the bundle's messages.
+`voting check`, `voting status` and `voting close` (or `voting export`, for a closed vote). A decision's explanation
+is read again from its signed message; a draft's title, file name and media type and the vote's statement window
+are checked against the vote-opened event, which states them for votes opened since. Values that no chain records
+and the ledger cannot check by itself, and that neither the results nor the record show (a decision's detail, which
+the bundle calls informative; a ballot's Message-ID, reminders, the outbox, the mailbox's checkpoints), are not
+listed.
 """
 
 from __future__ import annotations

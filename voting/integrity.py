@@ -6,9 +6,11 @@ intact: a chain event changed, a raw message whose bytes no longer hash to the
 SHA-256 its decision names, a decision row that differs from the event that
 chained it, a ballot whose kept SHA-256 of its signed attributes is not its
 message's, a ballot token that does not hash to what the chain recorded of it,
-a vote whose parameters or result differ from its chain. The checks are pure
-functions of ledger values; `vote_damage` and `ledger_damage`
-read those values and say, one line each, what is damaged.
+a vote whose parameters, drafts (as ballots, results and records show them)
+or result differ from its chain, and a published explanation of vote that is
+not what its signed message says. The checks are pure functions of ledger
+values; `vote_damage` and `ledger_damage` read those values and say, one line
+each, what is damaged.
 """
 
 from __future__ import annotations
