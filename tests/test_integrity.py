@@ -18,14 +18,17 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 
+from voting.integrity import explanation_damage
+from voting.ledger import Ledger
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
+from voting.verdict import STATEMENT
 
 
 def flipped(value: bytes, index: int) -> bytes:
@@ -299,3 +302,19 @@ def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_wit
     assert status.returncode == 0 and "LEDGER DAMAGED" not in status.stdout, said(status)
     closed = voting("--config", config, "close", vote_id, "--yes")
     assert closed.returncode != 0 and "Traceback" not in closed.stderr and still_open(deployment, vote_id), said(closed)
+
+
+def test_the_explanation_of_a_statement_is_read_again_from_its_signed_message_as_a_ballot_s_is(
+        voted_template: tuple[Path, str], tmp_path: Path) -> None:
+    """A statement after the close (an explanation of vote, or a delegation's statement under a silence procedure)
+    is published as its ballot's explanation is, and checked alike."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    ledger = Ledger.open(deployment.config.database)
+    fra = next(d for d in ledger.decisions(vote_id) if d.code == "FRA")
+    raw = ledger.raw_message(fra.message)
+    drafts = [d.symbol for d in ledger.drafts(vote_id)]
+    statement = replace(fra, verdict=STATEMENT, choices={}, supersedes=None, signed_sha256=None)
+    assert explanation_damage(statement, raw, drafts, None) is None
+    assert explanation_damage(replace(statement, explanation="France votes against."), raw, drafts, None) == (
+        "the explanation of FRA's statement differs from its signed message")
+    ledger.close()
