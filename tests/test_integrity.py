@@ -2,12 +2,12 @@
 nothing is published from the damaged ledger.
 
 Each kind of row is one entry of `ROWS`: the table, the column, which row, and the words that name the damage in
-`voting check`, `voting status` and `voting close` (or `voting export`, for a closed vote). A decision's explanation
-is read again from its signed message; a draft's title, file name and media type and the vote's statement window
-are checked against the vote-opened event, which states them for votes opened since. Values that no chain records
-and the ledger cannot check by itself, and that neither the results nor the record show (a decision's detail, which
-the bundle calls informative; a ballot's Message-ID, reminders, the outbox, the mailbox's checkpoints), are not
-listed.
+`voting check`, `voting status`, `voting record` and `voting close` (or `voting export`, for a closed vote). A
+decision's explanation is read again from its signed message; a draft's title, file name and media type and the
+vote's statement window are checked against the vote-opened event, which states them for votes opened since. Values
+that no chain records and the ledger cannot check by itself, and that neither the results nor the record show (a
+decision's detail, which the bundle calls informative; a ballot's Message-ID, reminders, the outbox, the mailbox's
+checkpoints), are not listed.
 """
 
 from __future__ import annotations
@@ -180,9 +180,11 @@ def test_a_bit_flipped_in_any_row_a_count_rests_on_is_named_and_nothing_is_publi
                                               else ("close", vote_id, "--yes")))
     assert published.returncode == 1 and named in published.stderr, said(published)
     assert len(published.stderr.strip().splitlines()) == 1, said(published)
-    for result in (checked, status, published):
+    recorded = voting("--config", config, "record", vote_id, "--out", str(tmp_path / "record"))
+    assert recorded.returncode == 1 and named in recorded.stderr, said(recorded)
+    for result in (checked, status, published, recorded):
         assert "Traceback" not in said(result), said(result)
-    assert not (tmp_path / "bundle.zip").exists()
+    assert not (tmp_path / "bundle.zip").exists() and not (tmp_path / "record").exists()
     assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
     if not row.closed:
         assert still_open(deployment, vote_id)
