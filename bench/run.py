@@ -41,13 +41,14 @@ from voting.bundle import export_bundle  # noqa: E402
 from voting.config import load_config  # noqa: E402
 from voting.deployment import init_deployment  # noqa: E402
 from voting.electorate import trust_of  # noqa: E402
+from voting.integrity import explanation_damage, message_damage, vote_damage  # noqa: E402
 from voting.mail.outbox import smtp_settings  # noqa: E402
 from voting.mail.smtp import SmtpConnection  # noqa: E402
 from voting.reasons import Reason  # noqa: E402
 from voting.service import DraftFile, Service  # noqa: E402
 from voting.service.judging import OuterHeaders  # noqa: E402
 from voting.smime.sign import sign_entity  # noqa: E402
-from voting.verdict import REJECTED, judge  # noqa: E402
+from voting.verdict import BALLOT, REJECTED, judge  # noqa: E402
 
 ASSEMBLY = 193
 """A general assembly's members: the electorate whose size must not slow a ballot down."""
@@ -401,6 +402,34 @@ def row_growth() -> list[Row]:
     ]
 
 
+def row_integrity() -> list[Row]:
+    """`voting status`'s check of a vote of the assembly, every member's ballot counted, and the part of it that
+    reads each ballot's explanation again from its signed message."""
+    bench = assembly()
+    new_vote(bench)
+    counted_seconds(bench, ASSEMBLY)
+    ledger = bench.service.ledger
+    ballots = [d for d in ledger.decisions(bench.vote_id) if d.verdict == BALLOT]
+    raws = {d.sha256: ledger.raw_message(d.message) for d in ballots}
+    drafts = [d.symbol for d in ledger.drafts(bench.vote_id)]
+
+    def each(check: Callable[[], object]) -> float:
+        started = time.perf_counter()
+        check()
+        return (time.perf_counter() - started) / len(ballots)
+
+    assert not vote_damage(ledger, bench.vote_id, full=False)
+    status = median3(lambda: each(lambda: vote_damage(ledger, bench.vote_id, full=False)))
+    explanations = median3(lambda: each(lambda: [explanation_damage(d, raws[d.sha256], drafts, None) for d in ballots]))
+    hashing = median3(lambda: each(lambda: [message_damage(sha, raw) for sha, raw in raws.items()]))
+    return [
+        Row(f"`voting status` ledger check, {len(ballots)} ballots", f"{ms(status)} per ballot",
+            f"SHA-256 of its bytes {hashing * 1e6:.0f} µs", times(status / hashing)),
+        Row("of which its explanation read again from the signed message", f"{ms(explanations)} per ballot",
+            f"the whole check {ms(status)}", f"{explanations / status:.0%}"),
+    ]
+
+
 ROWS: dict[str, Callable[[], list[Row]]] = {
     "verify": row_verify,
     "service-verify": row_service_verify,
@@ -411,6 +440,7 @@ ROWS: dict[str, Callable[[], list[Row]]] = {
     "serve": row_serve,
     "startup": row_startup,
     "growth": row_growth,
+    "integrity": row_integrity,
 }
 
 

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import tomli_w
+from cryptography import x509
 
 from tests.interop import THUNDERBIRD, corpus
+from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
 from voting.config import Config, load_config
 from voting.deployment import init_deployment, issue_delegation_key
 from voting.electorate import load_electorate
@@ -32,6 +34,7 @@ from voting.mail.smtp import SmtpConnection
 from voting.pki import Identity, load_pkcs12
 from voting.reply import Secretariat, build_reply
 from voting.service import DraftFile, Service, embedded_server
+from voting.smime.verify import Trust, TrustedCertificate, verify_message
 
 if TYPE_CHECKING:  # the plugin itself is loaded by pytest_plugins, so that its asserts are rewritten
     from dovecot import Dovecot
@@ -77,6 +80,21 @@ class Deployment:
                             secretariat=Secretariat.of_deployment(self.config), explanation=explanation,
                             now=datetime.now(UTC))
         return reply.message.raw
+
+    def encrypted_reply(self, code: str, recipient: x509.Certificate, directory: Path, *,
+                        explanation: str = "") -> bytes:
+        """`code`'s yes, signed by `openssl cms -sign` with its key, then encrypted by `openssl cms -encrypt`."""
+        identity = self.identities[code]
+        trust = Trust(registered=(TrustedCertificate(identity.certificate, code),))
+        entity = verify_message(self.reply(code, ["yes"], explanation=explanation), trust,
+                                datetime.now(UTC)).signed_content
+        assert entity is not None
+        key_path, cert_path = write_pem(directory, code, identity)  # type: ignore[arg-type]
+        (directory / "entity.txt").write_bytes(entity)
+        signed = run_openssl("cms", "-sign", "-in", directory / "entity.txt", "-signer", cert_path, "-inkey",
+                             key_path, "-md", "sha256")
+        head = f"From: {self.address(code)}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n"
+        return head.encode() + openssl_encrypt(directory, signed, recipient, "-aes-256-gcm")
 
     def submit(self, raw: bytes, sender: str) -> None:
         """Hand a message to the embedded SMTP server, as a delegate's mail client does."""

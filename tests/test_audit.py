@@ -19,14 +19,13 @@ from typing import Any
 
 import pytest
 from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
-from cryptography import x509
 
-from tests.smime_fixtures import openssl_encrypt, run_openssl, write_pem
 from voting.audit import Check, audit_bundle, checks_json, render_checks
 from voting.ballot import text_of_entity
 from voting.bundle import export_bundle, read_bundle
 from voting.errors import UsageError
 from voting.mail.compose import signed_mail, text_as_html
+from voting.ledger import GENESIS, canonical_json, event_hash
 from voting.manifest import schema_text
 from voting.pki import (
     Identity,
@@ -359,6 +358,42 @@ def test_a_changed_event_is_named(exported: Exported) -> None:
     assert "rule" in failed["vote parameters"]
 
 
+def test_a_draft_shown_under_another_title_file_name_or_media_type_is_named(exported: Exported) -> None:
+    for key in ("title", "file_name", "media_type"):
+        def rename(document: dict[str, Any]) -> None:
+            document["drafts"][0][key] += " (revised)"
+
+        failed = failures(audit_bundle(edit_manifest(exported, rename)))
+        assert list(failed) == ["vote parameters"] and "drafts" in failed["vote parameters"], (key, failed)
+
+
+def test_a_statement_window_other_than_the_chain_s_is_named(exported: Exported) -> None:
+    def widen(document: dict[str, Any]) -> None:
+        document["vote"]["statement_hours"] += 1
+
+    failed = failures(audit_bundle(edit_manifest(exported, widen)))
+    assert "vote parameters" in failed and "statement_hours" in failed["vote parameters"], failed
+
+
+def test_a_bundle_whose_vote_opened_event_states_no_draft_title_nor_window_still_passes(exported: Exported) -> None:
+    """As a bundle of a vote opened before the drafts' title, file name and media type and the statement window
+    were chained reads."""
+    def as_before(document: dict[str, Any]) -> None:
+        events = document["chain"]["events"]
+        del events[0]["data"]["statement_hours"]
+        for draft in events[0]["data"]["drafts"]:
+            for key in ("title", "file_name", "media_type"):
+                del draft[key]
+        previous = GENESIS
+        for event in events:
+            event["prev_hash"] = previous
+            event["hash"] = previous = event_hash(previous, event["seq"], event["at"], event["kind"],
+                                                  canonical_json(event["data"]))
+        document["chain"]["head"] = previous
+
+    assert failures(audit_bundle(edit_manifest(exported, as_before))) == {}
+
+
 def test_a_manifest_changed_without_signing_again_fails_the_signature(exported: Exported) -> None:
     def retitle(document: dict[str, Any]) -> None:
         document["vote"]["title"] = "Another vote"
@@ -448,20 +483,6 @@ def test_an_unwritable_destination_and_an_unreadable_bundle_are_usage_errors(exp
 # -- ballots encrypted to the secretariat ---------------------------------------------------------
 
 
-def encrypted_reply(deployment: Deployment, code: str, recipient: x509.Certificate, directory: Path) -> bytes:
-    """`code`'s yes, signed by `openssl cms -sign` with its key, then encrypted by `openssl cms -encrypt`."""
-    identity = deployment.identities[code]
-    trust = Trust(registered=(TrustedCertificate(identity.certificate, code),))
-    entity = verify_message(deployment.reply(code, ["yes"]), trust, datetime.now(UTC)).signed_content
-    assert entity is not None
-    key_path, cert_path = write_pem(directory, code, identity)  # type: ignore[arg-type]
-    (directory / "entity.txt").write_bytes(entity)
-    signed = run_openssl("cms", "-sign", "-in", directory / "entity.txt", "-signer", cert_path, "-inkey", key_path,
-                         "-md", "sha256")
-    head = f"From: {deployment.address(code)}\r\nTo: votes@secretariat.example\r\nSubject: Re: Ballot\r\n"
-    return head.encode() + openssl_encrypt(directory, signed, recipient, "-aes-256-gcm")
-
-
 @dataclass(frozen=True)
 class EncryptedExport:
     bundle: bytes
@@ -481,7 +502,7 @@ def encrypted_export(unsc_template: Path, tmp_path_factory: pytest.TempPathFacto
     with embedded_server(deployment.config, required=True):
         service.send()
         for code, recipient in (("EST", service.keys.signer.certificate), ("FRA", usa)):
-            deployment.submit(encrypted_reply(deployment, code, recipient, work), deployment.address(code))
+            deployment.submit(deployment.encrypted_reply(code, recipient, work), deployment.address(code))
         deployment.submit(deployment.reply("VNM", ["no"]), deployment.address("VNM"))
         service.poll_once()
         service.close_now(vote_id)

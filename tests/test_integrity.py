@@ -2,27 +2,33 @@
 nothing is published from the damaged ledger.
 
 Each kind of row is one entry of `ROWS`: the table, the column, which row, and the words that name the damage in
-`voting check`, `voting status` and `voting close` (or `voting export`, for a closed vote). Values that no chain
-records and the ledger cannot check by itself (a draft's title, a vote's statement window, a decision's
-explanation and detail, a ballot's Message-ID, reminders, the outbox, the mailbox's checkpoints) are not listed:
-`voting audit` replays the explanation and the statement window from the bundle's messages.
+`voting check`, `voting status`, `voting record` and `voting close` (or `voting export`, for a closed vote). A
+decision's explanation is read again from its signed message; a draft's title, file name and media type and the
+vote's statement window are checked against the vote-opened event, which states them for votes opened since. Values
+that no chain records and the ledger cannot check by itself, and that neither the results nor the record show (a
+decision's detail, which the bundle calls informative; a ballot's Message-ID, reminders, the outbox, the mailbox's
+checkpoints), are not listed.
 """
 
 from __future__ import annotations
 
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 
+from voting.integrity import explanation_damage
+from voting.ledger import Ledger
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
+from voting.verdict import STATEMENT
 
 
 def flipped(value: bytes, index: int) -> bytes:
@@ -64,6 +70,11 @@ class Row:
         if isinstance(value, int):
             connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?", (value ^ 1, rowid))
             return
+        if isinstance(value, float):  # the lowest bit of its mantissa
+            bits = struct.unpack("<q", struct.pack("<d", value))[0] ^ 1
+            connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?",
+                               (struct.unpack("<d", struct.pack("<q", bits))[0], rowid))
+            return
         data = value.encode() if isinstance(value, str) else bytes(value)
         data = flipped(data, int(len(data) * self.at))
         connection.execute(f"UPDATE {self.table} SET {self.column} = ? WHERE rowid = ?",
@@ -88,6 +99,7 @@ ROWS = [
     Row("decisions", "supersedes", CHANGE_OF_VOTE, "(NER) differs from its chain event in supersedes"),
     Row("decisions", "signed_sha256", FRA_BALLOT, "(FRA): its signed attributes no longer hash to"),
     Row("decisions", "vote_id", FRA_BALLOT, "that no decision row holds", at=0.9),
+    Row("decisions", "explanation", FRA_BALLOT, "the explanation of FRA's ballot differs from its signed message"),
     Row("events", "data_json", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content",
         at=0.3),
     Row("events", "at", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content"),
@@ -99,6 +111,7 @@ ROWS = [
     Row("votes", "opened_at", "1", "the vote's opened_at differs from its chain", at=TIME_DIGIT),
     Row("votes", "closes_at", "1", "the vote's closes_at differs from its chain", at=TIME_DIGIT),
     Row("votes", "first_ballot_final", "1", "the vote's first_ballot_final differs from its chain"),
+    Row("votes", "statement_hours", "1", "the vote's statement_hours differs from its chain"),
     Row("votes", "electorate_json", "1", "the vote's electorate_sha256 differs from its chain"),
     Row("drafts", "content", "1", "the vote's draft files differs from its chain"),
     Row("drafts", "text", "1", "the vote's draft files differs from its chain"),
@@ -106,6 +119,9 @@ ROWS = [
     Row("drafts", "parties_json", "1", "the drafts of vote {vote}: a value stored in the ledger no longer reads"),
     Row("drafts", "sponsors_json", "1", "the drafts of vote {vote}: a value stored in the ledger no longer reads"),
     Row("drafts", "symbol", "1", "the vote's drafts differs from its chain"),
+    Row("drafts", "title", "1", "the vote's drafts differs from its chain"),
+    Row("drafts", "file_name", "1", "the vote's drafts differs from its chain"),
+    Row("drafts", "media_type", "1", "the vote's drafts differs from its chain"),
     Row("ballots", "token", "code = 'FRA'", "the ballot token of FRA differs from its chain"),
     Row("votes", "outcome_json", "1", "the row of vote {vote}: a value stored in the ledger no longer reads",
         at=0.3, closed=True),
@@ -115,14 +131,17 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def voted_template(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One vote, copied for each test: FRA yes, CHN no (a veto), NER abstain then yes, USA unsigned (rejected)."""
+    """One vote, copied for each test: FRA yes with an explanation, CHN no (a veto), NER abstain then yes, USA unsigned
+    (rejected)."""
     root = tmp_path_factory.mktemp("voted") / "deployment"
     deployment = copy_deployment(unsc_template, root)
     service = Service(deployment.config, log=lambda line: None)
     with embedded_server(deployment.config, required=True):
         vote_id = open_vote(service, root.parent)
         service.send()
-        for code, choice in (("FRA", "yes"), ("CHN", "no"), ("NER", "abstain")):
+        deployment.submit(deployment.reply("FRA", ["yes"], explanation="France votes for the resolution."),
+                          deployment.address("FRA"))
+        for code, choice in (("CHN", "no"), ("NER", "abstain")):
             deployment.submit(deployment.reply(code, [choice]), deployment.address(code))
         service.poll_once()
         deployment.submit(deployment.reply("NER", ["yes"]), deployment.address("NER"))
@@ -161,9 +180,11 @@ def test_a_bit_flipped_in_any_row_a_count_rests_on_is_named_and_nothing_is_publi
                                               else ("close", vote_id, "--yes")))
     assert published.returncode == 1 and named in published.stderr, said(published)
     assert len(published.stderr.strip().splitlines()) == 1, said(published)
-    for result in (checked, status, published):
+    recorded = voting("--config", config, "record", vote_id, "--out", str(tmp_path / "record"))
+    assert recorded.returncode == 1 and named in recorded.stderr, said(recorded)
+    for result in (checked, status, published, recorded):
         assert "Traceback" not in said(result), said(result)
-    assert not (tmp_path / "bundle.zip").exists()
+    assert not (tmp_path / "bundle.zip").exists() and not (tmp_path / "record").exists()
     assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
     if not row.closed:
         assert still_open(deployment, vote_id)
@@ -254,3 +275,53 @@ def test_a_damaged_page_is_one_line_not_a_traceback(voted_template: tuple[Path, 
         assert len(lines) == 1 and ("malformed" in lines[0] or "damaged" in lines[0]), shown
     assert not deployment.config.records_dir.exists() or not list(deployment.config.records_dir.iterdir())
     assert not any(b"Subject: Results" in raw for raw in deployment.inbox_of("FRA"))
+
+
+def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_with_its_key_and_the_gap_said_without(
+        unsc_template: Path, tmp_path: Path) -> None:
+    deployment = copy_deployment(unsc_template, tmp_path / "deployment")
+    config = str(deployment.config.path)
+    service = Service(deployment.config, log=lambda line: None)
+    with embedded_server(deployment.config, required=True):
+        vote_id = open_vote(service, tmp_path)
+        service.send()
+        deployment.submit(deployment.encrypted_reply("EST", service.keys.signer.certificate, tmp_path,
+                                                     explanation="Estonia votes for the resolution."),
+                          deployment.address("EST"))
+        service.poll_once()
+    assert [(d.code, d.verdict) for d in service.ledger.decisions(vote_id)] == [("EST", "ballot")]
+    service.close_ledger()
+    assert voting("--config", config, "check").returncode == 0
+    damage(deployment, Row("decisions", "explanation", "code = 'EST'", "").flip)
+    named = "the explanation of EST's ballot differs from its signed message"
+    for command in (("check", vote_id), ("close", vote_id, "--yes")):
+        refused = voting("--config", config, *command)
+        assert refused.returncode == 1 and named in said(refused), said(refused)
+    assert still_open(deployment, vote_id)
+
+    password = deployment.config.resolve(deployment.config.settings.secretariat.key_password_file or "")
+    password.rename(password.with_name("elsewhere"))
+    checked = voting("--config", config, "check", vote_id)
+    assert checked.returncode == 0 and named not in checked.stdout, said(checked)
+    assert "NOT CHECKED: the explanations of ballots encrypted to the secretariat are not checked without its key" \
+        in checked.stdout, said(checked)
+    status = voting("--config", config, "status", vote_id)
+    assert status.returncode == 0 and "LEDGER DAMAGED" not in status.stdout, said(status)
+    closed = voting("--config", config, "close", vote_id, "--yes")
+    assert closed.returncode != 0 and "Traceback" not in closed.stderr and still_open(deployment, vote_id), said(closed)
+
+
+def test_the_explanation_of_a_statement_is_read_again_from_its_signed_message_as_a_ballot_s_is(
+        voted_template: tuple[Path, str], tmp_path: Path) -> None:
+    """A statement after the close (an explanation of vote, or a delegation's statement under a silence procedure)
+    is published as its ballot's explanation is, and checked alike."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    ledger = Ledger.open(deployment.config.database)
+    fra = next(d for d in ledger.decisions(vote_id) if d.code == "FRA")
+    raw = ledger.raw_message(fra.message)
+    drafts = [d.symbol for d in ledger.drafts(vote_id)]
+    statement = replace(fra, verdict=STATEMENT, choices={}, supersedes=None, signed_sha256=None)
+    assert explanation_damage(statement, raw, drafts, None) is None
+    assert explanation_damage(replace(statement, explanation="France votes against."), raw, drafts, None) == (
+        "the explanation of FRA's statement differs from its signed message")
+    ledger.close()

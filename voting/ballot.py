@@ -738,6 +738,17 @@ def attached_explanations(entity: bytes) -> list[str]:
     return [text for text in found if text]
 
 
+def explained_reply(text: str, entity: bytes, drafts: Sequence[str]) -> tuple[Reply, str]:
+    """The reply read from `text` (the signed `entity`'s, `text_of_entity`), and its explanation of vote as published:
+    the text marked as one, then each explanation attached as a file.
+
+    `verdict.judge` records both; the ledger's own check (`integrity`) reads
+    the explanation again from the stored message, to publish only what was signed.
+    """
+    reply = parse_reply(text, drafts)
+    return reply, "\n\n".join(filter(None, [reply.explanation, *attached_explanations(entity)]))
+
+
 def text_of_entity(entity: bytes) -> str:
     """The readable text of a signed MIME entity (headers and body): its first text/plain, else its first HTML.
 

@@ -86,7 +86,7 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
 def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     """Write the audit bundle of a closed vote to `out`, atomically."""
     ledger = service.ledger
-    damage = publication_damage(ledger, vote_id)
+    damage = publication_damage(ledger, vote_id, service.keys.signer)
     if damage:
         raise LedgerError(f"no bundle of vote {vote_id} is written: {damage_text(damage)}")
     vote = ledger.vote(vote_id)
@@ -259,9 +259,16 @@ class Record:
 
 
 def write_record(service: Service, vote_id: str, folder: Path) -> Record:
-    """The public record in HTML and text; for a closed vote, with the bundle of the vote as it now stands."""
+    """The public record in HTML and text; for a closed vote, with the bundle of the vote as it now stands.
+
+    Checked first as a bundle is (`integrity`): a record shows the votes and
+    explanations whether or not a bundle is written with it.
+    """
     from voting.record import record_html, record_text
 
+    damage = publication_damage(service.ledger, vote_id, service.keys.signer)
+    if damage:
+        raise LedgerError(f"no record of vote {vote_id} is written: {damage_text(damage)}")
     vote = service.ledger.vote(vote_id)
     bundle = None if vote.is_open else published_bundle(service, vote_id, folder)
     publication = bundle.publication if bundle else None

@@ -571,17 +571,21 @@ def watch(board: Callable[[], tuple[Any, str]]) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from voting.integrity import ledger_damage
 
-    ledger = service_of(args).ledger
+    service = service_of(args)
+    ledger = service.ledger
     votes = ledger.vote_ids()
     if args.vote:
         if args.vote not in votes:
             raise UsageError(f"no vote {args.vote!r} in {ledger.path}")
         votes = [args.vote]
-    damage = ledger_damage(ledger, votes, every_message=not args.vote)
+    decryption, unread = service.decryption()
+    damage = ledger_damage(ledger, votes, every_message=not args.vote, decryption=decryption)
     checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
-    emit(args, {"votes": votes, "damaged": damage},
-         "\n".join(f"DAMAGED: {line}" for line in damage) if damage else f"intact: {checked}, their chains,"
-         " decisions and raw messages" + ("" if args.vote else ", and every message in the ledger"))
+    text = "\n".join(f"DAMAGED: {line}" for line in damage) if damage else (
+        f"intact: {checked}, their chains, decisions, explanations and raw messages"
+        + ("" if args.vote else ", and every message in the ledger"))
+    emit(args, {"votes": votes, "damaged": damage, "unchecked": unread},
+         text + (f"\nNOT CHECKED: {unread}" if unread else ""))
     return 1 if damage else 0
 
 

@@ -11,7 +11,7 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from voting.errors import UsageError
@@ -59,16 +59,33 @@ def read_draft(symbol: str, file_name: str, data: bytes, *, title: str | None,
                        file_name, media_type, data, sponsors)
 
 
-def opened_entry(symbol: str, sha256: str, parties: Sequence[str], sponsors: Sequence[str] = ()) -> dict[str, Any]:
+SHOWN = ("title", "file_name", "media_type")
+"""What of a draft its vote-opened event states besides its file's SHA-256, since votes opened with this version:
+a title or a file name changed in the ledger would otherwise be shown as what was voted on."""
+
+
+def opened_entry(symbol: str, sha256: str, parties: Sequence[str], sponsors: Sequence[str] = (),
+                 shown: tuple[str, str, str] | None = None) -> dict[str, Any]:
     """A draft as the vote-opened event records it, and as the ledger and the audit check it against that event.
 
-    Sponsors are stated only when there are any: an event recorded before
-    sponsors were kept reads as it always did.
+    Sponsors are stated only when there are any, and `shown` (the title, file
+    name and media type that ballots, results and records show) only by an
+    event that states them (`states_shown`): an event recorded before either
+    was kept reads as it always did.
     """
     entry: dict[str, Any] = {"symbol": symbol, "sha256": sha256, "parties": list(parties)}
     if sponsors:
         entry["sponsors"] = list(sponsors)
+    if shown is not None:
+        entry |= dict(zip(SHOWN, shown, strict=True))
     return entry
+
+
+def states_shown(opened: Mapping[str, Any]) -> bool:
+    """Whether a vote-opened event's data states its drafts' `SHOWN` values; one recorded before does not, and
+    the title, file name and media type of its drafts are then checked by nothing."""
+    drafts = opened.get("drafts")
+    return isinstance(drafts, list) and any(isinstance(d, dict) and SHOWN[0] in d for d in drafts)
 
 
 def checked_sponsors(symbol: str, given: Sequence[str], electorate: Electorate) -> tuple[str, ...]:

@@ -6,9 +6,11 @@ intact: a chain event changed, a raw message whose bytes no longer hash to the
 SHA-256 its decision names, a decision row that differs from the event that
 chained it, a ballot whose kept SHA-256 of its signed attributes is not its
 message's, a ballot token that does not hash to what the chain recorded of it,
-a vote whose parameters or result differ from its chain. The checks are pure
-functions of ledger values; `vote_damage` and `ledger_damage`
-read those values and say, one line each, what is damaged.
+a vote whose parameters, drafts (as ballots, results and records show them)
+or result differ from its chain, and a published explanation of vote that is
+not what its signed message says. The checks are pure functions of ledger
+values; `vote_damage` and `ledger_damage` read those values and say, one line
+each, what is damaged.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from voting.drafts import opened_entry
+from voting.ballot import explained_reply, text_of_entity
+from voting.drafts import opened_entry, states_shown
 from voting.errors import LedgerError
 from voting.ledger import (
     GENESIS,
@@ -32,7 +35,9 @@ from voting.ledger import (
     event_hash,
     utc_text,
 )
-from voting.smime.verify import signed_sha256_of
+from voting.pki import Identity
+from voting.smime.verify import signed_content_of, signed_sha256_of
+from voting.verdict import BALLOT, STATEMENT
 
 
 class Link(Protocol):
@@ -74,19 +79,39 @@ def message_damage(sha256: str, raw: bytes) -> str | None:
     return f"message {sha256[:16]}: its stored bytes no longer hash to its SHA-256"
 
 
-def signed_attributes_damage(decision: DecisionRecord, raw: bytes) -> str | None:
+def signed_attributes_damage(decision: DecisionRecord, raw: bytes, decryption: Identity | None) -> str | None:
     """A ballot's kept SHA-256 of its signed attributes, which recognises a copy of it, against its message.
 
-    Only where the message can be read without the secretariat's key (a ballot
-    not encrypted to it); its bytes are checked against their SHA-256 apart.
+    Only where the message can be read: one encrypted to the secretariat only
+    with its key (`decryption`); its bytes are checked against their SHA-256 apart.
     """
-    if decision.verdict != "ballot" or decision.signed_sha256 is None:
+    if decision.verdict != BALLOT or decision.signed_sha256 is None:
         return None
-    found = signed_sha256_of(raw)
+    found = signed_sha256_of(raw, decryption)
     if found is None or found == decision.signed_sha256:
         return None
     return (f"decision on message {decision.sha256[:16]} ({decision.code}): its signed attributes no longer hash to"
             " the SHA-256 it keeps of them")
+
+
+def explanation_damage(decision: DecisionRecord, raw: bytes, drafts: Sequence[str],
+                       decryption: Identity | None) -> str | None:
+    """The published explanation of a ballot or a statement, read again from its signed message as `judge` read it.
+
+    No chain event records the explanation; the message's bytes, which the
+    chain names by their SHA-256, are what the delegation signed. A message
+    encrypted to the secretariat is read only with its key (`decryption`):
+    without it, its explanation is left to the checks that hold the key.
+    """
+    if decision.verdict not in (BALLOT, STATEMENT):
+        return None
+    entity = signed_content_of(raw, decryption)
+    if entity is None:
+        return None
+    _, explanation = explained_reply(text_of_entity(entity), entity, drafts)
+    if explanation == decision.explanation:
+        return None
+    return f"the explanation of {decision.code}'s {decision.verdict} differs from its signed message"
 
 
 def token_damage(tokens: Mapping[str, str], events: Sequence[Event]) -> list[str]:
@@ -121,11 +146,13 @@ def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]
 
 
 def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: Sequence[Event]) -> list[str]:
-    """The vote row and its drafts as the chain recorded them: deadline, rule, electorate, drafts, result."""
+    """The vote row and its drafts as the chain recorded them: deadline, rule, statement window, electorate, drafts
+    (what ballots, results and records show of them too), result."""
     opened = next((e for e in events if e.kind == "vote-opened"), None)
     if opened is None:
         return ["the chain has no vote-opened event"]
     closes_at = opened.data.get("closes_at")
+    shown = states_shown(opened.data)
     for event in events:
         if event.kind == "deadline-moved":
             closes_at = event.data.get("to")
@@ -137,10 +164,13 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
         "first_ballot_final": vote.first_ballot_final,
         "quorum": vote.quorum,
         "electorate_sha256": hashlib.sha256(vote.electorate_json.encode()).hexdigest(),
-        "drafts": [opened_entry(d.symbol, d.sha256, d.parties_to_dispute, d.sponsors) for d in drafts],
+        "drafts": [opened_entry(d.symbol, d.sha256, d.parties_to_dispute, d.sponsors,
+                                (d.title, d.file_name, d.media_type) if shown else None) for d in drafts],
         "draft files": [hashlib.sha256(d.content).hexdigest() if not d.text or d.text.encode() == d.content
                         else "a text that is not its file's" for d in drafts],
     }
+    if "statement_hours" in opened.data:  # an event recorded before the window was chained holds none
+        held["statement_hours"] = vote.statement_hours
     recorded = {**opened.data, "opened_at": opened.at, "closes_at": closes_at,
                 "draft files": [d.get("sha256") for d in opened.data.get("drafts", [])]}
     closing = next((e for e in events if e.kind == "vote-closed"), None)
@@ -152,20 +182,23 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
     return [f"the vote's {key} differs from its chain" for key in differing]
 
 
-def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]:
+def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: Identity | None = None) -> list[str]:
     """What is damaged of what the vote's count rests on, each line naming the vote.
 
     Every event of the vote's chain, every decision it records, the vote's
-    row, drafts and ballot tokens; in full (before a close or an export) the
-    bytes of every message its bundle holds, otherwise (for `voting status`,
-    which must stay quick on a large vote) those of its ballots only.
+    row, drafts and ballot tokens, and the explanation of every ballot and
+    statement against its signed message; in full (before a close or an
+    export) the bytes of every message its bundle holds, otherwise (for
+    `voting status`, which must stay quick on a large vote) those of its
+    ballots and statements only. `decryption`, the secretariat's identity,
+    reads the messages encrypted to it.
     """
     try:
         vote = ledger.vote(vote_id)
         events = ledger.events(vote_id)
         chained = {e.data.get("message") for e in events if e.kind == "decision"}
         decisions = [*ledger.decisions(vote_id), *(d for d in ledger.decisions(None) if d.sha256 in chained)]
-        read = decisions if full else [d for d in decisions if d.verdict == "ballot"]
+        read = decisions if full else [d for d in decisions if d.verdict in (BALLOT, STATEMENT)]
         raws = {d.sha256: ledger.raw_message(d.message) for d in read}
         drafts = ledger.drafts(vote_id)
         tokens = ledger.ballot_tokens(vote_id)
@@ -178,8 +211,12 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True) -> list[str]
     problems += vote_record_damage(vote, drafts, events)
     problems += token_damage(tokens, events)
     problems += decision_damage(events, decisions)
-    problems += [found for sha, raw in raws.items() if (found := message_damage(sha, raw))]
-    problems += [found for d in read if (found := signed_attributes_damage(d, raws[d.sha256]))]
+    damaged = {sha: found for sha, raw in raws.items() if (found := message_damage(sha, raw))}
+    problems += damaged.values()
+    problems += [found for d in read if (found := signed_attributes_damage(d, raws[d.sha256], decryption))]
+    symbols = [d.symbol for d in drafts]
+    problems += [found for d in read if d.sha256 not in damaged  # whose damaged bytes are named already
+                 and (found := explanation_damage(d, raws[d.sha256], symbols, decryption))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
 
 
@@ -200,13 +237,14 @@ def _pages(ledger: Ledger) -> list[str]:
     return [] if pages == ["ok"] else [f"the database's pages are damaged: {' '.join(' '.join(pages).split())}"]
 
 
-def publication_damage(ledger: Ledger, vote_id: str) -> list[str]:
+def publication_damage(ledger: Ledger, vote_id: str, decryption: Identity) -> list[str]:
     """What stops a vote's result or bundle from being published: a damaged page anywhere in the database (no
-    part of it can then be trusted), or anything the vote's count rests on."""
-    return page_damage(ledger) + vote_damage(ledger, vote_id)
+    part of it can then be trusted), or anything the vote's count or its record rests on."""
+    return page_damage(ledger) + vote_damage(ledger, vote_id, decryption=decryption)
 
 
-def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool) -> list[str]:
+def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool,
+                  decryption: Identity | None) -> list[str]:
     """`voting check`: the database's pages, then each vote in full; with `every_message`, also every message
     in the ledger against its SHA-256, and the chain of messages as they were received."""
     try:
@@ -214,7 +252,7 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
     except sqlite3.DatabaseError as error:  # nothing else can be read either
         return [_unreadable(error)]
     for vote_id in vote_ids:
-        problems += vote_damage(ledger, vote_id)
+        problems += vote_damage(ledger, vote_id, decryption=decryption)
     if not every_message:
         return problems
     try:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from voting.ballot import (
     BallotRequest,
     Binding,
-    attached_explanations,
     ballot_request,
+    explained_reply,
     parse_reply,
     reply_binding,
     text_of_entity,
@@ -148,8 +148,7 @@ def judge(
     if any(ballot.signed_sha256 == verification.signed_sha256 for ballot in prior):
         return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
-    reply = parse_reply(text, vote.drafts)
-    explanation = "\n\n".join(filter(None, [reply.explanation, *attached_explanations(verification.signed_content)]))
+    reply, explanation = explained_reply(text, verification.signed_content, vote.drafts)
     if received_at >= vote.deadline or vote.counted:
         after = "received after the deadline" if received_at >= vote.deadline else "taken in after the vote was counted"
         if received_at < vote.statements_until and explanation:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from voting.audit.checks import Check, short
-from voting.drafts import opened_entry
+from voting.drafts import opened_entry, states_shown
 from voting.integrity import broken_link
 from voting.ledger import GENESIS, utc_text
 from voting.manifest import EventEntry, Manifest
@@ -34,6 +34,7 @@ def parameter_check(manifest: Manifest) -> Check:
     vote = manifest.vote
     data = opened.data
     closes_at = data.get("closes_at")
+    shown = states_shown(data)
     for event in manifest.chain.events:
         if event.kind == "deadline-moved":
             closes_at = event.data.get("to")
@@ -44,8 +45,11 @@ def parameter_check(manifest: Manifest) -> Check:
         "closes_at": utc_text(vote.closes_at),
         "first_ballot_final": vote.first_ballot_final,
         "quorum": vote.quorum,
-        "drafts": [opened_entry(d.symbol, d.sha256, d.parties, d.sponsors) for d in manifest.drafts],
+        "drafts": [opened_entry(d.symbol, d.sha256, d.parties, d.sponsors,
+                                (d.title, d.file_name, d.media_type) if shown else None) for d in manifest.drafts],
     }
+    if "statement_hours" in data:  # an event recorded before the window was chained holds none
+        stated["statement_hours"] = vote.statement_hours
     chained = {**{key: data.get(key) for key in stated}, "opened_at": opened.at, "closes_at": closes_at}
     differing = [key for key in stated if stated[key] != chained[key]]
     if differing:

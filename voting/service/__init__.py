@@ -65,7 +65,7 @@ class Service(Reminding):
 
     def status(self, vote_id: str) -> dict[str, Any]:
         """The vote's state; where a damaged row cannot even be read, only what is damaged (state "unreadable")."""
-        damaged = vote_damage(self.ledger, vote_id, full=False)
+        damaged = vote_damage(self.ledger, vote_id, full=False, decryption=self.decryption()[0])
         try:
             return self._status(vote_id, damaged)
         except (ValueError, LedgerError):  # a value no longer of its type (a choice, JSON): the damage says which

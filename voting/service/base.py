@@ -17,11 +17,12 @@ from functools import cached_property
 
 from voting.config import Config
 from voting.electorate import load_electorate
+from voting.errors import ConfigError, KeyMaterialError
 from voting.ledger import Ledger, VoteRecord
 from voting.mail.compose import Attachment, OutgoingMessage, signed_mail
 from voting.mail.outbox import drain
 from voting.model import Delegation, Electorate
-from voting.pki import SecretariatKeys
+from voting.pki import Identity, SecretariatKeys
 from voting.times import log_time
 from voting.verdict import BALLOT, CountedBallot
 from voting.wording import DEFAULT_LANGUAGE, Wording, wording
@@ -68,6 +69,15 @@ class ServiceBase:
     @cached_property
     def keys(self) -> SecretariatKeys:
         return SecretariatKeys.load(self.config.keys_dir, self.config.key_password())
+
+    def decryption(self) -> tuple[Identity | None, str | None]:
+        """The secretariat's identity, which opens what was encrypted to it; or None and why it cannot be loaded,
+        for a check that runs without it (`voting check`, `voting status`) to say what it left unread."""
+        try:
+            return self.keys.signer, None
+        except (ConfigError, KeyMaterialError) as error:
+            return None, (f"the explanations of ballots encrypted to the secretariat are not checked without its"
+                          f" key: {error}")
 
     def electorate(self) -> Electorate:
         """Read afresh each time: certificates issued or revoked meanwhile take effect at once."""

@@ -90,7 +90,7 @@ class Closing(Judging):
     def refuse_if_damaged(self, vote_id: str) -> None:
         """Raise `LedgerError`, naming what is damaged, when anything the vote's count rests on is, or a page of the
         database (`integrity`)."""
-        damage = publication_damage(self.ledger, vote_id)
+        damage = publication_damage(self.ledger, vote_id, self.keys.signer)
         if damage:
             raise LedgerError(f"vote {vote_id} is not closed: {damage_text(damage)}")
 

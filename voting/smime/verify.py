@@ -409,15 +409,29 @@ def _address_of(value: str) -> str | None:
     return str(addresses[0].addr_spec)
 
 
+def _judged(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[cms.ContentInfo, bytes, bool]:
+    """The SignedData, the bytes it signs and whether it is detached, of a message already judged."""
+    signed, _ = opened(raw, decryption)
+    return signed.info, crlf(signed.content) if signed.detached else signed.content, signed.detached
+
+
 def signed_sha256_of(raw: bytes, decryption: Identity | ContentKey | None = None) -> str | None:
     """`Verification.signed_sha256` of a message already judged, read without checking it again; None if unreadable."""
     try:
-        signed, _ = opened(raw, decryption)
-        content = crlf(signed.content) if signed.detached else signed.content
-        attributes = read_signer_info(signed.info, signed.detached, content).signed_attributes
-    except (Rejected, *MALFORMED_DER):
+        info, content, detached = _judged(raw, decryption)
+        attributes = read_signer_info(info, detached, content).signed_attributes
+    except (Rejected, RecursionError, *MALFORMED_DER):
         return None
     return hashlib.sha256(attributes).hexdigest()
+
+
+def signed_content_of(raw: bytes, decryption: Identity | ContentKey | None = None) -> bytes | None:
+    """`Verification.signed_content` of a message already judged, read without checking it again; None if
+    unreadable, as a message encrypted to the secretariat is without its key."""
+    try:
+        return _judged(raw, decryption)[1]
+    except (Rejected, RecursionError, *MALFORMED_DER):
+        return None
 
 
 def verify_message(
