@@ -25,8 +25,10 @@ from pathlib import Path
 import pytest
 from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 
+from voting.bundle import export_bundle
 from voting.integrity import explanation_damage
 from voting.ledger import Ledger
+from voting.mail import maildir
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
 from voting.verdict import STATEMENT
 
@@ -325,3 +327,36 @@ def test_the_explanation_of_a_statement_is_read_again_from_its_signed_message_as
     assert explanation_damage(replace(statement, explanation="France votes against."), raw, drafts, None) == (
         "the explanation of FRA's statement differs from its signed message")
     ledger.close()
+
+
+@pytest.mark.parametrize("reader", ["status", "export"])
+def test_a_pass_committing_between_a_reader_s_queries_is_no_damage(voted_template: tuple[Path, str], tmp_path: Path,
+                                                                  reader: str) -> None:
+    """A reader beside a pass: the pass commits a decision and its chain event just as the reader turns from the
+    chain to the decisions, and the reader still sees one state of the ledger, intact, and the next read the new."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    reading, passing = (Service(deployment.config, log=lambda line: None) for _ in range(2))
+    if reader == "export":  # a closed vote, and a reply taken in after its close
+        passing.close(vote_id)
+    maildir.deliver(deployment.config.inbox, deployment.reply("GBR", ["yes"], explanation="The United Kingdom."))
+    passing.fetch()
+    committed = []
+
+    def commit_between(statement: str) -> None:
+        if not committed and "FROM decisions" in statement:
+            committed.extend(passing.decide_pending())
+
+    def seen() -> int:
+        """Decisions the reader counts: in the status, or the bundle's messages."""
+        if reader == "status":
+            status = reading.status(vote_id)
+            assert status["damaged"] == []
+            return len(status["voted"]) + len(status["rejected"])
+        return export_bundle(reading, vote_id, tmp_path / f"bundle-{len(committed)}.zip").messages
+
+    before = seen()
+    reading.ledger.db.set_trace_callback(commit_between)
+    assert seen() == before
+    reading.ledger.db.set_trace_callback(None)
+    assert len(committed) == 1
+    assert seen() == before + 1

@@ -85,6 +85,11 @@ def pack(manifest: bytes, signature: bytes, messages: Mapping[str, bytes], at: d
 
 def export_bundle(service: Service, vote_id: str, out: Path) -> ExportSummary:
     """Write the audit bundle of a closed vote to `out`, atomically."""
+    with service.ledger.snapshot():  # what is checked is what is written, whatever a pass commits meanwhile
+        return _export(service, vote_id, out)
+
+
+def _export(service: Service, vote_id: str, out: Path) -> ExportSummary:
     ledger = service.ledger
     damage = publication_damage(ledger, vote_id, service.keys.signer)
     if damage:
@@ -266,13 +271,14 @@ def write_record(service: Service, vote_id: str, folder: Path) -> Record:
     """
     from voting.record import record_html, record_text
 
-    damage = publication_damage(service.ledger, vote_id, service.keys.signer)
-    if damage:
-        raise LedgerError(f"no record of vote {vote_id} is written: {damage_text(damage)}")
-    vote = service.ledger.vote(vote_id)
-    bundle = None if vote.is_open else published_bundle(service, vote_id, folder)
+    with service.ledger.transaction():  # the record, its check and its bundle of one state of the ledger
+        damage = publication_damage(service.ledger, vote_id, service.keys.signer)
+        if damage:
+            raise LedgerError(f"no record of vote {vote_id} is written: {damage_text(damage)}")
+        vote = service.ledger.vote(vote_id)
+        bundle = None if vote.is_open else published_bundle(service, vote_id, folder)
+        board = service.board(vote_id)
     publication = bundle.publication if bundle else None
-    board = service.board(vote_id)
     words = service.secretariat_words()
     paths = {"html": folder / f"{vote_id}.html", "text": folder / f"{vote_id}.txt"}
     try:

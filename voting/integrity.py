@@ -194,14 +194,15 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: 
     reads the messages encrypted to it.
     """
     try:
-        vote = ledger.vote(vote_id)
-        events = ledger.events(vote_id)
-        chained = {e.data.get("message") for e in events if e.kind == "decision"}
-        decisions = [*ledger.decisions(vote_id), *(d for d in ledger.decisions(None) if d.sha256 in chained)]
-        read = decisions if full else [d for d in decisions if d.verdict in (BALLOT, STATEMENT)]
-        raws = {d.sha256: ledger.raw_message(d.message) for d in read}
-        drafts = ledger.drafts(vote_id)
-        tokens = ledger.ballot_tokens(vote_id)
+        with ledger.snapshot():
+            vote = ledger.vote(vote_id)
+            events = ledger.events(vote_id)
+            chained = {e.data.get("message") for e in events if e.kind == "decision"}
+            decisions = [*ledger.decisions(vote_id), *(d for d in ledger.decisions(None) if d.sha256 in chained)]
+            read = decisions if full else [d for d in decisions if d.verdict in (BALLOT, STATEMENT)]
+            raws = {d.sha256: ledger.raw_message(d.message) for d in read}
+            drafts = ledger.drafts(vote_id)
+            tokens = ledger.ballot_tokens(vote_id)
     except LedgerError as error:  # names the rows already
         return [str(error)]
     except sqlite3.DatabaseError as error:

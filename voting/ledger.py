@@ -358,6 +358,25 @@ class Ledger:
             raise
 
     @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the ledger as one commit left it.
+
+        Without it each query sees the latest commit, so a reader running
+        beside a pass could find a decision whose chain event it read before
+        that decision was committed, and report damage that is not there.
+        Inside a transaction already open, it joins that one.
+        """
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+
+    @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Inside a transaction: what is written inside is undone alone on an error, the rest of the transaction kept."""
         if not self.db.in_transaction:

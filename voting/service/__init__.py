@@ -64,14 +64,17 @@ class Service(Reminding):
         return report
 
     def status(self, vote_id: str) -> dict[str, Any]:
-        """The vote's state; where a damaged row cannot even be read, only what is damaged (state "unreadable")."""
-        damaged = vote_damage(self.ledger, vote_id, full=False, decryption=self.decryption()[0])
-        try:
-            return self._status(vote_id, damaged)
-        except (ValueError, LedgerError):  # a value no longer of its type (a choice, JSON): the damage says which
-            if not damaged:
-                raise
-            return {"vote": vote_id, "state": "unreadable", "damaged": damaged}
+        """The vote's state, as one commit left the ledger (a pass may be committing meanwhile); where a damaged row
+        cannot even be read, only what is damaged (state "unreadable")."""
+        decryption = self.decryption()[0]
+        with self.ledger.snapshot():
+            damaged = vote_damage(self.ledger, vote_id, full=False, decryption=decryption)
+            try:
+                return self._status(vote_id, damaged)
+            except (ValueError, LedgerError):  # a value no longer of its type (a choice, JSON): the damage says which
+                if not damaged:
+                    raise
+                return {"vote": vote_id, "state": "unreadable", "damaged": damaged}
 
     def _status(self, vote_id: str, damaged: list[str]) -> dict[str, Any]:
         vote = self.ledger.vote(vote_id)
