@@ -12,6 +12,7 @@ checkpoints), are not listed.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import struct
@@ -27,7 +28,7 @@ from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 
 from voting.bundle import export_bundle
 from voting.integrity import explanation_damage
-from voting.ledger import Ledger
+from voting.ledger import CHAINED_LATER, GENESIS, Ledger, canonical_json, event_hash
 from voting.mail import maildir
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
 from voting.verdict import STATEMENT
@@ -62,9 +63,11 @@ class Row:
     """Where in the value the bit is flipped, as a fraction of its length."""
     closed: bool = False
     """A row of a closed vote: its bundle is what must not be published."""
+    earlier: bool = False
+    """In a ledger whose decision events were recorded by an earlier version (`recorded_earlier`)."""
 
     def __str__(self) -> str:
-        return f"{self.table}.{self.column}"
+        return f"{self.table}.{self.column}" + (" (earlier events)" if self.earlier else "")
 
     def flip(self, connection: sqlite3.Connection) -> None:
         rowid, value = connection.execute(
@@ -83,6 +86,22 @@ class Row:
                            (data.decode() if isinstance(value, str) else data, rowid))
 
 
+def recorded_earlier(connection: sqlite3.Connection) -> None:
+    """The chains as a version that did not chain explanations and signed attributes recorded them: each decision
+    event without them, and every link computed again."""
+    for chain in [row[0] for row in connection.execute("SELECT DISTINCT chain FROM events")]:
+        previous = GENESIS
+        events = connection.execute("SELECT rowid, seq, at, kind, data_json FROM events WHERE chain = ? ORDER BY seq",
+                                    (chain,)).fetchall()
+        for rowid, seq, at, kind, data_json in events:
+            data = {key: value for key, value in json.loads(data_json).items()
+                    if kind != "decision" or key not in CHAINED_LATER}
+            digest = event_hash(previous, seq, at, kind, canonical_json(data))
+            connection.execute("UPDATE events SET data_json = ?, prev_hash = ?, hash = ? WHERE rowid = ?",
+                               (canonical_json(data), previous, digest, rowid))
+            previous = digest
+
+
 TIME_DIGIT = 0.93
 """The last digit of the microseconds of a time as the ledger writes it (2026-07-08T11:59:59.123456Z): still a time."""
 FRA_BALLOT = "message = (SELECT message FROM decisions WHERE code = 'FRA')"
@@ -99,9 +118,12 @@ ROWS = [
     Row("decisions", "verdict", FRA_BALLOT, "differs from its chain event in verdict", at=0.9),
     Row("decisions", "reason", "verdict = 'rejected'", "differs from its chain event in reason"),
     Row("decisions", "supersedes", CHANGE_OF_VOTE, "(NER) differs from its chain event in supersedes"),
-    Row("decisions", "signed_sha256", FRA_BALLOT, "(FRA): its signed attributes no longer hash to"),
+    Row("decisions", "signed_sha256", FRA_BALLOT, "(FRA) differs from its chain event in signed_sha256"),
+    Row("decisions", "signed_sha256", FRA_BALLOT, "(FRA): its signed attributes no longer hash to", earlier=True),
     Row("decisions", "vote_id", FRA_BALLOT, "that no decision row holds", at=0.9),
-    Row("decisions", "explanation", FRA_BALLOT, "the explanation of FRA's ballot differs from its signed message"),
+    Row("decisions", "explanation", FRA_BALLOT, "(FRA) differs from its chain event in explanation_sha256"),
+    Row("decisions", "explanation", FRA_BALLOT, "the explanation of FRA's ballot differs from its signed message",
+        earlier=True),
     Row("events", "data_json", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content",
         at=0.3),
     Row("events", "at", "kind = 'decision' AND chain != ''", "was changed: its hash does not match its content"),
@@ -171,6 +193,8 @@ def test_a_bit_flipped_in_any_row_a_count_rests_on_is_named_and_nothing_is_publi
         assert voting("--config", config, "close", vote_id, "--yes").returncode == 0
         for bundle in deployment.config.records_dir.iterdir():
             bundle.unlink()
+    if row.earlier:
+        damage(deployment, recorded_earlier)
     assert voting("--config", config, "check").returncode == 0
     damage(deployment, row.flip)
     named = row.named.format(vote=vote_id)
@@ -279,8 +303,11 @@ def test_a_damaged_page_is_one_line_not_a_traceback(voted_template: tuple[Path, 
     assert not any(b"Subject: Results" in raw for raw in deployment.inbox_of("FRA"))
 
 
+@pytest.mark.parametrize("earlier", [False, True], ids=["chained", "earlier events"])
 def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_with_its_key_and_the_gap_said_without(
-        unsc_template: Path, tmp_path: Path) -> None:
+        unsc_template: Path, tmp_path: Path, earlier: bool) -> None:
+    """Its chain event holds its explanation's SHA-256, checked with or without the key; an event recorded by an
+    earlier version holds none, and the explanation is read again from the message, which needs the key."""
     deployment = copy_deployment(unsc_template, tmp_path / "deployment")
     config = str(deployment.config.path)
     service = Service(deployment.config, log=lambda line: None)
@@ -293,9 +320,12 @@ def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_wit
         service.poll_once()
     assert [(d.code, d.verdict) for d in service.ledger.decisions(vote_id)] == [("EST", "ballot")]
     service.close_ledger()
+    if earlier:
+        damage(deployment, recorded_earlier)
     assert voting("--config", config, "check").returncode == 0
     damage(deployment, Row("decisions", "explanation", "code = 'EST'", "").flip)
-    named = "the explanation of EST's ballot differs from its signed message"
+    named = ("the explanation of EST's ballot differs from its signed message" if earlier
+             else "(EST) differs from its chain event in explanation_sha256")
     for command in (("check", vote_id), ("close", vote_id, "--yes")):
         refused = voting("--config", config, *command)
         assert refused.returncode == 1 and named in said(refused), said(refused)
@@ -304,11 +334,15 @@ def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_wit
     password = deployment.config.resolve(deployment.config.settings.secretariat.key_password_file or "")
     password.rename(password.with_name("elsewhere"))
     checked = voting("--config", config, "check", vote_id)
-    assert checked.returncode == 0 and named not in checked.stdout, said(checked)
-    assert "NOT CHECKED: the explanations of ballots encrypted to the secretariat are not checked without its key" \
+    assert "NOT CHECKED: the explanations of ballots encrypted to the secretariat whose chain does not record them" \
         in checked.stdout, said(checked)
     status = voting("--config", config, "status", vote_id)
-    assert status.returncode == 0 and "LEDGER DAMAGED" not in status.stdout, said(status)
+    if earlier:
+        assert checked.returncode == 0 and named not in checked.stdout, said(checked)
+        assert status.returncode == 0 and "LEDGER DAMAGED" not in status.stdout, said(status)
+    else:
+        assert checked.returncode == 1 and named in checked.stdout, said(checked)
+        assert status.returncode == 1 and "LEDGER DAMAGED" in status.stdout, said(status)
     closed = voting("--config", config, "close", vote_id, "--yes")
     assert closed.returncode != 0 and "Traceback" not in closed.stderr and still_open(deployment, vote_id), said(closed)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from functools import cache
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -23,11 +24,6 @@ from pydantic import (
     ValidationError,
     field_validator,
     model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
 )
 
 from voting.errors import ConfigError
@@ -114,26 +110,14 @@ class ServiceSection(Section):
         return {reminder: duration(reminder) for reminder in self.reminders}
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
     secretariat: SecretariatSection = SecretariatSection()
     electorate: ElectorateSection = ElectorateSection()
     mailbox: MailboxSection = MailboxSection()
     smtp: SmtpSection = SmtpSection()
     service: ServiceSection = ServiceSection()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The environment overrides the file, which arrives as init arguments."""
-        return (env_settings, init_settings)
 
     @model_validator(mode="after")
     def _plain_text_only_on_loopback(self) -> Settings:
@@ -243,10 +227,40 @@ def load_config(path: Path = DEFAULT_CONFIG) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
     try:
-        settings = Settings(**data)
+        settings = _settings_overridden()(**data) if _overrides(os.environ) else Settings(**data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {describe_validation_error(error)}") from None
     return Config(settings, path, deployment_root(path))
+
+
+def _overrides(environ: Mapping[str, str]) -> bool:
+    return any(name.startswith(ENV_PREFIX) and name not in OTHER_VARIABLES for name in environ)
+
+
+@cache
+def _settings_overridden() -> type[Settings]:
+    """`Settings` under the environment's overrides, which win over the file (given as init arguments).
+
+    pydantic-settings is imported only here, when a variable overrides a
+    setting: a command reading the file alone starts without it.
+    """
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+    class OverriddenSettings(BaseSettings, Settings):  # type: ignore[misc]
+        model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (env_settings, init_settings)
+
+    return OverriddenSettings
 
 
 def describe_validation_error(error: ValidationError) -> str:

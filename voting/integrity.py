@@ -24,6 +24,7 @@ from voting.ballot import explained_reply, text_of_entity
 from voting.drafts import opened_entry, states_shown
 from voting.errors import LedgerError
 from voting.ledger import (
+    CHAINED_LATER,
     GENESIS,
     DecisionRecord,
     DraftRecord,
@@ -31,6 +32,7 @@ from voting.ledger import (
     Ledger,
     VoteRecord,
     canonical_json,
+    decision_differences,
     decision_event_data,
     event_hash,
     utc_text,
@@ -135,8 +137,9 @@ def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]
             problems.append(f"{who} is not in the chain")
             continue
         superseded = sha_of.get(d.supersedes) if d.supersedes is not None else None
-        expected = decision_event_data(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices, superseded)
-        differing = sorted(key for key in expected if expected[key] != recorded.get(key))
+        expected = decision_event_data(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices, superseded,
+                                       d.explanation, d.signed_sha256)
+        differing = decision_differences(expected, recorded)
         if differing:
             problems.append(f"{who} differs from its chain event in {', '.join(differing)}")
     rows = {d.sha256 for d in decisions}
@@ -185,21 +188,25 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
 def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: Identity | None = None) -> list[str]:
     """What is damaged of what the vote's count rests on, each line naming the vote.
 
-    Every event of the vote's chain, every decision it records, the vote's
-    row, drafts and ballot tokens, and the explanation of every ballot and
-    statement against its signed message; in full (before a close or an
-    export) the bytes of every message its bundle holds, otherwise (for
-    `voting status`, which must stay quick on a large vote) those of its
-    ballots and statements only. `decryption`, the secretariat's identity,
-    reads the messages encrypted to it.
+    Every event of the vote's chain, every decision it records (its
+    explanation and signed attributes included), the vote's row, drafts and
+    ballot tokens; in full (before a close or an export) the bytes of every
+    message its bundle holds, otherwise (for `voting status`, which must stay
+    quick on a large vote) those of what is counted or published: each
+    delegation's last ballot and the statements. A decision whose event
+    predates the chaining of explanations (`CHAINED_LATER`) has its
+    explanation and signed attributes read again from its signed message;
+    `decryption`, the secretariat's identity, reads those encrypted to it.
     """
     try:
         with ledger.snapshot():
             vote = ledger.vote(vote_id)
             events = ledger.events(vote_id)
-            chained = {e.data.get("message") for e in events if e.kind == "decision"}
-            decisions = [*ledger.decisions(vote_id), *(d for d in ledger.decisions(None) if d.sha256 in chained)]
-            read = decisions if full else [d for d in decisions if d.verdict in (BALLOT, STATEMENT)]
+            chained = {e.data.get("message"): e.data for e in events if e.kind == "decision"}
+            decisions = [*ledger.decisions(vote_id), *ledger.decisions(None, among=chained)]
+            superseded = {d.supersedes for d in decisions}
+            read = decisions if full else [d for d in decisions if d.verdict == STATEMENT
+                                           or (d.verdict == BALLOT and d.message not in superseded)]
             raws = {d.sha256: ledger.raw_message(d.message) for d in read}
             drafts = ledger.drafts(vote_id)
             tokens = ledger.ballot_tokens(vote_id)
@@ -214,9 +221,10 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: 
     problems += decision_damage(events, decisions)
     damaged = {sha: found for sha, raw in raws.items() if (found := message_damage(sha, raw))}
     problems += damaged.values()
-    problems += [found for d in read if (found := signed_attributes_damage(d, raws[d.sha256], decryption))]
+    unchained = [d for d in read if not CHAINED_LATER <= chained.get(d.sha256, {}).keys()]
+    problems += [found for d in unchained if (found := signed_attributes_damage(d, raws[d.sha256], decryption))]
     symbols = [d.symbol for d in drafts]
-    problems += [found for d in read if d.sha256 not in damaged  # whose damaged bytes are named already
+    problems += [found for d in unchained if d.sha256 not in damaged  # whose damaged bytes are named already
                  and (found := explanation_damage(d, raws[d.sha256], symbols, decryption))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
 

@@ -14,15 +14,16 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voting.errors import ConfigError, LedgerError, StorageError, UsageError
-from voting.smime.verify import signed_sha256_of
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 6
 """1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
@@ -171,14 +172,21 @@ def canonical_json(value: Any) -> str:
 
 
 def event_hash(prev_hash: str, seq: int, at: str, kind: str, data_json: str) -> str:
-    """Link of the hash chain; `voting audit` recomputes it with this same function."""
-    material = canonical_json([prev_hash, seq, at, kind, json.loads(data_json)])
+    """Link of the hash chain, over `canonical_json([prev_hash, seq, at, kind, data])` where `data_json` is
+    `canonical_json(data)`; `voting audit` recomputes it with this same function."""
+    material = canonical_json([prev_hash, seq, at, kind])[:-1] + "," + data_json + "]"
     return hashlib.sha256(material.encode()).hexdigest()
 
 
 def decision_event_data(sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
-                        choices: dict[str, str], supersedes: str | None) -> dict[str, Any]:
-    """What the chain records of a decision; `voting check` compares each decision row with it."""
+                        choices: dict[str, str], supersedes: str | None, explanation: str,
+                        signed_sha256: str | None) -> dict[str, Any]:
+    """What the chain records of a decision; `voting check` and `voting audit` compare each decision with it.
+
+    The explanation is chained by its SHA-256 and a counted ballot by that of
+    its signed attributes, so that the ledger checks both against the chain
+    without reading the signed message again.
+    """
     return {
         "message": sha256,
         "received_at": utc_text(received_at),
@@ -187,7 +195,20 @@ def decision_event_data(sha256: str, received_at: datetime, code: str | None, ve
         "reason": reason,
         "choices": choices,
         "supersedes": supersedes,
+        "explanation_sha256": hashlib.sha256(explanation.encode()).hexdigest(),
+        "signed_sha256": signed_sha256,
     }
+
+
+CHAINED_LATER = frozenset({"explanation_sha256", "signed_sha256"})
+"""What decision events recorded by earlier versions do not hold; for those, the explanation and the signed
+attributes are checked against the signed message instead."""
+
+
+def decision_differences(expected: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """The keys in which a decision differs from its chain event, of those its event was recorded with."""
+    return sorted(key for key in expected if expected[key] != recorded.get(key)
+                  and (key in recorded or key not in CHAINED_LATER))
 
 
 @dataclass(frozen=True)
@@ -303,6 +324,8 @@ class Ledger:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.db = connection
         self.path = path
+        self._held: dict[tuple[Any, ...], list[Any]] | None = None
+        """Rows read inside a `snapshot`, which cannot change before it ends: read once however often asked."""
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -343,6 +366,8 @@ class Ledger:
         failing disk raises `StorageError`, with nothing of it committed.
         """
         if self.db.in_transaction:
+            if self._held is not None:  # what it writes is read afresh
+                self._held.clear()
             yield
             return
         self.db.execute("BEGIN IMMEDIATE")
@@ -370,11 +395,20 @@ class Ledger:
             yield
             return
         self.db.execute("BEGIN DEFERRED")
+        self._held = {}
         try:
             yield
         finally:
+            self._held = None
             if self.db.in_transaction:
                 self.db.execute("COMMIT")
+
+    def _held_or_read(self, key: tuple[Any, ...], read: Callable[[], list[T]]) -> list[T]:
+        if self._held is None:
+            return read()
+        if key not in self._held:
+            self._held[key] = read()
+        return list(self._held[key])
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -413,6 +447,9 @@ class Ledger:
         return Event(chain, seq, at_text, kind, data, prev_hash, digest)
 
     def events(self, chain: str) -> list[Event]:
+        return self._held_or_read(("events", chain), lambda: self._events(chain))
+
+    def _events(self, chain: str) -> list[Event]:
         rows = self.db.execute("SELECT * FROM events WHERE chain = ? ORDER BY seq", (chain,)).fetchall()
         with _decoding(f"the chain {chain!r}"):
             return [
@@ -712,17 +749,26 @@ class Ledger:
             if supersedes
             else None
         )
-        data = decision_event_data(message.sha256, message.received_at, code, verdict, reason, choices, superseded_sha)
+        data = decision_event_data(message.sha256, message.received_at, code, verdict, reason, choices, superseded_sha,
+                                   explanation, signed_sha256)
         for chain in [vote_id] if vote_id else ["", *also_in]:
             self.append_event(chain, "decision", data, now)
 
-    def decisions(self, vote_id: str | None, code: str | None = None) -> list[DecisionRecord]:
-        """The decisions bound to the vote (or to none), in order of receipt; only the delegation's if `code`."""
+    def decisions(self, vote_id: str | None, code: str | None = None,
+                  among: Collection[str] | None = None) -> list[DecisionRecord]:
+        """The decisions bound to the vote (or to none), in order of receipt; only the delegation's if `code`,
+        only those on the messages of these SHA-256 if `among`."""
         clause = "d.vote_id = ?" if vote_id is not None else "d.vote_id IS NULL"
         params: tuple[Any, ...] = (vote_id,) if vote_id is not None else ()
         if code is not None:
             clause += " AND d.code = ?"
             params += (code,)
+        if among is not None:
+            clause += " AND m.sha256 IN (SELECT value FROM json_each(?))"
+            params += (json.dumps(sorted(among, key=str)),)
+        return self._held_or_read(("decisions", clause, params), lambda: self._decisions(clause, params, vote_id))
+
+    def _decisions(self, clause: str, params: tuple[Any, ...], vote_id: str | None) -> list[DecisionRecord]:
         rows = self.db.execute(
             "SELECT d.*, m.sha256, m.received_at FROM decisions d JOIN messages m ON m.id = d.message"
             f" WHERE {clause} ORDER BY m.received_at, m.id",
@@ -829,6 +875,8 @@ def _migrate(connection: sqlite3.Connection) -> None:
     it goes. A draft recorded before draft files were kept has its text as
     its file, which is what its SHA-256 was taken of.
     """
+    from voting.smime.verify import signed_sha256_of  # only here: a command that reads the ledger starts without it
+
     connection.execute("BEGIN IMMEDIATE")
     try:
         columns = {row["name"] for row in connection.execute("PRAGMA table_info(decisions)")}

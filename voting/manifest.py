@@ -127,6 +127,11 @@ class MessageEntry(_Strict):
     choices: dict[str, Choice] = Field(description="Draft symbol -> choice, for a ballot")
     explanation: str
     supersedes: Sha256 | None = Field(description="SHA-256 of the ballot this one replaced")
+    signed_sha256: Sha256 | None = Field(
+        default=None,
+        description="For a counted ballot, SHA-256 of its signed attributes, by which a copy of it is recognised;"
+                    " absent from bundles whose chain does not record it",
+    )
     decrypted: DecryptedEntry | None = Field(
         default=None,
         description="For a message encrypted to the secretariat: its decrypted entity, whose signature was checked",

@@ -97,6 +97,11 @@ class Judgement:
         """SHA-256 of the signed attributes, by which a later copy of this ballot is recognised."""
         return self.verification.signed_sha256 if self.verification else None
 
+    @property
+    def kept_signed_sha256(self) -> str | None:
+        """What the ledger keeps and the chain records of `signed_sha256`: a counted ballot's only."""
+        return self.signed_sha256 if self.counted else None
+
 
 def rejected(reason: Reason, code: str | None, verification: Verification | None, detail: str = "",
              vote_id: str | None = None) -> Judgement:

@@ -130,4 +130,5 @@ def _message_entry(decision: DecisionRecord, sha_of: Mapping[int, str]) -> Messa
         choices=decision.choices,  # type: ignore[arg-type]
         explanation=decision.explanation,
         supersedes=sha_of[decision.supersedes] if decision.supersedes is not None else None,
+        signed_sha256=decision.signed_sha256,
     )

@@ -7,7 +7,7 @@ import hashlib
 from voting.audit.checks import Check, short
 from voting.drafts import opened_entry, states_shown
 from voting.integrity import broken_link
-from voting.ledger import GENESIS, utc_text
+from voting.ledger import GENESIS, decision_differences, decision_event_data, utc_text
 from voting.manifest import EventEntry, Manifest
 
 
@@ -79,20 +79,14 @@ def decision_check(manifest: Manifest) -> Check:
     listed_messages = manifest.messages
     problems = []
     for entry in listed_messages:
-        expected = {
-            "message": entry.sha256,
-            "received_at": utc_text(entry.received_at),
-            "code": entry.code,
-            "verdict": entry.verdict,
-            "reason": entry.reason.value if entry.reason else None,
-            "choices": {symbol: str(choice) for symbol, choice in entry.choices.items()},
-            "supersedes": entry.supersedes,
-        }
+        expected = decision_event_data(entry.sha256, entry.received_at, entry.code, entry.verdict,
+                                       entry.reason.value if entry.reason else None,
+                                       {symbol: str(choice) for symbol, choice in entry.choices.items()},
+                                       entry.supersedes, entry.explanation, entry.signed_sha256)
         recorded = events.get(entry.sha256)
         if recorded is None:
             problems.append(f"message {short(entry.sha256)}… has no decision event in the chain")
-        elif recorded != expected:
-            differing = sorted(key for key in expected if expected[key] != recorded.get(key))
+        elif differing := decision_differences(expected, recorded) or sorted(recorded.keys() - expected.keys()):
             problems.append(f"message {short(entry.sha256)}… differs from its decision event in {', '.join(differing)}")
     listed = {m.sha256 for m in listed_messages}
     problems += [f"the chain records a decision on message {short(str(sha))}…, which the manifest does not list"

@@ -41,9 +41,10 @@ def _decided_after_count(manifest: Manifest) -> set[str]:
     }
 
 
-def _facts(decided: MessageEntry | Judgement, supersedes: str | None) -> dict[str, Any]:
+def _facts(decided: MessageEntry | Judgement, supersedes: str | None, signed_sha256: str | None) -> dict[str, Any]:
     """What a verdict says, alike for one recorded in the manifest and one replayed, to compare them."""
     return {
+        "signed_sha256": signed_sha256,
         "vote": decided.vote_id,
         "delegation": decided.code,
         "verdict": decided.verdict,
@@ -105,9 +106,11 @@ def _replay(
         judgement = judge(raw, entry.received_at, {view.id: view}, trust, previous, key)
     except Exception as error:  # noqa: BLE001 - a hostile bundle must end in a failed check, not a traceback
         return None, Check(name, False, f"cannot be replayed: {type(error).__name__}: {error}")
-    recorded = _facts(entry, entry.supersedes)
+    recorded = _facts(entry, entry.supersedes, entry.signed_sha256)
     replayed = _facts(judgement, None if judgement.supersedes is None
-                      else manifest.messages[judgement.supersedes].sha256)
+                      else manifest.messages[judgement.supersedes].sha256,
+                      # a bundle whose chain does not record it states none
+                      judgement.kept_signed_sha256 if entry.signed_sha256 is not None else None)
     differing = [key for key in recorded if recorded[key] != replayed[key]]
     if differing:
         return judgement, Check(name, False, f"recorded {_summary(recorded)}; replay gives {_summary(replayed)} "

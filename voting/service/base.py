@@ -76,8 +76,8 @@ class ServiceBase:
         try:
             return self.keys.signer, None
         except (ConfigError, KeyMaterialError) as error:
-            return None, (f"the explanations of ballots encrypted to the secretariat are not checked without its"
-                          f" key: {error}")
+            return None, ("the explanations of ballots encrypted to the secretariat whose chain does not record"
+                          f" them (votes of earlier versions) are not checked without its key: {error}")
 
     def electorate(self) -> Electorate:
         """Read afresh each time: certificates issued or revoked meanwhile take effect at once."""

@@ -248,7 +248,7 @@ class Judging(Resending):
                 choices={symbol: str(choice) for symbol, choice in judgement.choices.items()},
                 explanation=judgement.explanation,
                 supersedes=judgement.supersedes,
-                signed_sha256=judgement.signed_sha256 if judgement.counted else None,
+                signed_sha256=judgement.kept_signed_sha256,
                 also_in=meant_for,
                 now=now,
             )
