@@ -19,14 +19,17 @@ from typing import Any
 
 import pytest
 from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from voting.audit import Check, audit_bundle, checks_json, render_checks
+from voting.audit import Check, audit_bundle, checks_json, render_checks, replay
+from voting.audit.reading import unpack
+from voting.audit.replay import Job
 from voting.ballot import text_of_entity
 from voting.bundle import export_bundle, read_bundle
 from voting.errors import UsageError
 from voting.mail.compose import signed_mail, text_as_html
 from voting.ledger import GENESIS, canonical_json, event_hash
-from voting.manifest import schema_text
+from voting.manifest import Manifest, schema_text
 from voting.pki import (
     Identity,
     SecretariatKeys,
@@ -38,6 +41,7 @@ from voting.pki import (
 from voting.service import Service, embedded_server
 from voting.smime.sign import sign_detached_der
 from voting.smime.verify import Trust, TrustedCertificate, verify_message
+from voting.verdict import Reading, settle
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "audit-manifest.schema.json"
 DRAFT = "S/2020/654"
@@ -814,3 +818,109 @@ def test_one_hash_names_a_bundle_in_the_results_export_record_and_audit(exported
                                                                   .read_text())
     as_json = json.loads(voting("--json", "audit", str(recorded)).stdout)
     assert as_json["bundle_sha256"] == named(record.stdout)
+
+
+# -- reading the messages on every core ---------------------------------------------------------
+
+
+def _stop_the_process(job: Job) -> Reading | str:
+    """Reads no message: the process that reads it stops, as one killed or out of memory would."""
+    os._exit(1)
+
+
+def with_a_copy_and_a_window_past_the_calendar(exported: Exported) -> bytes:
+    """The bundle, signed again, with a copy of NER's first ballot under another outer header (recorded as a
+    replay), and a statement window so long that replaying DEU's late statement overflows the calendar."""
+    contents = members(exported.bundle)
+    document = json.loads(contents["manifest.json"])
+    first_ner, second_ner = exported.sha_of["NER"]
+    copy = b"X-Resent: again\r\n" + contents[f"messages/{first_ner}.eml"]
+    sha = hashlib.sha256(copy).hexdigest()
+    contents[f"messages/{sha}.eml"] = copy
+    place = next(i for i, m in enumerate(document["messages"]) if m["sha256"] == second_ner) + 1
+    document["messages"].insert(place, {**message(document, first_ner), "sha256": sha, "verdict": "rejected",
+                                        "reason": "replayed", "choices": {}, "explanation": "",
+                                        "received_at": message(document, second_ner)["received_at"]})
+    document["vote"]["statement_hours"] = 1e9
+    contents["manifest.json"] = json.dumps(document, indent=2).encode()
+    signer = exported.keys.signer
+    contents["manifest.json.p7s"] = sign_detached_der(contents["manifest.json"], signer.key, signer.certificate)
+    return repack(contents)
+
+
+def read_both_ways(bundle: bytes, monkeypatch: pytest.MonkeyPatch) -> list[Check]:
+    """The audit's checks with the messages read in other processes, once found the same as read in this one."""
+    monkeypatch.setattr(replay, "MIN_PARALLEL", 10**9)
+    here = audit_bundle(bundle)
+    monkeypatch.setattr(replay, "MIN_PARALLEL", 1)
+    elsewhere = audit_bundle(bundle)
+    assert elsewhere == here
+    return elsewhere
+
+
+def verdicts(checks: list[Check]) -> dict[str, Check]:
+    return {check.name: check for check in checks if check.name.endswith("verdict")}
+
+
+def test_the_messages_read_on_every_core_give_the_checks_read_in_one_process(
+        exported: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    replayed = verdicts(read_both_ways(with_a_copy_and_a_window_past_the_calendar(exported), monkeypatch))
+    assert len(replayed) == 8
+    deu = exported.sha_of["DEU"][0]
+    assert replayed.pop(f"message {deu[:16]}… verdict").detail.startswith("cannot be replayed: OverflowError: ")
+    assert all(check.ok for check in replayed.values()), replayed
+    assert sorted(check.detail for check in replayed.values()) == [
+        "FRA: ballot S/2020/654=yes", "GBR: rejected (wrong-ballot-token)", "NER: ballot S/2020/654=abstain",
+        "NER: ballot S/2020/654=yes", "NER: rejected (replayed)", "USA: ballot S/2020/654=no",
+        "unknown sender: rejected (not-signed)"]
+
+
+def test_what_a_hostile_bundle_raises_in_another_process_is_each_message_s_failed_check(
+        exported: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A revocation time without a time zone cannot be compared with any receipt time: reading each message
+    raises, in the process that reads it."""
+    def revoke_without_zone(document: dict[str, Any]) -> None:
+        china = next(d for d in document["electorate"]["current"]["delegation"] if d["code"] == "CHN")
+        china["certificates"][0].update(revoked=True, revoked_at="2020-01-01T00:00:00")
+
+    replayed = verdicts(read_both_ways(edit_manifest(exported, revoke_without_zone), monkeypatch))
+    assert sorted(replayed) == sorted(f"message {sha[:16]}… verdict" for shas in exported.sha_of.values()
+                                      for sha in shas)
+    assert {check.detail for check in replayed.values()} == {
+        "cannot be replayed: TypeError: can't compare offset-naive and offset-aware datetimes"}
+
+
+def test_a_large_bundle_is_read_in_other_processes_as_it_is_here(exported: Exported) -> None:
+    """Past MIN_PARALLEL messages the readings come back from other processes (without the signer's
+    certificate, which cannot travel), and tell exactly what the readings made here do."""
+    contents = unpack(exported.bundle)
+    manifest = Manifest.model_validate_json(contents.manifest)
+    drafts = [d.symbol for d in manifest.drafts]
+    setting = replay.Setting(
+        manifest.electorate.current, (exported.keys.ca.certificate.public_bytes(Encoding.DER),),
+        replay.vote_view(manifest.vote, drafts, manifest.ballot_tokens, counted=False),
+        replay.vote_view(manifest.vote, drafts, manifest.ballot_tokens))
+    jobs = [replay.Job(contents.messages[m.sha256], m.received_at, False, None, m.code or "")
+            for m in manifest.messages]
+    copies = -(-replay.MIN_PARALLEL // len(jobs))
+    here = replay.readings(setting, jobs)
+    elsewhere = replay.readings(setting, jobs * copies)
+
+    def told(reading: Reading | str) -> tuple[Any, ...]:
+        assert not isinstance(reading, str)
+        judged = settle(reading, {})
+        return (judged.verdict, judged.reason, judged.detail, judged.vote_id, judged.code, judged.choices,
+                judged.explanation, judged.ignored, judged.signed_sha256)
+
+    assert [told(r) for r in elsewhere] == [told(r) for r in here] * copies
+    assert all(r.verification.signer is None for r in elsewhere if not isinstance(r, str) and r.verification)
+    assert any(r.verification.signer is not None for r in here if not isinstance(r, str) and r.verification)
+
+
+def test_a_process_that_stops_while_reading_changes_no_check(exported: Exported,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = with_a_copy_and_a_window_past_the_calendar(exported)
+    here = audit_bundle(bundle)
+    monkeypatch.setattr(replay, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(replay, "_read_elsewhere", _stop_the_process)
+    assert audit_bundle(bundle) == here

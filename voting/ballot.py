@@ -405,10 +405,14 @@ def _own_lines(lines: Sequence[str]) -> Iterator[tuple[int, str]]:
             yield i, line
 
 
-def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
-    """Vote-ID and Ballot-Token from any line, quoted or not; a name for the field if a reply holds two values."""
+@lru_cache(maxsize=1)
+def _binding(text: str) -> tuple[str | None, str | None, str | None]:
+    """Vote-ID and Ballot-Token from any line, quoted or not; a name for the field if a reply holds two values.
+
+    Judging a message reads it for the vote first, then again with the choices: the text is read once.
+    """
     found: dict[str, set[str]] = {"vote-id": set(), "ballot-token": set()}
-    for line in lines:
+    for line in _lines(text):
         if len(line) <= _LINE_LIMIT:
             match = _BINDING.fullmatch(_clean(_QUOTE_PREFIX.sub("", line)).strip("*"))
             if match:
@@ -436,7 +440,7 @@ class Binding:
 
 def reply_binding(text: str) -> Binding:
     """What `parse_reply` reads as the reply's binding, without reading its choices: it finds the vote first."""
-    vote_id, token, _ = _binding(_lines(text))
+    vote_id, token, _ = _binding(text)
     return Binding(vote_id, token)
 
 
@@ -458,7 +462,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     """
     by_key = _check_drafts(drafts)
     lines = _lines(text)
-    vote_id, token, ambiguous = _binding(lines)
+    vote_id, token, ambiguous = _binding(text)
     problem: tuple[Reason, str] | None = None
     if ambiguous == "vote-id":
         problem = (Reason.UNKNOWN_VOTE, "the text names more than one Vote-ID")

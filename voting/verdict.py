@@ -3,7 +3,9 @@
 `judge` takes the raw bytes, the server's receipt time, the open votes and the
 trust in force at that time, and returns a `Judgement`; nothing here reads a
 file or a socket. The service records the judgement, and `voting audit`
-replays the same function over the bundle to check every recorded verdict.
+replays the same function over the bundle to check every recorded verdict,
+running its two halves apart: `read_message` for each message on its own,
+then `settle` in order.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeAlias
 
 from voting.ballot import (
     BallotRequest,
     Binding,
+    Reply,
     ballot_request,
     explained_reply,
     parse_reply,
@@ -116,18 +120,43 @@ def judge(
     previous_ballots: Mapping[tuple[str, str], Sequence[PriorBallot]],
     decryption: Identity | ContentKey | None = None,
 ) -> Judgement:
-    """Decide one message.
+    """Decide one message: read it on its own (`read_message`), then against the ballots before it (`settle`).
 
     `previous_ballots` maps (vote, delegation) to the ballots already counted
-    for it, oldest first. A new ballot supersedes the latest; a copy of any of
-    them (the same signed attributes, under other outer headers or another
-    encoding of the signature, as a replay or a repeated delivery brings) is
-    refused, so that an old ballot can never undo a change of vote, while a
-    new signing of the same text (a change back) counts; when the vote was
-    opened with the first ballot final, a draft already answered cannot be
-    answered again. `decryption` opens a ballot encrypted to the secretariat:
-    its identity in the service, the message's disclosed content key in an
-    audit.
+    for it, oldest first. `decryption` opens a ballot encrypted to the
+    secretariat: its identity in the service, the message's disclosed content
+    key in an audit.
+    """
+    return settle(read_message(raw, received_at, votes, trust, decryption), previous_ballots)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A message that names a vote with the delegation's ballot token, read: what `settle` decides it from."""
+
+    vote: VoteView
+    code: str
+    received_at: datetime
+    reply: Reply
+    explanation: str
+    verification: Verification
+
+
+Reading: TypeAlias = "Judgement | Answer"
+"""A message read on its own: its verdict already, or, when the delegation's earlier ballots decide it, its answer."""
+
+
+def read_message(
+    raw: bytes,
+    received_at: datetime,
+    votes: Mapping[str, VoteView],
+    trust: Trust,
+    decryption: Identity | ContentKey | None = None,
+) -> Reading:
+    """All of `judge` that needs no other message: the signature, the signer's trust, the vote and the text.
+
+    It is nearly all the work, and independent, so an audit reads every
+    message of a bundle at once, on every core, then settles them in order.
     """
     verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
@@ -149,11 +178,28 @@ def judge(
         return rejected(Reason.UNKNOWN_VOTE, code, verification)
     if vote.tokens.get(code) is None or binding.token != vote.tokens[code]:
         return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
+    reply, explanation = explained_reply(text, verification.signed_content, vote.drafts)
+    return Answer(vote, code, received_at, reply, explanation, verification)
+
+
+def settle(reading: Reading, previous_ballots: Mapping[tuple[str, str], Sequence[PriorBallot]]) -> Judgement:
+    """The verdict of a message read, given the delegation's ballots already counted in its vote.
+
+    A new ballot supersedes the latest; a copy of any of them (the same
+    signed attributes, under other outer headers or another encoding of the
+    signature, as a replay or a repeated delivery brings) is refused, so that
+    an old ballot can never undo a change of vote, while a new signing of the
+    same text (a change back) counts; when the vote was opened with the first
+    ballot final, a draft already answered cannot be answered again.
+    """
+    if isinstance(reading, Judgement):
+        return reading
+    vote, code, received_at, reply, explanation, verification = (
+        reading.vote, reading.code, reading.received_at, reading.reply, reading.explanation, reading.verification)
     prior = previous_ballots.get((vote.id, code), ())
     if any(ballot.signed_sha256 == verification.signed_sha256 for ballot in prior):
         return rejected(Reason.REPLAYED, code, verification, vote_id=vote.id)
 
-    reply, explanation = explained_reply(text, verification.signed_content, vote.drafts)
     if received_at >= vote.deadline or vote.counted:
         after = "received after the deadline" if received_at >= vote.deadline else "taken in after the vote was counted"
         if received_at < vote.statements_until and explanation:
