@@ -8,6 +8,7 @@ import select
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -258,6 +259,26 @@ def imap(deployment: Deployment, dovecot: Dovecot, relay: MailServer) -> Deploym
         service={"poll_seconds": 60},
     )
     return deployment
+
+
+def fault(deployment: Deployment, script: str) -> None:
+    """Run SQL on the deployment's ledger, once a service has made it, from outside the service: a trigger that
+    makes a write fail, stall or be noted, or its removal."""
+    with sqlite3.connect(deployment.config.database) as connection:
+        connection.executescript(script)
+
+
+def stall(table: str, when: str) -> str:
+    """A `fault` that holds the process inserting a row of `table` matching `when` for minutes, inside its
+    transaction: a test kills it there. `unstall(table)` removes it."""
+    numbers = ",".join(map(str, range(400)))
+    return (f"CREATE TABLE stall (n INTEGER); INSERT INTO stall SELECT value FROM json_each('[{numbers}]');"
+            f" CREATE TRIGGER stall_{table} BEFORE INSERT ON {table} WHEN {when}"
+            " BEGIN SELECT count(*) FROM stall a, stall b, stall c, stall d; END;")
+
+
+def unstall(table: str) -> str:
+    return f"DROP TRIGGER stall_{table}; DROP TABLE stall;"
 
 
 def wait_for(condition: Callable[[], object], what: str, *, seconds: float = 30) -> None:

@@ -11,6 +11,10 @@ killed with SIGKILL.
   processed folder (its `dovecot-uidlist.lock` dotlock), so the server can
   fetch but cannot complete the MOVE; the ledger shows the commit. The
   server's session is killed too, so that the MOVE never happens.
+- In the middle of a batch's transaction: a trigger makes the insert of one
+  message take minutes, once the large messages before it have overflowed
+  SQLite's page cache into the write-ahead log, uncommitted, where the test
+  sees them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from pathlib import Path
 import pytest
 from conftest import (
     Deployment,
+    fault,
     open_vote,
+    stall,
+    unstall,
     voting,
     wait_for,
     waits_on_a_lock,
@@ -39,8 +46,18 @@ from dovecot import Dovecot
 from voting.config import load_config
 from voting.errors import ConfigError
 from voting.ledger import Ledger
-from voting.mail.imap import ImapError, ImapMailbox, ImapSession, ImapSettings
+from voting.mail.imap import BATCH_SIZE, ImapError, ImapMailbox, ImapSession, ImapSettings
 from voting.service import Service
+
+NOTE_CHECKPOINTS = """CREATE TABLE checkpoint_writes (last_uid INTEGER, messages INTEGER, received INTEGER);
+""" + "".join(f"""CREATE TRIGGER note_checkpoint_{event} AFTER {event.upper()} ON mailbox_checkpoints
+BEGIN INSERT INTO checkpoint_writes SELECT NEW.last_uid, (SELECT count(*) FROM messages),
+(SELECT count(*) FROM events WHERE kind = 'message-received'); END;
+""" for event in ("insert", "update"))
+"""Each write of the checkpoint notes the messages, and their events, that its transaction sees in the ledger."""
+
+REFUSE = """CREATE TRIGGER refuse_message BEFORE INSERT ON messages WHEN instr(NEW.raw, CAST('refused' AS BLOB))
+BEGIN SELECT RAISE(ABORT, 'this message cannot be stored'); END;"""
 
 CODES = ("CHN", "FRA", "RUS", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN", "VNM")
 YES = ("FRA", "GBR", "USA", "BEL", "DOM", "EST", "DEU", "IDN", "NER", "VCT", "ZAF", "TUN")
@@ -193,6 +210,25 @@ def test_a_new_uidvalidity_rescans_and_counts_nothing_twice(imap: Deployment, do
     assert service.ledger.checkpoint("INBOX", before + 1000) > 0
 
 
+def test_each_batch_lands_whole_with_one_checkpoint_or_not_at_all(imap: Deployment, dovecot: Dovecot) -> None:
+    append_many(dovecot, BATCH_SIZE + 3, refused=BATCH_SIZE + 1)
+    uids = dovecot.uids("INBOX")
+    service = Service(imap.config, log=lambda _: None)
+    fault(imap, NOTE_CHECKPOINTS + REFUSE)
+    with pytest.raises(sqlite3.IntegrityError, match="cannot be stored"):
+        service.fetch()
+    # The first batch committed with its checkpoint, and moved. Of the second, neither the message before the
+    # refused one nor the checkpoint: the whole batch waits in the folder.
+    first = (uids[BATCH_SIZE - 1], BATCH_SIZE, BATCH_SIZE)
+    assert rows(imap, "SELECT * FROM checkpoint_writes") == [first] and stored(imap) == BATCH_SIZE
+    assert dovecot.uids("INBOX") == uids[BATCH_SIZE:] and len(dovecot.uids("Processed")) == BATCH_SIZE
+    fault(imap, "DROP TRIGGER refuse_message;")
+    assert service.fetch() == 3
+    assert rows(imap, "SELECT * FROM checkpoint_writes") == [first, (uids[-1], BATCH_SIZE + 3, BATCH_SIZE + 3)]
+    assert stored(imap) == BATCH_SIZE + 3 and checkpoint(imap) == uids[-1]
+    assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == BATCH_SIZE + 3
+
+
 # -- without MOVE and IDLE -------------------------------------------------------------------------------------------
 
 
@@ -306,6 +342,28 @@ def test_killed_between_commit_and_move(imap: Deployment, dovecot: Dovecot, tmp_
     assert_each_counted_once_and_acknowledged(imap, vote_id, ("FRA", "GBR", "USA"))
 
 
+def test_killed_in_the_middle_of_a_batch_transaction(imap: Deployment, dovecot: Dovecot) -> None:
+    large = (b"x" * 1022 + b"\r\n") * 1024  # 1 MiB: three of them overflow SQLite's page cache of 2 MiB
+    for number in range(3):
+        dovecot.append(f"Subject: large {number}\r\n\r\n".encode() + large)
+    dovecot.append(b"Subject: stalls\r\n\r\nThe ledger takes minutes to store this one.\r\n")
+    dovecot.append(b"Subject: last\r\n\r\nAfter it.\r\n")
+    service = Service(imap.config, log=lambda _: None)
+    fault(imap, stall("messages", "instr(NEW.raw, CAST('minutes to store' AS BLOB))"))
+    poll = start_poll(imap)
+    try:
+        wait_for(lambda: wal_bytes(imap) > len(large), "the first messages of the batch in the WAL, not committed")
+        assert stored(imap) == 0
+    finally:
+        poll.kill()
+        poll.wait()
+    fault(imap, unstall("messages"))
+    assert stored(imap) == 0 and not checkpointed(imap)
+    assert len(dovecot.uids("INBOX")) == 5 and dovecot.uids("Processed") == []
+    assert service.fetch() == 5
+    assert stored(imap) == 5 and dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 5
+
+
 # -- helpers ---------------------------------------------------------------------------------------------------------
 
 
@@ -325,16 +383,37 @@ def hold_processed_folder(dovecot: Dovecot) -> Path:
     return lock
 
 
-def query(deployment: Deployment, sql: str) -> int:
+def append_many(dovecot: Dovecot, count: int, *, refused: int | None = None) -> None:
+    """`count` small messages in one MULTIAPPEND; the one numbered `refused` says so in its text."""
+    with dovecot.client() as client:
+        client.multiappend("INBOX", [f"Subject: {n}\r\n\r\n{'refused' if n == refused else 'stored'}\r\n".encode()
+                                     for n in range(count)])
+
+
+def rows(deployment: Deployment, sql: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(deployment.config.database) as db:
-        row = db.execute(sql).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+        return db.execute(sql).fetchall()
+
+
+def query(deployment: Deployment, sql: str) -> int:
+    [row] = rows(deployment, sql)
+    return int(row[0]) if row[0] is not None else 0
+
+
+def wal_bytes(deployment: Deployment) -> int:
+    """The size of the ledger's write-ahead log: it grows with what a transaction writes before its commit too."""
+    wal = Path(f"{deployment.config.database}-wal")
+    return wal.stat().st_size if wal.exists() else 0
 
 
 def stored(deployment: Deployment) -> int:
     return query(deployment, "SELECT count(*) FROM messages")
 
 
+def checkpoint(deployment: Deployment) -> int:
+    return query(deployment, "SELECT max(last_uid) FROM mailbox_checkpoints")
+
+
 def checkpointed(deployment: Deployment) -> bool:
-    return query(deployment, "SELECT max(last_uid) FROM mailbox_checkpoints") > 0
+    return checkpoint(deployment) > 0
 

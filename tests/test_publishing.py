@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import Deployment, open_vote, voting, wait_for
+from conftest import Deployment, fault, open_vote, stall, unstall, voting, wait_for
 
 from voting.service import MAILBOX_SETTLING, Service
 
-STALL = """CREATE TABLE stall (n INTEGER);
-INSERT INTO stall SELECT value FROM json_each('[{numbers}]');
-CREATE TRIGGER stall_results BEFORE INSERT ON outbox WHEN NEW.kind = 'results'
-BEGIN SELECT count(*) FROM stall a, stall b, stall c, stall d; END;"""
+STALL = stall("outbox", "NEW.kind = 'results'")
 """The first results email takes minutes to queue: the close has written its bundle and not yet committed."""
 
 REFUSE = """CREATE TRIGGER refuse_results BEFORE INSERT ON outbox WHEN NEW.kind = 'results'
@@ -32,11 +28,6 @@ def vote_past_its_deadline(running: Deployment, tmp_path: Path) -> tuple[Service
     service.poll_once()
     time.sleep(0.5 + MAILBOX_SETTLING.total_seconds())
     return service, vote_id
-
-
-def fault(running: Deployment, script: str) -> None:
-    with sqlite3.connect(running.config.database) as connection:
-        connection.executescript(script)
 
 
 def every_bundle_is_backed(service: Service, vote_id: str) -> None:
@@ -58,7 +49,7 @@ def running_records(service: Service) -> list[str]:
 
 def test_a_close_killed_before_its_commit_leaves_no_bundle(running: Deployment, tmp_path: Path) -> None:
     service, vote_id = vote_past_its_deadline(running, tmp_path)
-    fault(running, STALL.format(numbers=",".join(map(str, range(400)))))
+    fault(running, STALL)
     poll = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(running.config.path), "poll", "--once"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -66,7 +57,7 @@ def test_a_close_killed_before_its_commit_leaves_no_bundle(running: Deployment, 
     finally:
         os.kill(poll.pid, signal.SIGKILL)
         poll.wait()
-    fault(running, "DROP TRIGGER stall_results; DROP TABLE stall;")
+    fault(running, unstall("outbox"))
     assert service.ledger.vote(vote_id).is_open
     assert voting("--config", str(running.config.path), "poll", "--once").returncode == 0
     assert not service.ledger.vote(vote_id).is_open

@@ -212,6 +212,15 @@ def decision_differences(expected: dict[str, Any], recorded: dict[str, Any]) -> 
 
 
 @dataclass(frozen=True)
+class IncomingMessage:
+    """A message as it arrived, before the ledger holds it: its exact bytes, receipt time and where it came from."""
+
+    raw: bytes
+    received_at: datetime
+    source: str
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     id: int
     sha256: str
@@ -433,18 +442,29 @@ class Ledger:
 
     def append_event(self, chain: str, kind: str, data: dict[str, Any], at: datetime) -> Event:
         """Append to a chain; call inside a transaction so the event lands with what it records."""
+        return self.append_events(chain, kind, [data], at)[0]
+
+    def append_events(self, chain: str, kind: str, items: Sequence[dict[str, Any]], at: datetime) -> list[Event]:
+        """Append events of one kind to a chain in order, reading its head once; call inside a transaction."""
+        if not items:
+            return []
         row = self.db.execute(
             "SELECT seq, hash FROM events WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)
         ).fetchone()
-        seq, prev_hash = (row["seq"] + 1, row["hash"]) if row else (1, GENESIS)
+        seq, prev_hash = (row["seq"], row["hash"]) if row else (0, GENESIS)
         at_text = utc_text(at)
-        data_json = canonical_json(data)
-        digest = event_hash(prev_hash, seq, at_text, kind, data_json)
-        self.db.execute(
-            "INSERT INTO events (chain, seq, at, kind, data_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chain, seq, at_text, kind, data_json, prev_hash, digest),
+        events, rows = [], []
+        for data in items:
+            seq += 1
+            data_json = canonical_json(data)
+            digest = event_hash(prev_hash, seq, at_text, kind, data_json)
+            events.append(Event(chain, seq, at_text, kind, data, prev_hash, digest))
+            rows.append((chain, seq, at_text, kind, data_json, prev_hash, digest))
+            prev_hash = digest
+        self.db.executemany(
+            "INSERT INTO events (chain, seq, at, kind, data_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
         )
-        return Event(chain, seq, at_text, kind, data, prev_hash, digest)
+        return events
 
     def events(self, chain: str) -> list[Event]:
         return self._held_or_read(("events", chain), lambda: self._events(chain))
@@ -461,21 +481,37 @@ class Ledger:
 
     def store_message(self, raw: bytes, received_at: datetime, source: str, now: datetime) -> StoredMessage:
         """Commit the exact bytes first; the same bytes delivered again are recognised, not stored twice."""
-        sha256 = hashlib.sha256(raw).hexdigest()
+        return self.store_messages([IncomingMessage(raw, received_at, source)], now)[0]
+
+    def store_messages(self, messages: Sequence[IncomingMessage], now: datetime) -> list[StoredMessage]:
+        """Commit the exact bytes of several messages in one transaction (or in the caller's), in their order.
+
+        Bytes already in the ledger, or twice among these, are recognised by
+        their SHA-256 and kept once: the copy gets the first one's record.
+        """
+        stored_at = utc_text(now)
+        stored, received = [], []
         with self.transaction():
-            existing = self.db.execute(
-                "SELECT id, received_at, source FROM messages WHERE sha256 = ?", (sha256,)
-            ).fetchone()
-            if existing:
-                return StoredMessage(existing["id"], sha256, parse_utc(existing["received_at"]), existing["source"])
-            cursor = self.db.execute(
-                "INSERT INTO messages (sha256, raw, received_at, source, stored_at) VALUES (?, ?, ?, ?, ?)",
-                (sha256, raw, utc_text(received_at), source, utc_text(now)),
-            )
-            self.append_event(
-                "", "message-received", {"sha256": sha256, "received_at": utc_text(received_at)}, now
-            )
-        return StoredMessage(int(cursor.lastrowid or 0), sha256, received_at, source, new=True)
+            for message in messages:
+                sha256 = hashlib.sha256(message.raw).hexdigest()
+                received_at = utc_text(message.received_at)
+                cursor = self.db.execute(
+                    "INSERT INTO messages (sha256, raw, received_at, source, stored_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sha256) DO NOTHING",
+                    (sha256, message.raw, received_at, message.source, stored_at),
+                )
+                if cursor.rowcount == 1:
+                    stored.append(StoredMessage(int(cursor.lastrowid or 0), sha256, message.received_at,
+                                                message.source, new=True))
+                    received.append({"sha256": sha256, "received_at": received_at})
+                    continue
+                existing = self.db.execute(
+                    "SELECT id, received_at, source FROM messages WHERE sha256 = ?", (sha256,)
+                ).fetchone()
+                stored.append(StoredMessage(existing["id"], sha256, parse_utc(existing["received_at"]),
+                                            existing["source"]))
+            self.append_events("", "message-received", received, now)
+        return stored
 
     def is_decided(self, message_id: int) -> bool:
         return self.db.execute("SELECT 1 FROM decisions WHERE message = ?", (message_id,)).fetchone() is not None
@@ -519,9 +555,11 @@ class Ledger:
     def set_checkpoint(self, folder: str, uidvalidity: int, uid: int, now: datetime) -> int:
         """Advance the checkpoint (it never moves back) and return where it stood before.
 
-        The UIDs between the two are this caller's to move: another process
-        that fetched the same messages finds the checkpoint past them, and
-        leaves their move to the one that advanced it.
+        Call it in the transaction that stores the messages up to `uid`, so
+        that the checkpoint never stands past bytes not committed. The UIDs
+        between the two are this caller's to move: another process that
+        fetched the same messages finds the checkpoint past them, and leaves
+        their move to the one that advanced it.
         """
         with self.transaction():
             before = self.checkpoint(folder, uidvalidity)

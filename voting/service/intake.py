@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from voting.errors import ConfigError, MailError
-from voting.ledger import utc_text
+from voting.ledger import IncomingMessage, utc_text
 from voting.mail import maildir
 from voting.mail.imap import ImapError, ImapMailbox, batches, imap_settings, mailbox_label
 from voting.service.opening import Opening
@@ -56,18 +56,22 @@ class Intake(Opening):
         return ImapMailbox(lambda: imap_settings(self.config))
 
     def _fetch_imap(self) -> tuple[int, bool]:
-        """Fetch by UID past the checkpoint of (folder, UIDVALIDITY); commit, advance the checkpoint, then move.
+        """Fetch by UID past the checkpoint of (folder, UIDVALIDITY), a batch at a time; commit the batch's bytes
+        and the checkpoint's advance in one transaction, then move the batch.
 
-        A crash after a commit leaves the message in the folder at or below
-        the checkpoint, and the next pass moves it without fetching it again;
-        a crash before the checkpoint fetches it again, and the ledger's
-        SHA-256 dedupe keeps it once. A new UIDVALIDITY has no checkpoint, so
-        the folder is read again in full under the same dedupe. Of several
-        processes that fetched the same messages, only the one that advanced
-        the checkpoint past them moves them, so each lands in the processed
-        folder once. A server
-        problem never stops the pass: it is logged, recorded for `voting
-        status`, and the session is reopened with backoff.
+        One synchronous commit per batch, not per message, is what keeps
+        taking mail in close to the cost of fetching it. A crash before the
+        commit, or a batch that fails to commit, leaves the whole batch in
+        the folder past the checkpoint, and the next pass fetches it again;
+        the ledger's SHA-256 dedupe keeps once what an earlier pass had
+        stored. A crash after the commit leaves the batch in the folder at or
+        below the checkpoint, and the next pass moves it without fetching it
+        again. A new UIDVALIDITY has no checkpoint, so the folder is read
+        again in full under the same dedupe. Of several processes that
+        fetched the same messages, only the one that advanced the checkpoint
+        past them moves them, so each lands in the processed folder once. A
+        server problem never stops the pass: it is logged, recorded for
+        `voting status`, and the session is reopened with backoff.
         """
         mailbox = self._imap
         name = mailbox.settings.folder
@@ -80,10 +84,14 @@ class Intake(Opening):
             done = self.ledger.checkpoint(name, folder.uidvalidity)
             session.mark_processed([uid for uid in folder.uids if uid <= done])
             for batch in batches([uid for uid in folder.uids if uid > done]):
-                for message in session.fetch(batch):
-                    source = f"imap:{name}:{folder.uidvalidity}:{message.uid}"
-                    stored += self.ledger.store_message(message.raw, message.received_at, source, self.clock()).new
-                before = self.ledger.set_checkpoint(name, folder.uidvalidity, batch[-1], self.clock())
+                source = f"imap:{name}:{folder.uidvalidity}"
+                incoming = [IncomingMessage(message.raw, message.received_at, f"{source}:{message.uid}")
+                            for message in session.fetch(batch)]
+                now = self.clock()
+                with self.ledger.transaction():
+                    new = sum(message.new for message in self.ledger.store_messages(incoming, now))
+                    before = self.ledger.set_checkpoint(name, folder.uidvalidity, batch[-1], now)
+                stored += new
                 session.mark_processed([uid for uid in batch if uid > before])
         except ImapError as error:
             mailbox.failed()
