@@ -839,7 +839,7 @@ def with_a_copy_and_a_window_past_the_calendar(exported: Exported) -> bytes:
     contents[f"messages/{sha}.eml"] = copy
     place = next(i for i, m in enumerate(document["messages"]) if m["sha256"] == second_ner) + 1
     document["messages"].insert(place, {**message(document, first_ner), "sha256": sha, "verdict": "rejected",
-                                        "reason": "replayed", "choices": {}, "explanation": "",
+                                        "reason": "replayed", "choices": {}, "explanation": "", "signed_sha256": None,
                                         "received_at": message(document, second_ner)["received_at"]})
     document["vote"]["statement_hours"] = 1e9
     contents["manifest.json"] = json.dumps(document, indent=2).encode()
