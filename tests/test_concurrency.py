@@ -231,3 +231,17 @@ def test_a_close_while_serve_runs_over_dovecot_closes_once(imap: Deployment, dov
     [closed] = [e for e in service.ledger.events(vote_id) if e.kind == "vote-closed"]
     assert [path.name for path in imap.config.records_dir.iterdir()] == [f"{vote_id}-{closed.hash[:12]}.zip"]
     assert [d.reason for d in service.ledger.decisions(vote_id)] == ["late"]
+
+
+def test_opening_the_ledger_again_keeps_the_locks_of_a_reader_already_on_it(tmp_path: Path) -> None:
+    """A reader holds its snapshot while the same process opens the ledger again: another process still cannot
+    take the database from under it (here, by changing its journal mode), as SQLite's locks promise."""
+    path = tmp_path / "ledger.db"
+    reader = Ledger.open(path)
+    with reader.snapshot():
+        reader.events("")
+        Ledger.open(path).close()
+        taken = subprocess.run([sys.executable, "-c", "import sqlite3, sys; sqlite3.connect(sys.argv[1], timeout=0.2)"
+                                ".execute('PRAGMA journal_mode=DELETE')", str(path)], capture_output=True, text=True)
+    assert taken.returncode != 0 and "database is locked" in taken.stderr, taken
+    reader.close()

@@ -340,8 +340,12 @@ class Ledger:
     def open(cls, path: Path) -> Ledger:
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # Owner only, whatever the umask: SQLite gives its -wal and -shm files the database's mode.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            # Owner only, whatever the umask: SQLite gives its -wal and -shm files the database's mode. Made only
+            # when missing: closing any descriptor of an open database drops this process's locks on it.
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
             connection = sqlite3.connect(path, isolation_level=None, timeout=30)
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA journal_mode=WAL")
