@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import voting
+from conftest import Deployment, open_vote, voting
 
 from voting.cli import build_parser
 from voting.config import load_config
+from voting.mail import maildir
 from voting.pki import (
     SECRETARIAT_SIGNING,
     SecretariatKeys,
@@ -24,6 +25,7 @@ from voting.pki import (
     read_certificate,
 )
 from voting.smime.sign import sign_entity
+from voting.service import Service
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSC = ROOT / "config" / "electorates" / "unsc-2020.toml"
@@ -320,3 +322,26 @@ def test_the_ledger_is_private_whatever_the_umask(tmp_path: Path) -> None:
     ledger = [p for p in (tmp_path / "d" / "var").iterdir() if p.name.startswith("voting.sqlite3")]
     assert ledger and {p.stat().st_mode & 0o777 for p in ledger} == {0o600}, ledger
     assert (tmp_path / "d" / "var").stat().st_mode & 0o077 == 0
+
+
+HEAVY = ("cryptography", "asn1crypto", "imapclient", "aiosmtpd", "pydantic_settings", "voting.smime", "voting.pki")
+"""What only reading, signing or fetching mail needs: a command that only reads the ledger starts without it."""
+
+
+def test_status_starts_without_the_cryptography_and_the_mail_clients(running: Deployment, tmp_path: Path) -> None:
+    """`voting status` of a vote with ballots, each checked against its chain, as a process of its own."""
+    deployment = running
+    service = Service(deployment.config, log=lambda line: None)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    for code in ("FRA", "CHN"):
+        maildir.deliver(deployment.config.inbox, deployment.reply(code, ["yes"], explanation="Our reasons."))
+    assert [j.counted for j in service.poll_once().judgements] == [True, True]
+    service.close_ledger()
+    script = ("import sys\nfrom voting.cli import main\nmain(sys.argv[1:])\n"
+              f"print(sorted({{m.split('.')[0] + '.' + m.split('.')[1] if m.startswith('voting.') else m.split('.')[0]"
+              f" for m in sys.modules}} & set({HEAVY!r})))")
+    shown = subprocess.run([sys.executable, "-c", script, "--config", str(deployment.config.path), "status", vote_id],
+                           capture_output=True, text=True, check=False)
+    assert shown.returncode == 0 and "voted (2)" in shown.stdout, shown
+    assert shown.stdout.strip().splitlines()[-1] == "[]", shown.stdout

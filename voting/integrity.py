@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from voting.ballot import explained_reply, text_of_entity
 from voting.drafts import opened_entry, states_shown
 from voting.errors import LedgerError
 from voting.ledger import (
@@ -37,9 +36,10 @@ from voting.ledger import (
     event_hash,
     utc_text,
 )
-from voting.pki import Identity
-from voting.smime.verify import signed_content_of, signed_sha256_of
 from voting.verdict import BALLOT, STATEMENT
+
+if TYPE_CHECKING:
+    from voting.pki import Identity
 
 
 class Link(Protocol):
@@ -87,6 +87,8 @@ def signed_attributes_damage(decision: DecisionRecord, raw: bytes, decryption: I
     Only where the message can be read: one encrypted to the secretariat only
     with its key (`decryption`); its bytes are checked against their SHA-256 apart.
     """
+    from voting.smime.verify import signed_sha256_of  # for events of earlier versions only: status starts without it
+
     if decision.verdict != BALLOT or decision.signed_sha256 is None:
         return None
     found = signed_sha256_of(raw, decryption)
@@ -105,6 +107,9 @@ def explanation_damage(decision: DecisionRecord, raw: bytes, drafts: Sequence[st
     encrypted to the secretariat is read only with its key (`decryption`):
     without it, its explanation is left to the checks that hold the key.
     """
+    from voting.ballot import explained_reply, text_of_entity  # for events of earlier versions only, as above
+    from voting.smime.verify import signed_content_of
+
     if decision.verdict not in (BALLOT, STATEMENT):
         return None
     entity = signed_content_of(raw, decryption)
@@ -185,7 +190,8 @@ def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: 
     return [f"the vote's {key} differs from its chain" for key in differing]
 
 
-def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: Identity | None = None) -> list[str]:
+def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True,
+                decryption: Callable[[], Identity | None] = lambda: None) -> list[str]:
     """What is damaged of what the vote's count rests on, each line naming the vote.
 
     Every event of the vote's chain, every decision it records (its
@@ -196,7 +202,9 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: 
     delegation's last ballot and the statements. A decision whose event
     predates the chaining of explanations (`CHAINED_LATER`) has its
     explanation and signed attributes read again from its signed message;
-    `decryption`, the secretariat's identity, reads those encrypted to it.
+    `decryption` gives the secretariat's identity, which reads those encrypted
+    to it; it is asked for only then, so that a check with none to read again
+    loads no key.
     """
     try:
         with ledger.snapshot():
@@ -222,10 +230,11 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True, decryption: 
     damaged = {sha: found for sha, raw in raws.items() if (found := message_damage(sha, raw))}
     problems += damaged.values()
     unchained = [d for d in read if not CHAINED_LATER <= chained.get(d.sha256, {}).keys()]
-    problems += [found for d in unchained if (found := signed_attributes_damage(d, raws[d.sha256], decryption))]
+    key = decryption() if unchained else None
+    problems += [found for d in unchained if (found := signed_attributes_damage(d, raws[d.sha256], key))]
     symbols = [d.symbol for d in drafts]
     problems += [found for d in unchained if d.sha256 not in damaged  # whose damaged bytes are named already
-                 and (found := explanation_damage(d, raws[d.sha256], symbols, decryption))]
+                 and (found := explanation_damage(d, raws[d.sha256], symbols, key))]
     return [f"vote {vote_id}: {problem}" for problem in problems]
 
 
@@ -249,7 +258,7 @@ def _pages(ledger: Ledger) -> list[str]:
 def publication_damage(ledger: Ledger, vote_id: str, decryption: Identity) -> list[str]:
     """What stops a vote's result or bundle from being published: a damaged page anywhere in the database (no
     part of it can then be trusted), or anything the vote's count or its record rests on."""
-    return page_damage(ledger) + vote_damage(ledger, vote_id, decryption=decryption)
+    return page_damage(ledger) + vote_damage(ledger, vote_id, decryption=lambda: decryption)
 
 
 def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool,
@@ -261,7 +270,7 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
     except sqlite3.DatabaseError as error:  # nothing else can be read either
         return [_unreadable(error)]
     for vote_id in vote_ids:
-        problems += vote_damage(ledger, vote_id, decryption=decryption)
+        problems += vote_damage(ledger, vote_id, decryption=lambda: decryption)
     if not every_message:
         return problems
     try:

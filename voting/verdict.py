@@ -13,23 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from voting.ballot import (
-    BallotRequest,
-    Binding,
-    Reply,
-    ballot_request,
-    explained_reply,
-    parse_reply,
-    reply_binding,
-    text_of_entity,
-)
 from voting.model import Choice
-from voting.pki import Identity
 from voting.reasons import Reason
-from voting.smime.decrypt import ContentKey
-from voting.smime.verify import Trust, Verification, verify_message
+
+if TYPE_CHECKING:  # read where a message is read (`read_message`), so that counting alone starts without them
+    from voting.ballot import BallotRequest, Binding, Reply
+    from voting.pki import Identity
+    from voting.smime.decrypt import ContentKey
+    from voting.smime.verify import Trust, Verification
 
 BALLOT = "ballot"
 STATEMENT = "statement"
@@ -158,6 +151,9 @@ def read_message(
     It is nearly all the work, and independent, so an audit reads every
     message of a bundle at once, on every core, then settles them in order.
     """
+    from voting.ballot import ballot_request, explained_reply, reply_binding, text_of_entity
+    from voting.smime.verify import verify_message
+
     verification = verify_message(raw, trust, received_at, decryption)
     if not verification.valid:
         return rejected(verification.reason or Reason.BAD_SIGNATURE, verification.owner, verification,
@@ -239,6 +235,8 @@ def _request(request: BallotRequest, binding: Binding, text: str, received_at: d
     None when the message states choices for the vote it names: it is judged
     as a ballot then, never set aside as a request.
     """
+    from voting.ballot import parse_reply
+
     named = {vote_id for vote_id in (request.vote_id, binding.vote_id) if vote_id}
     if not named:
         return Judgement(REQUEST, None, "Ballots requested again: each open ballot of the delegation.", None, code,

@@ -18,9 +18,10 @@ from email.headerregistry import Address
 from email.message import MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 
-from voting.pki import Identity
-from voting.smime.sign import sign_entity
+if TYPE_CHECKING:
+    from voting.pki import Identity
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ def signed_mail(
                                          _text_part("html", html_page(subject, html_body, language))])
     if attachments:
         content = _multipart("mixed", [content, *(_attachment_part(a) for a in attachments)])
+    from voting.smime.sign import sign_entity  # here, so that a command that only reads the ledger starts without it
+
     signed = sign_entity(content, signer.key, signer.certificate, signer.chain)
 
     domain = sender.rpartition("@")[2]

@@ -66,9 +66,8 @@ class Service(Reminding):
     def status(self, vote_id: str) -> dict[str, Any]:
         """The vote's state, as one commit left the ledger (a pass may be committing meanwhile); where a damaged row
         cannot even be read, only what is damaged (state "unreadable")."""
-        decryption = self.decryption()[0]
         with self.ledger.snapshot():
-            damaged = vote_damage(self.ledger, vote_id, full=False, decryption=decryption)
+            damaged = vote_damage(self.ledger, vote_id, full=False, decryption=lambda: self.decryption()[0])
             try:
                 return self._status(vote_id, damaged)
             except (ValueError, LedgerError):  # a value no longer of its type (a choice, JSON): the damage says which

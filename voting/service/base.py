@@ -5,7 +5,10 @@ The service is the imperative shell around the pure core (`verdict.judge`,
 module named after it that builds on the ones before, in the order a vote
 lives: `opening`, `intake` (taking mail in), `resending` (a ballot sent
 again), `judging`, `closing`, `reminding`; `Service` (in `voting.service`)
-runs one pass over them and reports status.
+runs one pass over them and reports status. The stages import the
+cryptography, the message parsers and the mail clients in the methods that
+use them, so that a command that only reads the ledger (`voting status`)
+starts without them.
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from voting.config import Config
-from voting.electorate import load_electorate
 from voting.errors import ConfigError, KeyMaterialError
 from voting.ledger import Ledger, VoteRecord
 from voting.mail.compose import Attachment, OutgoingMessage, signed_mail
-from voting.mail.outbox import drain
 from voting.model import Delegation, Electorate
-from voting.pki import Identity, SecretariatKeys
 from voting.times import log_time
 from voting.verdict import BALLOT, CountedBallot
 from voting.wording import DEFAULT_LANGUAGE, Wording, wording
+
+if TYPE_CHECKING:
+    from voting.pki import Identity, SecretariatKeys
 
 Clock = Callable[[], datetime]
 
@@ -68,6 +72,8 @@ class ServiceBase:
 
     @cached_property
     def keys(self) -> SecretariatKeys:
+        from voting.pki import SecretariatKeys
+
         return SecretariatKeys.load(self.config.keys_dir, self.config.key_password())
 
     def decryption(self) -> tuple[Identity | None, str | None]:
@@ -81,6 +87,8 @@ class ServiceBase:
 
     def electorate(self) -> Electorate:
         """Read afresh each time: certificates issued or revoked meanwhile take effect at once."""
+        from voting.electorate import load_electorate
+
         return load_electorate(self.config.electorate_file)
 
     @property
@@ -149,6 +157,8 @@ class ServiceBase:
         return mail
 
     def send(self) -> tuple[int, int]:
+        from voting.mail.outbox import drain
+
         return drain(self.ledger, self.config, self.clock)
 
     def _ballots(self, vote_id: str, deadline: datetime, code: str | None = None) -> list[tuple[str, CountedBallot]]:

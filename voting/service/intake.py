@@ -6,13 +6,15 @@ import threading
 import time
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voting.errors import ConfigError, MailError
 from voting.ledger import IncomingMessage, utc_text
 from voting.mail import maildir
-from voting.mail.imap import ImapError, ImapMailbox, batches, imap_settings, mailbox_label
 from voting.service.opening import Opening
+
+if TYPE_CHECKING:
+    from voting.mail.imap import ImapMailbox
 
 
 STOP_CHECK_SECONDS = 0.5
@@ -53,6 +55,8 @@ class Intake(Opening):
     @cached_property
     def _imap(self) -> ImapMailbox:
         """The IMAP session, kept open across passes and reopened with backoff."""
+        from voting.mail.imap import ImapMailbox, imap_settings
+
         return ImapMailbox(lambda: imap_settings(self.config))
 
     def _fetch_imap(self) -> tuple[int, bool]:
@@ -73,6 +77,8 @@ class Intake(Opening):
         server problem never stops the pass: it is logged, recorded for
         `voting status`, and the session is reopened with backoff.
         """
+        from voting.mail.imap import ImapError, batches
+
         mailbox = self._imap
         name = mailbox.settings.folder
         stored = 0
@@ -133,6 +139,8 @@ class Intake(Opening):
                     "waiting": waiting}
         state = self.ledger.mailbox_status()
         if state is None:
+            from voting.mail.imap import mailbox_label
+
             label = mailbox_label(mailbox.username, mailbox.host, mailbox.port, mailbox.folder)
             return {"kind": mailbox.kind, "mailbox": label, "connection": "not yet read", "since": None,
                     "last_fetch_at": None, "last_fetch_new": 0, "last_error": "", "last_error_at": None}

@@ -12,7 +12,6 @@ from email.policy import compat32
 from email.utils import getaddresses
 
 from voting import letters, rules
-from voting.electorate import trust_of
 from voting.errors import StorageError
 from voting.ledger import StoredMessage
 from voting.letters import Received
@@ -21,7 +20,6 @@ from voting.model import Delegation, Electorate
 from voting.reasons import Reason
 from voting.service.base import vote_electorate
 from voting.service.resending import Resending
-from voting.smime.verify import signed_sha256_of
 from voting.times import log_time
 from voting.verdict import (
     BALLOT,
@@ -199,6 +197,8 @@ class Judging(Resending):
             if self.ledger.data_version() != known.version:
                 fresh = self._known()
                 known.views, known.prior, known.version = fresh.views, fresh.prior, fresh.version
+            from voting.electorate import trust_of
+
             raw = self.ledger.raw_message(message.id)
             trust = trust_of(electorate, (self.keys.ca.certificate,), message.received_at)
             judgement = judge(raw, message.received_at, known.views, trust, known.prior, self.keys.signer)
@@ -222,6 +222,8 @@ class Judging(Resending):
 
     def _prior_ballots(self, vote_id: str, code: str) -> list[PriorBallot]:
         """The delegation's ballots counted in the vote, oldest first."""
+        from voting.smime.verify import signed_sha256_of
+
         return [
             PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
                 self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))

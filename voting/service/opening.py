@@ -12,7 +12,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from voting import ballot, letters, rules
-from voting.electorate import NO_ADDRESS, unable_to_vote
 from voting.errors import UsageError
 from voting.drafts import MAX_DRAFT_BYTES, checked_sponsors, draft_lines, opened_entry, read_draft, sponsors_shown
 from voting.ledger import DraftRecord, utc_text
@@ -90,6 +89,8 @@ class Opening(ServiceBase):
         for symbol in symbols:
             rules.check(rule, electorate, quorum=quorum, parties_to_dispute=parties.get(symbol, ()))
         silence = rules.resolve(rule, electorate).silence
+        from voting.electorate import NO_ADDRESS, unable_to_vote
+
         missing = unable_to_vote(electorate, now)
         silent = [code for code, why in missing.items() if why == NO_ADDRESS]
         if silent:
