@@ -119,3 +119,15 @@ def test_delivery_into_an_unusable_place_is_a_mail_error(tmp_path: Path) -> None
     blocker.write_bytes(b"a file, not a directory")
     with pytest.raises(MailError, match="cannot deliver"):
         maildir.deliver(blocker, b"x\r\n")
+
+
+def test_waiting_counts_what_pending_lists_without_looking_at_the_files(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    assert maildir.waiting(inbox) == 0
+    for n in range(3):
+        maildir.deliver(inbox, f"Subject: {n}\r\n\r\nbody\r\n".encode())
+    maildir.mark_processed(inbox, maildir.pending(inbox)[0])
+    assert maildir.waiting(inbox) == len(maildir.pending(inbox)) == 2
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(MailError, match="is not a Maildir"):
+        maildir.waiting(tmp_path / "plain")

@@ -8,6 +8,7 @@ folder named `config`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -30,11 +31,20 @@ from voting.errors import ConfigError
 from voting.layout import DEFAULT_CONFIG
 from voting.model import TimeZoneName
 from voting.times import duration
-from voting.mail.smtp import is_loopback
 
 ENV_PREFIX = "VOTING_"
 
 TlsMode = Literal["implicit", "starttls", "none"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: the only hosts mail may reach without TLS."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Section(BaseModel):

@@ -30,7 +30,6 @@ from voting.ledger import (
     Event,
     Ledger,
     VoteRecord,
-    canonical_json,
     decision_differences,
     decision_event_data,
     event_hash,
@@ -54,6 +53,8 @@ class Link(Protocol):
     @property
     def data(self) -> dict[str, Any]: ...
     @property
+    def data_json(self) -> str: ...
+    @property
     def prev_hash(self) -> str: ...
     @property
     def hash(self) -> str: ...
@@ -69,7 +70,7 @@ def broken_link(events: Sequence[Link]) -> str | None:
             return f"event {expected_seq} is missing: the chain goes on with {where}"
         if event.prev_hash != previous:
             return f"{where} does not link to the event before it"
-        if event_hash(previous, event.seq, event.at, event.kind, canonical_json(event.data)) != event.hash:
+        if event_hash(previous, event.seq, event.at, event.kind, event.data_json) != event.hash:
             return f"{where} was changed: its hash does not match its content"
         previous = event.hash
     return None

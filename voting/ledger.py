@@ -149,11 +149,15 @@ BEGIN SELECT RAISE(ABORT, 'raw messages are never changed'); END;
 INDEXES = """
 CREATE INDEX IF NOT EXISTS decisions_by_vote ON decisions(vote_id, code);
 CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages(received_at, id, sha256, source);
+CREATE INDEX IF NOT EXISTS messages_by_id ON messages(id, received_at, sha256);
 CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_attempted ON outbox(status, id) WHERE attempts > 0;
 """
 """What each pass looks up, so that it costs the same however long the ledger grows: a delegation's decisions in
-a vote, the messages not decided yet (read from the index alone, never their bytes), the mail due. Made after
-any migration, which may rebuild a table and its indexes with it."""
+a vote, the messages not decided yet (read from the index alone, never their bytes), a decision's message's
+receipt time and SHA-256 (which the table holds after its bytes), the mail due, the mail tried and not sent (which
+`voting status` shows, however many receipts a pass has queued). Made after any migration, which may rebuild a
+table and its indexes with it."""
 
 
 def utc_text(moment: datetime) -> str:
@@ -238,6 +242,8 @@ class Event:
     data: dict[str, Any]
     prev_hash: str
     hash: str
+    data_json: str
+    """`data` as stored and hashed: `canonical_json(data)` when it was written."""
 
 
 @dataclass(frozen=True)
@@ -462,7 +468,7 @@ class Ledger:
             seq += 1
             data_json = canonical_json(data)
             digest = event_hash(prev_hash, seq, at_text, kind, data_json)
-            events.append(Event(chain, seq, at_text, kind, data, prev_hash, digest))
+            events.append(Event(chain, seq, at_text, kind, data, prev_hash, digest, data_json))
             rows.append((chain, seq, at_text, kind, data_json, prev_hash, digest))
             prev_hash = digest
         self.db.executemany(
@@ -477,7 +483,8 @@ class Ledger:
         rows = self.db.execute("SELECT * FROM events WHERE chain = ? ORDER BY seq", (chain,)).fetchall()
         with _decoding(f"the chain {chain!r}"):
             return [
-                Event(r["chain"], r["seq"], r["at"], r["kind"], json.loads(r["data_json"]), r["prev_hash"], r["hash"])
+                Event(r["chain"], r["seq"], r["at"], r["kind"], json.loads(r["data_json"]), r["prev_hash"], r["hash"],
+                      r["data_json"])
                 for r in rows
             ]
 
@@ -812,7 +819,8 @@ class Ledger:
 
     def _decisions(self, clause: str, params: tuple[Any, ...], vote_id: str | None) -> list[DecisionRecord]:
         rows = self.db.execute(
-            "SELECT d.*, m.sha256, m.received_at FROM decisions d JOIN messages m ON m.id = d.message"
+            "SELECT d.*, m.sha256, m.received_at FROM decisions d JOIN messages m INDEXED BY messages_by_id"
+            " ON m.id = d.message"
             f" WHERE {clause} ORDER BY m.received_at, m.id",
             params,
         ).fetchall()

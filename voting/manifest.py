@@ -21,6 +21,7 @@ from pydantic import (
     model_serializer,
 )
 
+from voting.ledger import canonical_json
 from voting.model import Choice, Electorate
 from voting.pki import SECRETARIAT_SIGNING
 from voting.reasons import Reason
@@ -160,6 +161,11 @@ class EventEntry(_Strict):
     data: dict[str, Any]
     prev_hash: Sha256
     hash: Sha256
+
+    @property
+    def data_json(self) -> str:
+        """`data` as the chain hashed it."""
+        return canonical_json(self.data)
 
 
 class ChainInfo(_Strict):

@@ -135,12 +135,20 @@ def _scan(directory: Path) -> list[IncomingMessage]:
     return found
 
 
-def _list(maildir: Path, subdirs: tuple[str, ...]) -> list[IncomingMessage]:
-    """Messages of `subdirs`, oldest first; a Maildir not created yet (no mail so far) is empty."""
+def _made(maildir: Path) -> bool:
+    """Whether the Maildir is there yet: one not created yet has had no mail so far; a folder that is no Maildir is
+    an error."""
     if not maildir.exists():
-        return []
+        return False
     if not _is_maildir(maildir):
         raise MailError(f"{maildir} is not a Maildir (it needs new/ and cur/ subdirectories)")
+    return True
+
+
+def _list(maildir: Path, subdirs: tuple[str, ...]) -> list[IncomingMessage]:
+    """Messages of `subdirs`, oldest first."""
+    if not _made(maildir):
+        return []
     try:
         found = [message for sub in subdirs for message in _scan(maildir / sub)]
     except OSError as error:
@@ -151,6 +159,17 @@ def _list(maildir: Path, subdirs: tuple[str, ...]) -> list[IncomingMessage]:
 def pending(maildir: Path) -> list[IncomingMessage]:
     """Messages not processed yet (in ``new/``), oldest first."""
     return _list(maildir, ("new",))
+
+
+def waiting(maildir: Path) -> int:
+    """How many messages are not processed yet: their names counted, no file opened nor looked at."""
+    if not _made(maildir):
+        return 0
+    try:
+        with os.scandir(maildir / "new") as entries:
+            return sum(not entry.name.startswith(".") for entry in entries)
+    except OSError as error:
+        raise MailError(f"cannot read Maildir {maildir}: {error.strerror or error}") from error
 
 
 def messages(maildir: Path) -> list[IncomingMessage]:

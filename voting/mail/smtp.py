@@ -7,7 +7,6 @@ classification is the point: 5xx is permanent, 4xx and anything on the way
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import smtplib
 import socket
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
+from voting.config import is_loopback
 from voting.errors import MailError, UsageError
 from voting.mail.tls import client_context
 
@@ -49,16 +49,6 @@ class SmtpSettings:
     password: str = field(default="", repr=False)
     ca_file: str = ""
     timeout: float = 30.0
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1: the only hosts mail may reach without TLS."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 DEFAULT_PORTS: dict[Tls, int] = {"starttls": 587, "implicit": 465, "none": 25}

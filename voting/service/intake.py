@@ -134,7 +134,7 @@ class Intake(Opening):
         """The mailbox as the service last saw it: connection, last fetch and last error."""
         mailbox = self.config.settings.mailbox
         if mailbox.kind != "imap":
-            waiting = len(maildir.pending(self.config.inbox))
+            waiting = maildir.waiting(self.config.inbox)
             return {"kind": mailbox.kind, "mailbox": str(self.config.inbox), "connection": "local",
                     "waiting": waiting}
         state = self.ledger.mailbox_status()

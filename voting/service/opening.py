@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from voting import ballot, letters, rules
+from voting import letters, rules
 from voting.errors import UsageError
 from voting.drafts import MAX_DRAFT_BYTES, checked_sponsors, draft_lines, opened_entry, read_draft, sponsors_shown
 from voting.ledger import DraftRecord, utc_text
@@ -65,6 +65,8 @@ class Opening(ServiceBase):
         ballot all the same, and can vote once a certificate is registered.
         One without an address is refused even so: no ballot could reach it.
         """
+        from voting import ballot
+
         now = self.clock()
         if closes_at <= now:
             raise UsageError(f"--closes {utc_text(closes_at)} is not in the future")
@@ -171,6 +173,8 @@ class Opening(ServiceBase):
                       token: str, now: datetime, *,
                       in_reply_to: str | None = None, references: Sequence[str] = ()) -> OutgoingMessage:
         """Sign and queue the delegation's ballot with its token; call inside the transaction that records it."""
+        from voting import ballot
+
         content = ballot.Ballot(
             vote_id=vote_id,
             token=token,
