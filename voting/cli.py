@@ -7,6 +7,7 @@ or configuration error, with a one-line reason on stderr.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,9 +82,27 @@ def config_of(args: argparse.Namespace) -> Config:
 
 
 def service_of(args: argparse.Namespace) -> Any:
-    from voting.service import Service
+    with loading():
+        from voting.service import Service
 
-    return Service(config_of(args), log=(lambda line: None) if args.json else None)
+        return Service(config_of(args), log=(lambda line: None) if args.json else None)
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """Load the service with the cycle collector paused, then freeze what the load built.
+
+    Modules, classes and schemas live as long as the process: collecting
+    them while they load, and again when the process exits, is work thrown
+    away (about a quarter of a short command's time, such as `voting status`).
+    What the command builds afterwards is collected as usual.
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 # -- commands ---------------------------------------------------------------------
