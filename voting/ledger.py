@@ -175,10 +175,19 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_json_string = json.encoder.encode_basestring
+"""How `canonical_json` writes a string (`ensure_ascii=False`), taken from the json module itself."""
+
+
 def event_hash(prev_hash: str, seq: int, at: str, kind: str, data_json: str) -> str:
     """Link of the hash chain, over `canonical_json([prev_hash, seq, at, kind, data])` where `data_json` is
-    `canonical_json(data)`; `voting audit` recomputes it with this same function."""
-    material = canonical_json([prev_hash, seq, at, kind])[:-1] + "," + data_json + "]"
+    `canonical_json(data)`; `voting audit` recomputes it with this same function.
+
+    The list is written out here as `canonical_json` writes it: a check of a
+    long chain computes this once per event, and the json module's generic
+    walk cost three times the hash.
+    """
+    material = f"[{_json_string(prev_hash)},{seq},{_json_string(at)},{_json_string(kind)},{data_json}]"
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -480,13 +489,18 @@ class Ledger:
         return self._held_or_read(("events", chain), lambda: self._events(chain))
 
     def _events(self, chain: str) -> list[Event]:
-        rows = self.db.execute("SELECT * FROM events WHERE chain = ? ORDER BY seq", (chain,)).fetchall()
+        rows = self._tuples("SELECT seq, at, kind, data_json, prev_hash, hash FROM events WHERE chain = ? ORDER BY seq",
+                            (chain,))
         with _decoding(f"the chain {chain!r}"):
-            return [
-                Event(r["chain"], r["seq"], r["at"], r["kind"], json.loads(r["data_json"]), r["prev_hash"], r["hash"],
-                      r["data_json"])
-                for r in rows
-            ]
+            return [Event(chain, seq, at, kind, json.loads(data_json), prev_hash, digest, data_json)
+                    for seq, at, kind, data_json, prev_hash, digest in rows]
+
+    def _tuples(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows as plain tuples, for the long reads a check makes: a `sqlite3.Row` read by name costs more than
+        the row itself."""
+        cursor = self.db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(query, params).fetchall()
 
     # -- raw messages ----------------------------------------------------
 
@@ -818,29 +832,19 @@ class Ledger:
         return self._held_or_read(("decisions", clause, params), lambda: self._decisions(clause, params, vote_id))
 
     def _decisions(self, clause: str, params: tuple[Any, ...], vote_id: str | None) -> list[DecisionRecord]:
-        rows = self.db.execute(
-            "SELECT d.*, m.sha256, m.received_at FROM decisions d JOIN messages m INDEXED BY messages_by_id"
-            " ON m.id = d.message"
+        rows = self._tuples(
+            "SELECT d.message, m.sha256, m.received_at, d.vote_id, d.code, d.verdict, d.reason, d.detail,"
+            " d.choices_json, d.explanation, d.supersedes, d.signed_sha256"
+            " FROM decisions d JOIN messages m INDEXED BY messages_by_id ON m.id = d.message"
             f" WHERE {clause} ORDER BY m.received_at, m.id",
             params,
-        ).fetchall()
+        )
         with _decoding(f"the decisions of vote {vote_id}" if vote_id else "the decisions bound to no vote"):
             return [
-                DecisionRecord(
-                    r["message"],
-                    r["sha256"],
-                    parse_utc(r["received_at"]),
-                    r["vote_id"],
-                    r["code"],
-                    r["verdict"],
-                    r["reason"],
-                    r["detail"],
-                    json.loads(r["choices_json"]),
-                    r["explanation"],
-                    r["supersedes"],
-                    r["signed_sha256"],
-                )
-                for r in rows
+                DecisionRecord(message, sha256, parse_utc(received_at), vote, code, verdict, reason, detail,
+                               json.loads(choices_json), explanation, supersedes, signed_sha256)
+                for message, sha256, received_at, vote, code, verdict, reason, detail, choices_json, explanation,
+                supersedes, signed_sha256 in rows
             ]
 
     # -- the outbox ----------------------------------------------------------
