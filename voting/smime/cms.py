@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from asn1crypto import cms as asn1_cms
@@ -493,8 +493,14 @@ def matches(identifier: SignerId, certificate: x509.Certificate) -> bool:
         return identifier.key_id in subject_key_ids(certificate)
     if identifier.serial != certificate.serial_number:
         return False
-    encoded = certificate.issuer.public_bytes()
+    encoded = _issuer(certificate)
     return identifier.issuer == encoded or asn1_x509.Name.load(identifier.issuer) == asn1_x509.Name.load(encoded)
+
+
+@lru_cache(maxsize=4096)
+def _issuer(certificate: x509.Certificate) -> bytes:
+    """The certificate's issuer as DER, encoded once: a delegation's every ballot carries the same certificate."""
+    return certificate.issuer.public_bytes()
 
 
 def load_certificates(encoded: Sequence[bytes]) -> list[x509.Certificate]:
