@@ -324,11 +324,17 @@ _VALID_PATHS: dict[tuple[x509.Certificate, tuple[x509.Certificate, ...], tuple[x
                    tuple[datetime, datetime]] = {}
 
 
+@lru_cache(maxsize=4096)
+def _pin(certificate: x509.Certificate) -> str:
+    """`fingerprint`, worked out once per certificate: a delegation signs every ballot under the same one."""
+    return fingerprint(certificate)
+
+
 def _trusted_owner(
     certificate: x509.Certificate, carried: Sequence[x509.Certificate], trust: Trust, at: datetime
 ) -> str | None:
     """Check 5: returns the owner (None for an anchor-trusted, unregistered signer)."""
-    entry = trust.index.by_pin.get(fingerprint(certificate))
+    entry = trust.index.by_pin.get(_pin(certificate))
     if entry is None and not (trust.anchors and trust.anchors_admit_unregistered):
         raise Rejected(Reason.UNKNOWN_SIGNER)
     if entry is not None and entry.revoked:
@@ -453,7 +459,8 @@ def verify_message(
         result = _verify_message(raw, trust, at, decryption)
     except Exception:  # noqa: BLE001 - hostile input is rejected, never a crash; each known case has its reason
         result = Verification(valid=False, reason=Reason.MALFORMED_MIME)
-    return replace(_one_answer_for_unauthenticated_plaintext(result), checked_at=at)
+    result = _one_answer_for_unauthenticated_plaintext(result)
+    return result if result.checked_at == at else replace(result, checked_at=at)
 
 
 def _one_answer_for_unauthenticated_plaintext(result: Verification) -> Verification:
@@ -482,7 +489,7 @@ def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity
     content = crlf(signed.content) if signed.detached else signed.content
     result = _verify_cms(signed.info, content, signed.detached, trust, at)
     address = _from_address(signed.headers)
-    result = replace(result, from_address=address, decrypted=decrypted)
+    result = replace(result, from_address=address, decrypted=decrypted, checked_at=at)
     if not result.valid:
         return result
     assert result.signer is not None
