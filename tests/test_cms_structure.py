@@ -24,7 +24,9 @@ from voting.smime.sign import sign_entity
 from voting.smime.verify import Trust, TrustedCertificate, signed_sha256_of, verify_message
 
 SENDER = "fra@delegations.example"
-SIGNATURE_PART = re.compile(rb"(Content-Transfer-Encoding: base64\r\n(?:[^\r\n]+\r\n)*\r\n)([A-Za-z0-9+/=\r\n]+?)(\r\n\r\n|\r\n--|\r\n$|$)")
+SIGNATURE_PART = re.compile(
+    rb"(Content-Transfer-Encoding: base64\r\n(?:[^\r\n]+\r\n)*\r\n)([A-Za-z0-9+/=\r\n]+?)(\r\n\r\n|\r\n--|\r\n$|$)")
+"""The base64 body of the signature part (or of the whole pkcs7-mime message), CRLF line ends."""
 OID_SIGNED_DATA = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02"
 
 

@@ -1,4 +1,4 @@
-"""CMS structures (RFC 5652) read with `voting.smime.der`: the SignedData fields a signature check needs, and nothing more.
+"""CMS (RFC 5652) read with `voting.smime.der`: the SignedData fields a signature check needs, and nothing more.
 
 Pure parsing: DER in, the few values out, every malformation a `Rejected`
 with `Reason.BAD_CMS_STRUCTURE` or the reason of the attribute at fault.
@@ -44,8 +44,8 @@ from voting.smime.der import children as der_children
 
 MAX_CMS_ELEMENTS = 30_000
 """ASN.1 elements in one CMS structure. A signature and its certificates have hundreds, and 25 MB of content
-in chunks of 1,000 bytes 25,000; asn1crypto spends a Python step on each, and more than that on the chunks of
-a long constructed OCTET STRING."""
+in chunks of 1,000 bytes 25,000; the reader spends a Python step on each element it walks, every chunk of a
+streamed content among them, and asn1crypto, which opens envelopes, more than that."""
 
 OID_DATA = "1.2.840.113549.1.7.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -213,7 +213,8 @@ def _signed_data(info: ContentInfo) -> SignedData:
     `read_signer_info`'s, so that the content of a signature whose other
     fields are broken is still read, and shown as what the signature was over.
     """
-    data, leftovers = info.der, list[Element]()
+    data = info.der
+    leftovers: list[Element] = []
     if info.content_type != OID_SIGNED_DATA or info.content is None:
         raise malformed()
     body = tagged(_explicit(data, info.content, 0, leftovers), SEQUENCE)
@@ -328,8 +329,9 @@ def _pss_padding(
     hash_field, mask_field, salt_field, trailer_field = _fields(
         data, tagged(parameters, SEQUENCE), (0, 1, 2, 3), leftovers
     )
-    hash_oid = _SHA1 if hash_field is None else _algorithm(data, _explicit(data, hash_field, 0, leftovers), leftovers)[0]
-    name, hash_type = _digest_of(hash_oid)
+    hash_algorithm = _SHA1 if hash_field is None else _algorithm(
+        data, _explicit(data, hash_field, 0, leftovers), leftovers)[0]
+    name, hash_type = _digest_of(hash_algorithm)
     mask_oid, mask_parameters = (
         (_MGF1, None) if mask_field is None else _algorithm(data, _explicit(data, mask_field, 1, leftovers), leftovers)
     )

@@ -1,7 +1,8 @@
 """BER read in place (X.690): where each element of a CMS structure starts and ends, and the few values a check needs.
 
-An element is four offsets into the bytes, never a copy, and only the
-elements a check reads are looked at: a certificate is skipped by its length.
+An element is its identifier octet and four offsets into the bytes, never a
+copy, and only the elements a check reads are looked at: a certificate is
+skipped by its length, a definite-length field no check reads too.
 Definite and indefinite lengths, constructed strings and high tag numbers are
 read as mail clients send them; every malformation (truncation, a length past
 its container, an indefinite length on a primitive, indefinite lengths nested
@@ -34,6 +35,7 @@ CONSTRUCTED = 0x20
 
 
 def malformed() -> Rejected:
+    """What every encoding fault is, whichever element it is in."""
     return Rejected(Reason.BAD_CMS_STRUCTURE)
 
 

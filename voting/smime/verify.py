@@ -372,7 +372,7 @@ def _verify_cms(info: ContentInfo, content: bytes, detached: bool, trust: Trust,
             certificate = _find_signer(signer, carried, trust)
             known["signer"] = certificate
             _check_signature(signer, certificate, content)
-            if signer.leftovers:
+            if signer.leftovers:  # refused only now, so that a signature that does not hold keeps its reason
                 raise Rejected(Reason.BAD_CMS_STRUCTURE)
         except MALFORMED_DER:
             # A certificate, an issuer name or PSS parameters that the libraries cannot use.
