@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import cms, core
+from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 from bench.mime_bombs import chunked_signature_bomb
 from tests.smime_fixtures import ENTITY, NOW, Identity, headers, make_identity, openssl_sign
@@ -179,3 +181,27 @@ def test_streamed_ber_content_in_chunks_is_read_whole(fra: Identity, tmp_path: P
     assert der[1] == 0x80, "openssl -stream writes indefinite lengths"
     result = verify_message(message, pinned(fra), NOW)
     assert result.valid and result.signed_content == ENTITY, result
+
+
+ISSUERS: dict[str, tuple[Callable[[str], asn1_x509.Name], Reason | None]] = {
+    "as in the certificate, PrintableString for UTF8String": (
+        lambda name: asn1_x509.Name.build({"common_name": name}, use_printable=True), None),
+    "in other case and spacing": (
+        lambda name: asn1_x509.Name.build({"common_name": "  " + name.upper().replace(" ", "  ")}), None),
+    "another name": (lambda name: asn1_x509.Name.build({"common_name": name + "."}), Reason.NO_SIGNER_CERTIFICATE),
+}
+
+
+@pytest.mark.parametrize("issuer", ISSUERS)
+def test_an_issuer_encoded_otherwise_names_the_certificate_as_x500_compares_names(
+    fra: Identity, ours: bytes, issuer: str
+) -> None:
+    build, reason = ISSUERS[issuer]
+    info = cms.ContentInfo.load(signature_der(ours))
+    signer = info["content"]["signer_infos"][0]
+    name = fra.certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert isinstance(name, str)
+    signer["sid"] = cms.SignerIdentifier({"issuer_and_serial_number": {
+        "issuer": build(name), "serial_number": fra.certificate.serial_number}})
+    result = verify_message(with_signature(ours, info.dump(force=True)), pinned(fra), NOW)
+    assert (result.valid, result.reason) == (reason is None, reason), result
