@@ -162,19 +162,19 @@ def _fields(data: bytes, found: Element, layout: Sequence[int | None], leftovers
     required field missing is malformed. Children beyond the last field, which
     asn1crypto ignored, go to `leftovers` (see `SignerInfo.leftovers`).
     """
-    found_children = der_children(data, found)
+    present = der_children(data, found)
+    count, at = len(present), 0
     assigned: list[Element | None] = []
-    at = 0
     for number in layout:
-        here = found_children[at] if at < len(found_children) else None
-        if here is not None and (number is None or number == ANY or here[0] & _CLASS_AND_NUMBER == _CONTEXT_0 + number):
-            assigned.append(here)
+        if at < count and (number is REQUIRED or number == ANY or present[at][0] & _CLASS_AND_NUMBER == 0x80 + number):
+            assigned.append(present[at])
             at += 1
         elif number is REQUIRED:
             raise malformed()
         else:
             assigned.append(None)
-    leftovers.extend(found_children[at:])
+    if at < count:
+        leftovers.extend(present[at:])
     return assigned
 
 
