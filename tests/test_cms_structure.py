@@ -205,3 +205,59 @@ def test_an_issuer_encoded_otherwise_names_the_certificate_as_x500_compares_name
         "issuer": build(name), "serial_number": fra.certificate.serial_number}})
     result = verify_message(with_signature(ours, info.dump(force=True)), pinned(fra), NOW)
     assert (result.valid, result.reason) == (reason is None, reason), result
+
+
+def tlv(identifier: int, contents: bytes) -> bytes:
+    """One DER element."""
+    length = len(contents)
+    encoded = bytes([length]) if length < 0x80 else bytes([0x80 | (length.bit_length() + 7) // 8]) + length.to_bytes(
+        (length.bit_length() + 7) // 8, "big")
+    return bytes([identifier]) + encoded + contents
+
+
+def with_signature_algorithm(der: bytes, algorithm: bytes) -> bytes:
+    """The SignedData with its one signerInfo's signatureAlgorithm replaced by `algorithm`, encoded as it comes."""
+    info = cms.ContentInfo.load(der)
+    signed_data = info["content"]
+    signer = signed_data["signer_infos"][0]
+    fields = [signer[name].dump() for name in ("version", "sid", "digest_algorithm", "signed_attrs")]
+    signer_info = tlv(0x30, b"".join([*fields, algorithm, signer["signature"].dump()]))
+    body = b"".join(signed_data[name].dump() for name in ("version", "digest_algorithms", "encap_content_info",
+                                                           "certificates"))
+    return tlv(0x30, info["content_type"].dump() + tlv(0xA0, tlv(0x30, body + tlv(0x31, signer_info))))
+
+
+SHA256 = tlv(0x30, tlv(0x06, bytes.fromhex("608648016503040201")))
+PSS_OID = tlv(0x06, bytes.fromhex("2a864886f70d01010a"))
+MGF1 = tlv(0x06, bytes.fromhex("2a864886f70d010108"))
+MGF1_SHA256 = tlv(0x30, MGF1 + SHA256)
+PSS_PARAMETERS: dict[str, tuple[bytes, Reason | None]] = {
+    "as openssl sent them": (b"", None),
+    "absent": (PSS_OID, Reason.BAD_CMS_STRUCTURE),
+    "NULL": (PSS_OID + b"\x05\x00", Reason.BAD_CMS_STRUCTURE),
+    "all defaults (SHA-1)": (PSS_OID + tlv(0x30, b""), Reason.WEAK_DIGEST),
+    "trailer field 2": (PSS_OID + tlv(0x30, tlv(0xA0, SHA256) + tlv(0xA1, MGF1_SHA256) + tlv(0xA2, b"\x02\x01\x20")
+                                      + tlv(0xA3, b"\x02\x01\x02")), Reason.UNSUPPORTED_ALGORITHM),
+    "a mask other than MGF1": (PSS_OID + tlv(0x30, tlv(0xA0, SHA256) + tlv(0xA1, SHA256)),
+                               Reason.UNSUPPORTED_ALGORITHM),
+    "MGF1 without its digest": (PSS_OID + tlv(0x30, tlv(0xA0, SHA256) + tlv(0xA1, tlv(0x30, MGF1))),
+                                Reason.BAD_CMS_STRUCTURE),
+    "a negative salt length": (PSS_OID + tlv(0x30, tlv(0xA0, SHA256) + tlv(0xA1, MGF1_SHA256)
+                                            + tlv(0xA2, b"\x02\x01\xff")), Reason.BAD_CMS_STRUCTURE),
+    "the salt length as an OCTET STRING": (PSS_OID + tlv(0x30, tlv(0xA0, SHA256) + tlv(0xA1, MGF1_SHA256)
+                                                        + tlv(0xA2, b"\x04\x01\x20")), Reason.BAD_CMS_STRUCTURE),
+    # The [0] after the [1] is not the hash field, which keeps its default, SHA-1, not the digest's SHA-256.
+    "fields out of order": (PSS_OID + tlv(0x30, tlv(0xA1, MGF1_SHA256) + tlv(0xA0, SHA256)),
+                            Reason.UNSUPPORTED_ALGORITHM),
+}
+
+
+@pytest.mark.parametrize("parameters", PSS_PARAMETERS)
+def test_pss_parameters_get_the_reasons_they_always_had(fra: Identity, tmp_path: Path, parameters: str) -> None:
+    message = openssl_sign(tmp_path, fra, "-keyopt", "rsa_padding_mode:pss")
+    der = signature_der(message)
+    algorithm, reason = PSS_PARAMETERS[parameters]
+    if algorithm:
+        der = with_signature_algorithm(der, tlv(0x30, algorithm))
+    result = verify_message(with_signature(message, der), pinned(fra), NOW)
+    assert (result.valid, result.reason) == (reason is None, reason), result
