@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from voting.pki import Identity
 from voting.reasons import Reason, Rejected
-from voting.smime.cms import DIGESTS, MALFORMED_DER, OID_DATA, matches
+from voting.smime.cms import DIGESTS, MALFORMED_DER, OID_DATA, SignerId, matches, signer_identifier
+from voting.smime.der import only
 
 
 @dataclass(frozen=True)
@@ -146,17 +147,25 @@ def _key_agreement(
     return aes_key_unwrap(kek, encrypted_key)
 
 
+def _recipient(rid: cms.RecipientIdentifier | cms.KeyAgreementRecipientIdentifier) -> SignerId:
+    """A recipient identifier, read as a signer identifier is; a RecipientKeyIdentifier by its key identifier."""
+    if rid.name == "r_key_id":
+        return SignerId(key_id=bytes(rid.chosen[0].native))
+    encoded = rid.dump()
+    return signer_identifier(encoded, only(encoded, 0, len(encoded)))
+
+
 def _content_encryption_key(recipients: cms.RecipientInfos, identity: Identity) -> bytes:
     """The key wrapped for our certificate; anything addressed to someone else is not for us."""
     key = identity.key
     for recipient in recipients:
         info = recipient.chosen
         if recipient.name == "ktri" and isinstance(key, rsa.RSAPrivateKey):
-            if matches(info["rid"], identity.certificate):
+            if matches(_recipient(info["rid"]), identity.certificate):
                 return _key_transport(info, key)
         elif recipient.name == "kari" and isinstance(key, ec.EllipticCurvePrivateKey):
             for encrypted in info["recipient_encrypted_keys"]:
-                if matches(encrypted["rid"], identity.certificate):
+                if matches(_recipient(encrypted["rid"]), identity.certificate):
                     return _key_agreement(info, encrypted["encrypted_key"].native, key)
     raise _Undecryptable
 
@@ -181,9 +190,10 @@ def _decrypt_content(algorithm: algos.EncryptionAlgorithm, key: bytes, ciphertex
     raise _Undecryptable
 
 
-def open_envelope(info: cms.ContentInfo, decryption: Identity | ContentKey) -> Decrypted:
-    """The entity inside an enveloped-data or authenveloped-data, or `Reason.ENCRYPTED`."""
+def open_envelope(der: bytes, decryption: Identity | ContentKey) -> Decrypted:
+    """The entity inside the ContentInfo of an enveloped-data or authenveloped-data, or `Reason.ENCRYPTED`."""
     try:
+        info = cms.ContentInfo.load(der, strict=True)
         envelope = info["content"]
         if str(info["content_type"].dotted) == _OID_ENVELOPED_DATA:
             content_info, mac, attributes = envelope["encrypted_content_info"], None, core.Void()
@@ -203,6 +213,6 @@ def open_envelope(info: cms.ContentInfo, decryption: Identity | ContentKey) -> D
         entity = _decrypt_content(
             content_info["content_encryption_algorithm"], key, ciphertext.native, mac, authenticated
         )
-    except (_Undecryptable, InvalidTag, InvalidUnwrap, UnsupportedAlgorithm, *MALFORMED_DER):
+    except (_Undecryptable, Rejected, InvalidTag, InvalidUnwrap, UnsupportedAlgorithm, *MALFORMED_DER):
         raise Rejected(Reason.ENCRYPTED) from None
     return Decrypted(entity=entity, content_key=key, authenticated=mac is not None)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from asn1crypto import cms
-
 from voting.mime import (
     MAX_MIME_DEPTH,
     Headers,
@@ -26,7 +24,7 @@ from voting.mime import (
 )
 from voting.pki import Identity
 from voting.reasons import Reason, Rejected
-from voting.smime.cms import OID_ENCRYPTED, OID_SIGNED_DATA, content_info_type, econtent, load_content_info
+from voting.smime.cms import OID_ENCRYPTED, OID_SIGNED_DATA, ContentInfo, econtent, read_content_info
 from voting.smime.decrypt import ContentKey, Decrypted, open_envelope
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -55,8 +53,8 @@ def _is_encrypted(entity: bytes, depth: int) -> bool:
             return False
         if str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
             return True
-        info = load_content_info(decode_transfer(headers, body))
-        kind = content_info_type(info)
+        info = read_content_info(decode_transfer(headers, body))
+        kind = info.content_type
         if kind in OID_ENCRYPTED:
             return True
         inner = econtent(info) if kind == OID_SIGNED_DATA else None
@@ -77,7 +75,7 @@ class _Signed:
 
     headers: Headers
     content: bytes
-    info: cms.ContentInfo
+    info: ContentInfo
     detached: bool
 
 
@@ -111,22 +109,22 @@ def _signed_entity(raw: bytes) -> _Signed:
             raise Rejected(Reason.MALFORMED_MIME)
         if _is_encrypted(content, 1):
             raise Rejected(Reason.ENCRYPTED)
-        info = load_content_info(decode_transfer(signature_headers, signature_body))
-        if content_info_type(info) != OID_SIGNED_DATA:
+        info = read_content_info(decode_transfer(signature_headers, signature_body))
+        if info.content_type != OID_SIGNED_DATA:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
         return _Signed(headers, content, info, detached=True)
     if ctype in _OPAQUE_TYPES:
         said_encrypted = str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES
         try:
-            info = load_content_info(decode_transfer(headers, body))
-            kind = content_info_type(info)
+            info = read_content_info(decode_transfer(headers, body))
+            kind = info.content_type
         except Rejected:
             if said_encrypted:
                 raise Rejected(Reason.ENCRYPTED) from None
             raise
         if kind in OID_ENCRYPTED:
             # The envelope travels with the reason, for a verifier that holds a key to open it.
-            raise Rejected(Reason.ENCRYPTED, envelope=info, headers=headers)
+            raise Rejected(Reason.ENCRYPTED, envelope=info.der, headers=headers)
         if said_encrypted:
             raise Rejected(Reason.ENCRYPTED)
         if kind != OID_SIGNED_DATA:

@@ -18,7 +18,6 @@ from email import policy as email_policy
 from email.errors import ObsoleteHeaderDefect
 from typing import Any
 
-from asn1crypto import cms
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -35,11 +34,12 @@ from voting.smime.cms import (
     RSA_PKCS1,
     RSA_PSS,
     WEAK_DIGESTS,
+    ContentInfo,
+    SignerId,
     SignerInfo,
-    content_info_type,
     load_certificates,
-    load_content_info,
     matches,
+    read_content_info,
     read_signer_info,
     subject_key_ids,
 )
@@ -114,12 +114,12 @@ class TrustIndex:
         return cls(tuple(registered), {k: tuple(v) for k, v in by_serial.items()},
                    {k: tuple(v) for k, v in by_key_id.items()}, tuple(unreadable), by_pin)
 
-    def candidates(self, signer_id: cms.SignerIdentifier) -> list[TrustedCertificate]:
+    def candidates(self, signer_id: SignerId) -> list[TrustedCertificate]:
         """The registered certificates the identifier may name (a superset of those it does), in registration order."""
-        if signer_id.name == "subject_key_identifier":
-            places = sorted({*self.by_key_id.get(bytes(signer_id.chosen.native), ()), *self.unreadable_key_ids})
+        if signer_id.key_id is not None:
+            places = sorted({*self.by_key_id.get(signer_id.key_id, ()), *self.unreadable_key_ids})
         else:
-            places = list(self.by_serial.get(signer_id.chosen["serial_number"].native, ()))
+            places = list(self.by_serial.get(signer_id.serial, ()))
         return [self.registered[place] for place in places]
 
 
@@ -218,9 +218,12 @@ def _find_signer(
     signer's; failing that, a current one before a retired one; a carried
     certificate that is not registered comes last (trusted only by an anchor).
     """
-    named = [c for c in carried if matches(signer.signer_id, c)]
+    signer_id = signer.signer_id
+    if signer_id is None:
+        raise Rejected(Reason.BAD_CMS_STRUCTURE)
+    named = [c for c in carried if matches(signer_id, c)]
     registered = sorted(
-        (entry for entry in trust.index.candidates(signer.signer_id) if matches(signer.signer_id, entry.certificate)),
+        (entry for entry in trust.index.candidates(signer_id) if matches(signer_id, entry.certificate)),
         key=lambda entry: (entry.certificate not in named, entry.revoked),
     )
     found = [entry.certificate for entry in registered] + named
@@ -321,11 +324,17 @@ _VALID_PATHS: dict[tuple[x509.Certificate, tuple[x509.Certificate, ...], tuple[x
                    tuple[datetime, datetime]] = {}
 
 
+@lru_cache(maxsize=4096)
+def _pin(certificate: x509.Certificate) -> str:
+    """`fingerprint`, worked out once per certificate: a delegation signs every ballot under the same one."""
+    return fingerprint(certificate)
+
+
 def _trusted_owner(
     certificate: x509.Certificate, carried: Sequence[x509.Certificate], trust: Trust, at: datetime
 ) -> str | None:
     """Check 5: returns the owner (None for an anchor-trusted, unregistered signer)."""
-    entry = trust.index.by_pin.get(fingerprint(certificate))
+    entry = trust.index.by_pin.get(_pin(certificate))
     if entry is None and not (trust.anchors and trust.anchors_admit_unregistered):
         raise Rejected(Reason.UNKNOWN_SIGNER)
     if entry is not None and entry.revoked:
@@ -347,7 +356,7 @@ def _trusted_owner(
     return None if entry is None else entry.owner
 
 
-def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Trust, at: datetime) -> Verification:
+def _verify_cms(info: ContentInfo, content: bytes, detached: bool, trust: Trust, at: datetime) -> Verification:
     """Checks 4 and 5 on a parsed SignedData and the bytes it signs."""
     known: dict[str, Any] = {"signed_content": content}
     try:
@@ -363,8 +372,10 @@ def _verify_cms(info: cms.ContentInfo, content: bytes, detached: bool, trust: Tr
             certificate = _find_signer(signer, carried, trust)
             known["signer"] = certificate
             _check_signature(signer, certificate, content)
+            if signer.leftovers:  # refused only now, so that a signature that does not hold keeps its reason
+                raise Rejected(Reason.BAD_CMS_STRUCTURE)
         except MALFORMED_DER:
-            # asn1crypto parses lazily: broken DER can surface at any field read.
+            # A certificate, an issuer name or PSS parameters that the libraries cannot use.
             raise Rejected(Reason.BAD_CMS_STRUCTURE) from None
         known["signature_intact"] = True
         owner = _trusted_owner(certificate, carried, trust, at)
@@ -409,7 +420,7 @@ def _address_of(value: str) -> str | None:
     return str(addresses[0].addr_spec)
 
 
-def _judged(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[cms.ContentInfo, bytes, bool]:
+def _judged(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[ContentInfo, bytes, bool]:
     """The SignedData, the bytes it signs and whether it is detached, of a message already judged."""
     signed, _ = opened(raw, decryption)
     return signed.info, crlf(signed.content) if signed.detached else signed.content, signed.detached
@@ -448,7 +459,8 @@ def verify_message(
         result = _verify_message(raw, trust, at, decryption)
     except Exception:  # noqa: BLE001 - hostile input is rejected, never a crash; each known case has its reason
         result = Verification(valid=False, reason=Reason.MALFORMED_MIME)
-    return replace(_one_answer_for_unauthenticated_plaintext(result), checked_at=at)
+    result = _one_answer_for_unauthenticated_plaintext(result)
+    return result if result.checked_at == at else replace(result, checked_at=at)
 
 
 def _one_answer_for_unauthenticated_plaintext(result: Verification) -> Verification:
@@ -477,7 +489,7 @@ def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity
     content = crlf(signed.content) if signed.detached else signed.content
     result = _verify_cms(signed.info, content, signed.detached, trust, at)
     address = _from_address(signed.headers)
-    result = replace(result, from_address=address, decrypted=decrypted)
+    result = replace(result, from_address=address, decrypted=decrypted, checked_at=at)
     if not result.valid:
         return result
     assert result.signer is not None
@@ -490,8 +502,8 @@ def verify_detached_der(data: bytes, signature_der: bytes, trust: Trust, at: dat
     """Verify a bare detached signature over bytes (the audit manifest); no From to check."""
     _require_aware(at)
     try:
-        info = load_content_info(signature_der)
-        if content_info_type(info) != OID_SIGNED_DATA:
+        info = read_content_info(signature_der)
+        if info.content_type != OID_SIGNED_DATA:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
     except Rejected as rejected:
         return Verification(valid=False, reason=rejected.reason, checked_at=at)
