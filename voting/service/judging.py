@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from bisect import bisect_right
@@ -60,21 +61,61 @@ class OuterHeaders:
         head = raw[: 256 * 1024]
         # The parser reads every line of what it is given, body included: it is given the header block only.
         ends = [end for end in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if end >= 0]
-        try:
-            headers = BytesHeaderParser(policy=compat32).parsebytes(head[: min(ends) + 2] if ends else head)
-        except Exception:  # noqa: BLE001 - unreadable headers are simply absent
-            return cls(None, None, False)
+        block = head[: min(ends) + 2] if ends else head
+        fields = plain_fields(block) if ends else None
+        if fields is None:
+            try:
+                headers = BytesHeaderParser(policy=compat32).parsebytes(block)
+            except Exception:  # noqa: BLE001 - unreadable headers are simply absent
+                return cls(None, None, False)
 
         def value(name: str) -> str:
+            if fields is not None:
+                return fields.get(name, "")
             return " ".join(str(headers.get(name, "")).split())
 
-        addresses = [address for _, address in getaddresses([value("From")]) if address]
-        auto_submitted = (value("Auto-Submitted") or "no").split(";")[0].strip().lower()
+        addresses = [address for _, address in getaddresses([value("from")]) if address]
+        auto_submitted = (value("auto-submitted") or "no").split(";")[0].strip().lower()
         return cls(
-            message_id=message_id_in(value("Message-ID")),
+            message_id=message_id_in(value("message-id")),
             from_address=addresses[0].lower() if len(addresses) == 1 else None,
-            automatic=auto_submitted != "no" or value("Precedence").lower() in ("bulk", "junk", "list", "auto_reply"),
+            automatic=auto_submitted != "no" or value("precedence").lower() in ("bulk", "junk", "list", "auto_reply"),
         )
+
+
+_PLAIN_FIELD = re.compile(r"[\041-\071\073-\176]+:[\t\x20-\x7e]*")
+"""A field's first line as the email parser takes one (its name as the parser's `headerRE` allows), printable ASCII."""
+_PLAIN_FOLD = re.compile(r"[\t ][\t\x20-\x7e]*")
+
+
+def plain_fields(block: bytes) -> dict[str, str] | None:
+    """The fields of a plain header block, the first of each name (lowercased), whitespace collapsed: what `email`'s
+    compat32 parser reads from it, for less than half its cost; None for any other block, which the parser reads.
+
+    Plain: printable ASCII lines (tabs allowed) ending in CRLF or LF, each a field or the fold of one, then blank
+    lines alone. Anything else (a Unix From line, a bare CR, 8-bit bytes, a line the parser would take for the
+    body) is left to the parser, whose reading of it is the reference.
+    """
+    try:
+        lines = block.decode("ascii").replace("\r\n", "\n").split("\n")
+    except UnicodeDecodeError:
+        return None
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        return None
+    fields: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        if current is not None and _PLAIN_FOLD.fullmatch(line):
+            current.append(line)
+        elif _PLAIN_FIELD.fullmatch(line):
+            name, _, first = line.partition(":")
+            current = [first]
+            fields.setdefault(name.lower(), current)
+        else:
+            return None
+    return {name: " ".join(" ".join(pieces).split()) for name, pieces in fields.items()}
 
 
 K = TypeVar("K")
