@@ -407,11 +407,12 @@ def _own_lines(lines: Sequence[str]) -> tuple[OwnLine, ...]:
     """The delegate's own lines: unquoted, above the signature and above an Outlook-style quoted original."""
     own = []
     for i, line in enumerate(lines):
+        if _quoted(line):  # cleaned, it still starts with ">" (or "≯", NFC's ">" with U+0338): no separator, no From:
+            continue
         clean = _clean(line)
         if line.rstrip(" ") == "--" or _starts_quoted_tail(clean, lines, i):
             break
-        if not _quoted(line):
-            own.append((i, line, clean))
+        own.append((i, line, clean))
     return tuple(own)
 
 
@@ -419,7 +420,7 @@ def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
     """Vote-ID and Ballot-Token from any line, quoted or not; a name for the field if a reply holds two values."""
     found: dict[str, set[str]] = {"vote-id": set(), "ballot-token": set()}
     for line in lines:
-        if len(line) <= _LINE_LIMIT:
+        if len(line) <= _LINE_LIMIT and (":" in line or "：" in line):  # cleaning removes characters, adds no colon
             match = _BINDING.fullmatch(_clean(_QUOTE_PREFIX.sub("", line)).strip("*"))
             if match:
                 found[match.group(1).lower()].add(match.group(2))
