@@ -15,12 +15,12 @@ import html
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from html.parser import HTMLParser
 from types import MappingProxyType
 
@@ -283,8 +283,8 @@ class Reply:
 def _clean(line: str) -> str:
     """The line as matched: invisible format characters (bidi marks, zero-width spaces) gone, NFC, stripped.
 
-    A reply is read several times (its binding, its choices, a request), each
-    line with the lines after it: a short line is cleaned once.
+    A line is read with the lines after it (a quoted original's header block),
+    and the same lines recur from reply to reply: a short line is cleaned once.
     """
     return _clean_short(line) if len(line) <= _LINE_LIMIT else _cleaned(line)
 
@@ -324,7 +324,9 @@ def _value_choices(value: str) -> frozenset[Choice] | None:
 
 def _split_key(line: str) -> tuple[str | None, str]:
     """Split "KEY: value" at the first colon, ASCII or full-width; (None, line) when there is none."""
-    cut = min((i for i in (line.find(":"), line.find("：")) if i >= 0), default=-1)
+    cut, wide = line.find(":"), line.find("：")
+    if wide >= 0 and (cut < 0 or wide < cut):
+        cut = wide
     if cut < 0:
         return None, line
     return line[:cut].strip(_EDGE_MARKS), line[cut + 1 :]
@@ -383,9 +385,10 @@ def _quoted(line: str) -> bool:
     return line.lstrip(" \t").startswith(">")
 
 
-def _starts_quoted_tail(lines: Sequence[str], i: int) -> bool:
-    """Whether line i opens an Outlook-style quoted original: a separator, or a From:/Sent: header block."""
-    line = _clean(lines[i]).strip("*")
+def _starts_quoted_tail(clean: str, lines: Sequence[str], i: int) -> bool:
+    """Whether line i (`clean`, as cleaned) opens an Outlook-style quoted original: a separator, or a From:/Sent:
+    header block."""
+    line = clean.strip("*")
     if _ORIGINAL_MESSAGE.match(line) or _RULE_LINE.match(line):
         return True
     key, _ = _split_key(line)
@@ -396,24 +399,28 @@ def _starts_quoted_tail(lines: Sequence[str], i: int) -> bool:
     return next_key is not None and next_key.casefold() in _HEADER_SENT
 
 
-def _own_lines(lines: Sequence[str]) -> Iterator[tuple[int, str]]:
+OwnLine = tuple[int, str, str]
+"""One of the delegate's own lines: its index among the reply's lines, the line, and the line cleaned (`_clean`)."""
+
+
+def _own_lines(lines: Sequence[str]) -> tuple[OwnLine, ...]:
     """The delegate's own lines: unquoted, above the signature and above an Outlook-style quoted original."""
+    own = []
     for i, line in enumerate(lines):
-        if line.rstrip(" ") == "--" or _starts_quoted_tail(lines, i):
-            return
-        if not _quoted(line):
-            yield i, line
+        if _quoted(line):  # cleaned, it still starts with ">" (or "≯", NFC's ">" with U+0338): no separator, no From:
+            continue
+        clean = _clean(line)
+        if line.rstrip(" ") == "--" or _starts_quoted_tail(clean, lines, i):
+            break
+        own.append((i, line, clean))
+    return tuple(own)
 
 
-@lru_cache(maxsize=1)
-def _binding(text: str) -> tuple[str | None, str | None, str | None]:
-    """Vote-ID and Ballot-Token from any line, quoted or not; a name for the field if a reply holds two values.
-
-    Judging a message reads it for the vote first, then again with the choices: the text is read once.
-    """
+def _binding(lines: Sequence[str]) -> tuple[str | None, str | None, str | None]:
+    """Vote-ID and Ballot-Token from any line, quoted or not; a name for the field if a reply holds two values."""
     found: dict[str, set[str]] = {"vote-id": set(), "ballot-token": set()}
-    for line in _lines(text):
-        if len(line) <= _LINE_LIMIT:
+    for line in lines:
+        if len(line) <= _LINE_LIMIT and (":" in line or "：" in line):  # cleaning removes characters, adds no colon
             match = _BINDING.fullmatch(_clean(_QUOTE_PREFIX.sub("", line)).strip("*"))
             if match:
                 found[match.group(1).lower()].add(match.group(2))
@@ -426,8 +433,41 @@ def _binding(text: str) -> tuple[str | None, str | None, str | None]:
     )
 
 
-def _lines(text: str) -> list[str]:
-    return text[:TEXT_LIMIT].splitlines()[:LINE_LIMIT]
+@dataclass(frozen=True)
+class ReplyText:
+    """A reply's text, cut into lines once for every way it is read: judging reads its binding, then whether it
+    asks for the ballot, then its choices, and each reading would otherwise cut and clean the same lines again."""
+
+    text: str
+
+    @cached_property
+    def every_line(self) -> list[str]:
+        """The lines of the text's first TEXT_LIMIT characters: a request for the ballot is read from all of them."""
+        return self.text[:TEXT_LIMIT].splitlines()
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """The lines the reply grammar reads (binding and choices): the first LINE_LIMIT."""
+        return self.every_line[:LINE_LIMIT]
+
+    @cached_property
+    def binding(self) -> tuple[str | None, str | None, str | None]:
+        return _binding(self.lines)
+
+    @cached_property
+    def own(self) -> tuple[OwnLine, ...]:
+        """The own lines among `lines`."""
+        return _own_lines(self.lines)
+
+    @cached_property
+    def every_own(self) -> tuple[OwnLine, ...]:
+        """The own lines among `every_line`: the same as `own` unless the text has more than LINE_LIMIT lines."""
+        return self.own if len(self.every_line) <= LINE_LIMIT else _own_lines(self.every_line)
+
+
+def reply_text(text: str | ReplyText) -> ReplyText:
+    """The text read once: each reading below takes the text itself or what an earlier reading of it kept."""
+    return text if isinstance(text, ReplyText) else ReplyText(text)
 
 
 @dataclass(frozen=True)
@@ -438,13 +478,13 @@ class Binding:
     token: str | None
 
 
-def reply_binding(text: str) -> Binding:
+def reply_binding(text: str | ReplyText) -> Binding:
     """What `parse_reply` reads as the reply's binding, without reading its choices: it finds the vote first."""
-    vote_id, token, _ = _binding(text)
+    vote_id, token, _ = reply_text(text).binding
     return Binding(vote_id, token)
 
 
-def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
+def parse_reply(text: str | ReplyText, drafts: Sequence[str]) -> Reply:
     """Read a reply: its binding to a vote, its choices, its explanation of vote, and the first problem found.
 
     The explanation is only what the delegate marks as one: the own lines
@@ -461,8 +501,8 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     read (the service uses that to find the vote first).
     """
     by_key = _check_drafts(drafts)
-    lines = _lines(text)
-    vote_id, token, ambiguous = _binding(text)
+    read = reply_text(text)
+    vote_id, token, ambiguous = read.binding
     problem: tuple[Reason, str] | None = None
     if ambiguous == "vote-id":
         problem = (Reason.UNKNOWN_VOTE, "the text names more than one Vote-ID")
@@ -474,8 +514,7 @@ def parse_reply(text: str, drafts: Sequence[str]) -> Reply:
     explanation_opened = False
     unread_choice: str | None = None
     previous = -2
-    for i, line in _own_lines(lines):
-        clean = _clean(line)
+    for i, line, clean in read.own:
         if not clean:
             continue
         short = len(clean) <= _LINE_LIMIT
@@ -524,14 +563,14 @@ class BallotRequest:
     """The vote named on the request line; None when it names none."""
 
 
-def ballot_request(text: str) -> BallotRequest | None:
+def ballot_request(text: str | ReplyText) -> BallotRequest | None:
     """The request an own line makes ("BALLOT", "Bulletin unsc-2020-0007", "选票"), or None.
 
     Quoted text never makes a request: a reply quoting a reminder that
     mentions the word is no request.
     """
-    for _, line in _own_lines(text[:TEXT_LIMIT].splitlines()):
-        clean = _clean(line).strip(_EDGE_MARKS)
+    for _, _, cleaned in reply_text(text).every_own:
+        clean = cleaned.strip(_EDGE_MARKS)
         if len(clean) > _LINE_LIMIT:
             continue
         for word in _REQUEST_WORDS:
@@ -742,7 +781,7 @@ def attached_explanations(entity: bytes) -> list[str]:
     return [text for text in found if text]
 
 
-def explained_reply(text: str, entity: bytes, drafts: Sequence[str]) -> tuple[Reply, str]:
+def explained_reply(text: str | ReplyText, entity: bytes, drafts: Sequence[str]) -> tuple[Reply, str]:
     """The reply read from `text` (the signed `entity`'s, `text_of_entity`), and its explanation of vote as published:
     the text marked as one, then each explanation attached as a file.
 

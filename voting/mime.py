@@ -89,14 +89,17 @@ class ContentType:
     """A Content-Type value as the standard library reads it (type, parameters, RFC 2231), each answer found once.
 
     `email.message.Message` parses the parameter list again on every
-    question; a message's structure asks several of each part.
+    question; a message's structure asks several of each part. The list is
+    parsed once here, and a parameter is the first of its name, as
+    `Message.get_param` finds it.
     """
 
     def __init__(self, message: Message) -> None:
-        self._message = message
         self._type = message.get_content_type()
         self._boundary = message.get_boundary()
         self._params: dict[str, object] = {}
+        for name, value in message.get_params() or ():
+            self._params.setdefault(name.lower(), value)
 
     def get_content_type(self) -> str:
         return self._type
@@ -108,13 +111,7 @@ class ContentType:
         return self._boundary
 
     def get_param(self, name: str, failobj: object = None) -> object:
-        if name not in self._params:
-            self._params[name] = self._message.get_param(name, _ABSENT)
-        found = self._params[name]
-        return failobj if found is _ABSENT else found
-
-
-_ABSENT = object()
+        return self._params.get(name.lower(), failobj)
 
 
 def content_type(headers: Headers) -> ContentType:
@@ -136,7 +133,6 @@ def _content_type(value: str | None) -> ContentType:
     if value is not None:
         message["Content-Type"] = value
         try:
-            message.get_params()
             return ContentType(message)
         except Exception:  # noqa: BLE001 - the standard library raises several kinds on hostile parameters
             raise Rejected(Reason.MALFORMED_MIME) from None

@@ -19,7 +19,7 @@ from voting.model import Choice
 from voting.reasons import Reason
 
 if TYPE_CHECKING:  # read where a message is read (`read_message`), so that counting alone starts without them
-    from voting.ballot import BallotRequest, Binding, Reply
+    from voting.ballot import BallotRequest, Binding, Reply, ReplyText
     from voting.pki import Identity
     from voting.smime.decrypt import ContentKey
     from voting.smime.verify import Trust, Verification
@@ -151,7 +151,7 @@ def read_message(
     It is nearly all the work, and independent, so an audit reads every
     message of a bundle at once, on every core, then settles them in order.
     """
-    from voting.ballot import ballot_request, explained_reply, reply_binding, text_of_entity
+    from voting.ballot import ReplyText, ballot_request, explained_reply, reply_binding, text_of_entity
     from voting.smime.verify import verify_message
 
     verification = verify_message(raw, trust, received_at, decryption)
@@ -162,7 +162,7 @@ def read_message(
     if code is None or verification.signed_content is None:
         return rejected(Reason.UNKNOWN_SIGNER, None, verification)
 
-    text = text_of_entity(verification.signed_content)
+    text = ReplyText(text_of_entity(verification.signed_content))
     binding = reply_binding(text)
     request = ballot_request(text)
     if request is not None:
@@ -228,7 +228,7 @@ def settle(reading: Reading, previous_ballots: Mapping[tuple[str, str], Sequence
     )
 
 
-def _request(request: BallotRequest, binding: Binding, text: str, received_at: datetime, votes: Mapping[str, VoteView],
+def _request(request: BallotRequest, binding: Binding, text: ReplyText, received_at: datetime, votes: Mapping[str, VoteView],
              code: str, verification: Verification) -> Judgement | None:
     """A request for the ballot of the vote it names (by its line, or the Vote-ID it quotes), or of every open vote.
 
