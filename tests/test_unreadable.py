@@ -78,10 +78,10 @@ def test_a_decision_that_fails_halfway_is_undone_alone_and_the_rest_of_its_batch
         running.submit(running.reply(code, ["yes"]), running.address(code))
     answering = service._answer
 
-    def answer(message, outer, judgement, delegation, now):  # type: ignore[no-untyped-def]
+    def answer(message, outer, judgement, delegation, now, known):  # type: ignore[no-untyped-def]
         if judgement.code == "NER":
             raise RuntimeError("cannot write the receipt")
-        answering(message, outer, judgement, delegation, now)
+        answering(message, outer, judgement, delegation, now, known)
 
     service._answer = answer  # type: ignore[method-assign]
     queued_before = {m.id for m in service.ledger.outbox()}

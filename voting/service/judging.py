@@ -191,9 +191,6 @@ else's mail to be decided."""
 
 
 class Judging(Resending):
-    _answering: Known | None = None
-    """The votes as the pass being decided reads them, which its receipts state: set while `decide_pending` runs."""
-
     def decide_pending(self, answer: Callable[[], None] | None = None) -> list[Judgement]:
         """Decide every message not decided yet; one that another process decides first is left to it.
 
@@ -210,27 +207,24 @@ class Judging(Resending):
             return judgements
         electorate = self.electorate()
         trust_at = trust_by_time(electorate)
-        known = self._answering = self._known()
+        known = self._known()
         remaining = iter(pending)
         message = next(remaining, None)
-        try:
-            while message is not None:
-                decided: list[tuple[Judgement | None, str]] = []
-                batch, started = 0, time.monotonic()
-                with self.ledger.transaction():
-                    while message is not None and batch < ANSWER_BATCH and time.monotonic() - started < ANSWER_SECONDS:
-                        batch += 1
-                        if (outcome := self._decide_one(message, electorate, trust_at, known)) is not None:
-                            decided.append(outcome)
-                        message = next(remaining, None)
-                for judgement, line in decided:  # told once committed
-                    self.log(line)
-                    if judgement is not None:
-                        judgements.append(judgement)
-                if answer is not None and message is not None:
-                    answer()
-        finally:
-            self._answering = None
+        while message is not None:
+            decided: list[tuple[Judgement | None, str]] = []
+            batch, started = 0, time.monotonic()
+            with self.ledger.transaction():
+                while message is not None and batch < ANSWER_BATCH and time.monotonic() - started < ANSWER_SECONDS:
+                    batch += 1
+                    if (outcome := self._decide_one(message, electorate, trust_at, known)) is not None:
+                        decided.append(outcome)
+                    message = next(remaining, None)
+            for judgement, line in decided:  # told once committed
+                self.log(line)
+                if judgement is not None:
+                    judgements.append(judgement)
+            if answer is not None and message is not None:
+                answer()
         return judgements
 
     def _decide_one(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
@@ -353,7 +347,7 @@ class Judging(Resending):
                 now=now,
             )
             if answer_to is not None:
-                self._answer(message, outer, judgement, answer_to, now)
+                self._answer(message, outer, judgement, answer_to, now, known)
         return judgement
 
     def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView],
@@ -393,7 +387,7 @@ class Judging(Resending):
         return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
 
     def _answer(self, message: StoredMessage, outer: OuterHeaders, judgement: Judgement, delegation: Delegation,
-                now: datetime) -> None:
+                now: datetime, known: Known) -> None:
         if judgement.verdict == REQUEST:
             self._answer_request(judgement, delegation, outer.message_id, now)
             return
@@ -404,7 +398,7 @@ class Judging(Resending):
             Received(message.sha256, message.received_at),
             Received(superseded.sha256, superseded.received_at) if superseded else None,
             self._zones(delegation),
-            self._standing(judgement.vote_id, delegation.code, message.sha256) if judgement.vote_id else None,
+            self._standing(known, judgement.vote_id, delegation.code, message.sha256) if judgement.vote_id else None,
             self._words(delegation),
         )
         ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
@@ -421,14 +415,13 @@ class Judging(Resending):
             auto_submitted="auto-replied",
         )
 
-    def _standing(self, vote_id: str, code: str, sha256: str) -> letters.Standing:
+    def _standing(self, known: Known, vote_id: str, code: str, sha256: str) -> letters.Standing:
         """The delegation's vote once the message `sha256` is recorded, and as it stood before it.
 
-        The vote as judging read it (`_answering`): under the write lock, and read again when another process has
+        The vote as judging read it (`known`): under the write lock, and read again when another process has
         written since, so not read from the ledger again for each receipt.
         """
-        assert self._answering is not None, "a receipt is written while a pass decides"
-        view, silence = self._answering.views[vote_id], self._answering.silence[vote_id]
+        view, silence = known.views[vote_id], known.silence[vote_id]
         deadline = view.closed_at or view.closes_at
         drafts = view.drafts
         ballots = self._ballots(view.id, deadline, code)
