@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from voting import pki
 from voting.electorate import (
+    ElectorateFile,
     add_delegation,
     dump_electorate,
     load_electorate,
@@ -167,6 +168,25 @@ def test_save_replaces_the_file_atomically(tmp_path: Path) -> None:
     save_electorate(path, small())
     assert load_electorate(path) == small()
     assert [p.name for p in tmp_path.iterdir()] == ["electorate.toml"]
+
+
+def test_an_electorate_file_is_read_at_each_load_and_parsed_again_when_its_bytes_change(
+        tmp_path: Path, france: x509.Certificate) -> None:
+    """The service reads its electorate at every pass: a certificate registered or revoked counts from the next
+    one, an unchanged file is not parsed again, and a file made invalid is refused however it was read before."""
+    path = write(tmp_path, dump_electorate(small()))
+    electorate = ElectorateFile(path)
+    first = electorate.load()
+    assert electorate.load() is first
+    save_electorate(path, register_certificate(small(), "FRA", france, issued_by_secretariat=True,
+                                               secretariat_held_key=False))
+    registered = electorate.load()
+    assert registered is not first and [len(d.certificates) for d in registered.delegation] == [1, 0]
+    save_electorate(path, revoke(registered, "FRA", WHEN))
+    assert all(c.revoked for c in electorate.load().delegation[0].certificates)
+    path.write_text(dump_electorate(small()) + "quorum = 3\n")
+    with pytest.raises(ConfigError, match="electorate.toml"):
+        electorate.load()
 
 
 @settings(max_examples=60, deadline=None)

@@ -29,6 +29,7 @@ from voting.verdict import BALLOT, CountedBallot
 from voting.wording import DEFAULT_LANGUAGE, Wording, wording
 
 if TYPE_CHECKING:
+    from voting.electorate import ElectorateFile
     from voting.pki import Identity, SecretariatKeys
 
 Clock = Callable[[], datetime]
@@ -85,11 +86,15 @@ class ServiceBase:
             return None, ("the explanations of ballots encrypted to the secretariat whose chain does not record"
                           f" them (votes of earlier versions) are not checked without its key: {error}")
 
+    @cached_property
+    def _electorate_file(self) -> ElectorateFile:
+        from voting.electorate import ElectorateFile
+
+        return ElectorateFile(self.config.electorate_file)
+
     def electorate(self) -> Electorate:
         """Read afresh each time: certificates issued or revoked meanwhile take effect at once."""
-        from voting.electorate import load_electorate
-
-        return load_electorate(self.config.electorate_file)
+        return self._electorate_file.load()
 
     @property
     def secretariat(self) -> tuple[str, str]:
