@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from voting.mime import Headers, crlf
+from voting.mime import Headers
 from voting.pki import MIN_RSA_BITS, SIGNING_CURVES, Identity, fingerprint, mailboxes, smime_verifier
 from voting.reasons import Reason, Rejected
 from voting.smime.cms import (
@@ -423,7 +423,7 @@ def _address_of(value: str) -> str | None:
 def _judged(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[ContentInfo, bytes, bool]:
     """The SignedData, the bytes it signs and whether it is detached, of a message already judged."""
     signed, _ = opened(raw, decryption)
-    return signed.info, crlf(signed.content) if signed.detached else signed.content, signed.detached
+    return signed.info, signed.content, signed.detached
 
 
 def signed_sha256_of(raw: bytes, decryption: Identity | ContentKey | None = None) -> str | None:
@@ -486,8 +486,7 @@ def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity
                             decrypted=rejected.known.get("decrypted"))
     except RecursionError:
         return Verification(valid=False, reason=Reason.TOO_COMPLEX)
-    content = crlf(signed.content) if signed.detached else signed.content
-    result = _verify_cms(signed.info, content, signed.detached, trust, at)
+    result = _verify_cms(signed.info, signed.content, signed.detached, trust, at)
     address = _from_address(signed.headers)
     result = replace(result, from_address=address, decrypted=decrypted, checked_at=at)
     if not result.valid:
