@@ -25,7 +25,7 @@ from html.parser import HTMLParser
 from types import MappingProxyType
 
 from voting.errors import UsageError
-from voting.mime import Part, crlf, decode_transfer, header, parts
+from voting.mime import Part, crlf, decode_transfer, parts
 from voting.model import CODE_PATTERN, Choice
 from voting.reasons import Reason, Rejected
 from voting.times import readable_time
@@ -735,12 +735,7 @@ def _decoded(part: Message) -> str:
 
 
 def _file_name(part: Part) -> str:
-    holder = Message()
-    for name in ("content-disposition", "content-type"):
-        value = header(part.headers, name)
-        if value is not None:
-            holder[name] = value
-    return holder.get_filename() or ""
+    return part.payload(0).get_filename() or ""
 
 
 def _names_an_explanation(file_name: str) -> bool:

@@ -15,6 +15,7 @@ import binascii
 from dataclasses import dataclass
 from functools import lru_cache
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from voting.reasons import Reason, Rejected
 
@@ -100,10 +101,12 @@ class ContentType:
 
     def __init__(self, message: Message) -> None:
         self._type = message.get_content_type()
-        self._boundary = message.get_boundary()
         self._params: dict[str, object] = {}
         for name, value in message.get_params() or ():
             self._params.setdefault(name.lower(), value)
+        boundary = self._params.get("boundary")
+        # `Message.get_boundary`, from the parameters already parsed rather than parsing them again.
+        self._boundary = None if boundary is None else collapse_rfc2231_value(boundary).rstrip()  # type: ignore[arg-type]
 
     def get_content_type(self) -> str:
         return self._type
@@ -215,15 +218,34 @@ class Part:
         """A header-only `Message` carrying the first `limit` bytes of the body, for the standard decoders.
 
         The standard library's parser costs a Python step per line; it never
-        sees the body, which is handed over whole.
+        sees the body, which is handed over whole, nor parses the Content-Type
+        parameters again (`_Payload`).
         """
-        message = Message()
-        for name in ("content-type", "content-transfer-encoding"):
+        message = _Payload(self.content_type)
+        for name in ("content-type", "content-transfer-encoding", "content-disposition"):
             value = header(self.headers, name)
             if value is not None:
                 message[name] = value
         message.set_payload(self.body[:limit].decode("ascii", "surrogateescape"))
         return message
+
+
+class _Payload(Message):
+    """A `Message` whose Content-Type parameters are the part's `ContentType`'s, read from the same value once.
+
+    `Message` parses the parameter list again for each one asked (a charset,
+    a format, a file name); every other question is the standard library's.
+    """
+
+    def __init__(self, content_type: ContentType) -> None:
+        super().__init__()
+        self._content_type = content_type
+
+    def get_param(self, param: str, failobj: object = None, header: str = "content-type",
+                  unquote: bool = True) -> object:
+        if header.lower() == "content-type" and unquote:
+            return self._content_type.get_param(param, failobj)
+        return super().get_param(param, failobj, header, unquote)
 
 
 def parts(entity: bytes, *, depth: int = 0, into_messages: bool = True) -> list[Part]:
