@@ -116,6 +116,8 @@ class _Signed:
     as a slice of the message's canonical bytes."""
     info: ContentInfo
     detached: bool
+    parts: tuple[Part, ...]
+    """The entities of `content`, as the walk of the message found them (attached messages opened)."""
 
 
 def _signed_entity(raw: bytes) -> _Signed:
@@ -137,12 +139,12 @@ def _signed_entity(raw: bytes) -> _Signed:
             raise Rejected(Reason.NOT_SIGNED)
         if not boundary:
             raise Rejected(Reason.MALFORMED_MIME)
-        signed_parts = [part for part in entities if part.depth == 1]
-        if len(signed_parts) > 2:
+        places = [at for at, part in enumerate(entities) if part.depth == 1]
+        if len(places) > 2:
             raise Rejected(Reason.NOT_ENTIRELY_SIGNED)
-        if len(signed_parts) < 2 or not entities[0].closed:
+        if len(places) < 2 or not entities[0].closed:
             raise Rejected(Reason.MALFORMED_MIME)
-        content, signature = signed_parts
+        content, signature = entities[places[0]], entities[places[1]]
         if signature.type not in _SIGNATURE_TYPES:
             raise Rejected(Reason.MALFORMED_MIME)
         if _is_encrypted(_first_parts(entities, 1)):
@@ -150,7 +152,7 @@ def _signed_entity(raw: bytes) -> _Signed:
         info = read_content_info(decode_transfer(signature.headers, signature.body))
         if info.content_type != OID_SIGNED_DATA:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
-        return _Signed(headers, content.entity, info, detached=True)
+        return _Signed(headers, content.entity, info, detached=True, parts=tuple(entities[1 : places[1]]))
     if ctype in _OPAQUE_TYPES:
         said_encrypted = str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES
         try:
@@ -170,9 +172,10 @@ def _signed_entity(raw: bytes) -> _Signed:
         embedded = econtent(info)
         if embedded is None:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
-        if _is_encrypted(_first_parts(parts(crlf(embedded), depth=1), 0)):
+        walked = parts(crlf(embedded), depth=1)
+        if _is_encrypted(_first_parts(walked, 0)):
             raise Rejected(Reason.ENCRYPTED)
-        return _Signed(headers, embedded, info, detached=False)
+        return _Signed(headers, embedded, info, detached=False, parts=tuple(walked))
     if ctype in _SIGNATURE_TYPES:
         raise Rejected(Reason.NOT_SIGNED)
     if any(_is_signature(part) for part in entities):
