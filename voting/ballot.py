@@ -25,7 +25,7 @@ from html.parser import HTMLParser
 from types import MappingProxyType
 
 from voting.errors import UsageError
-from voting.mime import Part, crlf, decode_transfer, header, parts
+from voting.mime import Part, crlf, decode_transfer, parts
 from voting.model import CODE_PATTERN, Choice
 from voting.reasons import Reason, Rejected
 from voting.times import readable_time
@@ -735,12 +735,7 @@ def _decoded(part: Message) -> str:
 
 
 def _file_name(part: Part) -> str:
-    holder = Message()
-    for name in ("content-disposition", "content-type"):
-        value = header(part.headers, name)
-        if value is not None:
-            holder[name] = value
-    return holder.get_filename() or ""
+    return part.payload(0).get_filename() or ""
 
 
 def _names_an_explanation(file_name: str) -> bool:
@@ -755,7 +750,22 @@ def _readable_parts(entity: bytes) -> list[Part]:
     return parts(crlf(entity), into_messages=False)
 
 
-def attached_explanations(entity: bytes) -> list[str]:
+def _readable(entity: bytes | Sequence[Part]) -> Sequence[Part]:
+    """`_readable_parts` of an entity, or of its parts as a walk that opened attached messages found them
+    (the verifier's), without walking it again: what those messages hold is left out."""
+    if isinstance(entity, bytes):
+        return _readable_parts(entity)
+    found: list[Part] = []
+    inside: int | None = None
+    for part in entity:
+        if inside is not None and part.depth > inside:
+            continue
+        inside = part.depth if part.type == "message/rfc822" else None
+        found.append(part)
+    return found
+
+
+def attached_explanations(entity: bytes | Sequence[Part]) -> list[str]:
     """The explanations of vote the delegate attached as files named for one, each as published.
 
     A text file's text is the explanation; any other file (a PDF, a Word
@@ -766,7 +776,7 @@ def attached_explanations(entity: bytes) -> list[str]:
     """
     found = []
     try:
-        for part in _readable_parts(entity):
+        for part in _readable(entity):
             name = _file_name(part)
             if part.disposition != "attachment" or not _names_an_explanation(name):
                 continue
@@ -781,7 +791,7 @@ def attached_explanations(entity: bytes) -> list[str]:
     return [text for text in found if text]
 
 
-def explained_reply(text: str | ReplyText, entity: bytes, drafts: Sequence[str]) -> tuple[Reply, str]:
+def explained_reply(text: str | ReplyText, entity: bytes | Sequence[Part], drafts: Sequence[str]) -> tuple[Reply, str]:
     """The reply read from `text` (the signed `entity`'s, `text_of_entity`), and its explanation of vote as published:
     the text marked as one, then each explanation attached as a file.
 
@@ -792,18 +802,19 @@ def explained_reply(text: str | ReplyText, entity: bytes, drafts: Sequence[str])
     return reply, "\n\n".join(filter(None, [reply.explanation, *attached_explanations(entity)]))
 
 
-def text_of_entity(entity: bytes) -> str:
+def text_of_entity(entity: bytes | Sequence[Part]) -> str:
     """The readable text of a signed MIME entity (headers and body): its first text/plain, else its first HTML.
 
     Only inline text/plain and text/html parts reached through multiparts are
     read; attachments and attached messages are not. The structure is read by
-    `voting.mime`, within its bounds, and only the chosen part's first bytes
-    are decoded. Never raises: an entity that exceeds the bounds or cannot be
-    read yields "", which the reply then reports as naming no vote.
+    `voting.mime`, within its bounds (or is the verifier's walk of it, handed
+    over), and only the chosen part's first bytes are decoded. Never raises:
+    an entity that exceeds the bounds or cannot be read yields "", which the
+    reply then reports as naming no vote.
     """
     try:
         leaves = [
-            part for part in _readable_parts(entity)
+            part for part in _readable(entity)
             if part.type in ("text/plain", "text/html") and part.disposition != "attachment"
         ]
         plain = next((part for part in leaves if part.type == "text/plain"), None)

@@ -15,6 +15,7 @@ import binascii
 from dataclasses import dataclass
 from functools import lru_cache
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from voting.reasons import Reason, Rejected
 
@@ -64,21 +65,25 @@ def split_entity(entity: bytes, max_fields: int = MAX_HEADER_FIELDS) -> tuple[He
         raise Rejected(Reason.TOO_LARGE)
     # A part of headers only ends with its last header's CRLF (RFC 2046 "MIME-part-headers [CRLF *OCTET]").
     head, body = (entity.removesuffix(b"\r\n"), b"") if end < 0 else (entity[:end], entity[end + 4 :])
-    fields: list[tuple[str, list[str]]] = []
-    for line in head.split(b"\r\n"):
-        text = line.decode("latin-1")
+    names: list[str] = []
+    values: list[str] = []
+    folded: dict[int, list[str]] = {}
+    for text in head.decode("latin-1").split("\r\n"):
         if text[:1] in (" ", "\t"):
-            if not fields:
+            if not names:
                 raise Rejected(Reason.MALFORMED_MIME)
-            fields[-1][1].append(text)
+            folded.setdefault(len(names) - 1, [values[-1]]).append(text)
             continue
         name, colon, value = text.partition(":")
-        if not colon or not name or not name.isascii() or any(c in name for c in " \t"):
+        if not colon or not name or not name.isascii() or " " in name or "\t" in name:
             raise Rejected(Reason.MALFORMED_MIME)
-        if len(fields) == max_fields:
+        if len(names) == max_fields:
             raise too_complex(f"more than {MAX_HEADER_FIELDS} header fields")
-        fields.append((name.lower(), [value]))
-    return tuple((name, "".join(pieces).strip()) for name, pieces in fields), body
+        names.append(name.lower())
+        values.append(value)
+    for at, pieces in folded.items():
+        values[at] = "".join(pieces)
+    return tuple(zip(names, [value.strip() for value in values])), body
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -96,10 +101,12 @@ class ContentType:
 
     def __init__(self, message: Message) -> None:
         self._type = message.get_content_type()
-        self._boundary = message.get_boundary()
         self._params: dict[str, object] = {}
         for name, value in message.get_params() or ():
             self._params.setdefault(name.lower(), value)
+        boundary = self._params.get("boundary")
+        # `Message.get_boundary`, from the parameters already parsed rather than parsing them again.
+        self._boundary = None if boundary is None else collapse_rfc2231_value(boundary).rstrip()  # type: ignore[arg-type]
 
     def get_content_type(self) -> str:
         return self._type
@@ -189,12 +196,15 @@ def decode_transfer(headers: Headers, body: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Part:
-    """One entity of a message, as `parts` found it."""
+    """One entity of a message, as `parts` found it, with the bytes it was read from (the signed bytes, when it is)."""
 
     headers: Headers
     body: bytes
     content_type: ContentType
     depth: int
+    entity: bytes
+    closed: bool
+    """For a multipart, whether its closing delimiter was found; any other entity is whole."""
 
     @property
     def type(self) -> str:
@@ -208,15 +218,34 @@ class Part:
         """A header-only `Message` carrying the first `limit` bytes of the body, for the standard decoders.
 
         The standard library's parser costs a Python step per line; it never
-        sees the body, which is handed over whole.
+        sees the body, which is handed over whole, nor parses the Content-Type
+        parameters again (`_Payload`).
         """
-        message = Message()
-        for name in ("content-type", "content-transfer-encoding"):
+        message = _Payload(self.content_type)
+        for name in ("content-type", "content-transfer-encoding", "content-disposition"):
             value = header(self.headers, name)
             if value is not None:
                 message[name] = value
         message.set_payload(self.body[:limit].decode("ascii", "surrogateescape"))
         return message
+
+
+class _Payload(Message):
+    """A `Message` whose Content-Type parameters are the part's `ContentType`'s, read from the same value once.
+
+    `Message` parses the parameter list again for each one asked (a charset,
+    a format, a file name); every other question is the standard library's.
+    """
+
+    def __init__(self, content_type: ContentType) -> None:
+        super().__init__()
+        self._content_type = content_type
+
+    def get_param(self, param: str, failobj: object = None, header: str = "content-type",
+                  unquote: bool = True) -> object:
+        if header.lower() == "content-type" and unquote:
+            return self._content_type.get_param(param, failobj)
+        return super().get_param(param, failobj, header, unquote)
 
 
 def parts(entity: bytes, *, depth: int = 0, into_messages: bool = True) -> list[Part]:
@@ -237,16 +266,17 @@ def parts(entity: bytes, *, depth: int = 0, into_messages: bool = True) -> list[
             raise too_complex(f"more than {MAX_MIME_DEPTH} levels of nesting")
         headers, body = split_entity(data, MAX_HEADER_FIELDS - fields)
         fields += len(headers)
-        part = Part(headers, body, content_type(headers), level)
-        found.append(part)
+        ctype = content_type(headers)
         children: list[bytes] = []
-        boundary = part.content_type.get_boundary()
-        if part.content_type.get_content_maintype() == "multipart" and boundary:
+        closed = True
+        boundary = ctype.get_boundary()
+        if ctype.get_content_maintype() == "multipart" and boundary:
             scanned += len(body)
             if scanned > MAX_SCANNED_BYTES:
                 raise too_complex(f"parts nested so that reading them means searching more than {MAX_SCANNED_BYTES >> 20} MiB")
-            children, _ = multipart_parts(body, boundary, MAX_MIME_PARTS - len(found) - len(pending))
-        elif into_messages and part.type == "message/rfc822":
+            children, closed = multipart_parts(body, boundary, MAX_MIME_PARTS - len(found) - len(pending) - 1)
+        elif into_messages and ctype.get_content_type() == "message/rfc822":
             children = [body]
+        found.append(Part(headers, body, ctype, level, data, closed))
         pending.extend((child, level + 1) for child in reversed(children))
     return found

@@ -162,7 +162,8 @@ def read_message(
     if code is None or verification.signed_content is None:
         return rejected(Reason.UNKNOWN_SIGNER, None, verification)
 
-    text = ReplyText(text_of_entity(verification.signed_content))
+    signed = verification.signed_parts or verification.signed_content
+    text = ReplyText(text_of_entity(signed))
     binding = reply_binding(text)
     request = ballot_request(text)
     if request is not None:
@@ -174,7 +175,7 @@ def read_message(
         return rejected(Reason.UNKNOWN_VOTE, code, verification)
     if vote.tokens.get(code) is None or binding.token != vote.tokens[code]:
         return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
-    reply, explanation = explained_reply(text, verification.signed_content, vote.drafts)
+    reply, explanation = explained_reply(text, signed, vote.drafts)
     return Answer(vote, code, received_at, reply, explanation, verification)
 
 

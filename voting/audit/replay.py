@@ -149,12 +149,12 @@ def _start_reading(setting: Setting) -> None:
 
 def _read_elsewhere(job: Job) -> Reading | str:
     """The message read in a process started by `readings`, without the signer's certificate, which cannot
-    be sent back (nor does the audit need it)."""
+    be sent back (nor does the audit need it), nor the parts its text was read from."""
     assert _reader is not None
     reading = _reader(job)
     if isinstance(reading, str) or reading.verification is None:
         return reading
-    return replace(reading, verification=replace(reading.verification, signer=None))
+    return replace(reading, verification=replace(reading.verification, signer=None, signed_parts=()))
 
 
 def readings(setting: Setting, jobs: Sequence[Job], progress: Progress | None = None) -> list[Reading | str]:

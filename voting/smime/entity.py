@@ -8,6 +8,7 @@ a message encrypted to the secretariat, the entity its envelope holds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from voting.mime import (
@@ -34,26 +35,62 @@ _OPAQUE_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"}
 _ENCRYPTED_SMIME_TYPES = frozenset({"enveloped-data", "authenveloped-data"})
 
 
-def _is_encrypted(entity: bytes, depth: int) -> bool:
+def _is_multipart_signed(part: Part) -> bool:
+    return part.type == "multipart/signed" and bool(part.content_type.get_boundary())
+
+
+def _first_parts(walked: Sequence[Part], at: int) -> list[Part]:
+    """`walked[at]` and, while it is a multipart/signed, its first part, as `parts` found them.
+
+    The walk is depth first, so a multipart's first part, if it has one, is
+    the next entity found, one level down.
+    """
+    chain = [walked[at]]
+    while _is_multipart_signed(chain[-1]) and at + 1 < len(walked) and walked[at + 1].depth == chain[-1].depth + 1:
+        at += 1
+        chain.append(walked[at])
+    return chain
+
+
+def _read_first_parts(entity: bytes, depth: int) -> list[Part]:
+    """`_first_parts` of an entity no walk has read (the content a signature embeds), as far as it can be read."""
+    chain: list[Part] = []
+    while True:
+        if depth > MAX_MIME_DEPTH:
+            raise too_complex(f"more than {MAX_MIME_DEPTH} levels of nesting")
+        try:
+            data = crlf(entity)
+            headers, body = split_entity(data)
+            ctype = content_type(headers)
+            boundary = ctype.get_boundary() if ctype.get_content_type() == "multipart/signed" else None
+            signed_parts, closed = multipart_parts(body, boundary) if boundary else ([], True)
+        except Rejected as rejected:
+            if rejected.reason in (Reason.TOO_LARGE, Reason.TOO_COMPLEX):
+                raise
+            return chain
+        chain.append(Part(headers, body, ctype, depth, data, closed))
+        if not signed_parts:
+            return chain
+        entity, depth = signed_parts[0], depth + 1
+
+
+def _is_encrypted(chain: Sequence[Part]) -> bool:
     """Whether signed content is, under any layers of signature, an encrypted entity.
 
-    A verifier that holds no decryption key cannot read such a ballot, so it is
-    rejected as encrypted before anything else is checked about the signature.
+    `chain` is the content and its first parts down its layers of multipart
+    signature (`_first_parts`). A verifier that holds no decryption key cannot
+    read such a ballot, so it is rejected as encrypted before anything else is
+    checked about the signature.
     """
-    if depth > MAX_MIME_DEPTH:
-        raise too_complex(f"more than {MAX_MIME_DEPTH} levels of nesting")
+    if not chain or _is_multipart_signed(chain[-1]):  # unreadable, or a signature over nothing
+        return False
+    part = chain[-1]
+    if part.type not in _OPAQUE_TYPES:
+        return False
+    if str(part.content_type.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
+        return True
     try:
-        headers, body = split_entity(crlf(entity))
-        message = content_type(headers)
-        ctype = message.get_content_type()
-        if ctype == "multipart/signed" and message.get_boundary():
-            signed_parts, _ = multipart_parts(body, message.get_boundary() or "")
-            return bool(signed_parts) and _is_encrypted(signed_parts[0], depth + 1)
-        if ctype not in _OPAQUE_TYPES:
-            return False
-        if str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES:
-            return True
-        info = read_content_info(decode_transfer(headers, body))
+        info = read_content_info(decode_transfer(part.headers, part.body))
         kind = info.content_type
         if kind in OID_ENCRYPTED:
             return True
@@ -62,7 +99,7 @@ def _is_encrypted(entity: bytes, depth: int) -> bool:
         if rejected.reason in (Reason.TOO_LARGE, Reason.TOO_COMPLEX):
             raise
         return False
-    return inner is not None and _is_encrypted(inner, depth + 1)
+    return inner is not None and _is_encrypted(_read_first_parts(inner, part.depth + 1))
 
 
 def _is_signature(part: Part) -> bool:
@@ -75,8 +112,12 @@ class _Signed:
 
     headers: Headers
     content: bytes
+    """The signed bytes: the embedded content as signed, or the first part of a multipart/signed, already CRLF
+    as a slice of the message's canonical bytes."""
     info: ContentInfo
     detached: bool
+    parts: tuple[Part, ...]
+    """The entities of `content`, as the walk of the message found them (attached messages opened)."""
 
 
 def _signed_entity(raw: bytes) -> _Signed:
@@ -98,21 +139,20 @@ def _signed_entity(raw: bytes) -> _Signed:
             raise Rejected(Reason.NOT_SIGNED)
         if not boundary:
             raise Rejected(Reason.MALFORMED_MIME)
-        signed_parts, closed = multipart_parts(body, boundary)
-        if len(signed_parts) > 2:
+        places = [at for at, part in enumerate(entities) if part.depth == 1]
+        if len(places) > 2:
             raise Rejected(Reason.NOT_ENTIRELY_SIGNED)
-        if len(signed_parts) < 2 or not closed:
+        if len(places) < 2 or not entities[0].closed:
             raise Rejected(Reason.MALFORMED_MIME)
-        content, signature = signed_parts
-        signature_headers, signature_body = split_entity(signature)
-        if content_type(signature_headers).get_content_type() not in _SIGNATURE_TYPES:
+        content, signature = entities[places[0]], entities[places[1]]
+        if signature.type not in _SIGNATURE_TYPES:
             raise Rejected(Reason.MALFORMED_MIME)
-        if _is_encrypted(content, 1):
+        if _is_encrypted(_first_parts(entities, 1)):
             raise Rejected(Reason.ENCRYPTED)
-        info = read_content_info(decode_transfer(signature_headers, signature_body))
+        info = read_content_info(decode_transfer(signature.headers, signature.body))
         if info.content_type != OID_SIGNED_DATA:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
-        return _Signed(headers, content, info, detached=True)
+        return _Signed(headers, content.entity, info, detached=True, parts=tuple(entities[1 : places[1]]))
     if ctype in _OPAQUE_TYPES:
         said_encrypted = str(message.get_param("smime-type", "")).lower() in _ENCRYPTED_SMIME_TYPES
         try:
@@ -132,10 +172,10 @@ def _signed_entity(raw: bytes) -> _Signed:
         embedded = econtent(info)
         if embedded is None:
             raise Rejected(Reason.BAD_CMS_STRUCTURE)
-        parts(crlf(embedded), depth=1)
-        if _is_encrypted(embedded, 1):
+        walked = parts(crlf(embedded), depth=1)
+        if _is_encrypted(_first_parts(walked, 0)):
             raise Rejected(Reason.ENCRYPTED)
-        return _Signed(headers, embedded, info, detached=False)
+        return _Signed(headers, embedded, info, detached=False, parts=tuple(walked))
     if ctype in _SIGNATURE_TYPES:
         raise Rejected(Reason.NOT_SIGNED)
     if any(_is_signature(part) for part in entities):

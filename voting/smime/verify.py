@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property, lru_cache
 from email import policy as email_policy
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from voting.mime import Headers, crlf
+from voting.mime import Headers, Part
 from voting.pki import MIN_RSA_BITS, SIGNING_CURVES, Identity, fingerprint, mailboxes, smime_verifier
 from voting.reasons import Reason, Rejected
 from voting.smime.cms import (
@@ -147,6 +147,8 @@ class Verification:
     """Set when the message was encrypted to us and opened: the signature checked is the one inside."""
     checked_at: datetime | None = None
     """The time the certificates were checked at (for a ballot, its receipt time)."""
+    signed_parts: tuple[Part, ...] = field(default=(), compare=False, repr=False)
+    """The entities of `signed_content` as verifying walked them, so that its text is read without walking it again."""
     signed_sha256: str | None = None
     """SHA-256 of the signed attributes exactly as signed: the digest of the content, the signing time.
 
@@ -423,7 +425,7 @@ def _address_of(value: str) -> str | None:
 def _judged(raw: bytes, decryption: Identity | ContentKey | None) -> tuple[ContentInfo, bytes, bool]:
     """The SignedData, the bytes it signs and whether it is detached, of a message already judged."""
     signed, _ = opened(raw, decryption)
-    return signed.info, crlf(signed.content) if signed.detached else signed.content, signed.detached
+    return signed.info, signed.content, signed.detached
 
 
 def signed_sha256_of(raw: bytes, decryption: Identity | ContentKey | None = None) -> str | None:
@@ -486,10 +488,9 @@ def _verify_message(raw: bytes, trust: Trust, at: datetime, decryption: Identity
                             decrypted=rejected.known.get("decrypted"))
     except RecursionError:
         return Verification(valid=False, reason=Reason.TOO_COMPLEX)
-    content = crlf(signed.content) if signed.detached else signed.content
-    result = _verify_cms(signed.info, content, signed.detached, trust, at)
+    result = _verify_cms(signed.info, signed.content, signed.detached, trust, at)
     address = _from_address(signed.headers)
-    result = replace(result, from_address=address, decrypted=decrypted, checked_at=at)
+    result = replace(result, from_address=address, decrypted=decrypted, checked_at=at, signed_parts=signed.parts)
     if not result.valid:
         return result
     assert result.signer is not None
