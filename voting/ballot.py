@@ -92,6 +92,9 @@ _REQUEST_WORDS = (
     "ورقة الاقتراع", "بطاقة الاقتراع",
 )  # fmt: skip
 """'BALLOT' in each language, the longer phrases first: a line of its own asks for the ballot again."""
+_REQUEST_STARTS = frozenset(word[0] for word in _REQUEST_WORDS)
+"""How a request line starts, casefolded: casefolding goes character by character, so a line whose first
+character folds to none of these starts with none of the words, and is passed over at once."""
 
 _LINE_LIMIT = 1000
 """Longer lines are never choice or binding lines: they are only kept as explanation."""
@@ -571,7 +574,7 @@ def ballot_request(text: str | ReplyText) -> BallotRequest | None:
     """
     for _, _, cleaned in reply_text(text).every_own:
         clean = cleaned.strip(_EDGE_MARKS)
-        if len(clean) > _LINE_LIMIT:
+        if len(clean) > _LINE_LIMIT or clean[:1].casefold()[:1] not in _REQUEST_STARTS:
             continue
         for word in _REQUEST_WORDS:
             if clean[: len(word)].casefold() != word:
