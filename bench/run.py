@@ -40,13 +40,12 @@ from tests.dovecot import Dovecot  # noqa: E402
 from voting.bundle import export_bundle  # noqa: E402
 from voting.config import load_config  # noqa: E402
 from voting.deployment import init_deployment  # noqa: E402
-from voting.electorate import trust_of  # noqa: E402
 from voting.integrity import message_damage, vote_damage  # noqa: E402
 from voting.mail.outbox import smtp_settings  # noqa: E402
 from voting.mail.smtp import SmtpConnection  # noqa: E402
 from voting.reasons import Reason  # noqa: E402
 from voting.service import DraftFile, Service  # noqa: E402
-from voting.service.judging import OuterHeaders  # noqa: E402
+from voting.service.judging import OuterHeaders, trust_by_time  # noqa: E402
 from voting.smime.sign import sign_entity  # noqa: E402
 from voting.verdict import BALLOT, REJECTED, judge  # noqa: E402
 
@@ -158,14 +157,14 @@ def service_verify_rate(bench: Bench, raw: bytes, rounds: int = 300) -> float:
     """The service's path for one message before recording: outer headers, trust, ballot parsing, verification."""
     service = bench.service
     known = service._known()
-    electorate = service.electorate()
+    trust_at = trust_by_time(service.electorate())
     anchors = (service.keys.ca.certificate,)
     signer = service.keys.signer
 
     def one() -> None:
         now = datetime.now(UTC)
         OuterHeaders.of(raw)
-        judge(raw, now, known.views, trust_of(electorate, anchors, now), known.prior, signer)
+        judge(raw, now, known.views, trust_at(now, anchors), known.prior, signer)
 
     return rate(one, rounds)
 
