@@ -13,10 +13,12 @@ import pytest
 from conftest import Deployment, open_vote, write_config
 
 from voting.ballot import text_of_entity
-from voting.ledger import Ledger
+from voting.ledger import Ledger, utc_text
 from voting.mail import maildir
 from voting.pki import create_ca, issue_signing_certificate
+from voting.reasons import Reason
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
+from voting.verdict import REJECTED
 
 
 def decisions(service: Service, vote_id: str | None) -> list[tuple[str | None, str, str | None]]:
@@ -127,6 +129,27 @@ def test_a_forged_reply_is_rejected_and_only_the_registered_address_is_told(runn
     assert decisions(service, vote_id) == []
     rejection = [raw for raw in running.inbox_of("USA") if b"Subject: Rejected" in raw]
     assert len(rejection) == 1 and b"unknown-signer" in rejection[0]
+
+
+def test_status_shows_the_rejections_bound_to_no_vote_that_arrived_while_the_vote_took_mail(
+        deployment: Deployment, tmp_path: Path) -> None:
+    """From the moment the vote opened until its statement window ends, and nothing from before or after it."""
+    service = Service(deployment.config)
+    vote_id = open_vote(service, tmp_path)
+    vote = service.ledger.vote(vote_id)
+    window_end = vote.closes_at + timedelta(hours=vote.statement_hours)
+    tick = timedelta(microseconds=1)
+    arrivals = {"before": vote.opened_at - tick, "opening": vote.opened_at, "last": window_end - tick,
+                "after": window_end}
+    with service.ledger.transaction():
+        for name, at in arrivals.items():
+            message = service.ledger.store_message(f"Subject: {name}\r\n\r\nNot signed.\r\n".encode(), at,
+                                                   f"test:{name}", at)
+            service.ledger.record_decision(message, vote_id=None, code=None, verdict=REJECTED,
+                                           reason=Reason.NOT_SIGNED.value, detail="", choices={}, explanation="",
+                                           supersedes=None, signed_sha256=None, now=at)
+    shown = [r["received_at"] for r in service.status(vote_id)["rejected"]]
+    assert shown == [utc_text(arrivals["opening"]), utc_text(arrivals["last"])]
 
 
 def test_a_reply_from_an_unregistered_address_gets_no_answer(running: Deployment, tmp_path: Path) -> None:

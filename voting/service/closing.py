@@ -183,8 +183,8 @@ class Closing(Judging):
         """Rejected messages of this vote, and those bound to no vote that arrived while it was open."""
         deadline = vote.closed_at or vote.closes_at
         window_end = deadline + timedelta(hours=vote.statement_hours)
-        unbound = [d for d in self.ledger.decisions(None)
-                   if d.verdict == REJECTED and vote.opened_at <= d.received_at < window_end]
+        unbound = [d for d in self.ledger.decisions(None, received=(vote.opened_at, window_end))
+                   if d.verdict == REJECTED]
         bound = [d for d in self.ledger.decisions(vote.id) if d.verdict == REJECTED]
         return sorted(bound + unbound, key=lambda d: (d.received_at, d.sha256))
 
