@@ -12,352 +12,44 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from voting.errors import ConfigError, LedgerError, StorageError, UsageError
+from voting.ledger.chain import (
+    CHAINED_LATER,
+    GENESIS,
+    Event,
+    canonical_json,
+    decision_differences,
+    decision_event_data,
+    event_hash,
+    parse_utc,
+    stored_json,
+    utc_text,
+)
+from voting.ledger.records import (
+    DecisionRecord,
+    DraftRecord,
+    IncomingMessage,
+    MailboxStatus,
+    MailNote,
+    OutgoingMail,
+    StoredMessage,
+    VoteRecord,
+)
+from voting.ledger.schema import INDEXES, SCHEMA, SCHEMA_VERSION, migrate
+
+__all__ = ["CHAINED_LATER", "GENESIS", "SCHEMA", "SCHEMA_VERSION", "DecisionRecord", "DraftRecord", "Event",
+           "IncomingMessage", "Ledger", "MailNote", "MailboxStatus", "OutgoingMail", "StoredMessage", "VoteRecord",
+           "canonical_json", "decision_differences", "decision_event_data", "event_hash", "parse_utc", "stored_json",
+           "utc_text"]
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 6
-"""1: the first schema; 2: decisions keep the SHA-256 of a ballot's signature value; 3: of its signed
-attributes instead, which recognise a copy whatever the encoding of its signature; 4: a decision may be a
-`request` for the ballot again, and reminders sent are kept; 6: a draft keeps its sponsors."""
-GENESIS = "0" * 64
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS votes (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    opened_at TEXT NOT NULL,
-    closes_at TEXT NOT NULL,
-    closed_at TEXT,
-    first_ballot_final INTEGER NOT NULL DEFAULT 0,
-    quorum INTEGER,
-    statement_hours REAL NOT NULL,
-    electorate_json TEXT NOT NULL,
-    outcome_json TEXT
-);
-CREATE TABLE IF NOT EXISTS drafts (
-    vote_id TEXT NOT NULL REFERENCES votes(id),
-    position INTEGER NOT NULL,
-    symbol TEXT NOT NULL,
-    title TEXT NOT NULL,
-    text TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    parties_json TEXT NOT NULL DEFAULT '[]',
-    file_name TEXT NOT NULL DEFAULT '',
-    media_type TEXT NOT NULL DEFAULT 'text/plain',
-    content BLOB,
-    sponsors_json TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (vote_id, symbol)
-);
-CREATE TABLE IF NOT EXISTS ballots (
-    vote_id TEXT NOT NULL REFERENCES votes(id),
-    code TEXT NOT NULL,
-    token TEXT NOT NULL UNIQUE,
-    message_id TEXT NOT NULL,
-    PRIMARY KEY (vote_id, code)
-);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    sha256 TEXT NOT NULL UNIQUE,
-    raw BLOB NOT NULL,
-    received_at TEXT NOT NULL,
-    source TEXT NOT NULL,
-    stored_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    message INTEGER PRIMARY KEY REFERENCES messages(id),
-    vote_id TEXT REFERENCES votes(id),
-    code TEXT,
-    verdict TEXT NOT NULL CHECK (verdict IN ('ballot', 'statement', 'rejected', 'request')),
-    reason TEXT,
-    detail TEXT NOT NULL DEFAULT '',
-    choices_json TEXT NOT NULL DEFAULT '{}',
-    explanation TEXT NOT NULL DEFAULT '',
-    supersedes INTEGER REFERENCES messages(id),
-    signed_sha256 TEXT,
-    decided_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reminders (
-    vote_id TEXT NOT NULL REFERENCES votes(id),
-    code TEXT NOT NULL,
-    closes_at TEXT NOT NULL,
-    reminder TEXT NOT NULL,
-    message_id TEXT,
-    sent_at TEXT NOT NULL,
-    PRIMARY KEY (vote_id, code, closes_at, reminder)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    vote_id TEXT,
-    envelope_from TEXT NOT NULL,
-    recipients_json TEXT NOT NULL,
-    raw BLOB NOT NULL,
-    status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL,
-    last_error TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    sent_at TEXT
-);
-CREATE TABLE IF NOT EXISTS events (
-    chain TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    data_json TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (chain, seq)
-);
-CREATE TABLE IF NOT EXISTS mailbox_checkpoints (
-    folder TEXT NOT NULL,
-    uidvalidity INTEGER NOT NULL,
-    last_uid INTEGER NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (folder, uidvalidity)
-);
-CREATE TABLE IF NOT EXISTS mailbox_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    mailbox TEXT NOT NULL,
-    connection TEXT NOT NULL,
-    since TEXT NOT NULL,
-    last_fetch_at TEXT,
-    last_fetch_new INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT '',
-    last_error_at TEXT
-);
-CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS messages_keep_raw BEFORE UPDATE OF raw, sha256, received_at ON messages
-BEGIN SELECT RAISE(ABORT, 'raw messages are never changed'); END;
-"""
-
-INDEXES = """
-CREATE INDEX IF NOT EXISTS decisions_by_vote ON decisions(vote_id, code);
-CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages(received_at, id, sha256, source);
-CREATE INDEX IF NOT EXISTS messages_by_id ON messages(id, received_at, sha256);
-CREATE INDEX IF NOT EXISTS outbox_by_status ON outbox(status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS outbox_attempted ON outbox(status, id) WHERE attempts > 0;
-"""
-"""What each pass looks up, so that it costs the same however long the ledger grows: a delegation's decisions in
-a vote, the messages not decided yet (read from the index alone, never their bytes), a decision's message's
-receipt time and SHA-256 (which the table holds after its bytes), the mail due, the mail tried and not sent (which
-`voting status` shows, however many receipts a pass has queued). Made after any migration, which may rebuild a
-table and its indexes with it."""
-
-
-def utc_text(moment: datetime) -> str:
-    """The one text form of instants in the ledger: ISO 8601, UTC, microseconds, 'Z'."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-_json_string = json.encoder.encode_basestring
-"""How `canonical_json` writes a string (`ensure_ascii=False`), taken from the json module itself."""
-
-_json_decoder = json.JSONDecoder()
-
-
-def stored_json(text: str) -> Any:
-    """A JSON text as the ledger writes it (`canonical_json`: nothing around the value), decoded.
-
-    A check of a large vote decodes two texts per decision; `json.loads`
-    looking for space around each cost a third of decoding it.
-    """
-    value, end = _json_decoder.raw_decode(text)
-    if end != len(text):
-        raise json.JSONDecodeError("Extra data", text, end)
-    return value
-
-
-def event_hash(prev_hash: str, seq: int, at: str, kind: str, data_json: str) -> str:
-    """Link of the hash chain, over `canonical_json([prev_hash, seq, at, kind, data])` where `data_json` is
-    `canonical_json(data)`; `voting audit` recomputes it with this same function.
-
-    The list is written out here as `canonical_json` writes it: a check of a
-    long chain computes this once per event, and the json module's generic
-    walk cost three times the hash.
-    """
-    material = f"[{_json_string(prev_hash)},{seq},{_json_string(at)},{_json_string(kind)},{data_json}]"
-    return hashlib.sha256(material.encode()).hexdigest()
-
-
-def decision_event_data(sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
-                        choices: dict[str, str], supersedes: str | None, explanation: str,
-                        signed_sha256: str | None) -> dict[str, Any]:
-    """What the chain records of a decision; `voting check` and `voting audit` compare each decision with it.
-
-    The explanation is chained by its SHA-256 and a counted ballot by that of
-    its signed attributes, so that the ledger checks both against the chain
-    without reading the signed message again.
-    """
-    return {
-        "message": sha256,
-        "received_at": utc_text(received_at),
-        "code": code,
-        "verdict": verdict,
-        "reason": reason,
-        "choices": choices,
-        "supersedes": supersedes,
-        "explanation_sha256": hashlib.sha256(explanation.encode()).hexdigest(),
-        "signed_sha256": signed_sha256,
-    }
-
-
-CHAINED_LATER = frozenset({"explanation_sha256", "signed_sha256"})
-"""What decision events recorded by earlier versions do not hold; for those, the explanation and the signed
-attributes are checked against the signed message instead."""
-
-
-def decision_differences(expected: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
-    """The keys in which a decision differs from its chain event, of those its event was recorded with."""
-    if expected == recorded:  # as nearly every decision is: one comparison instead of one per key
-        return []
-    return sorted(key for key in expected if expected[key] != recorded.get(key)
-                  and (key in recorded or key not in CHAINED_LATER))
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    """A message as it arrived, before the ledger holds it: its exact bytes, receipt time and where it came from."""
-
-    raw: bytes
-    received_at: datetime
-    source: str
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    sha256: str
-    received_at: datetime
-    source: str
-    new: bool = False
-
-
-@dataclass(frozen=True)
-class Event:
-    chain: str
-    seq: int
-    at: str
-    kind: str
-    data: dict[str, Any]
-    prev_hash: str
-    hash: str
-    data_json: str
-    """`data` as stored and hashed: `canonical_json(data)` when it was written."""
-
-
-@dataclass(frozen=True)
-class VoteRecord:
-    id: str
-    title: str
-    rule: str
-    opened_at: datetime
-    closes_at: datetime
-    closed_at: datetime | None
-    first_ballot_final: bool
-    quorum: int | None
-    statement_hours: float
-    electorate_json: str
-    outcome: dict[str, Any] | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-
-@dataclass(frozen=True)
-class DraftRecord:
-    symbol: str
-    title: str
-    text: str
-    """The draft's text, when the file is UTF-8 text; "" for a PDF, a Word document or any other file."""
-    sha256: str
-    """SHA-256 of `content`: the file exactly as the secretariat was given it."""
-    parties_to_dispute: tuple[str, ...]
-    file_name: str
-    media_type: str
-    content: bytes
-    sponsors: tuple[str, ...] = ()
-    """Who put the draft forward: delegation codes, or names of sponsors from outside the electorate."""
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    message: int
-    sha256: str
-    received_at: datetime
-    vote_id: str | None
-    code: str | None
-    verdict: str
-    reason: str | None
-    detail: str
-    choices: dict[str, str]
-    explanation: str
-    supersedes: int | None
-    signed_sha256: str | None
-    """For a ballot, `Verification.signed_sha256`; None for one taken in before schema 3 that no key could read."""
-
-
-@dataclass(frozen=True)
-class MailboxStatus:
-    """What the service last knew of its mailbox, for `voting status`."""
-
-    mailbox: str
-    connection: str
-    since: datetime
-    last_fetch_at: datetime | None
-    last_fetch_new: int
-    last_error: str
-    last_error_at: datetime | None
-
-
-@dataclass(frozen=True)
-class OutgoingMail:
-    id: int
-    message_id: str
-    kind: str
-    vote_id: str | None
-    envelope_from: str
-    recipients: tuple[str, ...]
-    raw: bytes
-    status: str
-    attempts: int
-    last_error: str
-
-
-@dataclass(frozen=True)
-class MailNote:
-    """An outgoing message as `voting status` lists it: to whom, how often tried, the last error."""
-
-    message_id: str
-    recipients: tuple[str, ...]
-    attempts: int
-    last_error: str
 
 
 class Ledger:
@@ -385,7 +77,7 @@ class Ledger:
             connection.executescript(SCHEMA)
             if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 # Only when it differs: opening an existing ledger then takes no write lock.
-                _migrate(connection)
+                migrate(connection)
             connection.executescript(INDEXES)
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{path}: cannot open the ledger (service.database): {error}") from None
@@ -937,60 +629,6 @@ class Ledger:
             "UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
             ("failed" if permanent else "queued", error, utc_text(retry_at), mail_id),
         )
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring a ledger written by an earlier version up to this schema, keeping everything it holds.
-
-    The SHA-256 of each ballot's signed attributes is recomputed from its raw
-    message; for a ballot encrypted to the secretariat it stays NULL, and the
-    service reads it with the secretariat's key when it needs it. The hash of
-    the signature value that schema 2 kept recognises no copy re-encoded, so
-    it goes. A draft recorded before draft files were kept has its text as
-    its file, which is what its SHA-256 was taken of.
-    """
-    from voting.smime.verify import signed_sha256_of  # only here: a command that reads the ledger starts without it
-
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        columns = {row["name"] for row in connection.execute("PRAGMA table_info(decisions)")}
-        if "signed_sha256" not in columns:
-            connection.execute("ALTER TABLE decisions ADD COLUMN signed_sha256 TEXT")
-        if "signature_sha256" in columns:
-            connection.execute("ALTER TABLE decisions DROP COLUMN signature_sha256")
-        draft_columns = {row["name"] for row in connection.execute("PRAGMA table_info(drafts)")}
-        for column, definition in (("file_name", "TEXT NOT NULL DEFAULT ''"),
-                                   ("media_type", "TEXT NOT NULL DEFAULT 'text/plain'"), ("content", "BLOB"),
-                                   ("sponsors_json", "TEXT NOT NULL DEFAULT '[]'")):
-            if column not in draft_columns:
-                connection.execute(f"ALTER TABLE drafts ADD COLUMN {column} {definition}")
-        ballots = connection.execute(
-            "SELECT d.message, m.raw FROM decisions d JOIN messages m ON m.id = d.message"
-            " WHERE d.verdict = 'ballot' AND d.signed_sha256 IS NULL"
-        ).fetchall()
-        for row in ballots:
-            connection.execute("UPDATE decisions SET signed_sha256 = ? WHERE message = ?",
-                               (signed_sha256_of(bytes(row["raw"])), row["message"]))
-        table = connection.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'decisions'").fetchone()
-        if "'request'" not in table["sql"]:
-            _rebuild_decisions(connection)
-        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-
-
-def _rebuild_decisions(connection: sqlite3.Connection) -> None:
-    """SQLite cannot change a CHECK constraint in place: the decisions are copied into the table this schema makes."""
-    found = re.search(r"CREATE TABLE IF NOT EXISTS decisions \(.*?\n\);", SCHEMA, re.DOTALL)
-    assert found is not None
-    connection.execute(found.group(0).replace("IF NOT EXISTS decisions", "decisions_new", 1))
-    columns = ("message, vote_id, code, verdict, reason, detail, choices_json, explanation, supersedes, signed_sha256,"
-               " decided_at")
-    connection.execute(f"INSERT INTO decisions_new ({columns}) SELECT {columns} FROM decisions")
-    connection.execute("DROP TABLE decisions")
-    connection.execute("ALTER TABLE decisions_new RENAME TO decisions")
 
 
 @contextmanager
