@@ -57,7 +57,8 @@ AUDIT_BALLOTS = 1000
 SERVE_BALLOTS = 100
 LEDGER_FILL = 20_000
 GROWTH_BALLOTS = 100
-PASS_REPLIES = 3000
+PASS_REPLIES = 10_000
+"""As many replies as a pass takes in when a whole day's mail waits for it: what `voting status` must stay quick under."""
 
 
 @dataclass(frozen=True)
