@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,8 @@ from voting.integrity import explanation_damage
 from voting.ledger import CHAINED_LATER, GENESIS, Ledger, canonical_json, event_hash
 from voting.mail import maildir
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
-from voting.verdict import STATEMENT
+from voting.reasons import Reason
+from voting.verdict import REJECTED, STATEMENT
 
 
 def flipped(value: bytes, index: int) -> bytes:
@@ -282,6 +283,32 @@ def root_of_decisions(connection: sqlite3.Connection) -> int:
 
 def middle_of_the_file(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA page_count").fetchone()[0]) // 2 + 1
+
+
+def test_a_damaged_decision_on_mail_bound_to_no_vote_is_named_by_check_and_the_status_of_other_votes_stands(
+        voted_template: tuple[Path, str], tmp_path: Path) -> None:
+    """Mail that reached the secretariat a day before the vote opened, decided and bound to no vote: `voting
+    check` compares it with the ledger's own chain, as each vote's decisions are with theirs, and the vote it is
+    no part of still shows."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    with Ledger.open(deployment.config.database) as ledger:
+        earlier = ledger.vote(vote_id).opened_at - timedelta(days=1)
+        with ledger.transaction():
+            message = ledger.store_message(b"From: someone@elsewhere.example\r\n\r\nhello\r\n", earlier, "test",
+                                           earlier)
+            ledger.record_decision(message, vote_id=None, code=None, verdict=REJECTED, reason=Reason.NOT_SIGNED.value,
+                                   detail="", choices={}, explanation="", supersedes=None, signed_sha256=None,
+                                   now=earlier)
+    config = str(deployment.config.path)
+    assert voting("--config", config, "check").returncode == 0
+    for column, named in (("reason", "differs from its chain event in reason"),
+                          ("choices_json", "a value stored in the ledger no longer reads")):
+        damage(deployment, Row("decisions", column, f"message = {message.id}", named).flip)
+        checked = voting("--config", config, "check")
+        assert checked.returncode == 1 and "the chain of messages received" in checked.stdout, said(checked)
+        assert named in checked.stdout, said(checked)
+        status = voting("--config", config, "status", vote_id)
+        assert status.returncode == 0 and "DAMAGED" not in status.stdout, said(status)
 
 
 @pytest.mark.parametrize("page", [root_of_decisions, middle_of_the_file], ids=lambda page: page.__name__)

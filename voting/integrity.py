@@ -264,8 +264,9 @@ def publication_damage(ledger: Ledger, vote_id: str, decryption: Identity) -> li
 
 def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: bool,
                   decryption: Identity | None) -> list[str]:
-    """`voting check`: the database's pages, then each vote in full; with `every_message`, also every message
-    in the ledger against its SHA-256, and the chain of messages as they were received."""
+    """`voting check`: the database's pages, then each vote in full; with `every_message`, also the ledger's own
+    chain (the messages as they were received, and the decisions on those bound to no vote) and every message in
+    the ledger against its SHA-256."""
     try:
         problems = _pages(ledger)
     except sqlite3.DatabaseError as error:  # nothing else can be read either
@@ -275,8 +276,14 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
     if not every_message:
         return problems
     try:
-        broken = broken_link(ledger.events(""))
+        received = ledger.events("")
+        broken = broken_link(received)
         problems += [f"the chain of messages received: {broken}"] if broken else []
+        problems += [f"the chain of messages received: {found}"
+                     for found in decision_damage(received, ledger.decisions(None))]
+    except (LedgerError, sqlite3.DatabaseError) as error:
+        problems.append(f"the chain of messages received cannot be checked: {error}")
+    try:
         problems += [found for sha, raw in ledger.raw_messages() if (found := message_damage(sha, raw))]
     except (LedgerError, sqlite3.DatabaseError) as error:
         problems.append(f"the messages cannot be read: {error}")
