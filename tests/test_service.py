@@ -108,6 +108,32 @@ def test_a_change_of_vote_supersedes_and_the_last_counts(running: Deployment, tm
     assert b"supersedes" in receipts[-1]
 
 
+def test_each_receipt_of_one_pass_states_the_vote_as_its_ballot_left_it(running: Deployment, tmp_path: Path) -> None:
+    """Three ballots of one delegation, and a copy of the first, taken in by one pass: each receipt states what
+    counted before it and what counts after it, though the pass reads the delegation's ballots only once."""
+    service = Service(running.config)
+    vote_id = open_vote(service, tmp_path, ("S/2020/654", "S/2020/655"))
+    service.send()
+    first = running.reply("NER", ["abstain"])
+    copy = first.replace(b"Subject: Re: ", b"Subject: RE: ")  # the same signed ballot, other outer bytes
+    for raw in (first, running.reply("NER", ["S/2020/655=no"]), running.reply("NER", ["yes"]), copy):
+        running.submit(raw, "ner@delegations.example")
+    service.poll_once()
+    assert [d[1:] for d in decisions(service, vote_id)] == [("ballot", None)] * 3 + [("rejected", "replayed")]
+    answers = [text_of_entity(raw).replace("\r\n", "\n") for raw in running.inbox_of("NER")
+               if b"Subject: Receipt" in raw or b"Subject: Rejected" in raw]
+    changes = [next((line for line in text.split("\n") if line.startswith("This message changed")), None)
+               for text in answers]
+    assert changes == [
+        "This message changed: S/2020/654 (was no choice yet, now ABSTAIN); S/2020/655 (was no choice yet, now"
+        " ABSTAIN).",
+        "This message changed: S/2020/655 (was ABSTAIN, now NO).",
+        "This message changed: S/2020/654 (was ABSTAIN, now YES); S/2020/655 (was NO, now YES).",
+        None,
+    ]
+    assert "S/2020/654: YES  (your ballot received" in answers[-1] and "S/2020/655: YES" in answers[-1]
+
+
 def test_first_ballot_final_refuses_a_change(running: Deployment, tmp_path: Path) -> None:
     service = Service(running.config)
     vote_id = open_vote(service, tmp_path, first_ballot_final=True)

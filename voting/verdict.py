@@ -282,11 +282,26 @@ def counted_ballots(
     nothing (only a tampered bundle holds one, and its verdict check fails).
     """
     counted: dict[str, dict[str, CountedBallot]] = {symbol: {} for symbol in drafts}
-    for code, ballot in sorted(ballots, key=lambda pair: (pair[1].received_at, pair[1].order)):
-        for symbol in ballot.choices:
-            if symbol in counted:
-                counted[symbol][code] = ballot
+    for code, ballot in ballots:
+        count_ballot(counted, code, ballot)
     return counted
+
+
+def count_ballot(counted: dict[str, dict[str, CountedBallot]], code: str, ballot: CountedBallot) -> None:
+    """Count one more ballot of the delegation into `counted` (as `counted_ballots` gives it): for each draft it
+    answers, it counts if no later one of the delegation's does, whatever order the ballots come in.
+
+    The service counts each ballot it records into what it holds of the
+    delegation's, so that a receipt costs the same however many ballots the
+    delegation has sent before it.
+    """
+    for symbol in ballot.choices:
+        per_delegation = counted.get(symbol)
+        if per_delegation is None:
+            continue
+        held = per_delegation.get(code)
+        if held is None or (held.received_at, held.order) < (ballot.received_at, ballot.order):
+            per_delegation[code] = ballot
 
 
 def received_times(counted: Mapping[str, Mapping[str, CountedBallot]]) -> dict[str, dict[str, datetime]]:

@@ -32,6 +32,7 @@ from voting.verdict import (
     Judgement,
     PriorBallot,
     VoteView,
+    count_ballot,
     counted_ballots,
     judge,
     rejected,
@@ -149,9 +150,20 @@ class Known:
     views: dict[str, VoteView]
     prior: ReadOnce[tuple[str, str], list[PriorBallot]]
     """The ballots counted for each (vote, delegation), read from the ledger's index."""
+    counted: ReadOnce[tuple[str, str], dict[str, dict[str, CountedBallot]]]
+    """For each (vote, delegation), its ballot that counts per draft (`counted_ballots`): what its receipts state."""
     silence: ReadOnce[str, bool]
     """Whether each vote runs under the silence procedure, for its receipts: its rule and membership never change."""
     version: int
+
+
+def counted_ballot(message: StoredMessage, judgement: Judgement, view: VoteView) -> CountedBallot | None:
+    """The message as a ballot that counts in the vote, as `Service._ballots` reads one back from the ledger; None
+    when it does not count (not a ballot, or received past the deadline)."""
+    if not judgement.counted or judgement.code is None or message.received_at >= (view.closed_at or view.closes_at):
+        return None
+    return CountedBallot(message.sha256, message.received_at,
+                         {symbol: str(choice) for symbol, choice in judgement.choices.items()}, message.id)
 
 
 TrustAt = Callable[[datetime, tuple["x509.Certificate", ...]], "Trust"]
@@ -251,6 +263,8 @@ class Judging(Resending):
         key = (judgement.vote_id or "", judgement.code or "")
         if judgement.counted and key in known.prior:  # one not read yet is read with this ballot in it
             known.prior[key].append(PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices)))
+        if key in known.counted and (ballot := counted_ballot(message, judgement, known.views[key[0]])) is not None:
+            count_ballot(known.counted[key], key[1], ballot)
         return judgement, line
 
     def _require_transaction(self, error: Exception) -> None:
@@ -267,7 +281,10 @@ class Judging(Resending):
 
     def _known(self) -> Known:
         version = self.ledger.data_version()
-        return Known(self._vote_views(), ReadOnce(self._prior_ballots), ReadOnce(self._silence), version)
+        views = self._vote_views()
+        return Known(views, ReadOnce(self._prior_ballots),
+                     ReadOnce(lambda key: self._counted_ballots(views[key[0]], key[1])), ReadOnce(self._silence),
+                     version)
 
     def _decide(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
                 known: Known) -> Judgement | None:
@@ -282,8 +299,8 @@ class Judging(Resending):
                 return None
             if self.ledger.data_version() != known.version:
                 fresh = self._known()
-                known.views, known.prior, known.silence, known.version = (fresh.views, fresh.prior, fresh.silence,
-                                                                           fresh.version)
+                known.views, known.prior, known.counted, known.silence, known.version = (
+                    fresh.views, fresh.prior, fresh.counted, fresh.silence, fresh.version)
             raw = self.ledger.raw_message(message.id)
             trust = trust_at(message.received_at, (self.keys.ca.certificate,))
             judgement = judge(raw, message.received_at, known.views, trust, known.prior, self.keys.signer)
@@ -316,6 +333,10 @@ class Judging(Resending):
             for d in self.ledger.decisions(vote_id, code) if d.verdict == BALLOT
         ]
 
+    def _counted_ballots(self, view: VoteView, code: str) -> dict[str, dict[str, CountedBallot]]:
+        """The delegation's ballot that counts per draft, as the ledger holds its ballots."""
+        return counted_ballots(self._ballots(view.id, view.closed_at or view.closes_at, code), view.drafts)
+
     def _silence(self, vote_id: str) -> bool:
         """Whether the vote runs under the silence procedure, as its receipts say."""
         vote = self.ledger.vote(vote_id)
@@ -331,6 +352,8 @@ class Judging(Resending):
             view.id for view in known.views.values()
             if view.opened_at <= message.received_at < view.statements_until
         ]
+        standing = (self._standing(known, judgement.vote_id, answer_to.code, message, judgement)
+                    if answer_to is not None and judgement.vote_id else None)
         with self.ledger.transaction():
             self.ledger.record_decision(
                 message,
@@ -347,7 +370,7 @@ class Judging(Resending):
                 now=now,
             )
             if answer_to is not None:
-                self._answer(message, outer, judgement, answer_to, now, known)
+                self._answer(message, outer, judgement, answer_to, now, standing)
         return judgement
 
     def _record_unreadable(self, message: StoredMessage, views: Mapping[str, VoteView],
@@ -387,7 +410,7 @@ class Judging(Resending):
         return next((d for d in electorate.delegation if sender and sender in d.addresses), None)
 
     def _answer(self, message: StoredMessage, outer: OuterHeaders, judgement: Judgement, delegation: Delegation,
-                now: datetime, known: Known) -> None:
+                now: datetime, standing: letters.Standing | None) -> None:
         if judgement.verdict == REQUEST:
             self._answer_request(judgement, delegation, outer.message_id, now)
             return
@@ -398,7 +421,7 @@ class Judging(Resending):
             Received(message.sha256, message.received_at),
             Received(superseded.sha256, superseded.received_at) if superseded else None,
             self._zones(delegation),
-            self._standing(known, judgement.vote_id, delegation.code, message.sha256) if judgement.vote_id else None,
+            standing,
             self._words(delegation),
         )
         ballot_id = self.ledger.ballot_message_id(judgement.vote_id, delegation.code) if judgement.vote_id else None
@@ -415,29 +438,32 @@ class Judging(Resending):
             auto_submitted="auto-replied",
         )
 
-    def _standing(self, known: Known, vote_id: str, code: str, sha256: str) -> letters.Standing:
-        """The delegation's vote once the message `sha256` is recorded, and as it stood before it.
+    def _standing(self, known: Known, vote_id: str, code: str, message: StoredMessage,
+                  judgement: Judgement) -> letters.Standing:
+        """The delegation's vote as it stood before the message, and once it is recorded; asked before it is.
 
-        The vote as judging read it (`known`): under the write lock, and read again when another process has
-        written since, so not read from the ledger again for each receipt.
+        The vote as judging read it (`known`): under the write lock, and read
+        again when another process has written since. The delegation's
+        ballots are read once a pass and each one recorded is counted in, so
+        that a receipt costs the same however many ballots came before it.
         """
         view, silence = known.views[vote_id], known.silence[vote_id]
-        deadline = view.closed_at or view.closes_at
-        drafts = view.drafts
-        ballots = self._ballots(view.id, deadline, code)
+        before = known.counted[(vote_id, code)]
+        after = {symbol: dict(per_delegation) for symbol, per_delegation in before.items()}
+        if judgement.code == code and (ballot := counted_ballot(message, judgement, view)) is not None:
+            count_ballot(after, code, ballot)
 
-        def standing(of: list[tuple[str, CountedBallot]]) -> dict[str, tuple[str, Received]]:
-            counted = counted_ballots(of, drafts)
+        def standing(counted: dict[str, dict[str, CountedBallot]]) -> dict[str, tuple[str, Received]]:
             return {
                 symbol: (str(ballot.choices[symbol]), Received(ballot.message, ballot.received_at))
-                for symbol, per in counted.items() for ballot in per.values()
+                for symbol, per_delegation in counted.items() for ballot in per_delegation.values()
             }
 
         return letters.Standing(
-            drafts=drafts,
-            before=standing([pair for pair in ballots if pair[1].message != sha256]),
-            after=standing(ballots),
-            closes_at=deadline,
+            drafts=view.drafts,
+            before=standing(before),
+            after=standing(after),
+            closes_at=view.closed_at or view.closes_at,
             first_ballot_final=view.first_ballot_final,
             counted=view.counted,
             silence=silence,
