@@ -45,7 +45,7 @@ from voting.mail.outbox import smtp_settings  # noqa: E402
 from voting.mail.smtp import SmtpConnection  # noqa: E402
 from voting.reasons import Reason  # noqa: E402
 from voting.service import DraftFile, Service  # noqa: E402
-from voting.service.judging import OuterHeaders, trust_by_time  # noqa: E402
+from voting.service.judging import OuterHeaders, PriorBallots, trust_by_time  # noqa: E402
 from voting.smime.sign import sign_entity  # noqa: E402
 from voting.verdict import BALLOT, REJECTED, judge  # noqa: E402
 
@@ -167,7 +167,7 @@ def service_verify_rate(bench: Bench, raw: bytes, rounds: int = 300) -> float:
     def one() -> None:
         now = datetime.now(UTC)
         OuterHeaders.of(raw)
-        judge(raw, now, known.views, trust_at(now, anchors), known.prior, signer)
+        judge(raw, now, known.views, trust_at(now, anchors), PriorBallots(known.ballots), signer)
 
     return rate(one, rounds)
 

@@ -14,14 +14,14 @@ starts without them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from voting.config import Config
 from voting.errors import ConfigError, KeyMaterialError
-from voting.ledger import Ledger, VoteRecord
+from voting.ledger import DecisionRecord, Ledger, VoteRecord
 from voting.mail.compose import Attachment, OutgoingMessage, signed_mail
 from voting.model import Delegation, Electorate
 from voting.times import log_time
@@ -167,8 +167,13 @@ class ServiceBase:
         return drain(self.ledger, self.config, self.clock)
 
     def _ballots(self, vote_id: str, deadline: datetime, code: str | None = None) -> list[tuple[str, CountedBallot]]:
-        return [
-            (d.code, CountedBallot(d.sha256, d.received_at, d.choices, d.message))
-            for d in self.ledger.decisions(vote_id, code)
-            if d.verdict == BALLOT and d.code and d.received_at < deadline
-        ]
+        return counted_pairs(self.ledger.decisions(vote_id, code), deadline)
+
+
+def counted_pairs(decisions: Iterable[DecisionRecord], deadline: datetime) -> list[tuple[str, CountedBallot]]:
+    """The ballots among the decisions received before the deadline, as `counted_ballots` takes them."""
+    return [
+        (d.code, CountedBallot(d.sha256, d.received_at, d.choices, d.message))
+        for d in decisions
+        if d.verdict == BALLOT and d.code and d.received_at < deadline
+    ]

@@ -6,7 +6,7 @@ import re
 import sqlite3
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -21,7 +21,7 @@ from voting.letters import Received
 from voting.mail.compose import message_id_in, text_as_html
 from voting.model import Delegation, Electorate
 from voting.reasons import Reason
-from voting.service.base import vote_electorate
+from voting.service.base import counted_pairs, vote_electorate
 from voting.service.resending import Resending
 from voting.times import log_time
 from voting.verdict import (
@@ -140,6 +140,33 @@ class ReadOnce(dict[K, V]):
 
 
 @dataclass
+class DelegationBallots:
+    """A delegation's ballots counted in one vote, as judging its next ones needs them: read from the ledger's
+    index once a pass, then kept up to date with each one the pass records."""
+
+    prior: list[PriorBallot]
+    """Oldest first: what tells a copy of one of them, and which one a new ballot supersedes."""
+    counted: dict[str, dict[str, CountedBallot]]
+    """Its ballot that counts per draft (`counted_ballots`): the vote as its receipts state it."""
+
+
+class PriorBallots(Mapping[tuple[str, str], Sequence[PriorBallot]]):
+    """What `judge` reads of each (vote, delegation)'s ballots: the earlier ones, read when first asked for."""
+
+    def __init__(self, ballots: ReadOnce[tuple[str, str], DelegationBallots]) -> None:
+        self._ballots = ballots
+
+    def __getitem__(self, key: tuple[str, str]) -> Sequence[PriorBallot]:
+        return self._ballots[key].prior
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._ballots)
+
+    def __len__(self) -> int:
+        return len(self._ballots)
+
+
+@dataclass
 class Known:
     """What judging a message rests on besides its bytes: the votes, and the ballots each delegation has cast.
 
@@ -148,10 +175,7 @@ class Known:
     """
 
     views: dict[str, VoteView]
-    prior: ReadOnce[tuple[str, str], list[PriorBallot]]
-    """The ballots counted for each (vote, delegation), read from the ledger's index."""
-    counted: ReadOnce[tuple[str, str], dict[str, dict[str, CountedBallot]]]
-    """For each (vote, delegation), its ballot that counts per draft (`counted_ballots`): what its receipts state."""
+    ballots: ReadOnce[tuple[str, str], DelegationBallots]
     silence: ReadOnce[str, bool]
     """Whether each vote runs under the silence procedure, for its receipts: its rule and membership never change."""
     version: int
@@ -261,10 +285,11 @@ class Judging(Resending):
         if judgement is None:
             return None
         key = (judgement.vote_id or "", judgement.code or "")
-        if judgement.counted and key in known.prior:  # one not read yet is read with this ballot in it
-            known.prior[key].append(PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices)))
-        if key in known.counted and (ballot := counted_ballot(message, judgement, known.views[key[0]])) is not None:
-            count_ballot(known.counted[key], key[1], ballot)
+        if judgement.counted and key in known.ballots:  # ones not read yet are read with this ballot in them
+            held = known.ballots[key]
+            held.prior.append(PriorBallot(message.id, judgement.signed_sha256 or "", frozenset(judgement.choices)))
+            if (ballot := counted_ballot(message, judgement, known.views[key[0]])) is not None:
+                count_ballot(held.counted, key[1], ballot)
         return judgement, line
 
     def _require_transaction(self, error: Exception) -> None:
@@ -282,8 +307,7 @@ class Judging(Resending):
     def _known(self) -> Known:
         version = self.ledger.data_version()
         views = self._vote_views()
-        return Known(views, ReadOnce(self._prior_ballots),
-                     ReadOnce(lambda key: self._counted_ballots(views[key[0]], key[1])), ReadOnce(self._silence),
+        return Known(views, ReadOnce(lambda key: self._delegation_ballots(views, key)), ReadOnce(self._silence),
                      version)
 
     def _decide(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
@@ -299,11 +323,12 @@ class Judging(Resending):
                 return None
             if self.ledger.data_version() != known.version:
                 fresh = self._known()
-                known.views, known.prior, known.counted, known.silence, known.version = (
-                    fresh.views, fresh.prior, fresh.counted, fresh.silence, fresh.version)
+                known.views, known.ballots, known.silence, known.version = (fresh.views, fresh.ballots, fresh.silence,
+                                                                             fresh.version)
             raw = self.ledger.raw_message(message.id)
             trust = trust_at(message.received_at, (self.keys.ca.certificate,))
-            judgement = judge(raw, message.received_at, known.views, trust, known.prior, self.keys.signer)
+            judgement = judge(raw, message.received_at, known.views, trust, PriorBallots(known.ballots),
+                              self.keys.signer)
             return self._record(message, raw, judgement, electorate, known)
 
     def _vote_views(self) -> dict[str, VoteView]:
@@ -322,20 +347,18 @@ class Judging(Resending):
             for vote in self.ledger.votes()
         }
 
-    def _prior_ballots(self, key: tuple[str, str]) -> list[PriorBallot]:
-        """The delegation's ballots counted in the vote, oldest first."""
+    def _delegation_ballots(self, views: Mapping[str, VoteView], key: tuple[str, str]) -> DelegationBallots:
+        """The delegation's ballots counted in the vote, read in one query."""
         from voting.smime.verify import signed_sha256_of
 
         vote_id, code = key
-        return [
-            PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
-                self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
-            for d in self.ledger.decisions(vote_id, code) if d.verdict == BALLOT
-        ]
-
-    def _counted_ballots(self, view: VoteView, code: str) -> dict[str, dict[str, CountedBallot]]:
-        """The delegation's ballot that counts per draft, as the ledger holds its ballots."""
-        return counted_ballots(self._ballots(view.id, view.closed_at or view.closes_at, code), view.drafts)
+        ballots = [d for d in self.ledger.decisions(vote_id, code) if d.verdict == BALLOT]
+        prior = [PriorBallot(d.message, d.signed_sha256 or signed_sha256_of(
+                     self.ledger.raw_message(d.message), self.keys.signer) or "", frozenset(d.choices))
+                 for d in ballots]
+        view = views.get(vote_id)
+        counted = counted_ballots(counted_pairs(ballots, view.closed_at or view.closes_at), view.drafts) if view else {}
+        return DelegationBallots(prior, counted)
 
     def _silence(self, vote_id: str) -> bool:
         """Whether the vote runs under the silence procedure, as its receipts say."""
@@ -448,7 +471,7 @@ class Judging(Resending):
         that a receipt costs the same however many ballots came before it.
         """
         view, silence = known.views[vote_id], known.silence[vote_id]
-        before = known.counted[(vote_id, code)]
+        before = known.ballots[(vote_id, code)].counted
         after = {symbol: dict(per_delegation) for symbol, per_delegation in before.items()}
         if judgement.code == code and (ballot := counted_ballot(message, judgement, view)) is not None:
             count_ballot(after, code, ballot)
