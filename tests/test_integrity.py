@@ -19,7 +19,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -383,9 +383,9 @@ def test_the_explanation_of_a_statement_is_read_again_from_its_signed_message_as
     fra = next(d for d in ledger.decisions(vote_id) if d.code == "FRA")
     raw = ledger.raw_message(fra.message)
     drafts = [d.symbol for d in ledger.drafts(vote_id)]
-    statement = replace(fra, verdict=STATEMENT, choices={}, supersedes=None, signed_sha256=None)
+    statement = fra._replace(verdict=STATEMENT, choices={}, supersedes=None, signed_sha256=None)
     assert explanation_damage(statement, raw, drafts, None) is None
-    assert explanation_damage(replace(statement, explanation="France votes against."), raw, drafts, None) == (
+    assert explanation_damage(statement._replace(explanation="France votes against."), raw, drafts, None) == (
         "the explanation of FRA's statement differs from its signed message")
     ledger.close()
 

@@ -137,21 +137,24 @@ def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]
     sha_of = {d.message: d.sha256 for d in decisions}
     problems = []
     for d in decisions:
-        who = f"decision on message {d.sha256[:16]} ({d.code or 'no delegation'})"
         recorded = chained.get(d.sha256)
         if recorded is None:
-            problems.append(f"{who} is not in the chain")
+            problems.append(f"{_decision_named(d)} is not in the chain")
             continue
         superseded = sha_of.get(d.supersedes) if d.supersedes is not None else None
         expected = decision_event_data(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices, superseded,
                                        d.explanation, d.signed_sha256)
         differing = decision_differences(expected, recorded)
         if differing:
-            problems.append(f"{who} differs from its chain event in {', '.join(differing)}")
+            problems.append(f"{_decision_named(d)} differs from its chain event in {', '.join(differing)}")
     rows = {d.sha256 for d in decisions}
     problems += [f"the chain records a decision on message {str(sha)[:16]} that no decision row holds"
                  for sha in chained if sha not in rows]
     return problems
+
+
+def _decision_named(decision: DecisionRecord) -> str:
+    return f"decision on message {decision.sha256[:16]} ({decision.code or 'no delegation'})"
 
 
 def vote_record_damage(vote: VoteRecord, drafts: Sequence[DraftRecord], events: Sequence[Event]) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 from voting.model import Choice
 from voting.reasons import Reason
@@ -258,8 +258,10 @@ def _request(request: BallotRequest, binding: Binding, text: ReplyText, received
     return Judgement(REQUEST, None, "Ballot requested again.", vote.id, code, verification=verification)
 
 
-@dataclass(frozen=True)
-class CountedBallot:
+class CountedBallot(NamedTuple):
+    """A ballot as the count takes it. A named tuple rather than a frozen dataclass: the board and the audit
+    build one per ballot of a vote, at a quarter of the cost."""
+
     message: str
     received_at: datetime
     choices: Mapping[str, str]

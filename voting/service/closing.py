@@ -192,11 +192,11 @@ class Closing(Judging):
         vote = self.ledger.vote(vote_id)
         deadline = vote.closed_at or vote.closes_at
         decisions = self.ledger.decisions(vote_id)
+        statements_until = deadline + timedelta(hours=vote.statement_hours)
         last_ballot_at: dict[str, datetime] = {}
         explanations: dict[str, str] = {}
         for d in decisions:
-            if d.code and d.verdict in (BALLOT, STATEMENT) and d.received_at < deadline + timedelta(
-                    hours=vote.statement_hours):
+            if d.code and d.verdict in (BALLOT, STATEMENT) and d.received_at < statements_until:
                 if d.verdict == BALLOT and d.received_at < deadline:
                     last_ballot_at[d.code] = d.received_at
                 if d.explanation:
