@@ -24,11 +24,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import Deployment, copy_deployment, open_vote, voting, wait_for
 
 from voting.bundle import export_bundle
 from voting.integrity import explanation_damage
-from voting.ledger import CHAINED_LATER, GENESIS, Ledger, canonical_json, event_hash
+from voting.ledger import (
+    CHAINED_LATER,
+    GENESIS,
+    Ledger,
+    canonical_json,
+    decision_event_data,
+    decision_event_json,
+    event_hash,
+)
 from voting.mail import maildir
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
 from voting.reasons import Reason
@@ -309,6 +319,47 @@ def test_a_damaged_decision_on_mail_bound_to_no_vote_is_named_by_check_and_the_s
         assert named in checked.stdout, said(checked)
         status = voting("--config", config, "status", vote_id)
         assert status.returncode == 0 and "DAMAGED" not in status.stdout, said(status)
+
+
+def chained_again(event_where: str) -> Callable[[sqlite3.Connection], None]:
+    """A copy of one event appended to the end of its chain, every link computed again: what one who rewrites the
+    ledger with its hashing code could add."""
+
+    def append(connection: sqlite3.Connection) -> None:
+        chain, at, kind, data_json = connection.execute(
+            f"SELECT chain, at, kind, data_json FROM events WHERE {event_where}").fetchone()
+        seq, previous = connection.execute(
+            "SELECT seq, hash FROM events WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)).fetchone()
+        connection.execute(
+            "INSERT INTO events (chain, seq, at, kind, data_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (chain, seq + 1, at, kind, data_json, previous, event_hash(previous, seq + 1, at, kind, data_json)))
+
+    return append
+
+
+def test_a_decision_chained_twice_is_named(voted_template: tuple[Path, str], tmp_path: Path) -> None:
+    """Each event is matched with its decision by its text: a second event of the same text, the chain linking
+    through it, is no decision of its own but a chain that does not say what the ledger holds."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    config = str(deployment.config.path)
+    damage(deployment, chained_again("kind = 'decision' AND chain != '' AND data_json LIKE '%\"code\":\"FRA\"%'"))
+    checked = voting("--config", config, "check", vote_id)
+    assert checked.returncode == 1 and "twice" in checked.stdout, said(checked)
+    closed = voting("--config", config, "close", vote_id, "--yes")
+    assert closed.returncode == 1 and "twice" in closed.stderr, said(closed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sha256=st.text(), received_at=st.datetimes(timezones=st.just(UTC)), code=st.none() | st.text(),
+       verdict=st.text(), reason=st.none() | st.text(), choices=st.dictionaries(st.text(), st.text() | st.integers()),
+       supersedes=st.none() | st.text(), explanation=st.text(), signed_sha256=st.none() | st.text())
+def test_the_text_a_decision_event_is_compared_by_is_the_one_the_ledger_stores(
+        sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
+        choices: dict[str, str], supersedes: str | None, explanation: str, signed_sha256: str | None) -> None:
+    """`decision_event_json` writes out what `canonical_json` writes of `decision_event_data`, for any text in any
+    field (quotes, control characters, any script) and for choices damaged into numbers."""
+    values = (sha256, received_at, code, verdict, reason, choices, supersedes, explanation, signed_sha256)
+    assert decision_event_json(*values) == canonical_json(decision_event_data(*values))
 
 
 @pytest.mark.parametrize("page", [root_of_decisions, middle_of_the_file], ids=lambda page: page.__name__)

@@ -32,6 +32,7 @@ from voting.ledger import (
     VoteRecord,
     decision_differences,
     decision_event_data,
+    decision_event_json,
     event_hash,
     utc_text,
 )
@@ -65,15 +66,18 @@ def broken_link(events: Sequence[Link]) -> str | None:
     every event's link to the one before it, and its hash computed again from its content."""
     previous = GENESIS
     for expected_seq, event in enumerate(events, start=1):
-        where = f"event {event.seq} ({event.kind})"
         if event.seq != expected_seq:
-            return f"event {expected_seq} is missing: the chain goes on with {where}"
+            return f"event {expected_seq} is missing: the chain goes on with {_event_named(event)}"
         if event.prev_hash != previous:
-            return f"{where} does not link to the event before it"
+            return f"{_event_named(event)} does not link to the event before it"
         if event_hash(previous, event.seq, event.at, event.kind, event.data_json) != event.hash:
-            return f"{where} was changed: its hash does not match its content"
+            return f"{_event_named(event)} was changed: its hash does not match its content"
         previous = event.hash
     return None
+
+
+def _event_named(event: Link) -> str:
+    return f"event {event.seq} ({event.kind})"
 
 
 def message_damage(sha256: str, raw: bytes) -> str | None:
@@ -131,12 +135,47 @@ def token_damage(tokens: Mapping[str, str], events: Sequence[Event]) -> list[str
             if held.get(code) != recorded.get(code)]
 
 
-def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]) -> list[str]:
-    """Each decision row as its chain event recorded it, and no decision event without its row."""
-    chained = {e.data.get("message"): e.data for e in events if e.kind == "decision"}
+def chained_decisions(events: Sequence[Event],
+                      decisions: Sequence[DecisionRecord]) -> tuple[set[str], dict[Any, dict[str, Any]]]:
+    """A chain's decision events against decision rows: the messages (by SHA-256) whose decision the chain records
+    exactly as its row holds it, and the data of every other decision event, decoded, by the message it names.
+
+    An event is matched with its row by its stored text, which
+    `decision_event_json` writes again from the row, so that a check of a
+    large vote decodes only the events that differ from every row: damaged,
+    recorded by an earlier version, or on a message whose row is not among
+    `decisions` (one bound to no vote, read after).
+    """
+    sha_of = {d.message: d.sha256 for d in decisions}
+    written = {
+        decision_event_json(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices,
+                            sha_of.get(d.supersedes) if d.supersedes is not None else None, d.explanation,
+                            d.signed_sha256): d.sha256
+        for d in decisions
+    }
+    exact: set[str] = set()
+    others: dict[Any, dict[str, Any]] = {}
+    for event in events:
+        if event.kind != "decision":
+            continue
+        sha = written.get(event.data_json)
+        if sha is not None and sha not in exact:
+            exact.add(sha)
+        else:
+            data = event.data
+            others[data.get("message")] = data
+    return exact, others
+
+
+def decision_damage(exact: set[str], chained: Mapping[Any, dict[str, Any]],
+                    decisions: Sequence[DecisionRecord]) -> list[str]:
+    """Each decision row as its chain event recorded it, and no decision event without its row or chained twice;
+    `exact` and `chained` as `chained_decisions` gives them."""
     sha_of = {d.message: d.sha256 for d in decisions}
     problems = []
     for d in decisions:
+        if d.sha256 in exact:
+            continue
         recorded = chained.get(d.sha256)
         if recorded is None:
             problems.append(f"{_decision_named(d)} is not in the chain")
@@ -150,6 +189,7 @@ def decision_damage(events: Sequence[Event], decisions: Sequence[DecisionRecord]
     rows = {d.sha256 for d in decisions}
     problems += [f"the chain records a decision on message {str(sha)[:16]} that no decision row holds"
                  for sha in chained if sha not in rows]
+    problems += [f"the chain records the decision on message {str(sha)[:16]} twice" for sha in chained if sha in exact]
     return problems
 
 
@@ -214,26 +254,27 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True,
         with ledger.snapshot():
             vote = ledger.vote(vote_id)
             events = ledger.events(vote_id)
-            chained = {e.data.get("message"): e.data for e in events if e.kind == "decision"}
-            decisions = [*ledger.decisions(vote_id), *ledger.decisions(None, among=chained)]
+            decisions = ledger.decisions(vote_id)
+            exact, chained = chained_decisions(events, decisions)
+            decisions += ledger.decisions(None, among=chained)
             superseded = {d.supersedes for d in decisions}
             read = decisions if full else [d for d in decisions if d.verdict == STATEMENT
                                            or (d.verdict == BALLOT and d.message not in superseded)]
             raws = {d.sha256: ledger.raw_message(d.message) for d in read}
             drafts = ledger.drafts(vote_id)
             tokens = ledger.ballot_tokens(vote_id)
+        recorded = vote_record_damage(vote, drafts, events) + token_damage(tokens, events)  # which decode their events
     except LedgerError as error:  # names the rows already
         return [str(error)]
     except sqlite3.DatabaseError as error:
         return [f"vote {vote_id}: its rows cannot be read: {error}"]
     broken = broken_link(events)
     problems = [f"the chain's {broken}"] if broken else []
-    problems += vote_record_damage(vote, drafts, events)
-    problems += token_damage(tokens, events)
-    problems += decision_damage(events, decisions)
+    problems += recorded
+    problems += decision_damage(exact, chained, decisions)
     damaged = {sha: found for sha, raw in raws.items() if (found := message_damage(sha, raw))}
     problems += damaged.values()
-    unchained = [d for d in read if not CHAINED_LATER <= chained.get(d.sha256, {}).keys()]
+    unchained = [d for d in read if d.sha256 not in exact and not CHAINED_LATER <= chained.get(d.sha256, {}).keys()]
     key = decryption() if unchained else None
     problems += [found for d in unchained if (found := signed_attributes_damage(d, raws[d.sha256], key))]
     symbols = [d.symbol for d in drafts]
@@ -282,8 +323,9 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
         received = ledger.events("")
         broken = broken_link(received)
         problems += [f"the chain of messages received: {broken}"] if broken else []
-        problems += [f"the chain of messages received: {found}"
-                     for found in decision_damage(received, ledger.decisions(None))]
+        unbound = ledger.decisions(None)
+        exact, chained = chained_decisions(received, unbound)
+        problems += [f"the chain of messages received: {found}" for found in decision_damage(exact, chained, unbound)]
     except (LedgerError, sqlite3.DatabaseError) as error:
         problems.append(f"the chain of messages received cannot be checked: {error}")
     try:

@@ -65,7 +65,8 @@ def build_manifest(
         quorum=vote.quorum,
         statement_hours=vote.statement_hours,
     )
-    chained = {e.data.get("message") for e in events if e.kind == "decision"}
+    data = [e.data for e in events]  # each event's decoded once
+    chained = {d.get("message") for e, d in zip(events, data) if e.kind == "decision"}
     listed = sorted([*bound, *(d for d in unbound if d.sha256 in chained)], key=lambda d: (d.received_at, d.message))
     sha_of = {d.message: d.sha256 for d in bound}
     choices_of = {d.sha256: d.choices for d in bound}
@@ -92,8 +93,8 @@ def build_manifest(
         },
         outcomes={symbol: OutcomeEntry.model_validate(o) for symbol, o in vote.outcome.items()},
         chain=ChainInfo(
-            events=[EventEntry(seq=e.seq, at=e.at, kind=e.kind, data=e.data, prev_hash=e.prev_hash, hash=e.hash)
-                    for e in events],
+            events=[EventEntry(seq=e.seq, at=e.at, kind=e.kind, data=d, prev_hash=e.prev_hash, hash=e.hash)
+                    for e, d in zip(events, data)],
             head=events[-1].hash,
         ),
     )

@@ -22,6 +22,7 @@ from voting.ledger.chain import (
     canonical_json,
     decision_differences,
     decision_event_data,
+    decision_event_json,
     event_hash,
     parse_utc,
     stored_json,
@@ -42,8 +43,8 @@ from voting.ledger.schema import SCHEMA, SCHEMA_VERSION
 
 __all__ = ["CHAINED_LATER", "GENESIS", "SCHEMA", "SCHEMA_VERSION", "DecisionRecord", "DraftRecord", "Event",
            "IncomingMessage", "Ledger", "MailNote", "MailboxStatus", "OutgoingMail", "StoredMessage", "VoteRecord",
-           "canonical_json", "decision_differences", "decision_event_data", "event_hash", "parse_utc", "stored_json",
-           "utc_text"]
+           "canonical_json", "decision_differences", "decision_event_data", "decision_event_json", "event_hash",
+           "parse_utc", "stored_json", "utc_text"]
 
 
 class Ledger(Outgoing):

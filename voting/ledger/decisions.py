@@ -7,9 +7,8 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from voting.ledger.chain import canonical_json, decision_event_data, parse_utc, stored_json, utc_text
+from voting.ledger.chain import canonical_json, decision_event_data, decoding, parse_utc, stored_json, utc_text
 from voting.ledger.records import DecisionRecord, StoredMessage
-from voting.ledger.store import decoding
 from voting.ledger.votes import Votes
 
 

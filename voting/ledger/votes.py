@@ -10,10 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from voting.errors import UsageError
-from voting.ledger.chain import canonical_json, parse_utc, utc_text
+from voting.ledger.chain import canonical_json, decoding, parse_utc, utc_text
 from voting.ledger.messages import Messages
 from voting.ledger.records import DraftRecord, VoteRecord
-from voting.ledger.store import decoding
 
 
 class Votes(Messages):
