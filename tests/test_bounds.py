@@ -4,6 +4,8 @@ measured by `bench/mime_bombs.py`, which prints it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,3 +123,26 @@ def test_the_service_refuses_answers_keeps_and_audits_bombs(running: Deployment,
     bundle = read_bundle(export_bundle(service, vote_id, tmp_path / "bundle.zip").path)
     checks = audit_bundle(bundle)
     assert all(check.ok for check in checks), [check for check in checks if not check.ok]
+
+
+def test_a_flood_of_large_messages_is_decided_in_little_more_memory_than_one(running: Deployment,
+                                                                             tmp_path: Path) -> None:
+    """A pass reads a batch's messages ahead of deciding them only up to `READ_AHEAD_BYTES`: twelve messages of
+    12 MB each, waiting together, are decided one at a time, never held all at once."""
+    service = Service(running.config)
+    open_vote(service, tmp_path)
+    service.send()
+    service.close_ledger()
+    body = b"VOTE: YES\r\n" + (b"x" * 998 + b"\r\n") * 12_000
+    for index in range(12):
+        running.submit(b"From: fra@delegations.example\r\nSubject: flood %d\r\n\r\n" % index + body, SENDER)
+    # Measured from a small parent: a child forked from this test process would count its memory too.
+    measure = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+               " print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(done.stderr)")
+    result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "voting", "--config",
+                             str(running.config.path), "poll", "--once"], capture_output=True, text=True, timeout=300)
+    status, peak_kib = (int(word) for word in result.stdout.split("\n", 1)[0].split())
+    assert status == 0, result.stdout
+    service = Service(running.config)
+    assert [d.reason for d in service.ledger.decisions(None)] == [Reason.NOT_SIGNED.value] * 12
+    assert peak_kib < 200_000, f"{peak_kib} KiB used"

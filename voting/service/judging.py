@@ -31,11 +31,13 @@ from voting.verdict import (
     CountedBallot,
     Judgement,
     PriorBallot,
+    Reading,
     VoteView,
     count_ballot,
     counted_ballots,
-    judge,
+    read_message,
     rejected,
+    settle,
 )
 
 if TYPE_CHECKING:
@@ -166,6 +168,15 @@ class PriorBallots(Mapping[tuple[str, str], Sequence[PriorBallot]]):
         return len(self._ballots)
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """A batch's messages read before it is decided (bytes, and what `read_message` read of them), by ledger id, and
+    the ledger's data version they were read at: a reading is used only while the votes it read stand."""
+
+    read: dict[int, tuple[bytes, Reading]]
+    version: int
+
+
 @dataclass
 class Known:
     """What judging a message rests on besides its bytes: the votes, and the ballots each delegation has cast.
@@ -219,6 +230,10 @@ def trust_by_time(electorate: Electorate) -> TrustAt:
     return at
 
 
+READ_AHEAD_BYTES = 4 << 20
+"""The most bytes of messages a pass reads ahead of deciding them (`Judging._read_ahead`): 25 ballots of a few
+kilobytes each, never 25 messages at the size limit."""
+
 ANSWER_BATCH = 25
 ANSWER_SECONDS = 1.0
 """While many messages wait, they are decided in batches of this many decisions or seconds, whichever comes first,
@@ -244,31 +259,58 @@ class Judging(Resending):
         electorate = self.electorate()
         trust_at = trust_by_time(electorate)
         known = self._known()
-        remaining = iter(pending)
-        message = next(remaining, None)
-        while message is not None:
+        at = 0
+        while at < len(pending):
+            ahead = self._read_ahead(pending[at : at + ANSWER_BATCH], trust_at, known)
             decided: list[tuple[Judgement | None, str]] = []
-            batch, started = 0, time.monotonic()
+            first, started = at, time.monotonic()
             with self.ledger.transaction():
-                while message is not None and batch < ANSWER_BATCH and time.monotonic() - started < ANSWER_SECONDS:
-                    batch += 1
-                    if (outcome := self._decide_one(message, electorate, trust_at, known)) is not None:
+                while at < len(pending) and at - first < ANSWER_BATCH and (
+                        at == first or time.monotonic() - started < ANSWER_SECONDS):
+                    message = pending[at]
+                    at += 1
+                    if (outcome := self._decide_one(message, electorate, trust_at, known, ahead)) is not None:
                         decided.append(outcome)
-                    message = next(remaining, None)
             for judgement, line in decided:  # told once committed
                 self.log(line)
                 if judgement is not None:
                     judgements.append(judgement)
-            if answer is not None and message is not None:
+            if answer is not None and at < len(pending):
                 answer()
         return judgements
 
+    def _read_ahead(self, messages: Sequence[StoredMessage], trust_at: TrustAt, known: Known) -> ReadAhead:
+        """The batch's messages read on their own (`read_message`: the signatures verified) before any is recorded.
+
+        Verifying the batch's signatures one after another, rather than each
+        between recording a decision and signing an answer, costs a tenth less
+        a ballot (each step then finds what it uses in the processor's caches),
+        and it holds no lock. A message whose reading fails is read again in
+        its turn, where the failure is recorded. Messages are read ahead only
+        up to `READ_AHEAD_BYTES`: the rest of a batch of large ones (a flood of
+        25 MB messages) is read in its turn, one at a time, as before.
+        """
+        read: dict[int, tuple[bytes, Reading]] = {}
+        anchors = (self.keys.ca.certificate,)
+        held = 0
+        for message in messages:
+            raw = self.ledger.raw_message(message.id)
+            held += len(raw)
+            if held > READ_AHEAD_BYTES:
+                break
+            try:
+                read[message.id] = (raw, read_message(raw, message.received_at, known.views,
+                                                      trust_at(message.received_at, anchors), self.keys.signer))
+            except Exception:  # noqa: BLE001 - judged again in its turn, which records the failure
+                continue
+        return ReadAhead(read, known.version)
+
     def _decide_one(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
-                    known: Known) -> tuple[Judgement | None, str] | None:
+                    known: Known, ahead: ReadAhead) -> tuple[Judgement | None, str] | None:
         """Decide one message inside the batch's transaction: what was decided (None: left undecided), with its log
         line; None when another process decided it first."""
         try:
-            judgement = self._decide(message, electorate, trust_at, known)
+            judgement = self._decide(message, electorate, trust_at, known, ahead)
             line = "" if judgement is None else self._decided_line(message, judgement)
         except (StorageError, sqlite3.OperationalError):
             raise  # the disk or the ledger failed, not the message: the batch stays undecided for the next pass
@@ -311,12 +353,13 @@ class Judging(Resending):
                      version)
 
     def _decide(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
-                known: Known) -> Judgement | None:
+                known: Known, ahead: ReadAhead) -> Judgement | None:
         """Judge and record one message under the write lock; None when another process decided it first.
 
         Judged against the votes and ballots as they stand now: what another
         process recorded meanwhile (a ballot of the same delegation, a vote
-        closed) is read again first, so that no decision rests on stale state.
+        closed) is read again first, so that no decision rests on stale state;
+        the message itself too, if it was read ahead of that.
         """
         with self.ledger.savepoint():
             if self.ledger.is_decided(message.id):
@@ -325,10 +368,13 @@ class Judging(Resending):
                 fresh = self._known()
                 known.views, known.ballots, known.silence, known.version = (fresh.views, fresh.ballots, fresh.silence,
                                                                              fresh.version)
-            raw = self.ledger.raw_message(message.id)
-            trust = trust_at(message.received_at, (self.keys.ca.certificate,))
-            judgement = judge(raw, message.received_at, known.views, trust, PriorBallots(known.ballots),
-                              self.keys.signer)
+            if ahead.version == known.version and message.id in ahead.read:
+                raw, reading = ahead.read[message.id]
+            else:
+                raw = self.ledger.raw_message(message.id)
+                reading = read_message(raw, message.received_at, known.views,
+                                       trust_at(message.received_at, (self.keys.ca.certificate,)), self.keys.signer)
+            judgement = settle(reading, PriorBallots(known.ballots))
             return self._record(message, raw, judgement, electorate, known)
 
     def _vote_views(self) -> dict[str, VoteView]:
