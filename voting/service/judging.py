@@ -171,10 +171,14 @@ class PriorBallots(Mapping[tuple[str, str], Sequence[PriorBallot]]):
 @dataclass(frozen=True)
 class ReadAhead:
     """A batch's messages read before it is decided (bytes, and what `read_message` read of them), by ledger id, and
-    the ledger's data version they were read at: a reading is used only while the votes it read stand."""
+    the votes they were read against: a reading is used only while those stand (`Known.views` is still `views`).
+
+    `read_message` reads a message against the votes alone: mail taken in or
+    ballots recorded by another process meanwhile leave its reading as it is.
+    """
 
     read: dict[int, tuple[bytes, Reading]]
-    version: int
+    views: dict[str, VoteView]
 
 
 @dataclass
@@ -303,7 +307,7 @@ class Judging(Resending):
                                                       trust_at(message.received_at, anchors), self.keys.signer))
             except Exception:  # noqa: BLE001 - judged again in its turn, which records the failure
                 continue
-        return ReadAhead(read, known.version)
+        return ReadAhead(read, known.views)
 
     def _decide_one(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
                     known: Known, ahead: ReadAhead) -> tuple[Judgement | None, str] | None:
@@ -359,16 +363,20 @@ class Judging(Resending):
         Judged against the votes and ballots as they stand now: what another
         process recorded meanwhile (a ballot of the same delegation, a vote
         closed) is read again first, so that no decision rests on stale state;
-        the message itself too, if it was read ahead of that.
+        the message itself too, if it was read ahead against votes that have
+        changed since.
         """
         with self.ledger.savepoint():
             if self.ledger.is_decided(message.id):
                 return None
             if self.ledger.data_version() != known.version:
                 fresh = self._known()
-                known.views, known.ballots, known.silence, known.version = (fresh.views, fresh.ballots, fresh.silence,
+                # The same votes as before (another process took mail in, or recorded a ballot): the same views, so
+                # that what was read ahead with them stands.
+                views = known.views if fresh.views == known.views else fresh.views
+                known.views, known.ballots, known.silence, known.version = (views, fresh.ballots, fresh.silence,
                                                                              fresh.version)
-            if ahead.version == known.version and message.id in ahead.read:
+            if ahead.views is known.views and message.id in ahead.read:
                 raw, reading = ahead.read[message.id]
             else:
                 raw = self.ledger.raw_message(message.id)
