@@ -46,6 +46,7 @@ from dovecot import Dovecot
 from voting.config import load_config
 from voting.errors import ConfigError
 from voting.ledger import Ledger
+from voting.ledger.store import PAGE_CACHE_BYTES
 from voting.mail.imap import BATCH_SIZE, ImapError, ImapMailbox, ImapSession, ImapSettings
 from voting.service import Service
 
@@ -343,7 +344,7 @@ def test_killed_between_commit_and_move(imap: Deployment, dovecot: Dovecot, tmp_
 
 
 def test_killed_in_the_middle_of_a_batch_transaction(imap: Deployment, dovecot: Dovecot) -> None:
-    large = (b"x" * 1022 + b"\r\n") * 1024  # 1 MiB: three of them overflow SQLite's page cache of 2 MiB
+    large = (b"x" * 1022 + b"\r\n") * (PAGE_CACHE_BYTES // 2048)  # three of them overflow the ledger's page cache
     for number in range(3):
         dovecot.append(f"Subject: large {number}\r\n\r\n".encode() + large)
     dovecot.append(b"Subject: stalls\r\n\r\nThe ledger takes minutes to store this one.\r\n")

@@ -18,6 +18,11 @@ from voting.ledger.schema import INDEXES, SCHEMA, SCHEMA_VERSION, migrate
 T = TypeVar("T")
 
 
+PAGE_CACHE_BYTES = 16 << 20
+"""SQLite's page cache for each connection, rather than its default of 2 MiB: a check reads a large vote's decisions
+in the order of an index, page by page out of order, and with the smaller cache read each page several times."""
+
+
 class Store:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self.db = connection
@@ -40,9 +45,7 @@ class Store:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
-            # 16 MiB of pages rather than SQLite's 2: a check reads a large vote's decisions in the order of an
-            # index, page by page out of order, and with the smaller cache read each page several times.
-            connection.execute("PRAGMA cache_size=-16384")
+            connection.execute(f"PRAGMA cache_size=-{PAGE_CACHE_BYTES // 1024}")
             connection.executescript(SCHEMA)
             if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 # Only when it differs: opening an existing ledger then takes no write lock.
