@@ -349,15 +349,35 @@ def test_a_decision_chained_twice_is_named(voted_template: tuple[Path, str], tmp
     assert closed.returncode == 1 and "twice" in closed.stderr, said(closed)
 
 
+@pytest.mark.parametrize("change", [
+    "UPDATE decisions SET choices_json = '[\"yes\"]' WHERE code = 'CHN'",
+    "UPDATE decisions SET code = CAST('FRA' AS BLOB) WHERE code = 'FRA'",
+    "UPDATE decisions SET reason = CAST(reason AS BLOB) WHERE verdict = 'rejected'",
+], ids=["choices a list", "code bytes", "reason bytes"])
+def test_a_decision_value_no_longer_of_its_type_is_named_not_a_traceback(
+        voted_template: tuple[Path, str], tmp_path: Path, change: str) -> None:
+    """What one who rewrites the ledger could store where a text or a mapping belongs: the decision's event text
+    cannot be written from it, and it is compared field by field instead."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    config = str(deployment.config.path)
+    damage(deployment, lambda connection: connection.execute(change))
+    checked = voting("--config", config, "check", vote_id)
+    assert checked.returncode == 1 and "differs from its chain event in" in checked.stdout, said(checked)
+    closed = voting("--config", config, "close", vote_id, "--yes")
+    assert closed.returncode == 1 and "differs from its chain event in" in closed.stderr, said(closed)
+    assert "Traceback" not in said(checked) + said(closed)
+
+
 @settings(max_examples=300, deadline=None)
 @given(sha256=st.text(), received_at=st.datetimes(timezones=st.just(UTC)), code=st.none() | st.text(),
-       verdict=st.text(), reason=st.none() | st.text(), choices=st.dictionaries(st.text(), st.text() | st.integers()),
+       verdict=st.text(), reason=st.none() | st.text(),
+       choices=st.dictionaries(st.text(), st.text() | st.integers()) | st.lists(st.text()),
        supersedes=st.none() | st.text(), explanation=st.text(), signed_sha256=st.none() | st.text())
 def test_the_text_a_decision_event_is_compared_by_is_the_one_the_ledger_stores(
         sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
         choices: dict[str, str], supersedes: str | None, explanation: str, signed_sha256: str | None) -> None:
     """`decision_event_json` writes out what `canonical_json` writes of `decision_event_data`, for any text in any
-    field (quotes, control characters, any script) and for choices damaged into numbers."""
+    field (quotes, control characters, any script) and for choices damaged into numbers or a list."""
     values = (sha256, received_at, code, verdict, reason, choices, supersedes, explanation, signed_sha256)
     assert decision_event_json(*values) == canonical_json(decision_event_data(*values))
 

@@ -147,12 +147,15 @@ def chained_decisions(events: Sequence[Event],
     `decisions` (one bound to no vote, read after).
     """
     sha_of = {d.message: d.sha256 for d in decisions}
-    written = {
-        decision_event_json(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices,
-                            sha_of.get(d.supersedes) if d.supersedes is not None else None, d.explanation,
-                            d.signed_sha256): d.sha256
-        for d in decisions
-    }
+    written: dict[str, str] = {}
+    for d in decisions:
+        superseded = sha_of.get(d.supersedes) if d.supersedes is not None else None
+        try:
+            text = decision_event_json(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices, superseded,
+                                       d.explanation, d.signed_sha256)
+        except (TypeError, AttributeError):  # a value no longer of its type (bytes in a text column): compared below
+            continue
+        written[text] = d.sha256
     exact: set[str] = set()
     others: dict[Any, dict[str, Any]] = {}
     for event in events:

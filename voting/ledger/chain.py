@@ -104,17 +104,15 @@ def decision_event_json(sha256: str, received_at: datetime, code: str | None, ve
     Written out here as `canonical_json` writes it (its keys in sorted
     order), in half the time: a check of a large vote writes it for each
     decision and compares it with the event's stored text, without decoding
-    that text. Choices other than text, which no decision holds unless its
-    row is damaged, are written by `canonical_json` itself.
+    that text. Choices other than a mapping of texts, which no decision
+    holds unless its row is damaged, are written by `canonical_json` itself.
     """
-    written = []
-    for key, value in sorted(choices.items()):
-        if type(value) is not str:
-            return canonical_json(decision_event_data(sha256, received_at, code, verdict, reason, choices, supersedes,
-                                                      explanation, signed_sha256))
-        written.append(f"{_json_string(key)}:{_json_string(value)}")
+    if type(choices) is not dict or not all(type(value) is str for value in choices.values()):
+        return canonical_json(decision_event_data(sha256, received_at, code, verdict, reason, choices, supersedes,
+                                                  explanation, signed_sha256))
+    written = ",".join(f"{_json_string(key)}:{_json_string(value)}" for key, value in sorted(choices.items()))
     explanation_sha256 = hashlib.sha256(explanation.encode()).hexdigest()
-    return (f'{{"choices":{{{",".join(written)}}},'
+    return (f'{{"choices":{{{written}}},'
             f'"code":{"null" if code is None else _json_string(code)},'
             f'"explanation_sha256":"{explanation_sha256}","message":{_json_string(sha256)},'
             f'"reason":{"null" if reason is None else _json_string(reason)},'
