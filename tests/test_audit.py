@@ -379,6 +379,16 @@ def test_a_statement_window_other_than_the_chain_s_is_named(exported: Exported) 
     assert "vote parameters" in failed and "statement_hours" in failed["vote parameters"], failed
 
 
+def chain_again(document: dict[str, Any]) -> None:
+    """Every link of the manifest's chain computed again, and its head: as one who rewrites the chain would."""
+    previous = GENESIS
+    for event in document["chain"]["events"]:
+        event["prev_hash"] = previous
+        event["hash"] = previous = event_hash(previous, event["seq"], event["at"], event["kind"],
+                                              canonical_json(event["data"]))
+    document["chain"]["head"] = previous
+
+
 def test_a_bundle_whose_vote_opened_event_states_no_draft_title_nor_window_still_passes(exported: Exported) -> None:
     """As a bundle of a vote opened before the drafts' title, file name and media type and the statement window
     were chained reads."""
@@ -388,14 +398,25 @@ def test_a_bundle_whose_vote_opened_event_states_no_draft_title_nor_window_still
         for draft in events[0]["data"]["drafts"]:
             for key in ("title", "file_name", "media_type"):
                 del draft[key]
-        previous = GENESIS
-        for event in events:
-            event["prev_hash"] = previous
-            event["hash"] = previous = event_hash(previous, event["seq"], event["at"], event["kind"],
-                                                  canonical_json(event["data"]))
-        document["chain"]["head"] = previous
+        chain_again(document)
 
     assert failures(audit_bundle(edit_manifest(exported, as_before))) == {}
+
+
+def test_a_second_result_chained_after_the_first_is_named(exported: Exported) -> None:
+    """The audit reads the first vote-closed event; a second one stating another result, linked and signed like
+    the rest, would be the result to any reader that takes the last."""
+    def close_again(document: dict[str, Any]) -> None:
+        events = document["chain"]["events"]
+        closing = next(e for e in events if e["kind"] == "vote-closed")
+        again = json.loads(json.dumps(closing))
+        for outcome in again["data"]["outcomes"].values():
+            outcome["adopted"] = not outcome["adopted"]
+        events.append({**again, "seq": len(events) + 1})
+        chain_again(document)
+
+    failed = failures(audit_bundle(edit_manifest(exported, close_again)))
+    assert failed["hash chain"].endswith("(vote-closed) follows the vote-closed event"), failed
 
 
 def test_a_manifest_changed_without_signing_again_fails_the_signature(exported: Exported) -> None:

@@ -321,13 +321,15 @@ def test_a_damaged_decision_on_mail_bound_to_no_vote_is_named_by_check_and_the_s
         assert status.returncode == 0 and "DAMAGED" not in status.stdout, said(status)
 
 
-def chained_again(event_where: str) -> Callable[[sqlite3.Connection], None]:
-    """A copy of one event appended to the end of its chain, every link computed again: what one who rewrites the
-    ledger with its hashing code could add."""
+def chained_again(event_where: str, *, as_kind: str | None = None,
+                  as_data_json: str | None = None) -> Callable[[sqlite3.Connection], None]:
+    """A copy of one event appended to the end of its chain (of another kind or data, if given), every link
+    computed again: what one who rewrites the ledger with its hashing code could add."""
 
     def append(connection: sqlite3.Connection) -> None:
         chain, at, kind, data_json = connection.execute(
             f"SELECT chain, at, kind, data_json FROM events WHERE {event_where}").fetchone()
+        kind, data_json = as_kind or kind, as_data_json or data_json
         seq, previous = connection.execute(
             "SELECT seq, hash FROM events WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)).fetchone()
         connection.execute(
@@ -347,6 +349,56 @@ def test_a_decision_chained_twice_is_named(voted_template: tuple[Path, str], tmp
     assert checked.returncode == 1 and "twice" in checked.stdout, said(checked)
     closed = voting("--config", config, "close", vote_id, "--yes")
     assert closed.returncode == 1 and "twice" in closed.stderr, said(closed)
+
+
+def rewritten(event_where: str, data_json: str) -> Callable[[sqlite3.Connection], None]:
+    """One event's data replaced and its chain hashed again from it on: what one who rewrites the ledger with its
+    hashing code could leave."""
+
+    def rewrite(connection: sqlite3.Connection) -> None:
+        chain, seq = connection.execute(f"SELECT chain, seq FROM events WHERE {event_where}").fetchone()
+        connection.execute("UPDATE events SET data_json = ? WHERE chain = ? AND seq = ?", (data_json, chain, seq))
+        previous = connection.execute("SELECT prev_hash FROM events WHERE chain = ? AND seq = ?",
+                                      (chain, seq)).fetchone()[0]
+        for number, at, kind, text in connection.execute(
+                "SELECT seq, at, kind, data_json FROM events WHERE chain = ? AND seq >= ? ORDER BY seq",
+                (chain, seq)).fetchall():
+            linked = event_hash(previous, number, at, kind, text)
+            connection.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE chain = ? AND seq = ?",
+                               (previous, linked, chain, number))
+            previous = linked
+
+    return rewrite
+
+
+@pytest.mark.parametrize("kind", ["vote-opened", "decision"])
+@pytest.mark.parametrize("data_json", ['["not","an","object"]', '"a text"', "null"], ids=["list", "text", "null"])
+def test_an_event_whose_data_is_no_object_is_named_not_a_traceback(
+        voted_template: tuple[Path, str], tmp_path: Path, kind: str, data_json: str) -> None:
+    """Every event's data is a JSON object; one who rewrites the ledger could chain any JSON in its place."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    config = str(deployment.config.path)
+    damage(deployment, rewritten(f"chain = '{vote_id}' AND kind = '{kind}' ORDER BY seq DESC LIMIT 1", data_json))
+    for command in (("check", vote_id), ("status", vote_id), ("close", vote_id, "--yes")):
+        shown = voting("--config", config, *command)
+        assert shown.returncode == 1 and "Traceback" not in said(shown), said(shown)
+        assert f"({kind}) is not a JSON object" in said(shown), said(shown)
+
+
+@pytest.mark.parametrize(("kind", "named"), [
+    ("vote-opened", "(vote-opened) opens the vote again"),
+    ("memo", "(memo) is of no kind a vote's chain records"),
+])
+def test_an_event_out_of_the_chain_s_order_is_named(voted_template: tuple[Path, str], tmp_path: Path, kind: str,
+                                                    named: str) -> None:
+    """Every check reads the first vote-opened event; a second one, linked and hashed like the rest, states
+    another vote to whoever reads the last, and an event of a kind no check reads is read by none."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    config = str(deployment.config.path)
+    damage(deployment, chained_again(f"chain = '{vote_id}' AND seq = 1", as_kind=kind))
+    for command in (("check", vote_id), ("status", vote_id), ("close", vote_id, "--yes")):
+        shown = voting("--config", config, *command)
+        assert shown.returncode == 1 and named in said(shown), said(shown)
 
 
 @pytest.mark.parametrize("change", [

@@ -76,6 +76,31 @@ def broken_link(events: Sequence[Link]) -> str | None:
     return None
 
 
+VOTE_EVENTS = ("vote-opened", "decision", "deadline-moved", "vote-closed")
+"""What a vote's chain records; any other kind is no event the service writes, and one that no check reads."""
+
+
+def misplaced_event(events: Sequence[Link]) -> str | None:
+    """Where a vote's chain departs from the one order the service writes it in, or None: opened by its first
+    event and only by it, its deadline moved only while it is open, closed at most once, decisions throughout.
+
+    Every check reads the first event of a kind; a second one, linked and
+    hashed like the rest, would state another vote or another result to any
+    reader that took the last instead.
+    """
+    closed = False
+    for position, event in enumerate(events):
+        if event.kind not in VOTE_EVENTS:
+            return f"{_event_named(event)} is of no kind a vote's chain records"
+        if (event.kind == "vote-opened") != (position == 0):
+            return (f"{_event_named(event)} opens the vote again" if position
+                    else f"{_event_named(event)} comes before the vote-opened event")
+        if closed and event.kind in ("deadline-moved", "vote-closed"):
+            return f"{_event_named(event)} follows the vote-closed event"
+        closed = closed or event.kind == "vote-closed"
+    return None
+
+
 def _event_named(event: Link) -> str:
     return f"event {event.seq} ({event.kind})"
 
@@ -271,7 +296,7 @@ def vote_damage(ledger: Ledger, vote_id: str, *, full: bool = True,
         return [str(error)]
     except sqlite3.DatabaseError as error:
         return [f"vote {vote_id}: its rows cannot be read: {error}"]
-    broken = broken_link(events)
+    broken = broken_link(events) or misplaced_event(events)
     problems = [f"the chain's {broken}"] if broken else []
     problems += recorded
     problems += decision_damage(exact, chained, decisions)

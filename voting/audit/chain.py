@@ -6,7 +6,7 @@ import hashlib
 
 from voting.audit.checks import Check, short
 from voting.drafts import opened_entry, states_shown
-from voting.integrity import broken_link
+from voting.integrity import broken_link, misplaced_event
 from voting.ledger import GENESIS, decision_differences, decision_event_data, utc_text
 from voting.manifest import EventEntry, Manifest
 
@@ -17,7 +17,7 @@ def first_event(manifest: Manifest, kind: str) -> EventEntry | None:
 
 def chain_check(manifest: Manifest) -> Check:
     events = manifest.chain.events
-    broken = broken_link(events)
+    broken = broken_link(events) or misplaced_event(events)
     if broken:
         return Check("hash chain", False, broken)
     last = events[-1].hash if events else GENESIS

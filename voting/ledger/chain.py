@@ -154,6 +154,13 @@ class Event(NamedTuple):
 
     @property
     def data(self) -> dict[str, Any]:
-        """`data_json` decoded, anew at each access: where it is read more than once, read it once."""
+        """`data_json` decoded, anew at each access: where it is read more than once, read it once.
+
+        Every event's data is a JSON object; any other JSON value is a
+        damaged event, named here rather than found by what reads a key of it.
+        """
         with decoding(f"the chain {self.chain!r}"):
-            return stored_json(self.data_json)
+            data = stored_json(self.data_json)
+            if type(data) is not dict:
+                raise ValueError(f"the data of event {self.seq} ({self.kind}) is not a JSON object")
+            return data
