@@ -345,3 +345,17 @@ def test_status_starts_without_the_cryptography_and_the_mail_clients(running: De
                            capture_output=True, text=True, check=False)
     assert shown.returncode == 0 and "voted (2)" in shown.stdout, shown
     assert shown.stdout.strip().splitlines()[-1] == "[]", shown.stdout
+
+
+def test_no_pydantic_plugin_sees_the_configuration(deployment: Deployment, tmp_path: Path) -> None:
+    """A pydantic plugin installed beside the service, as any package can declare one, is handed every value that
+    pydantic validates: the configuration's passwords among them. The command loads none."""
+    site = tmp_path / "site"
+    (site / "spy-1.0.dist-info").mkdir(parents=True)
+    (site / "spy-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: spy\nVersion: 1.0\n")
+    (site / "spy-1.0.dist-info" / "entry_points.txt").write_text("[pydantic]\nspy = spy:plugin\n")
+    seen = tmp_path / "seen"
+    (site / "spy.py").write_text(f"from pathlib import Path\nPath({str(seen)!r}).write_text('loaded')\nplugin = None\n")
+    shown = voting("--config", str(deployment.config.path), "votes", env={"PYTHONPATH": str(site)})
+    assert shown.returncode == 0, shown
+    assert not seen.exists()
