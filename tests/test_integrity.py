@@ -38,6 +38,7 @@ from voting.ledger import (
     decision_event_data,
     decision_event_json,
     event_hash,
+    utc_text,
 )
 from voting.mail import maildir
 from voting.service import MAILBOX_SETTLING, Service, embedded_server
@@ -428,10 +429,34 @@ def test_a_decision_value_no_longer_of_its_type_is_named_not_a_traceback(
 def test_the_text_a_decision_event_is_compared_by_is_the_one_the_ledger_stores(
         sha256: str, received_at: datetime, code: str | None, verdict: str, reason: str | None,
         choices: dict[str, str], supersedes: str | None, explanation: str, signed_sha256: str | None) -> None:
-    """`decision_event_json` writes out what `canonical_json` writes of `decision_event_data`, for any text in any
-    field (quotes, control characters, any script) and for choices damaged into numbers or a list."""
+    """`decision_event_json`, from a row as the ledger stores it, writes out what `canonical_json` writes of
+    `decision_event_data`, for any text in any field (quotes, control characters, any script) and for choices
+    damaged into numbers or a list."""
+    stored = (sha256, utc_text(received_at), code, verdict, reason, canonical_json(choices), supersedes, explanation,
+              signed_sha256)
     values = (sha256, received_at, code, verdict, reason, choices, supersedes, explanation, signed_sha256)
-    assert decision_event_json(*values) == canonical_json(decision_event_data(*values))
+    assert decision_event_json(*stored) == canonical_json(decision_event_data(*values))
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE messages SET received_at = replace(received_at, 'Z', '+00:00')",
+    "UPDATE decisions SET choices_json = replace(replace(choices_json, ':', ': '), ',', ', ')"
+    " WHERE choices_json != '{}'",
+], ids=["receipt times with an offset", "choices spaced"])
+def test_rows_stored_in_another_form_of_the_same_values_are_intact(
+        voted_template: tuple[Path, str], tmp_path: Path, change: str) -> None:
+    """A row is matched with its event by the text written from what it stores; a row stored in another form of
+    the same values (as an earlier version or a hand could store it) matches no event's text, and is compared by
+    its values instead: the same vote, nothing named."""
+    deployment, vote_id = copied(voted_template, tmp_path)
+    config = str(deployment.config.path)
+    before = voting("--config", config, "status", vote_id, "--json")
+    damage(deployment, lambda connection: connection.execute(change))
+    checked = voting("--config", config, "check")
+    assert checked.returncode == 0 and checked.stdout.startswith("intact"), said(checked)
+    after = voting("--config", config, "status", vote_id, "--json")
+    shown = ("damaged", "voted", "not_voted", "rejected", "outcome")
+    assert {key: json.loads(after.stdout)[key] for key in shown} == {key: json.loads(before.stdout)[key] for key in shown}
 
 
 @pytest.mark.parametrize("page", [root_of_decisions, middle_of_the_file], ids=lambda page: page.__name__)

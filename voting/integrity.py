@@ -176,8 +176,8 @@ def chained_decisions(events: Sequence[Event],
     for d in decisions:
         superseded = sha_of.get(d.supersedes) if d.supersedes is not None else None
         try:
-            text = decision_event_json(d.sha256, d.received_at, d.code, d.verdict, d.reason, d.choices, superseded,
-                                       d.explanation, d.signed_sha256)
+            text = decision_event_json(d.sha256, d.received_text, d.code, d.verdict, d.reason, d.choices_json,
+                                       superseded, d.explanation, d.signed_sha256)
         except (TypeError, AttributeError):  # a value no longer of its type (bytes in a text column): compared below
             continue
         written[text] = d.sha256

@@ -92,7 +92,8 @@ class Decisions(Votes):
         with decoding(f"the decisions of vote {vote_id}" if vote_id else "the decisions bound to no vote"):
             return [
                 DecisionRecord(message, sha256, parse_utc(received_at), vote, code, verdict, reason, detail,
-                               stored_json(choices_json), explanation, supersedes, signed_sha256)
+                               stored_json(choices_json), explanation, supersedes, signed_sha256, received_at,
+                               choices_json)
                 for message, sha256, received_at, vote, code, verdict, reason, detail, choices_json, explanation,
                 supersedes, signed_sha256 in rows
             ]

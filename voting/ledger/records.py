@@ -80,6 +80,11 @@ class DecisionRecord(NamedTuple):
     supersedes: int | None
     signed_sha256: str | None
     """For a ballot, `Verification.signed_sha256`; None for one taken in before schema 3 that no key could read."""
+    received_text: str
+    """`received_at` as stored (`utc_text`); with `choices_json`, what the check writes the chain's text of the
+    decision from, without writing either again."""
+    choices_json: str
+    """`choices` as stored (`canonical_json`)."""
 
 
 @dataclass(frozen=True)
