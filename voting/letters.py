@@ -8,8 +8,8 @@ say exactly why.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from voting.model import Delegation
 from voting.quoting import quoted_lines
@@ -19,22 +19,19 @@ from voting.wording import ENGLISH, Wording
 from voting.verdict import BALLOT, STATEMENT, Judgement
 
 
-@dataclass(frozen=True)
-class Letter:
+class Letter(NamedTuple):
     subject: str
     text: str
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):
     """A message as the ledger holds it: its SHA-256 and the mail server's receipt time."""
 
     sha256: str
     received_at: datetime
 
 
-@dataclass(frozen=True)
-class Standing:
+class Standing(NamedTuple):
     """A delegation's vote as it stands once a message is decided: what its answer states, so that a
     delegate never has to work out from several receipts which choice counts."""
 

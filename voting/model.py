@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -265,8 +265,7 @@ class Electorate(BaseModel):
         return next((d for d in self.delegation if d.code == code), None)
 
 
-@dataclass(frozen=True)
-class ConditionCheck:
+class ConditionCheck(NamedTuple):
     """One condition of a rule as checked on a draft, with the numbers: what `voting tally --json` explains."""
 
     condition: str

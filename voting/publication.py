@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BUNDLE_SHA256 = "Audit bundle SHA-256"
 CHAIN_HEAD = "Hash-chain head"
@@ -28,8 +28,7 @@ def line(label: str, sha256: str) -> str:
     return f"{label}: {sha256}"
 
 
-@dataclass(frozen=True)
-class Publication:
+class Publication(NamedTuple):
     """A closed vote's bundle as published with its results."""
 
     bundle_sha256: str

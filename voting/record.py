@@ -10,6 +10,7 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from voting.drafts import sponsors_shown
 from voting.mail.compose import html_page
@@ -27,8 +28,7 @@ NOT_YET_VOTED = "not yet voted"
 CHOICE_COLOURS = {"yes": "#1b7a3a", "no": "#b3261e", "abstain": "#b26a00", ABSENT: "#777777", NOT_YET_VOTED: "#4a6785"}
 
 
-@dataclass(frozen=True)
-class BoardRow:
+class BoardRow(NamedTuple):
     delegation: Delegation
     """Named in the language of the letter that shows the board (`Delegation.name_in`)."""
     choices: Mapping[str, str]
@@ -44,8 +44,7 @@ class BoardRow:
         return self.delegation.name_in(words.language)
 
 
-@dataclass(frozen=True)
-class RejectedMessage:
+class RejectedMessage(NamedTuple):
     sha256: str
     received_at: datetime
     code: str | None

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
+from typing import NamedTuple
 
 from voting.errors import UsageError
 from voting.model import Choice, Condition, ConditionCheck, Electorate, Outcome, RuleSpec, share
@@ -50,8 +51,7 @@ class Thresholds:
     """Each member's weight and population, for the conditions that count them."""
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     adopted: bool
     why: str
     vetoed_by: tuple[str, ...] = ()
@@ -60,8 +60,7 @@ class Verdict:
     """Whether the reason opens with the count; a silence procedure's outcome is the silence, not a count."""
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     name: str
     summary: str
     judge: Callable[[Count, Thresholds], Verdict]
@@ -109,11 +108,11 @@ def _vetoed(on_count: Verdict, count: Count, permanent: frozenset[str]) -> Verdi
     against. A permanent member's abstention or absence is not a veto.
     """
     vetoes, check = _no_veto(count, permanent)
-    checked = replace(on_count, checks=(*on_count.checks, check))
+    checked = on_count._replace(checks=(*on_count.checks, check))
     if not on_count.adopted or not vetoes:
         return checked
     members = "permanent member" if len(vetoes) == 1 else "permanent members"
-    return replace(checked, adopted=False, why=f"negative vote of {members} {_codes(vetoes)}", vetoed_by=vetoes)
+    return checked._replace(adopted=False, why=f"negative vote of {members} {_codes(vetoes)}", vetoed_by=vetoes)
 
 
 def _unsc_substantive(count: Count, t: Thresholds) -> Verdict:

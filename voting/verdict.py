@@ -31,8 +31,7 @@ REQUEST = "request"
 """A signed request for the ballot again: recorded and answered with the same ballot, never counted."""
 
 
-@dataclass(frozen=True)
-class VoteView:
+class VoteView(NamedTuple):
     """What judging a message needs to know about one vote."""
 
     id: str
@@ -58,8 +57,7 @@ class VoteView:
         return self.deadline + timedelta(hours=self.statement_hours)
 
 
-@dataclass(frozen=True)
-class PriorBallot:
+class PriorBallot(NamedTuple):
     """A ballot already counted for a delegation in a vote, as judging its later ballots needs it."""
 
     message: int

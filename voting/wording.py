@@ -14,12 +14,11 @@ import re
 import string
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from voting.errors import ConfigError
 
@@ -27,8 +26,7 @@ DEFAULT_LANGUAGE = "en"
 LANGUAGE_CODE = r"^[a-z]{2,3}$"
 
 
-@dataclass(frozen=True)
-class Wording:
+class Wording(NamedTuple):
     """One language's texts: `wording("answer.reason", reason=...)` gives a text with its fields filled in."""
 
     language: str

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class IncomingMessage:
+class IncomingMessage(NamedTuple):
     """A message as it arrived, before the ledger holds it: its exact bytes, receipt time and where it came from."""
 
     raw: bytes
@@ -16,8 +14,7 @@ class IncomingMessage:
     source: str
 
 
-@dataclass(frozen=True)
-class StoredMessage:
+class StoredMessage(NamedTuple):
     id: int
     sha256: str
     received_at: datetime
@@ -25,8 +22,7 @@ class StoredMessage:
     new: bool = False
 
 
-@dataclass(frozen=True)
-class VoteRecord:
+class VoteRecord(NamedTuple):
     id: str
     title: str
     rule: str
@@ -44,8 +40,7 @@ class VoteRecord:
         return self.closed_at is None
 
 
-@dataclass(frozen=True)
-class DraftRecord:
+class DraftRecord(NamedTuple):
     symbol: str
     title: str
     text: str
@@ -87,8 +82,7 @@ class DecisionRecord(NamedTuple):
     """`choices` as stored (`canonical_json`)."""
 
 
-@dataclass(frozen=True)
-class MailboxStatus:
+class MailboxStatus(NamedTuple):
     """What the service last knew of its mailbox, for `voting status`."""
 
     mailbox: str
@@ -100,8 +94,7 @@ class MailboxStatus:
     last_error_at: datetime | None
 
 
-@dataclass(frozen=True)
-class OutgoingMail:
+class OutgoingMail(NamedTuple):
     id: int
     message_id: str
     kind: str
@@ -114,8 +107,7 @@ class OutgoingMail:
     last_error: str
 
 
-@dataclass(frozen=True)
-class MailNote:
+class MailNote(NamedTuple):
     """An outgoing message as `voting status` lists it: to whom, how often tried, the last error."""
 
     message_id: str

@@ -12,20 +12,18 @@ import html
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import TYPE_CHECKING
+from typing import NamedTuple, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from voting.pki import Identity
 
 
-@dataclass(frozen=True)
-class Attachment:
+class Attachment(NamedTuple):
     """A file sent as it is, inside the signature: a draft resolution as the secretariat was given it."""
 
     file_name: str
@@ -33,8 +31,7 @@ class Attachment:
     content: bytes
 
 
-@dataclass(frozen=True)
-class OutgoingMessage:
+class OutgoingMessage(NamedTuple):
     message_id: str
     raw: bytes
 

@@ -13,9 +13,9 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from voting.errors import MailError
 from voting.files import fsync_directory
@@ -25,8 +25,7 @@ _PROCESSED_INFO = ":2,S"
 _counter = itertools.count(1)
 
 
-@dataclass(frozen=True)
-class IncomingMessage:
+class IncomingMessage(NamedTuple):
     """One message of a Maildir.
 
     `received_at` is the file's modification time, in UTC: the delivering

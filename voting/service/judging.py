@@ -12,7 +12,7 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
-from typing import TYPE_CHECKING, TypeVar
+from typing import NamedTuple, TYPE_CHECKING, TypeVar
 
 from voting import letters, rules
 from voting.errors import StorageError
@@ -46,8 +46,7 @@ if TYPE_CHECKING:
     from voting.smime.verify import Trust
 
 
-@dataclass(frozen=True)
-class OuterHeaders:
+class OuterHeaders(NamedTuple):
     """The unsigned outer headers, read once: for threading, for whom to warn, and for not answering robots.
 
     They are never trusted for anything that counts.
@@ -168,8 +167,7 @@ class PriorBallots(Mapping[tuple[str, str], Sequence[PriorBallot]]):
         return len(self._ballots)
 
 
-@dataclass(frozen=True)
-class ReadAhead:
+class ReadAhead(NamedTuple):
     """A batch's messages read before it is decided (bytes, and what `read_message` read of them), by ledger id, and
     the votes they were read against: a reading is used only while those stand (`Known.views` is still `views`).
 

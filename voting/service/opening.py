@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
+from typing import NamedTuple
 
 from voting import letters, rules
 from voting.errors import UsageError
@@ -20,8 +20,7 @@ from voting.model import Delegation, Electorate
 from voting.service.base import ServiceBase
 
 
-@dataclass(frozen=True)
-class DraftFile:
+class DraftFile(NamedTuple):
     symbol: str
     path: Path
     title: str | None = None
