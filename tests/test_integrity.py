@@ -340,6 +340,18 @@ def chained_again(event_where: str, *, as_kind: str | None = None,
     return append
 
 
+def test_an_event_of_no_kind_in_the_ledger_s_own_chain_is_named(voted_template: tuple[Path, str],
+                                                                 tmp_path: Path) -> None:
+    """The ledger's own chain records messages as received and decisions on those bound to no vote; an event of
+    another kind is read by no check."""
+    deployment, _ = copied(voted_template, tmp_path)
+    damage(deployment, chained_again("chain = '' AND seq = 1", as_kind="vote-closed"))
+    checked = voting("--config", str(deployment.config.path), "check")
+    assert checked.returncode == 1, said(checked)
+    assert "the chain of messages received: event" in checked.stdout, said(checked)
+    assert "(vote-closed) is of no kind this chain records" in checked.stdout, said(checked)
+
+
 def test_a_decision_chained_twice_is_named(voted_template: tuple[Path, str], tmp_path: Path) -> None:
     """Each event is matched with its decision by its text: a second event of the same text, the chain linking
     through it, is no decision of its own but a chain that does not say what the ledger holds."""
@@ -388,7 +400,7 @@ def test_an_event_whose_data_is_no_object_is_named_not_a_traceback(
 
 @pytest.mark.parametrize(("kind", "named"), [
     ("vote-opened", "(vote-opened) opens the vote again"),
-    ("memo", "(memo) is of no kind a vote's chain records"),
+    ("memo", "(memo) is of no kind this chain records"),
 ])
 def test_an_event_out_of_the_chain_s_order_is_named(voted_template: tuple[Path, str], tmp_path: Path, kind: str,
                                                     named: str) -> None:

@@ -78,6 +78,15 @@ def broken_link(events: Sequence[Link]) -> str | None:
 
 VOTE_EVENTS = ("vote-opened", "decision", "deadline-moved", "vote-closed")
 """What a vote's chain records; any other kind is no event the service writes, and one that no check reads."""
+RECEIVED_EVENTS = ("message-received", "decision")
+"""What the ledger's own chain records: the messages as they were received, and the decisions on those bound to
+no vote."""
+
+
+def foreign_event(events: Sequence[Link], kinds: Sequence[str]) -> str | None:
+    """The first event of a kind the chain does not record, or None."""
+    foreign = next((event for event in events if event.kind not in kinds), None)
+    return f"{_event_named(foreign)} is of no kind this chain records" if foreign else None
 
 
 def misplaced_event(events: Sequence[Link]) -> str | None:
@@ -88,10 +97,11 @@ def misplaced_event(events: Sequence[Link]) -> str | None:
     hashed like the rest, would state another vote or another result to any
     reader that took the last instead.
     """
+    foreign = foreign_event(events, VOTE_EVENTS)
+    if foreign:
+        return foreign
     closed = False
     for position, event in enumerate(events):
-        if event.kind not in VOTE_EVENTS:
-            return f"{_event_named(event)} is of no kind a vote's chain records"
         if (event.kind == "vote-opened") != (position == 0):
             return (f"{_event_named(event)} opens the vote again" if position
                     else f"{_event_named(event)} comes before the vote-opened event")
@@ -349,7 +359,7 @@ def ledger_damage(ledger: Ledger, vote_ids: Iterable[str], *, every_message: boo
         return problems
     try:
         received = ledger.events("")
-        broken = broken_link(received)
+        broken = broken_link(received) or foreign_event(received, RECEIVED_EVENTS)
         problems += [f"the chain of messages received: {broken}"] if broken else []
         unbound = ledger.decisions(None)
         exact, chained = chained_decisions(received, unbound)
