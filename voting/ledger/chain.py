@@ -53,12 +53,21 @@ def stored_json(text: str) -> Any:
     return value
 
 
+def stored_text(value: object) -> str:
+    """A value of a text column, which one who rewrites the ledger could have left as bytes: refused inside
+    `decoding`, which names the row."""
+    if type(value) is not str:
+        raise TypeError(f"{value!r:.40} is no longer text")
+    return value
+
+
 @contextmanager
 def decoding(what: str) -> Iterator[None]:
-    """A stored value that no longer decodes (JSON, a time) is a damaged row: named in one line, not a traceback."""
+    """A stored value that no longer decodes (JSON, a time), or is no longer text at all, is a damaged row: named in
+    one line, not a traceback."""
     try:
         yield
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise LedgerError(f"{what}: a value stored in the ledger no longer reads, damaged ({error})") from None
 
 
@@ -81,7 +90,8 @@ def decision_event_data(sha256: str, received_at: datetime, code: str | None, ve
 
     The explanation is chained by its SHA-256 and a counted ballot by that of
     its signed attributes, so that the ledger checks both against the chain
-    without reading the signed message again.
+    without reading the signed message again. An explanation that is no
+    longer text (a damaged row) has none, which no event records.
     """
     return {
         "message": sha256,
@@ -91,7 +101,7 @@ def decision_event_data(sha256: str, received_at: datetime, code: str | None, ve
         "reason": reason,
         "choices": choices,
         "supersedes": supersedes,
-        "explanation_sha256": hashlib.sha256(explanation.encode()).hexdigest(),
+        "explanation_sha256": hashlib.sha256(explanation.encode()).hexdigest() if type(explanation) is str else None,
         "signed_sha256": signed_sha256,
     }
 

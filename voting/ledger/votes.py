@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from voting.errors import UsageError
-from voting.ledger.chain import canonical_json, decoding, parse_utc, utc_text
+from voting.ledger.chain import canonical_json, decoding, parse_utc, stored_text, utc_text
 from voting.ledger.messages import Messages
 from voting.ledger.records import DraftRecord, VoteRecord
 
@@ -80,7 +80,8 @@ class Votes(Messages):
 
     def ballot_tokens(self, vote_id: str) -> dict[str, str]:
         rows = self.db.execute("SELECT code, token FROM ballots WHERE vote_id = ?", (vote_id,)).fetchall()
-        return {r["code"]: r["token"] for r in rows}
+        with decoding(f"the ballot tokens of vote {vote_id}"):
+            return {stored_text(r["code"]): stored_text(r["token"]) for r in rows}
 
     def ballot_message_id(self, vote_id: str, code: str) -> str | None:
         row = self.db.execute(
@@ -129,8 +130,8 @@ class Votes(Messages):
         rows = self.db.execute("SELECT * FROM drafts WHERE vote_id = ? ORDER BY position", (vote_id,)).fetchall()
         with decoding(f"the drafts of vote {vote_id}"):
             return [
-                DraftRecord(r["symbol"], r["title"], r["text"], r["sha256"], tuple(json.loads(r["parties_json"])),
-                            r["file_name"], r["media_type"],
+                DraftRecord(r["symbol"], r["title"], stored_text(r["text"]), r["sha256"],
+                            tuple(json.loads(r["parties_json"])), r["file_name"], r["media_type"],
                             bytes(r["content"]) if r["content"] is not None else r["text"].encode("utf-8"),
                             tuple(json.loads(r["sponsors_json"])))
                 for r in rows
@@ -158,6 +159,6 @@ def _vote_record(row: sqlite3.Row) -> VoteRecord:
             first_ballot_final=bool(row["first_ballot_final"]),
             quorum=row["quorum"],
             statement_hours=row["statement_hours"],
-            electorate_json=row["electorate_json"],
+            electorate_json=stored_text(row["electorate_json"]),
             outcome=json.loads(row["outcome_json"]) if row["outcome_json"] else None,
         )
