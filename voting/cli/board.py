@@ -127,9 +127,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         votes = [args.vote]
     decryption, unread = service.decryption()
     damage = ledger_damage(ledger, votes, every_message=not args.vote, decryption=decryption)
-    checked = f"{len(votes)} votes" if not args.vote else f"vote {args.vote}"
+    checked = (f"vote {args.vote}, its chain" if args.vote else
+               f"{len(votes)} vote, its chain" if len(votes) == 1 else f"{len(votes)} votes, their chains")
     text = "\n".join(f"DAMAGED: {line}" for line in damage) if damage else (
-        f"intact: {checked}, their chains, decisions, explanations and raw messages"
+        f"intact: {checked}, decisions, explanations and raw messages"
         + ("" if args.vote else ", and every message in the ledger"))
     emit(args, {"votes": votes, "damaged": damage, "unchecked": unread},
          text + (f"\nNOT CHECKED: {unread}" if unread else ""))
