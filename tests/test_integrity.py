@@ -462,15 +462,19 @@ SAME_WHEN_READ = {("drafts", "parties_json"), ("drafts", "sponsors_json"), ("dec
 def test_a_text_stored_as_bytes_anywhere_is_named_not_a_traceback(voted_template: tuple[Path, str], tmp_path: Path,
                                                                   table: str, column: str) -> None:
     """The same text stored as bytes, in any text column a check reads: what one who rewrites the ledger could
-    leave, which no value of the service's has."""
+    leave, which no value of the service's has. What names it shows no ballot token, secret while the vote is
+    open, on a board the room may see."""
     deployment, vote_id = copied(voted_template, tmp_path)
     config = str(deployment.config.path)
+    with sqlite3.connect(deployment.config.database) as connection:
+        tokens = [token for (token,) in connection.execute("SELECT token FROM ballots")]
     damage(deployment, lambda connection: connection.execute(
         f"UPDATE {table} SET {column} = CAST({column} AS BLOB) WHERE rowid = (SELECT max(rowid) FROM {table}"
         f" WHERE {column} IS NOT NULL)"))
     for command in (("check", vote_id), ("status", vote_id), ("close", vote_id, "--yes")):
         shown = voting("--config", config, *command)
         assert "Traceback" not in said(shown), said(shown)
+        assert not any(token in said(shown) for token in tokens), "a ballot token, secret while the vote is open"
         assert shown.returncode == (0 if (table, column) in SAME_WHEN_READ else 1), said(shown)
 
 

@@ -55,9 +55,10 @@ def stored_json(text: str) -> Any:
 
 def stored_text(value: object) -> str:
     """A value of a text column, which one who rewrites the ledger could have left as bytes: refused inside
-    `decoding`, which names the row."""
+    `decoding`, which names the row. The value itself is not shown: it may be a ballot token, secret until the
+    vote is closed, on a board the room can see."""
     if type(value) is not str:
-        raise TypeError(f"{value!r:.40} is no longer text")
+        raise TypeError(f"{type(value).__name__} where a text was")
     return value
 
 
