@@ -1,7 +1,8 @@
 """The domain's values: choices, delegations and their certificates, electorates, outcomes.
 
 Pydantic models where the value crosses a boundary (the electorate file, the
-audit manifest); frozen dataclasses elsewhere.
+audit manifest); named tuples elsewhere, and a frozen dataclass for an outcome,
+whose conditions are left out of its comparison.
 """
 
 from __future__ import annotations
