@@ -115,7 +115,7 @@ def main() -> int:
     judged = service.decide_pending()
     decide_seconds = time.perf_counter() - started
     counted = sum(j.counted for j in judged)
-    service.close_ledger()
+    service.shut_down()
 
     print(f"delegations: {size}; ballots delivered: {ballots}; stored: {fetched}; judged: {len(judged)};"
           f" counted: {counted}")

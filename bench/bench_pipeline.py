@@ -136,7 +136,7 @@ def main() -> int:
     print(f"fetch (raw bytes committed first): {fetched / fetch_seconds:,.0f} messages/s")
     print(f"verify + judge + record + signed receipt: {1 / decide:,.0f} ballots/s ({decide * 1e3:.2f} ms each)")
     print(f"composing and signing one receipt: {receipt * 1e3:.2f} ms ({receipt / decide:.0%} of a ballot's time)")
-    bench.service.close_ledger()
+    bench.service.shut_down()
     return 0 if counted == ballots else 1
 
 

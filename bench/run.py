@@ -40,12 +40,13 @@ from tests.dovecot import Dovecot  # noqa: E402
 from voting.bundle import export_bundle  # noqa: E402
 from voting.config import load_config  # noqa: E402
 from voting.deployment import init_deployment  # noqa: E402
+from voting.electorate import trust_by_time  # noqa: E402
 from voting.integrity import message_damage, vote_damage  # noqa: E402
 from voting.mail.outbox import smtp_settings  # noqa: E402
 from voting.mail.smtp import SmtpConnection  # noqa: E402
 from voting.reasons import Reason  # noqa: E402
 from voting.service import DraftFile, Service  # noqa: E402
-from voting.service.judging import OuterHeaders, PriorBallots, trust_by_time  # noqa: E402
+from voting.service.judging import OuterHeaders, PriorBallots  # noqa: E402
 from voting.smime.sign import sign_entity  # noqa: E402
 from voting.verdict import BALLOT, REJECTED, judge  # noqa: E402
 
@@ -255,7 +256,7 @@ def row_imap() -> list[Row]:
             stored = service.fetch()
             ours.append(stored / (time.perf_counter() - started))
             service.close_mailbox()
-            service.close_ledger()
+            service.shut_down()
             if stored != IMAP_MESSAGES:
                 raise SystemExit(f"bench: IMAP ingest stored {stored} of {IMAP_MESSAGES}")
     finally:
@@ -391,7 +392,7 @@ def row_status_during_pass() -> list[Row]:
     the same vote, each status reading a ledger that grows under it."""
     bench = bench_deployment(UNSC)
     bench.deliver(bench.replies(PASS_REPLIES))
-    bench.service.close_ledger()
+    bench.service.shut_down()
     idle = wall_seconds(*status_command(bench))
     started = time.perf_counter()
     passing = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(bench.config.path), "poll", "--once"],

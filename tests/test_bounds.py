@@ -132,7 +132,7 @@ def test_a_flood_of_large_messages_is_decided_in_little_more_memory_than_one(run
     service = Service(running.config)
     open_vote(service, tmp_path)
     service.send()
-    service.close_ledger()
+    service.shut_down()
     body = b"VOTE: YES\r\n" + (b"x" * 998 + b"\r\n") * 12_000
     for index in range(12):
         running.submit(b"From: fra@delegations.example\r\nSubject: flood %d\r\n\r\n" % index + body, SENDER)

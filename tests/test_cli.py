@@ -337,7 +337,7 @@ def test_status_starts_without_the_cryptography_and_the_mail_clients(running: De
     for code in ("FRA", "CHN"):
         maildir.deliver(deployment.config.inbox, deployment.reply(code, ["yes"], explanation="Our reasons."))
     assert [j.counted for j in service.poll_once().judgements] == [True, True]
-    service.close_ledger()
+    service.shut_down()
     script = ("import sys\nfrom voting.cli import main\nmain(sys.argv[1:])\n"
               f"print(sorted({{m.split('.')[0] + '.' + m.split('.')[1] if m.startswith('voting.') else m.split('.')[0]"
               f" for m in sys.modules}} & set({HEAVY!r})))")

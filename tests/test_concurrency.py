@@ -72,7 +72,7 @@ def race(deployment: Deployment, *commands: Sequence[str]) -> list[tuple[int, st
 def test_two_passes_at_once_send_each_ballot_once(running: Deployment, tmp_path: Path) -> None:
     service = Service(running.config, log=lambda line: None)
     open_vote(service, tmp_path)
-    service.close_ledger()
+    service.shut_down()
     results = race(running, ("poll", "--once"), ("poll", "--once"))
     assert [code for code, _, _ in results] == [0, 0], results
     ballots = {code: [raw for raw in running.inbox_of(code) if b"Subject: Ballot:" in raw] for code in running.identities}
@@ -161,7 +161,7 @@ def test_two_passes_and_serve_over_dovecot_decide_and_answer_each_reply_once(ima
     service = Service(imap.config, log=lambda line: None)
     vote_id = open_vote(service, tmp_path)
     service.send()
-    service.close_ledger()
+    service.shut_down()
     single = copy_deployment(imap.config.root, tmp_path / "single")
     replies = replies_in_rounds(imap, datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1))
     for _, raw, when in replies:

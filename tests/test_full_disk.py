@@ -71,7 +71,7 @@ def test_serve_outlives_a_full_disk_and_resumes_when_space_returns(deployment: D
     service = Service(deployment.config, log=lambda line: None)
     vote_id = open_vote(service, tmp_path, seconds=15)
     closes_at = service.ledger.vote(vote_id).closes_at
-    service.close_ledger()
+    service.shut_down()
     log = (tmp_path / "serve.log").open("w")
     serve = subprocess.Popen([sys.executable, "-m", "voting", "--config", str(deployment.config.path), "serve"],
                              stdout=log, stderr=log)

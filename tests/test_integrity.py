@@ -183,7 +183,7 @@ def voted_template(unsc_template: Path, tmp_path_factory: pytest.TempPathFactory
         deployment.submit(deployment.reply("NER", ["yes"]), deployment.address("NER"))
         deployment.submit(b"From: usa@delegations.example\r\nSubject: vote\r\n\r\nYES\r\n", deployment.address("USA"))
         service.poll_once()
-    service.close_ledger()
+    service.shut_down()
     return root, vote_id
 
 
@@ -246,7 +246,7 @@ def test_a_pass_past_the_deadline_names_the_damage_and_leaves_the_vote_open(runn
     running.submit(running.reply("FRA", ["yes"]), running.address("FRA"))
     service.poll_once()
     closes_at = service.ledger.vote(vote_id).closes_at
-    service.close_ledger()
+    service.shut_down()
     damage(running, ROWS[0].flip)
     wait_for(lambda: datetime.now(UTC) > closes_at + MAILBOX_SETTLING, "the vote due to close", seconds=10)
     polled = voting("--config", str(running.config.path), "poll", "--once")
@@ -551,7 +551,7 @@ def test_the_explanation_of_a_ballot_encrypted_to_the_secretariat_is_checked_wit
                           deployment.address("EST"))
         service.poll_once()
     assert [(d.code, d.verdict) for d in service.ledger.decisions(vote_id)] == [("EST", "ballot")]
-    service.close_ledger()
+    service.shut_down()
     if earlier:
         damage(deployment, recorded_earlier)
     assert voting("--config", config, "check").returncode == 0

@@ -269,7 +269,7 @@ def test_concurrent_passes_remind_once(running: Deployment, tmp_path: Path) -> N
     def remind() -> None:
         service = Service(running.config, clock=clock)
         counts.append(service.remind_due())
-        service.close_ledger()
+        service.shut_down()
 
     passes = [threading.Thread(target=remind) for _ in range(3)]
     for thread in passes:

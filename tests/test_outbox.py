@@ -114,7 +114,7 @@ def test_a_crash_between_sending_and_recording_resends_once_with_the_same_messag
         deployment: Deployment, relay: MailServer, tmp_path: Path) -> None:  # noqa: F811
     service = Service(deployment.config, log=lambda line: None)
     open_vote(service, tmp_path)
-    service.close_ledger()
+    service.shut_down()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()

@@ -225,7 +225,7 @@ def run_demo(directory: Path | None, *, as_json: bool = False, procedure: str = 
               "\n".join(render_checks(checks)))
         print(files_written(vote_id, config, record.html, record.text, record.bundle.path, results_email))
         print(f"Finished in {seconds:.1f} s")
-    service.close_ledger()
+    service.shut_down()
     outcomes: dict[str, Any] = status["outcome"] or {}
     return 0 if outcomes and audited else 1
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import re
 import tomllib
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -415,6 +416,34 @@ def trust_of(electorate: Electorate, anchors: Sequence[x509.Certificate], at: da
 MAX_TRUSTS = 8
 """Electorates kept with their trust: the one in force, and those around a revocation an audit steps across."""
 _TRUSTS: dict[tuple[tuple[tuple[str, str, bool, bool], ...], tuple[x509.Certificate, ...]], Trust] = {}
+
+
+TrustAt = Callable[[datetime, tuple[x509.Certificate, ...]], Trust]
+"""The trust of one electorate at a receipt time, under given anchors (`trust_by_time`)."""
+
+
+def trust_by_time(electorate: Electorate) -> TrustAt:
+    """`trust_of` the electorate at any receipt time, each trust built once.
+
+    Between two revocation times every certificate stands or is revoked
+    alike, so the trust is the same: a pass or an audit builds one per span
+    its messages fall in, not one per message. The revocation times are read
+    at the first call, inside a message's judging, where `trust_of` would
+    read them.
+    """
+    cuts: list[datetime] = []
+    built: dict[tuple[int, tuple[x509.Certificate, ...]], Trust] = {}
+
+    def at(when: datetime, anchors: tuple[x509.Certificate, ...]) -> Trust:
+        if not built:
+            cuts[:] = sorted({c.revoked_at for d in electorate.delegation for c in d.certificates
+                              if c.revoked and c.revoked_at is not None})
+        key = (bisect_right(cuts, when), anchors)
+        if key not in built:
+            built[key] = trust_of(electorate, anchors, when)
+        return built[key]
+
+    return at
 
 
 @functools.lru_cache(maxsize=4096)

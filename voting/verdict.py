@@ -11,7 +11,7 @@ then `settle` in order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
@@ -175,6 +175,14 @@ def read_message(
         return rejected(Reason.WRONG_BALLOT_TOKEN, code, verification, vote_id=vote.id)
     reply, explanation = explained_reply(text, signed, vote.drafts)
     return Answer(vote, code, received_at, reply, explanation, verification)
+
+
+def portable(reading: Reading) -> Reading:
+    """The reading as it crosses from a process that read it to one that settles it: less the signer's certificate,
+    which cannot be sent, and the parts its text was read from, which nothing after reading looks at."""
+    if reading.verification is None:
+        return reading
+    return replace(reading, verification=replace(reading.verification, signer=None, signed_parts=()))
 
 
 def settle(reading: Reading, previous_ballots: Mapping[tuple[str, str], Sequence[PriorBallot]]) -> Judgement:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,12 +20,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from voting.audit.chain import first_event
 from voting.audit.checks import Check, Progress, short
 from voting.audit.reading import Contents
-from voting.electorate import revoked_by, trust_of
+from voting.electorate import trust_by_time
 from voting.manifest import Manifest, MessageEntry, VoteInfo
 from voting.model import Electorate
 from voting.smime.decrypt import ContentKey
-from voting.smime.verify import Trust
-from voting.verdict import BALLOT, Judgement, PriorBallot, Reading, VoteView, read_message, settle
+from voting.verdict import BALLOT, Judgement, PriorBallot, Reading, VoteView, portable, read_message, settle
 
 MIN_PARALLEL = 200
 """Messages from which a bundle is read on every core: below, starting the processes costs more than it saves."""
@@ -106,30 +105,21 @@ class Job:
 
 
 class Reader:
-    """Reads a bundle's messages, building the trust once for each state of the revocations, not per message.
-
-    The trust at a time depends on the time only through which revocations
-    have taken effect by then (`trust_of`), so it is kept by that alone.
-    """
+    """Reads a bundle's messages, building the trust once for each state of the revocations (`trust_by_time`),
+    not per message."""
 
     def __init__(self, setting: Setting) -> None:
         self.setting = setting
         self.anchors = tuple(x509.load_der_x509_certificate(der) for der in setting.anchors)
-        self.revocable = tuple(c for d in setting.electorate.delegation for c in d.certificates if c.revoked)
-        self.trusts: dict[tuple[bool, ...], Trust] = {}
-
-    def trust(self, at: datetime) -> Trust:
-        revoked = tuple(revoked_by(c, at) for c in self.revocable)
-        if revoked not in self.trusts:
-            self.trusts[revoked] = trust_of(self.setting.electorate, self.anchors, at)
-        return self.trusts[revoked]
+        self.trust_at = trust_by_time(setting.electorate)
 
     def __call__(self, job: Job) -> Reading | str:
         """The message's reading, or why it cannot be read: a hostile bundle ends in a failed check, not a traceback."""
         view = self.setting.after_count if job.after_count else self.setting.before_count
         try:
             key = ContentKey(bytes.fromhex(job.content_key)) if job.content_key is not None else None
-            return read_message(job.raw, job.received_at, {view.id: view}, self.trust(job.received_at), key)
+            trust = self.trust_at(job.received_at, self.anchors)
+            return read_message(job.raw, job.received_at, {view.id: view}, trust, key)
         except Exception as error:  # noqa: BLE001 - whatever a hostile message raises is its failed check
             return _unreplayable(error)
 
@@ -148,13 +138,10 @@ def _start_reading(setting: Setting) -> None:
 
 
 def _read_elsewhere(job: Job) -> Reading | str:
-    """The message read in a process started by `readings`, without the signer's certificate, which cannot
-    be sent back (nor does the audit need it), nor the parts its text was read from."""
+    """The message read in a process started by `readings`, as it can be sent back."""
     assert _reader is not None
     reading = _reader(job)
-    if isinstance(reading, str) or reading.verification is None:
-        return reading
-    return replace(reading, verification=replace(reading.verification, signer=None, signed_parts=()))
+    return reading if isinstance(reading, str) else portable(reading)
 
 
 def readings(setting: Setting, jobs: Sequence[Job], progress: Progress | None = None) -> list[Reading | str]:

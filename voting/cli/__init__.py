@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from voting import __version__
+from voting import NO_PYDANTIC_PLUGINS, __version__
 from voting.cli.board import WATCH_SECONDS, cmd_check, cmd_status
 from voting.cli.common import Handler, RULE_HELP, parse_when
 from voting.cli.delegate import cmd_reply, cmd_verify_mail
@@ -223,11 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recorded: the Security Council's July 2020 round (default); silence: drafts under the silence"
                         " procedure; eu-qmv: the Council of the EU's qualified majority")
     return parser
-
-
-NO_PYDANTIC_PLUGINS = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
-"""The configuration holds the deployment's passwords: a pydantic plugin installed beside the service would be
-handed every value validated. The command runs none, and starts without looking for them (about 5 ms)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

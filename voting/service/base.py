@@ -31,6 +31,7 @@ from voting.wording import DEFAULT_LANGUAGE, Wording, wording
 if TYPE_CHECKING:
     from voting.electorate import ElectorateFile
     from voting.pki import Identity, SecretariatKeys
+    from voting.read_ahead import ReadingProcess
 
 Clock = Callable[[], datetime]
 
@@ -62,13 +63,19 @@ class ServiceBase:
         self.clock = clock
         self.ledger = Ledger.open(config.database)
         self.log = log or self._log_to_stderr
+        self._reading: ReadingProcess | None = None
+        """The process reading mail ahead of a long pass (`Judging._reading_process`), once one is started."""
 
     def _log_to_stderr(self, text: str) -> None:
         """Each line on stderr after the time it is written, as `voting serve` shows what happens."""
         stamp = log_time(self.clock())
         print("".join(f"{stamp} {line}\n" for line in text.splitlines()), end="", file=sys.stderr, flush=True)
 
-    def close_ledger(self) -> None:
+    def shut_down(self) -> None:
+        """The ledger closed and the process reading mail ahead, if any, stopped: the service done with."""
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
         self.ledger.close()
 
     @cached_property

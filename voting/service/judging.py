@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
 import sqlite3
 import time
-from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,9 +42,8 @@ from voting.verdict import (
 )
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
-    from voting.smime.verify import Trust
+    from voting.electorate import TrustAt
+    from voting.read_ahead import ReadingProcess, Sent
 
 
 class OuterHeaders(NamedTuple):
@@ -203,35 +203,6 @@ def counted_ballot(message: StoredMessage, judgement: Judgement, view: VoteView)
                          {symbol: str(choice) for symbol, choice in judgement.choices.items()}, message.id)
 
 
-TrustAt = Callable[[datetime, tuple["x509.Certificate", ...]], "Trust"]
-"""The trust of one electorate at a receipt time, under given anchors (`trust_by_time`)."""
-
-
-def trust_by_time(electorate: Electorate) -> TrustAt:
-    """`trust_of` the electorate at any receipt time, each trust built once.
-
-    Between two revocation times every certificate stands or is revoked
-    alike, so the trust is the same: a pass builds one per span its messages
-    fall in, not one per message. The revocation times are read at the first
-    call, inside a message's judging, where `trust_of` would read them.
-    """
-    from voting.electorate import trust_of
-
-    cuts: list[datetime] = []
-    built: dict[tuple[int, tuple[x509.Certificate, ...]], Trust] = {}
-
-    def at(when: datetime, anchors: tuple[x509.Certificate, ...]) -> Trust:
-        if not built:
-            cuts[:] = sorted({c.revoked_at for d in electorate.delegation for c in d.certificates
-                              if c.revoked and c.revoked_at is not None})
-        key = (bisect_right(cuts, when), anchors)
-        if key not in built:
-            built[key] = trust_of(electorate, anchors, when)
-        return built[key]
-
-    return at
-
-
 READ_AHEAD_BYTES = 4 << 20
 """The most bytes of messages a pass reads ahead of deciding them (`Judging._read_ahead`): 25 ballots of a few
 kilobytes each, never 25 messages at the size limit."""
@@ -258,12 +229,19 @@ class Judging(Resending):
         pending = self.ledger.undecided_messages()
         if not pending:
             return judgements
+        from voting.electorate import trust_by_time
+
         electorate = self.electorate()
         trust_at = trust_by_time(electorate)
         known = self._known()
+        electorate_sent = pickle.dumps(electorate) if self._reading_process(len(pending)) is not None else None
+        sent: Sent | None = None
         at = 0
         while at < len(pending):
-            ahead = self._read_ahead(pending[at : at + ANSWER_BATCH], trust_at, known)
+            read = self._read_elsewhere(sent, known)  # the batch, read while the one before it was recorded
+            sent = None if electorate_sent is None else self._send_ahead(
+                pending[at + ANSWER_BATCH : at + 2 * ANSWER_BATCH], electorate_sent, known)
+            ahead = self._read_ahead(pending[at : at + ANSWER_BATCH], trust_at, known, read)
             decided: list[tuple[Judgement | None, str]] = []
             first, started = at, time.monotonic()
             with self.ledger.transaction():
@@ -281,8 +259,10 @@ class Judging(Resending):
                 answer()
         return judgements
 
-    def _read_ahead(self, messages: Sequence[StoredMessage], trust_at: TrustAt, known: Known) -> ReadAhead:
-        """The batch's messages read on their own (`read_message`: the signatures verified) before any is recorded.
+    def _read_ahead(self, messages: Sequence[StoredMessage], trust_at: TrustAt, known: Known,
+                    read_elsewhere: Mapping[int, tuple[bytes, Reading]]) -> ReadAhead:
+        """The batch's messages read on their own (`read_message`: the signatures verified) before any is recorded:
+        by the reading process (`read_elsewhere`), or here.
 
         Verifying the batch's signatures one after another, rather than each
         between recording a decision and signing an answer, costs a tenth less
@@ -293,20 +273,81 @@ class Judging(Resending):
         ahead only up to `READ_AHEAD_BYTES`: the rest of a batch of large ones
         (a flood of 25 MB messages) is read in its turn, one at a time.
         """
-        read: dict[int, tuple[bytes, Reading]] = {}
+        read = {message.id: read_elsewhere[message.id] for message in messages if message.id in read_elsewhere}
         anchors = (self.keys.ca.certificate,)
-        held = 0
+        unread = [message for message in messages if message.id not in read]
+        for message, raw in self._bytes_ahead(unread, sum(len(raw) for raw, _ in read.values())):
+            try:
+                read[message.id] = (raw, read_message(raw, message.received_at, known.views,
+                                                      trust_at(message.received_at, anchors), self.keys.signer))
+            except Exception:  # noqa: BLE001 - read again in its turn, which records the failure
+                continue
+        return ReadAhead(read, known.views)
+
+    def _bytes_ahead(self, messages: Sequence[StoredMessage], held: int = 0) -> Iterator[tuple[StoredMessage, bytes]]:
+        """Each message with its bytes, until `READ_AHEAD_BYTES` are held (counting `held`); one whose bytes cannot
+        be read is left to its turn, which records the failure or ends the pass if it is the ledger's."""
         for message in messages:
             try:
                 raw = self.ledger.raw_message(message.id)
-                held += len(raw)
-                if held > READ_AHEAD_BYTES:
-                    break
-                read[message.id] = (raw, read_message(raw, message.received_at, known.views,
-                                                      trust_at(message.received_at, anchors), self.keys.signer))
-            except Exception:  # noqa: BLE001 - read again in its turn, which records the failure or ends the pass
+            except Exception:  # noqa: BLE001 - left to its turn
                 continue
-        return ReadAhead(read, known.views)
+            held += len(raw)
+            if held > READ_AHEAD_BYTES:
+                return
+            yield message, raw
+
+    def _reading_process(self, waiting: int) -> ReadingProcess | None:
+        """The process that reads ahead (`voting.read_ahead`): started by the first pass with more than a batch
+        waiting, when there is another core, and kept for the passes after."""
+        if self._reading is None and waiting > ANSWER_BATCH and (os.cpu_count() or 1) > 1:
+            from voting.read_ahead import ReadingProcess
+
+            self._reading = ReadingProcess(self.keys.signer, (self.keys.ca.certificate,))
+        return self._reading
+
+    def _send_ahead(self, messages: Sequence[StoredMessage], electorate: bytes, known: Known) -> Sent | None:
+        """The next batch sent to the reading process, once it runs, up to `READ_AHEAD_BYTES`; None when it is not
+        sent (the batch is then read here, in its turn)."""
+        process = self._reading
+        if process is None or not messages:
+            return None
+        try:
+            if not process.ready():
+                return None
+        except Exception as error:  # noqa: BLE001 - it could not start: the pass reads its mail itself
+            self._stop_reading(error)
+            return None
+        batch = [(message.id, raw, message.received_at) for message, raw in self._bytes_ahead(messages)]
+        if not batch:
+            return None
+        try:
+            return process.send(electorate, known.views, batch)
+        except Exception as error:  # noqa: BLE001 - whatever stops the process, the pass reads its mail itself
+            self._stop_reading(error)
+            return None
+
+    def _read_elsewhere(self, sent: Sent | None, known: Known) -> dict[int, tuple[bytes, Reading]]:
+        """What the reading process read of the batch sent to it, each message with its bytes; nothing when the
+        votes it was read against have changed since (another process opened or closed one)."""
+        if sent is None or self._reading is None:
+            return {}
+        try:
+            readings = self._reading.readings(sent)
+        except Exception as error:  # noqa: BLE001 - whatever stops the process, the pass reads its mail itself
+            self._stop_reading(error)
+            return {}
+        if sent.views is not known.views:
+            return {}
+        return {message_id: (raw, reading) for (message_id, raw), reading in zip(sent.messages, readings)
+                if reading is not None}
+
+    def _stop_reading(self, error: Exception) -> None:
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
+            self.log(f"reading ahead in another process stopped ({type(error).__name__}: {error}); "
+                     "the pass reads its mail itself, and a later one starts it again")
 
     def _decide_one(self, message: StoredMessage, electorate: Electorate, trust_at: TrustAt,
                     known: Known, ahead: ReadAhead) -> tuple[Judgement | None, str] | None:

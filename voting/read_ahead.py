@@ -1,0 +1,219 @@
+"""Reading a pass's next messages in a process of its own, on another core, while this one records the last ones.
+
+Reading a message (`verdict.read_message`: its signature, its signer's
+trust, the vote it answers, its text) is about half of what deciding it
+costs, and it needs nothing but the message, the votes and the electorate.
+So while a pass records a batch of decisions and signs their answers, the
+reading process reads the next batch.
+
+It only ever makes a pass sooner, never different: what it has not read (it
+is still starting, it stopped, a message failed there) is read by the pass
+in its turn, and `read_message` reads the same in either process. It runs
+at a lower priority than the secretariat's other commands, so that an
+operator's `voting status` during a long pass takes a core before it. It
+holds the secretariat's decryption key, as the service does, to open ballots
+encrypted to the secretariat; the key reaches it through a pipe, never a
+file, and it ends when the service does (its pipe closes).
+
+It is a new Python running `main`, speaking length-prefixed pickles on its
+standard input and output: started afresh, it inherits neither the service's
+threads (the embedded mail server's) nor its main module.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_der_private_key
+
+from voting import NO_PYDANTIC_PLUGINS
+from voting.electorate import TrustAt, trust_by_time
+from voting.pki import Identity
+from voting.verdict import Reading, VoteView, portable, read_message
+
+NICENESS = 10
+"""How far below the secretariat's other commands the reading process runs."""
+
+_LENGTH = struct.Struct(">Q")
+
+
+def _write(stream: IO[bytes], value: object) -> None:
+    data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    """The next value on the pipe; EOFError when the other end has gone."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError("the other process has gone")
+    (length,) = _LENGTH.unpack(head)
+    data = stream.read(length)
+    if len(data) < length:
+        raise EOFError("the other process has gone")
+    return pickle.loads(data)
+
+
+class _Key(NamedTuple):
+    """The secretariat's identity as it travels to the reading process: DER, the key unencrypted in the pipe."""
+
+    key: bytes
+    certificate: bytes
+    chain: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, identity: Identity) -> _Key:
+        return cls(identity.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()),
+                   identity.certificate.public_bytes(Encoding.DER),
+                   tuple(c.public_bytes(Encoding.DER) for c in identity.chain))
+
+    def identity(self) -> Identity:
+        return Identity(load_der_private_key(self.key, None),  # type: ignore[arg-type]
+                        x509.load_der_x509_certificate(self.certificate),
+                        tuple(x509.load_der_x509_certificate(der) for der in self.chain))
+
+
+class _Batch(NamedTuple):
+    """What the service sends: the electorate pickled (None: the one sent before), the votes, and the messages."""
+
+    electorate: bytes | None
+    views: Mapping[str, VoteView]
+    messages: Sequence[tuple[bytes, datetime]]
+
+
+class _Reader:
+    """What the reading process keeps from one batch to the next: the key, the anchors, and the trust of the
+    electorate last sent."""
+
+    def __init__(self, key: _Key | None, anchors: tuple[bytes, ...]) -> None:
+        self.decryption = key.identity() if key is not None else None
+        self.anchors = tuple(x509.load_der_x509_certificate(der) for der in anchors)
+        self.trust_at: TrustAt | None = None
+
+    def read(self, batch: _Batch) -> list[Reading | None]:
+        if batch.electorate is not None:
+            self.trust_at = trust_by_time(pickle.loads(batch.electorate))
+        assert self.trust_at is not None
+        readings: list[Reading | None] = []
+        for raw, received_at in batch.messages:
+            try:
+                reading = read_message(raw, received_at, batch.views, self.trust_at(received_at, self.anchors),
+                                       self.decryption)
+                readings.append(portable(reading))
+            except Exception:  # noqa: BLE001 - read again by the pass in its turn, where the failure is recorded
+                readings.append(None)
+        return readings
+
+
+def main() -> None:
+    """The reading process: its key and anchors first, then a batch at a time until the service's end of the pipe
+    closes (and, if it closes while a batch is read, quietly)."""
+    os.nice(NICENESS)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    key, anchors = _read(source)
+    reader = _Reader(key, anchors)
+    _write(sink, os.getpid())
+    while True:
+        try:
+            serial, batch = _read(source)
+        except EOFError:
+            return
+        _write(sink, (serial, reader.read(batch)))
+
+
+class Sent(NamedTuple):
+    """A batch sent to be read: its number, its messages (ledger id and bytes), the votes they are read against."""
+
+    serial: int
+    messages: tuple[tuple[int, bytes], ...]
+    views: dict[str, VoteView]
+
+
+class ReadingProcess:
+    """The process that reads ahead, started once and kept for the service's later passes; one batch at a time."""
+
+    def __init__(self, decryption: Identity | None, anchors: Sequence[x509.Certificate]) -> None:
+        package_root = str(Path(__file__).resolve().parent.parent)
+        environment = {**os.environ, **NO_PYDANTIC_PLUGINS, "PYTHONPATH": os.pathsep.join(
+            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from voting.read_ahead import main; main()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=environment, start_new_session=True,  # an operator's Ctrl-C stops the service, which stops it
+        )
+        self._electorate = b""
+        self._sent = self._answered = 0
+        """Batches sent, and batches whose readings have come back."""
+        self.pid: int | None = None
+        """Set once the process runs."""
+        self.messages_read = 0
+        """How many messages it has read and given back."""
+        assert self._process.stdin is not None
+        _write(self._process.stdin, (_Key.of(decryption) if decryption is not None else None,
+                                     tuple(anchor.public_bytes(Encoding.DER) for anchor in anchors)))
+
+    def ready(self) -> bool:
+        """Whether it runs, so that a batch sent is read at once: a pass never waits for it to start."""
+        if self.pid is None:
+            assert self._process.stdout is not None
+            if not select.select([self._process.stdout], [], [], 0)[0]:
+                return False
+            self.pid = _read(self._process.stdout)
+        return True
+
+    def send(self, electorate: bytes, views: dict[str, VoteView],
+             messages: Sequence[tuple[int, bytes, datetime]]) -> Sent:
+        """`electorate` pickled, sent only when it differs from the last one sent.
+
+        The readings of a batch not taken (its pass ended first) are taken
+        and dropped first: the process then waits for this one, and a
+        reading never goes to another batch's message.
+        """
+        assert self._process.stdin is not None
+        while self._answered < self._sent:
+            self._answer()
+        changed = electorate != self._electorate
+        self._sent += 1
+        _write(self._process.stdin, (self._sent, _Batch(electorate if changed else None, views,
+                                                        [(raw, received_at) for _, raw, received_at in messages])))
+        self._electorate = electorate
+        return Sent(self._sent, tuple((message_id, raw) for message_id, raw, _ in messages), views)
+
+    def readings(self, sent: Sent) -> list[Reading | None]:
+        """The readings of the batch sent, in its order (None: read it in its turn); waits for them."""
+        while self._answered < sent.serial:
+            serial, readings = self._answer()
+            if serial == sent.serial:
+                self.messages_read += sum(reading is not None for reading in readings)
+                return readings
+        raise LookupError(f"the readings of batch {sent.serial} were dropped")
+
+    def _answer(self) -> tuple[int, list[Reading | None]]:
+        assert self._process.stdout is not None
+        serial, readings = _read(self._process.stdout)
+        if serial != self._answered + 1:
+            raise EOFError(f"batch {serial} read where batch {self._answered + 1} was due")
+        self._answered = serial
+        return serial, readings
+
+    def close(self) -> None:
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
