@@ -260,8 +260,7 @@ def _check_signature(signer: SignerInfo, certificate: x509.Certificate, content:
         raise Rejected(Reason.BAD_SIGNATURE) from None
 
 
-
-
+@lru_cache(maxsize=4096)
 def _may_sign_mail(certificate: x509.Certificate) -> bool:
     """RFC 8550 §4.4: not a CA; an extendedKeyUsage, if any, allows emailProtection; a keyUsage, if any, signing."""
     extensions = certificate.extensions
@@ -282,8 +281,10 @@ def _may_sign_mail(certificate: x509.Certificate) -> bool:
     return usage.digital_signature or usage.content_commitment
 
 
+@lru_cache(maxsize=4096)
 def _mailboxes(certificate: x509.Certificate) -> tuple[str, ...]:
-    """`pki.mailboxes`, with an unparsable extension counting as no mailbox."""
+    """`pki.mailboxes`, with an unparsable extension counting as no mailbox; both read once per certificate, as
+    `_pin`: a delegation signs every ballot under the same one."""
     try:
         return mailboxes(certificate)
     except ValueError:
