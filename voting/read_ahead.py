@@ -122,7 +122,8 @@ def main() -> None:
     closes (and, if it closes while a batch is read, quietly)."""
     os.nice(NICENESS)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    source, sink = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever else is written there goes to the log, not the pipe
     key, anchors = _read(source)
     reader = _Reader(key, anchors)
     _write(sink, os.getpid())

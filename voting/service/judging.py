@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import sqlite3
 import time
@@ -229,6 +228,8 @@ class Judging(Resending):
         pending = self.ledger.undecided_messages()
         if not pending:
             return judgements
+        import pickle
+
         from voting.electorate import trust_by_time
 
         electorate = self.electorate()
