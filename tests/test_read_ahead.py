@@ -20,7 +20,7 @@ import pytest
 from conftest import Deployment, open_vote, wait_for
 
 from voting.config import load_config
-from voting.read_ahead import NICENESS, ReadingProcess
+from voting.read_ahead import NICENESS, PATIENCE_SECONDS, ReadingProcess
 from voting.reasons import Reason
 from voting.service import Service
 from voting.service.judging import ANSWER_BATCH
@@ -126,6 +126,35 @@ def test_a_reading_process_that_dies_mid_pass_leaves_the_pass_whole(running: Dep
     service.shut_down()
 
 
+def test_a_stopped_reading_process_delays_a_pass_by_its_patience_alone(running: Deployment, tmp_path: Path) -> None:
+    """Stopped (or starved of a core by busier processes), it takes no batch and gives no readings: the pass waits
+    `PATIENCE_SECONDS` for it once, stops it and reads its mail itself."""
+    lines: list[str] = []
+    service = Service(running.config, log=lines.append)
+    vote_id = open_vote(service, tmp_path)
+    service.send()
+    mail = mixed_mail(running, service, tmp_path)
+    taken_in(running, service, mail)
+    process = started(service)
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    assert len(service.decide_pending()) == len(mail)
+    assert len(decided(service, vote_id)) == len(mail)
+    [stopped] = [line for line in lines if line.startswith("reading ahead")]
+    assert stopped.startswith("reading ahead in another process stopped (TimeoutError: ")  # the batch taken, or not
+    assert f"within {PATIENCE_SECONDS} s); the pass reads its mail itself" in stopped
+    wait_for(lambda: not _running(process.pid), "the stopped reading process to be killed")
+
+    process = started(service)  # and a batch larger than the pipe holds is not taken
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    large = [(n, b"Subject: large\r\n\r\n" + b"x" * (1 << 20), datetime.now(UTC)) for n in range(2)]
+    with pytest.raises(TimeoutError, match="took no batch"):
+        process.send(pickle.dumps(service.electorate()), service._known().views, large)
+    service.shut_down()
+    assert not _running(process.pid)
+
+
 def test_a_batch_whose_pass_ended_before_taking_it_never_lends_its_readings(running: Deployment,
                                                                             tmp_path: Path) -> None:
     """A pass that ends between sending a batch and taking its readings (its disk failed) leaves them in the pipe;
@@ -139,6 +168,7 @@ def test_a_batch_whose_pass_ended_before_taking_it_never_lends_its_readings(runn
     views = service._known().views
     electorate = pickle.dumps(service.electorate())
     process.send(electorate, views, [(1, *ballot)])
+    wait_for(process.ready, "the readings left in the pipe to be taken and dropped")
     second = process.send(electorate, views, [(2, *unsigned)])
     [reading] = process.readings(second)
     assert isinstance(reading, Judgement) and reading.reason is Reason.NOT_SIGNED

@@ -6,9 +6,10 @@ costs, and it needs nothing but the message, the votes and the electorate.
 So while a pass records a batch of decisions and signs their answers, the
 reading process reads the next batch.
 
-It only ever makes a pass sooner, never different: what it has not read (it
-is still starting, it stopped, a message failed there) is read by the pass
-in its turn, and `read_message` reads the same in either process. It runs
+It never makes a pass different: what it has not read (it is still
+starting, it stopped, a message failed there) is read by the pass in its
+turn, and `read_message` reads the same in either process. Nor does it make
+a pass later by more than `PATIENCE_SECONDS` (`ReadingProcess`). It runs
 at a lower priority than the secretariat's other commands, so that an
 operator's `voting status` during a long pass takes a core before it. It
 holds the secretariat's decryption key, as the service does, to open ballots
@@ -29,6 +30,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -44,25 +46,32 @@ from voting.verdict import Reading, VoteView, portable, read_message
 
 NICENESS = 10
 """How far below the secretariat's other commands the reading process runs."""
+PATIENCE_SECONDS = 0.5
+"""The longest a pass waits for the reading process to take a batch, or to give its readings (a batch takes it some
+ten milliseconds)."""
 
 _LENGTH = struct.Struct(">Q")
 
 
-def _write(stream: IO[bytes], value: object) -> None:
+def _frame(value: object) -> bytes:
     data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    stream.write(_LENGTH.pack(len(data)) + data)
+    return _LENGTH.pack(len(data)) + data
+
+
+def _write(stream: IO[bytes], value: object) -> None:
+    stream.write(_frame(value))
     stream.flush()
 
 
 def _read(stream: IO[bytes]) -> Any:
-    """The next value on the pipe; EOFError when the other end has gone."""
+    """The next value on the service's pipe, in the reading process; EOFError when the service has gone."""
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
-        raise EOFError("the other process has gone")
+        raise EOFError("the service has gone")
     (length,) = _LENGTH.unpack(head)
     data = stream.read(length)
     if len(data) < length:
-        raise EOFError("the other process has gone")
+        raise EOFError("the service has gone")
     return pickle.loads(data)
 
 
@@ -144,16 +153,27 @@ class Sent(NamedTuple):
 
 
 class ReadingProcess:
-    """The process that reads ahead, started once and kept for the service's later passes; one batch at a time."""
+    """The process that reads ahead, started once and kept for the service's later passes; one batch at a time.
+
+    A pass never waits for it to start, and waits at most `PATIENCE_SECONDS`
+    for it to take a batch and give its readings back: past that (it is
+    starved of a core, or stopped), it is stopped and the pass reads for
+    itself, so that it can delay a pass by no more than that.
+    """
 
     def __init__(self, decryption: Identity | None, anchors: Sequence[x509.Certificate]) -> None:
         package_root = str(Path(__file__).resolve().parent.parent)
         environment = {**os.environ, **NO_PYDANTIC_PLUGINS, "PYTHONPATH": os.pathsep.join(
             [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from voting.read_ahead import main; main()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-c", "from voting.read_ahead import main; main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=environment, start_new_session=True,  # an operator's Ctrl-C stops the service, which stops it
         )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._to, self._from = self._process.stdin.fileno(), self._process.stdout.fileno()
+        os.set_blocking(self._to, False)
+        os.set_blocking(self._from, False)
         self._electorate = b""
         self._sent = self._answered = 0
         """Batches sent, and batches whose readings have come back."""
@@ -161,60 +181,84 @@ class ReadingProcess:
         """Set once the process runs."""
         self.messages_read = 0
         """How many messages it has read and given back."""
-        assert self._process.stdin is not None
-        _write(self._process.stdin, (_Key.of(decryption) if decryption is not None else None,
-                                     tuple(anchor.public_bytes(Encoding.DER) for anchor in anchors)))
+        self._put((_Key.of(decryption) if decryption is not None else None,
+                   tuple(anchor.public_bytes(Encoding.DER) for anchor in anchors)))
 
     def ready(self) -> bool:
-        """Whether it runs, so that a batch sent is read at once: a pass never waits for it to start."""
+        """Whether it runs and has given back every batch sent (those of a pass that ended before taking them are
+        dropped), so that a batch sent now is read at once."""
         if self.pid is None:
-            assert self._process.stdout is not None
-            if not select.select([self._process.stdout], [], [], 0)[0]:
+            if not self._waiting(0):
                 return False
-            self.pid = _read(self._process.stdout)
-        return True
+            self.pid = self._take()
+        while self._answered < self._sent and self._waiting(0):
+            self._answer()
+        return self._answered == self._sent
 
     def send(self, electorate: bytes, views: dict[str, VoteView],
              messages: Sequence[tuple[int, bytes, datetime]]) -> Sent:
-        """`electorate` pickled, sent only when it differs from the last one sent.
-
-        The readings of a batch not taken (its pass ended first) are taken
-        and dropped first: the process then waits for this one, and a
-        reading never goes to another batch's message.
-        """
-        assert self._process.stdin is not None
-        while self._answered < self._sent:
-            self._answer()
+        """A batch sent, once `ready`; `electorate` pickled, sent only when it differs from the last one sent."""
+        if not self.ready():
+            raise RuntimeError("the reading process is not ready for a batch")
         changed = electorate != self._electorate
         self._sent += 1
-        _write(self._process.stdin, (self._sent, _Batch(electorate if changed else None, views,
-                                                        [(raw, received_at) for _, raw, received_at in messages])))
+        self._put((self._sent, _Batch(electorate if changed else None, views,
+                                      [(raw, received_at) for _, raw, received_at in messages])))
         self._electorate = electorate
         return Sent(self._sent, tuple((message_id, raw) for message_id, raw, _ in messages), views)
 
     def readings(self, sent: Sent) -> list[Reading | None]:
-        """The readings of the batch sent, in its order (None: read it in its turn); waits for them."""
-        while self._answered < sent.serial:
-            serial, readings = self._answer()
-            if serial == sent.serial:
-                self.messages_read += sum(reading is not None for reading in readings)
-                return readings
-        raise LookupError(f"the readings of batch {sent.serial} were dropped")
+        """The readings of the batch sent, in its order (None: read it in its turn)."""
+        if self._answered >= sent.serial:
+            raise LookupError(f"the readings of batch {sent.serial} were dropped")
+        if not self._waiting(PATIENCE_SECONDS):
+            raise TimeoutError(f"no readings within {PATIENCE_SECONDS} s")
+        readings = self._answer()
+        self.messages_read += sum(reading is not None for reading in readings)
+        return readings
 
-    def _answer(self) -> tuple[int, list[Reading | None]]:
-        assert self._process.stdout is not None
-        serial, readings = _read(self._process.stdout)
+    def _answer(self) -> list[Reading | None]:
+        """The readings of the next batch due; a reading never goes to another batch's message."""
+        serial, readings = self._take()
         if serial != self._answered + 1:
             raise EOFError(f"batch {serial} read where batch {self._answered + 1} was due")
         self._answered = serial
-        return serial, readings
+        return readings  # type: ignore[no-any-return]
+
+    def _waiting(self, seconds: float) -> bool:
+        """Whether it has written something, waiting up to `seconds` for it."""
+        return bool(select.select([self._from], [], [], seconds)[0])
+
+    def _put(self, value: object) -> None:
+        data = memoryview(_frame(value))
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while data:
+            if not select.select([], [self._to], [], max(0.0, deadline - time.monotonic()))[1]:
+                raise TimeoutError(f"the reading process took no batch within {PATIENCE_SECONDS} s")
+            data = data[os.write(self._to, data):]
+
+    def _take(self) -> Any:
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        (length,) = _LENGTH.unpack(self._take_bytes(_LENGTH.size, deadline))
+        return pickle.loads(self._take_bytes(length, deadline))
+
+    def _take_bytes(self, count: int, deadline: float) -> bytes:
+        taken = bytearray()
+        while len(taken) < count:
+            if not self._waiting(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"the reading process gave no readings within {PATIENCE_SECONDS} s")
+            chunk = os.read(self._from, count - len(taken))
+            if not chunk:
+                raise EOFError("the reading process has gone")
+            taken += chunk
+        return bytes(taken)
 
     def close(self) -> None:
         for stream in (self._process.stdin, self._process.stdout):
             if stream is not None:
                 stream.close()
         try:
-            self._process.wait(timeout=5)
+            self._process.wait(timeout=1)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            self._process.kill()  # stopped, or starved of a core
             self._process.wait()

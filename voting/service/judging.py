@@ -304,7 +304,11 @@ class Judging(Resending):
         if self._reading is None and waiting > ANSWER_BATCH and (os.cpu_count() or 1) > 1:
             from voting.read_ahead import ReadingProcess
 
-            self._reading = ReadingProcess(self.keys.signer, (self.keys.ca.certificate,))
+            try:
+                self._reading = ReadingProcess(self.keys.signer, (self.keys.ca.certificate,))
+            except (OSError, TimeoutError) as error:  # it could not start: the pass reads its mail itself
+                self.log(f"reading ahead in another process could not start ({type(error).__name__}: {error});"
+                         " the pass reads its mail itself")
         return self._reading
 
     def _send_ahead(self, messages: Sequence[StoredMessage], electorate: bytes, known: Known) -> Sent | None:
